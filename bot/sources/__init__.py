@@ -1,0 +1,1 @@
+"""Paper sources: the Hugging Face papers API and the offline demo corpus."""

@@ -1,0 +1,146 @@
+"""Settings read from environment variables and `.env`, validated once at start-up."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable and never its value."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept Heroku-style and sync driver URLs and return the async-driver form."""
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest:
+        raise ValueError("expected a URL such as sqlite+aiosqlite:///paperboy.db or postgresql://...")
+    scheme = scheme.lower()
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg2", "postgresql+asyncpg"):
+        return f"postgresql+asyncpg://{rest}"
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        return f"sqlite+aiosqlite://{rest}"
+    raise ValueError("only sqlite and postgresql databases are supported")
+
+
+def parse_hhmm(value: str) -> time:
+    match = _HHMM.match(value.strip())
+    if not match:
+        raise ValueError("expected a time as HH:MM, for example 09:00")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = Field(
+        "sqlite+aiosqlite:///paperboy.db", validation_alias=_env("DATABASE_URL")
+    )
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_SIGNING_SECRET")
+    )
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_client_id: str | None = Field(None, validation_alias=_env("SLACK_CLIENT_ID"))
+    slack_client_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_CLIENT_SECRET")
+    )
+    discord_token: SecretStr | None = Field(None, validation_alias=_env("DISCORD_TOKEN"))
+
+    hf_base_url: str = Field("https://huggingface.co", validation_alias=_env("PAPERBOY_HF_BASE_URL"))
+    slack_api_url: str = Field(
+        "https://slack.com/api/", validation_alias=_env("PAPERBOY_SLACK_API_URL")
+    )
+    discord_api_url: str = Field(
+        "https://discord.com/api/v10", validation_alias=_env("PAPERBOY_DISCORD_API_URL")
+    )
+    discord_gateway_url: str = Field(
+        "wss://gateway.discord.gg/", validation_alias=_env("PAPERBOY_DISCORD_GATEWAY_URL")
+    )
+
+    save_emojis: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("bookmark",), validation_alias=_env("PAPERBOY_SAVE_EMOJIS")
+    )
+    default_tz: str = Field("UTC", validation_alias=_env("PAPERBOY_DEFAULT_TZ"))
+    default_post_time: str = Field("09:00", validation_alias=_env("PAPERBOY_DEFAULT_POST_TIME"))
+    default_post_count: int = Field(
+        5, ge=1, le=20, validation_alias=_env("PAPERBOY_DEFAULT_POST_COUNT")
+    )
+    search_budget_seconds: float = Field(
+        1.5, gt=0, le=10, validation_alias=_env("PAPERBOY_SEARCH_BUDGET")
+    )
+    log_level: str = Field("INFO", validation_alias=_env("PAPERBOY_LOG_LEVEL"))
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("hf_base_url", "slack_api_url", "discord_api_url", "discord_gateway_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"^(https?|wss?)://[^\s/]+", value):
+            raise ValueError("expected an absolute http(s) or ws(s) URL")
+        return value
+
+    @field_validator("save_emojis", mode="before")
+    @classmethod
+    def _save_emojis(cls, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = value.split(",")
+        names = tuple(str(v).strip().strip(":") for v in value if str(v).strip().strip(":"))  # type: ignore[union-attr]
+        if not names:
+            raise ValueError("expected a comma-separated list of emoji names, e.g. bookmark")
+        return names
+
+    @field_validator("default_tz")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA timezone such as Europe/Berlin") from None
+        return value.strip()
+
+    @field_validator("default_post_time")
+    @classmethod
+    def _post_time(cls, value: str) -> str:
+        return parse_hhmm(value).strftime("%H:%M")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+        return level
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning the first validation error into one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        info = Settings.model_fields.get(field)
+        alias = info.validation_alias if info else None
+        name = alias.choices[0] if isinstance(alias, AliasChoices) else field.upper()
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {reason}") from None

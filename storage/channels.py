@@ -1,0 +1,128 @@
+"""Channel subscriptions, their topic filters, and the paper messages posted in channels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import ChannelSubscription, ChannelTopic, Post
+
+
+class ChannelRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def subscription(
+        self, platform: str, workspace: str, channel: str
+    ) -> ChannelSubscription | None:
+        return await self.session.scalar(
+            select(ChannelSubscription).where(
+                ChannelSubscription.platform == platform,
+                ChannelSubscription.workspace == workspace,
+                ChannelSubscription.channel == channel,
+            )
+        )
+
+    async def subscribe(
+        self,
+        platform: str,
+        workspace: str,
+        channel: str,
+        *,
+        post_time: str,
+        timezone: str,
+        count: int,
+        by: str,
+        now: datetime,
+    ) -> ChannelSubscription:
+        """Turn the daily post on (or update its settings); topics are kept."""
+        subscription = await self.subscription(platform, workspace, channel)
+        if subscription is None:
+            subscription = ChannelSubscription(
+                platform=platform, workspace=workspace, channel=channel
+            )
+            self.session.add(subscription)
+        subscription.enabled = True
+        subscription.post_time = post_time
+        subscription.timezone = timezone
+        subscription.count = count
+        subscription.created_by = by
+        subscription.updated_at = now
+        await self.session.flush()
+        return subscription
+
+    async def topics(self, subscription_id: int) -> list[str]:
+        result = await self.session.scalars(
+            select(ChannelTopic.topic)
+            .where(ChannelTopic.subscription_id == subscription_id)
+            .order_by(ChannelTopic.topic)
+        )
+        return list(result)
+
+    async def add_topic(self, subscription_id: int, topic: str) -> bool:
+        """Add a topic filter; False when it was already there."""
+        if topic in await self.topics(subscription_id):
+            return False
+        self.session.add(ChannelTopic(subscription_id=subscription_id, topic=topic))
+        await self.session.flush()
+        return True
+
+    async def remove_topic(self, subscription_id: int, topic: str) -> bool:
+        result = await self.session.execute(
+            delete(ChannelTopic).where(
+                ChannelTopic.subscription_id == subscription_id, ChannelTopic.topic == topic
+            )
+        )
+        return bool(result.rowcount)
+
+    async def record_post(
+        self,
+        platform: str,
+        workspace: str,
+        channel: str,
+        message_id: str,
+        paper_id: int,
+        now: datetime,
+    ) -> None:
+        self.session.add(
+            Post(
+                platform=platform,
+                workspace=workspace,
+                channel=channel,
+                message_id=message_id,
+                paper_id=paper_id,
+                posted_at=now,
+            )
+        )
+        await self.session.flush()
+
+    async def paper_for_message(
+        self, platform: str, workspace: str, channel: str, message_id: str
+    ) -> int | None:
+        return await self.session.scalar(
+            select(Post.paper_id).where(
+                Post.platform == platform,
+                Post.workspace == workspace,
+                Post.channel == channel,
+                Post.message_id == message_id,
+            )
+        )
+
+    async def posted_papers(
+        self, platform: str, workspace: str, channel: str, candidates: Sequence[int]
+    ) -> set[int]:
+        """Which of `candidates` were already posted in this channel."""
+        if not candidates:
+            return set()
+        result = await self.session.scalars(
+            select(Post.paper_id).where(
+                Post.platform == platform,
+                Post.workspace == workspace,
+                Post.channel == channel,
+                Post.paper_id.in_(list(candidates)),
+            )
+        )
+        return set(result)

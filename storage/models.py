@@ -1,0 +1,155 @@
+"""Tables of the paperboy store. Identities are opaque strings scoped by (platform, workspace)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONList = JSON().with_variant(JSONB(), "postgresql")
+
+# Platform-scoped identities: Slack team/channel/user ids, Discord snowflakes, console names.
+Ident = String(64)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Paper(Base):
+    __tablename__ = "papers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    arxiv_id: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    abstract: Mapped[str] = mapped_column(Text, default="")
+    authors: Mapped[list[str]] = mapped_column(JSONList, default=list)
+    ai_summary: Mapped[str | None] = mapped_column(Text)
+    ai_keywords: Mapped[list[str]] = mapped_column(JSONList, default=list)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    upvotes: Mapped[int | None] = mapped_column(Integer)
+    github_repo: Mapped[str | None] = mapped_column(Text)
+    github_stars: Mapped[int | None] = mapped_column(Integer)
+    project_page: Mapped[str | None] = mapped_column(Text)
+    thumbnail: Mapped[str | None] = mapped_column(Text)
+    organization: Mapped[str | None] = mapped_column(Text)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DailyListing(Base):
+    """One paper on one day's Daily Papers list, with its rank and upvotes when fetched."""
+
+    __tablename__ = "daily_listings"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    rank: Mapped[int] = mapped_column(Integer)
+    upvotes: Mapped[int | None] = mapped_column(Integer)
+
+
+class ChannelSubscription(Base):
+    __tablename__ = "channel_subscriptions"
+    __table_args__ = (UniqueConstraint("platform", "workspace", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace: Mapped[str] = mapped_column(Ident)
+    channel: Mapped[str] = mapped_column(Ident)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    post_time: Mapped[str] = mapped_column(String(5))
+    timezone: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(Ident)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChannelTopic(Base):
+    __tablename__ = "channel_topics"
+
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("channel_subscriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
+class Post(Base):
+    """A message the bot posted for one paper, so that reactions on it name that paper."""
+
+    __tablename__ = "posts"
+    __table_args__ = (
+        UniqueConstraint("platform", "workspace", "channel", "message_id"),
+        Index("ix_posts_channel_paper", "platform", "workspace", "channel", "paper_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace: Mapped[str] = mapped_column(Ident)
+    channel: Mapped[str] = mapped_column(Ident)
+    message_id: Mapped[str] = mapped_column(String(128))
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    posted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Save(Base):
+    __tablename__ = "saves"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace: Mapped[str] = mapped_column(Ident, primary_key=True)
+    user: Mapped[str] = mapped_column(Ident, primary_key=True)
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Follow(Base):
+    __tablename__ = "follows"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace: Mapped[str] = mapped_column(Ident, primary_key=True)
+    user: Mapped[str] = mapped_column(Ident, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(100), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DigestSetting(Base):
+    __tablename__ = "digest_settings"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace: Mapped[str] = mapped_column(Ident, primary_key=True)
+    user: Mapped[str] = mapped_column(Ident, primary_key=True)
+    cadence: Mapped[str] = mapped_column(String(8))  # "daily" or "weekly"
+    weekday: Mapped[int | None] = mapped_column(Integer)  # 0 = Monday, weekly only
+    send_time: Mapped[str] = mapped_column(String(5))
+    timezone: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DigestItem(Base):
+    """A paper already sent to a user in a digest; never sent to them again."""
+
+    __tablename__ = "digest_items"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace: Mapped[str] = mapped_column(Ident, primary_key=True)
+    user: Mapped[str] = mapped_column(Ident, primary_key=True)
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

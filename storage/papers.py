@@ -1,0 +1,226 @@
+"""Papers, their daily listings and full-text search (SQLite FTS5 or PostgreSQL tsvector)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import Select, case, column, delete, func, literal_column, select, table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import DailyListing, Paper
+
+
+@dataclass(frozen=True)
+class PaperData:
+    """A paper as a source describes it, ready to upsert. `arxiv_id` carries no version."""
+
+    arxiv_id: str
+    title: str
+    abstract: str = ""
+    authors: tuple[str, ...] = ()
+    ai_summary: str | None = None
+    ai_keywords: tuple[str, ...] = ()
+    published_at: datetime | None = None
+    upvotes: int | None = None
+    github_repo: str | None = None
+    github_stars: int | None = None
+    project_page: str | None = None
+    thumbnail: str | None = None
+    organization: str | None = None
+    is_demo: bool = False
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    paper: Paper
+    relevance: float  # larger is better; comparable only within one query
+
+
+@dataclass
+class ListingDay:
+    day: date
+    papers: list[Paper] = field(default_factory=list)
+
+
+def _insert_for(session: AsyncSession):  # type: ignore[no-untyped-def]
+    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+
+
+class PaperRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @property
+    def dialect(self) -> str:
+        return self.session.bind.dialect.name
+
+    async def upsert(self, papers: Sequence[PaperData], now: datetime) -> dict[str, int]:
+        """Insert or refresh papers by arXiv id; returns arxiv_id -> paper row id.
+
+        Fields a source left empty (None) never erase what an earlier, richer source stored,
+        so a search result without an AI summary does not wipe the daily list's one.
+        """
+        if not papers:
+            return {}
+        rows = {p.arxiv_id: _row(p, now) for p in papers}  # last one of a duplicated id wins
+        insert = _insert_for(self.session)
+        statement = insert(Paper).values(list(rows.values()))
+        excluded = statement.excluded
+        keep_if_null = (
+            "ai_summary", "published_at", "upvotes", "github_repo", "github_stars",
+            "project_page", "thumbnail", "organization",
+        )  # fmt: skip
+        updates = {
+            "title": excluded.title,
+            "abstract": func.coalesce(func.nullif(excluded.abstract, ""), Paper.abstract),
+            "fetched_at": excluded.fetched_at,
+            "is_demo": excluded.is_demo,
+            **{name: func.coalesce(getattr(excluded, name), getattr(Paper, name))
+               for name in keep_if_null},
+        }  # fmt: skip
+        # Lists: keep the stored list when the new source has none.
+        for name in ("authors", "ai_keywords"):
+            updates[name] = _nonempty_list(self.dialect, getattr(excluded, name), getattr(Paper, name))
+        statement = statement.on_conflict_do_update(index_elements=["arxiv_id"], set_=updates)
+        await self.session.execute(statement)
+        result = await self.session.execute(
+            select(Paper.arxiv_id, Paper.id).where(Paper.arxiv_id.in_(rows))
+        )
+        return dict(result.tuples().all())
+
+    async def record_listing(
+        self, day: date, ranked: Sequence[tuple[int, int | None]]
+    ) -> None:
+        """Replace `day`'s listing with `ranked` (paper id, upvotes), rank 1 first."""
+        await self.session.execute(delete(DailyListing).where(DailyListing.day == day))
+        if ranked:
+            await self.session.execute(
+                DailyListing.__table__.insert(),
+                [
+                    {"day": day, "paper_id": paper_id, "rank": rank, "upvotes": upvotes}
+                    for rank, (paper_id, upvotes) in enumerate(ranked, start=1)
+                ],
+            )
+
+    async def by_arxiv_id(self, arxiv_id: str) -> Paper | None:
+        return await self.session.scalar(select(Paper).where(Paper.arxiv_id == arxiv_id))
+
+    async def by_ids(self, ids: Iterable[int]) -> dict[int, Paper]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        result = await self.session.scalars(select(Paper).where(Paper.id.in_(ids)))
+        return {paper.id: paper for paper in result}
+
+    async def count(self) -> int:
+        return int(await self.session.scalar(select(func.count(Paper.id))) or 0)
+
+    async def latest_listing_day(self, *, demo: bool | None = None) -> date | None:
+        query = select(func.max(DailyListing.day))
+        if demo is not None:
+            query = query.join(Paper, Paper.id == DailyListing.paper_id).where(
+                Paper.is_demo == demo
+            )
+        return await self.session.scalar(query)
+
+    async def listing(self, day: date) -> list[Paper]:
+        """`day`'s papers in rank order."""
+        result = await self.session.scalars(
+            select(Paper)
+            .join(DailyListing, DailyListing.paper_id == Paper.id)
+            .where(DailyListing.day == day)
+            .order_by(DailyListing.rank)
+        )
+        return list(result)
+
+    async def listed_between(self, first: date, last: date) -> list[int]:
+        """Ids of papers listed on any day from `first` to `last`, inclusive."""
+        result = await self.session.scalars(
+            select(DailyListing.paper_id)
+            .where(DailyListing.day.between(first, last))
+            .distinct()
+        )
+        return list(result)
+
+    async def search(
+        self,
+        terms: Sequence[str],
+        *,
+        limit: int,
+        match_all: bool = True,
+        within: Sequence[int] | None = None,
+    ) -> list[SearchHit]:
+        """Full-text search over title, abstract, authors and AI keywords, best first.
+
+        `terms` are plain words (no query syntax); `within` restricts to those paper ids.
+        """
+        terms = [t for t in terms if t.strip()]
+        if not terms or (within is not None and not within):
+            return []
+        if self.dialect == "postgresql":
+            query = _postgres_search(terms, match_all)
+        else:
+            query = _sqlite_search(terms, match_all)
+        if within is not None:
+            query = query.where(Paper.id.in_(list(within)))
+        result = await self.session.execute(query.limit(limit))
+        return [SearchHit(paper, float(score)) for paper, score in result.tuples()]
+
+
+def _row(paper: PaperData, now: datetime) -> dict[str, object]:
+    return {
+        "arxiv_id": paper.arxiv_id,
+        "title": paper.title,
+        "abstract": paper.abstract,
+        "authors": list(paper.authors),
+        "ai_summary": paper.ai_summary,
+        "ai_keywords": list(paper.ai_keywords),
+        "published_at": paper.published_at,
+        "upvotes": paper.upvotes,
+        "github_repo": paper.github_repo,
+        "github_stars": paper.github_stars,
+        "project_page": paper.project_page,
+        "thumbnail": paper.thumbnail,
+        "organization": paper.organization,
+        "is_demo": paper.is_demo,
+        "fetched_at": now,
+    }
+
+
+def _nonempty_list(dialect: str, new, old):  # type: ignore[no-untyped-def]
+    if dialect == "postgresql":
+        length = func.jsonb_array_length(new)
+    else:
+        length = func.json_array_length(new)
+    return case((length > 0, new), else_=old)
+
+
+_papers_fts = table("papers_fts", column("rowid"), column("papers_fts"))
+
+
+def _sqlite_search(terms: Sequence[str], match_all: bool) -> Select:
+    # Each term becomes a quoted FTS5 string, so no user text is read as query syntax.
+    quoted = ['"' + term.replace('"', '""') + '"' for term in terms]
+    expression = (" AND " if match_all else " OR ").join(quoted)
+    # bm25 is smaller for better matches; weights: title, abstract, authors, keywords.
+    score = literal_column("-bm25(papers_fts, 10.0, 1.0, 3.0, 5.0)")
+    return (
+        select(Paper, score)
+        .select_from(_papers_fts)
+        .join(Paper, Paper.id == _papers_fts.c.rowid)
+        .where(_papers_fts.c.papers_fts.op("MATCH")(expression))
+        .order_by(score.desc())
+    )
+
+
+def _postgres_search(terms: Sequence[str], match_all: bool) -> Select:
+    parts = [func.plainto_tsquery(literal_column("'english'::regconfig"), term) for term in terms]
+    query = parts[0]
+    for part in parts[1:]:
+        query = query.op("&&" if match_all else "||")(part)
+    vector = literal_column("papers.search_vector")
+    score = func.ts_rank(vector, query)
+    return select(Paper, score).where(vector.op("@@")(query)).order_by(score.desc())

@@ -1,0 +1,49 @@
+"""The Store: one engine, transactions, and the repositories bound to each transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage.channels import ChannelRepository
+from storage.db import create_engine, upgrade
+from storage.papers import PaperRepository
+from storage.users import UserRepository
+
+
+@dataclass(frozen=True)
+class Repositories:
+    session: AsyncSession
+    papers: PaperRepository
+    channels: ChannelRepository
+    users: UserRepository
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> Store:
+        engine = create_engine(url)
+        if migrate:
+            await upgrade(engine)
+        return cls(engine)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Repositories]:
+        """Repositories sharing one transaction, committed on success, rolled back on error."""
+        async with self._sessions() as session, session.begin():
+            yield Repositories(
+                session=session,
+                papers=PaperRepository(session),
+                channels=ChannelRepository(session),
+                users=UserRepository(session),
+            )
+
+    async def close(self) -> None:
+        await self.engine.dispose()

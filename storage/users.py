@@ -1,0 +1,148 @@
+"""Per-user state: saved papers, followed topics, digest settings and digest history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import DigestItem, DigestSetting, Follow, Paper, Save
+
+
+class UserRepository:
+    """Every method is scoped by (platform, workspace, user): nobody sees another's rows."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # Saves
+    async def save(
+        self, platform: str, workspace: str, user: str, paper_id: int, now: datetime
+    ) -> bool:
+        """Save a paper; False when it was already saved (saving twice keeps one save)."""
+        key = (platform, workspace, user, paper_id)
+        if await self.session.get(Save, key) is not None:
+            return False
+        self.session.add(
+            Save(platform=platform, workspace=workspace, user=user, paper_id=paper_id, saved_at=now)
+        )
+        await self.session.flush()
+        return True
+
+    async def unsave(self, platform: str, workspace: str, user: str, paper_id: int) -> bool:
+        result = await self.session.execute(
+            delete(Save).where(
+                Save.platform == platform,
+                Save.workspace == workspace,
+                Save.user == user,
+                Save.paper_id == paper_id,
+            )
+        )
+        return bool(result.rowcount)
+
+    async def saved(self, platform: str, workspace: str, user: str) -> list[Paper]:
+        """Saved papers, most recently saved first."""
+        result = await self.session.scalars(
+            select(Paper)
+            .join(Save, Save.paper_id == Paper.id)
+            .where(Save.platform == platform, Save.workspace == workspace, Save.user == user)
+            .order_by(Save.saved_at.desc(), Paper.id.desc())
+        )
+        return list(result)
+
+    # Follows
+    async def follow(
+        self, platform: str, workspace: str, user: str, topic: str, now: datetime
+    ) -> bool:
+        if await self.session.get(Follow, (platform, workspace, user, topic)) is not None:
+            return False
+        self.session.add(
+            Follow(platform=platform, workspace=workspace, user=user, topic=topic, created_at=now)
+        )
+        await self.session.flush()
+        return True
+
+    async def unfollow(self, platform: str, workspace: str, user: str, topic: str) -> bool:
+        result = await self.session.execute(
+            delete(Follow).where(
+                Follow.platform == platform,
+                Follow.workspace == workspace,
+                Follow.user == user,
+                Follow.topic == topic,
+            )
+        )
+        return bool(result.rowcount)
+
+    async def following(self, platform: str, workspace: str, user: str) -> list[str]:
+        result = await self.session.scalars(
+            select(Follow.topic)
+            .where(Follow.platform == platform, Follow.workspace == workspace, Follow.user == user)
+            .order_by(Follow.topic)
+        )
+        return list(result)
+
+    # Digests
+    async def digest_setting(
+        self, platform: str, workspace: str, user: str
+    ) -> DigestSetting | None:
+        return await self.session.get(DigestSetting, (platform, workspace, user))
+
+    async def set_digest(
+        self,
+        platform: str,
+        workspace: str,
+        user: str,
+        *,
+        cadence: str,
+        weekday: int | None,
+        send_time: str,
+        timezone: str,
+        now: datetime,
+    ) -> DigestSetting:
+        setting = await self.digest_setting(platform, workspace, user)
+        if setting is None:
+            setting = DigestSetting(platform=platform, workspace=workspace, user=user)
+            self.session.add(setting)
+        setting.cadence = cadence
+        setting.weekday = weekday
+        setting.send_time = send_time
+        setting.timezone = timezone
+        setting.updated_at = now
+        await self.session.flush()
+        return setting
+
+    async def digest_off(self, platform: str, workspace: str, user: str) -> bool:
+        result = await self.session.execute(
+            delete(DigestSetting).where(
+                DigestSetting.platform == platform,
+                DigestSetting.workspace == workspace,
+                DigestSetting.user == user,
+            )
+        )
+        return bool(result.rowcount)
+
+    async def already_sent(
+        self, platform: str, workspace: str, user: str, candidates: Sequence[int]
+    ) -> set[int]:
+        if not candidates:
+            return set()
+        result = await self.session.scalars(
+            select(DigestItem.paper_id).where(
+                DigestItem.platform == platform,
+                DigestItem.workspace == workspace,
+                DigestItem.user == user,
+                DigestItem.paper_id.in_(list(candidates)),
+            )
+        )
+        return set(result)
+
+    async def record_sent(
+        self, platform: str, workspace: str, user: str, paper_ids: Sequence[int], now: datetime
+    ) -> None:
+        self.session.add_all(
+            DigestItem(platform=platform, workspace=workspace, user=user, paper_id=pid, sent_at=now)
+            for pid in paper_ids
+        )
+        await self.session.flush()
