@@ -1,0 +1,1 @@
+"""Local fakes of outside services, served over real sockets on 127.0.0.1."""
