@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -23,7 +22,9 @@ def normalise_database_url(url: str) -> str:
     url = url.strip()
     scheme, sep, rest = url.partition("://")
     if not sep or not rest:
-        raise ValueError("expected a URL such as sqlite+aiosqlite:///paperboy.db or postgresql://...")
+        raise ValueError(
+            "expected a URL such as sqlite+aiosqlite:///paperboy.db or postgresql://..."
+        )
     scheme = scheme.lower()
     if scheme in ("postgres", "postgresql", "postgresql+psycopg2", "postgresql+asyncpg"):
         return f"postgresql+asyncpg://{rest}"
@@ -62,7 +63,9 @@ class Settings(BaseSettings):
     )
     discord_token: SecretStr | None = Field(None, validation_alias=_env("DISCORD_TOKEN"))
 
-    hf_base_url: str = Field("https://huggingface.co", validation_alias=_env("PAPERBOY_HF_BASE_URL"))
+    hf_base_url: str = Field(
+        "https://huggingface.co", validation_alias=_env("PAPERBOY_HF_BASE_URL")
+    )
     slack_api_url: str = Field(
         "https://slack.com/api/", validation_alias=_env("PAPERBOY_SLACK_API_URL")
     )

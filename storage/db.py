@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
     if url.startswith("sqlite"):
+        # JSON columns are plain text in SQLite and the FTS5 index tokenizes that text, so
+        # non-ASCII names and keywords must be stored as themselves, not as \uXXXX escapes.
+        kwargs.setdefault("json_serializer", _json_dumps)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -29,6 +33,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

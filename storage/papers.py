@@ -74,7 +74,7 @@ class PaperRepository:
             "project_page", "thumbnail", "organization",
         )  # fmt: skip
         updates = {
-            "title": excluded.title,
+            "title": func.coalesce(func.nullif(excluded.title, ""), Paper.title),
             "abstract": func.coalesce(func.nullif(excluded.abstract, ""), Paper.abstract),
             "fetched_at": excluded.fetched_at,
             "is_demo": excluded.is_demo,
@@ -83,17 +83,17 @@ class PaperRepository:
         }  # fmt: skip
         # Lists: keep the stored list when the new source has none.
         for name in ("authors", "ai_keywords"):
-            updates[name] = _nonempty_list(self.dialect, getattr(excluded, name), getattr(Paper, name))
+            updates[name] = _nonempty_list(
+                self.dialect, getattr(excluded, name), getattr(Paper, name)
+            )
         statement = statement.on_conflict_do_update(index_elements=["arxiv_id"], set_=updates)
         await self.session.execute(statement)
         result = await self.session.execute(
             select(Paper.arxiv_id, Paper.id).where(Paper.arxiv_id.in_(rows))
         )
-        return dict(result.tuples().all())
+        return {arxiv_id: paper_id for arxiv_id, paper_id in result}
 
-    async def record_listing(
-        self, day: date, ranked: Sequence[tuple[int, int | None]]
-    ) -> None:
+    async def record_listing(self, day: date, ranked: Sequence[tuple[int, int | None]]) -> None:
         """Replace `day`'s listing with `ranked` (paper id, upvotes), rank 1 first."""
         await self.session.execute(delete(DailyListing).where(DailyListing.day == day))
         if ranked:
@@ -139,9 +139,7 @@ class PaperRepository:
     async def listed_between(self, first: date, last: date) -> list[int]:
         """Ids of papers listed on any day from `first` to `last`, inclusive."""
         result = await self.session.scalars(
-            select(DailyListing.paper_id)
-            .where(DailyListing.day.between(first, last))
-            .distinct()
+            select(DailyListing.paper_id).where(DailyListing.day.between(first, last)).distinct()
         )
         return list(result)
 
@@ -157,7 +155,9 @@ class PaperRepository:
 
         `terms` are plain words (no query syntax); `within` restricts to those paper ids.
         """
-        terms = [t for t in terms if t.strip()]
+        # A term without a letter or digit (say "*" or "-") holds no word: FTS5 would read it
+        # as an empty phrase that matches nothing, PostgreSQL as an empty query. Drop it.
+        terms = [t for t in terms if any(ch.isalnum() for ch in t)]
         if not terms or (within is not None and not within):
             return []
         if self.dialect == "postgresql":
@@ -167,7 +167,7 @@ class PaperRepository:
         if within is not None:
             query = query.where(Paper.id.in_(list(within)))
         result = await self.session.execute(query.limit(limit))
-        return [SearchHit(paper, float(score)) for paper, score in result.tuples()]
+        return [SearchHit(paper, float(score)) for paper, score in result]
 
 
 def _row(paper: PaperData, now: datetime) -> dict[str, object]:

@@ -49,7 +49,7 @@ POSTGRES_FTS = [
     """ALTER TABLE papers ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
         setweight(to_tsvector('english'::regconfig, title), 'A') ||
         setweight(jsonb_to_tsvector('english'::regconfig, ai_keywords, '["string"]'), 'B') ||
-        setweight(jsonb_to_tsvector('simple'::regconfig, authors, '["string"]'), 'C') ||
+        setweight(jsonb_to_tsvector('english'::regconfig, authors, '["string"]'), 'C') ||
         setweight(to_tsvector('english'::regconfig, abstract), 'D')
     ) STORED""",
     "CREATE INDEX ix_papers_search_vector ON papers USING GIN (search_vector)",

@@ -1,0 +1,126 @@
+"""`paperboy`: the command line that starts the bot, fetches papers and migrates the database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+from adapters.console import ConsoleOutbound, run_console
+from bot.bootstrap import ensure_papers
+from bot.core import BotConfig, Paperboy
+from bot.ingest import ingest_days
+from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
+from config import ConfigError, Settings, load_settings
+from storage.db import create_engine, upgrade
+from storage.store import Store
+
+log = logging.getLogger("paperboy")
+
+START_DEADLINE = 8.0  # seconds to reach Hugging Face at start before using what is stored
+
+
+def _parse_day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paperboy", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start the bot (the console when no platform is configured)")
+    commands.add_parser("console", help="start the bot in this terminal")
+    fetch = commands.add_parser("fetch", help="fetch Daily Papers lists into the store")
+    when = fetch.add_mutually_exclusive_group()
+    when.add_argument("--date", type=_parse_day, help="one day, YYYY-MM-DD (default: today)")
+    when.add_argument("--since", type=_parse_day, help="every day from YYYY-MM-DD to today")
+    db = commands.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade"], help="apply pending migrations")
+    return parser
+
+
+async def _console(settings: Settings) -> int:
+    store = await Store.open(settings.database_url)
+    # At start, fail fast to the store (or the demo sample) rather than keep the user waiting.
+    source = HuggingFaceClient(settings.hf_base_url, timeout=5.0, max_retries=1)
+    try:
+        status = await ensure_papers(store, source, datetime.now(UTC), deadline=START_DEADLINE)
+        print(status, flush=True)
+        outbound = ConsoleOutbound(sys.stdout)
+        bot = Paperboy(store, outbound, config=BotConfig.from_settings(settings), source=source)
+        await run_console(bot, outbound)
+    finally:
+        await source.aclose()
+        await store.close()
+    return 0
+
+
+async def _fetch(settings: Settings, first: date, last: date) -> int:
+    store = await Store.open(settings.database_url)
+    try:
+        async with HuggingFaceClient(settings.hf_base_url) as source:
+            counts = await ingest_days(store, source, first, last, datetime.now(UTC))
+    except SourceUnavailable as exc:
+        print(f"paperboy fetch: Hugging Face unavailable: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    for day, count in counts.items():
+        print(f"{day}: {count} papers" + ("" if count else " (no list: weekend or not out yet)"))
+    return 0
+
+
+async def _db_upgrade(settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    print("Database is up to date.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"paperboy: configuration error: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if args.command == "run":
+        platforms = [
+            name
+            for name, value in (
+                ("SLACK_BOT_TOKEN", settings.slack_bot_token),
+                ("DISCORD_TOKEN", settings.discord_token),
+            )
+            if value is not None
+        ]
+        if platforms:
+            log.warning(
+                "%s set, but this build runs the console adapter only", ", ".join(platforms)
+            )
+        return asyncio.run(_console(settings))
+    if args.command == "console":
+        return asyncio.run(_console(settings))
+    if args.command == "fetch":
+        today = datetime.now(UTC).date()
+        first = args.since or args.date or today
+        last = today if args.since else first
+        return asyncio.run(_fetch(settings, first, last))
+    return asyncio.run(_db_upgrade(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The console adapter: the whole bot in a terminal (or a pipe), with no platform at all.
+
+You are user `you` (an admin) in channel `general` of workspace `local`. Every bot message
+gets a number, e.g. `[3]`, so that `/react 3 bookmark` can name it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import sys
+import textwrap
+import unicodedata
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from bot.core import Paperboy
+from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope, UserRef
+from bot.messages import Message, PaperCard, Visibility
+
+SCOPE = Scope("console", "local")
+CHANNEL = ChannelRef(SCOPE, "general")
+ADMIN = "you"
+MAX_AUTHORS = 3
+
+BANNER = (
+    "paperboy console: you are `you` (admin) in #general. Type `/papers help` for commands.",
+    "React with `/react N bookmark` (or `/unreact N bookmark`) on message [N]; `/as NAME` "
+    "switches user.",
+    "`/post-daily` runs this channel's daily post, `/digest` sends your DM digest, `/quit` ends.",
+)
+LINE_HELP = (
+    "Lines start with /papers, /react N EMOJI, /unreact N EMOJI, /post-daily, /digest, "
+    "/as NAME or /quit."
+)
+_USER_NAME = re.compile(r"^[\w.-]{1,32}$")
+
+
+def clean(text: str) -> str:
+    """Terminal-safe text: control and bidi characters (escape sequences) are dropped."""
+    return "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) not in ("Cc", "Cf"))
+
+
+def render_card(index: int, card: PaperCard) -> list[str]:
+    lines = [f"  {index}. {clean(card.title)}"]
+    facts = []
+    if card.authors:
+        names = ", ".join(clean(name) for name in card.authors[:MAX_AUTHORS])
+        more = len(card.authors) - MAX_AUTHORS
+        facts.append(names + (f" +{more} more" if more > 0 else ""))
+    if card.upvotes is not None:
+        facts.append(f"▲ {card.upvotes}")
+    if card.published:
+        facts.append(card.published.isoformat())
+    if card.is_demo:
+        facts.append("demo")
+    if facts:
+        lines.append("     " + " · ".join(facts))
+    if card.summary:
+        lines += textwrap.wrap(
+            clean(card.summary), width=96, initial_indent="     ", subsequent_indent="     "
+        )
+    links = [f"Hugging Face {card.url}"] + [f"{link.label} {link.url}" for link in card.links]
+    lines.append("     " + " · ".join(clean(link) for link in links))
+    return lines
+
+
+def render(message: Message) -> list[str]:
+    lines = [clean(message.text)] if message.text else []
+    lines += [f"  {clean(line)}" for line in message.lines]
+    for index, card in enumerate(message.cards, start=1):
+        lines += render_card(index, card)
+    if not message.text:  # a lone paper: its title leads
+        lines[0] = lines[0].lstrip().removeprefix("1. ")
+    if message.note:
+        lines.append(f"  ({clean(message.note)})")
+    if message.attachment:
+        lines.append(f"  --- {clean(message.attachment.filename)} ---")
+        lines += [clean(line) for line in message.attachment.content.splitlines()]
+        lines.append("  ---")
+    return lines
+
+
+@dataclass
+class ConsoleOutbound:
+    """Prints messages, numbering each; remembers numbers so reactions can name messages."""
+
+    out: TextIO
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    refs: dict[int, MessageRef] = field(default_factory=dict)
+    count: int = 0
+
+    def show(self, message: Message, where: str, channel: ChannelRef) -> MessageRef:
+        self.count += 1
+        # Numbers restart each run; the run id keeps stored message references unique.
+        ref = MessageRef(channel, f"{self.run_id}-{self.count}")
+        self.refs[self.count] = ref
+        first, *rest = render(message)
+        print(f"[{self.count}] {where}{first}", file=self.out)
+        for line in rest:
+            print(line, file=self.out)
+        self.out.flush()
+        return ref
+
+    async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+        return self.show(message, f"#{clean(channel.channel)}: ", channel)
+
+    async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
+        return self.show(
+            message, f"DM to {clean(user.user)}: ", ChannelRef(user.scope, f"dm-{user.user}")
+        )
+
+    def reply(self, message: Message) -> None:
+        where = "(only you) " if message.visibility is Visibility.CALLER else ""
+        self.show(message, where, CHANNEL)
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out)
+        self.out.flush()
+
+
+class ConsoleSession:
+    """Reads lines and turns them into neutral events, as a chat platform would."""
+
+    def __init__(self, bot: Paperboy, outbound: ConsoleOutbound) -> None:
+        self.bot = bot
+        self.outbound = outbound
+        self.user = ADMIN
+
+    async def handle_line(self, line: str) -> bool:
+        """Handle one input line; False when the session should end."""
+        line = line.strip()
+        if not line:
+            return True
+        word, _, rest = line.partition(" ")
+        if word == "/quit":
+            return False
+        if word == "/papers":
+            event = CommandInvoked(CHANNEL, self.user, rest, is_admin=self.user == ADMIN)
+            self.outbound.reply(await self.bot.handle_command(event))
+        elif word in ("/react", "/unreact"):
+            await self._react(rest, added=word == "/react")
+        elif word == "/post-daily" and not rest:
+            if not await self.bot.post_daily(CHANNEL):
+                self.outbound.say("Nothing new to post in #general.")
+        elif word == "/digest" and not rest:
+            if not await self.bot.send_digest(UserRef(SCOPE, self.user)):
+                self.outbound.say(
+                    "Nothing new for your digest (follow topics with /papers follow)."
+                )
+        elif word == "/as" and _USER_NAME.match(rest):
+            self.user = rest
+            role = "an admin" if rest == ADMIN else "not an admin"
+            self.outbound.say(f"You are now `{rest}` ({role}).")
+        else:
+            self.outbound.say(LINE_HELP)
+        return True
+
+    async def _react(self, args: str, *, added: bool) -> None:
+        parts = args.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            self.outbound.say("Usage: /react N EMOJI, e.g. /react 3 bookmark")
+            return
+        ref = self.outbound.refs.get(int(parts[0]))
+        if ref is None:
+            self.outbound.say(f"There is no message [{int(parts[0])}].")
+            return
+        event = ReactionChanged(ref, self.user, parts[1].strip(":"), added=added)
+        confirmation = await self.bot.handle_reaction(event)
+        if confirmation is not None:
+            self.outbound.reply(confirmation)
+
+
+async def run_console(bot: Paperboy, outbound: ConsoleOutbound, stdin: TextIO = sys.stdin) -> None:
+    """Read lines until end of input or `/quit`; works with a terminal or a pipe."""
+    session = ConsoleSession(bot, outbound)
+    for line in BANNER:
+        outbound.say(line)
+    while True:
+        line = await asyncio.to_thread(stdin.readline)
+        if not line or not await session.handle_line(line):
+            return

@@ -1,0 +1,110 @@
+"""`channel on|off|status|post-now|topics ...`: a channel's daily post. Changes are admin-only."""
+
+from __future__ import annotations
+
+from bot.commands.context import CommandContext
+from bot.commands.parser import (
+    ChannelOff,
+    ChannelOn,
+    ChannelPostNow,
+    ChannelStatus,
+    ChannelTopicAdd,
+    ChannelTopicRemove,
+)
+from bot.messages import Message
+
+NOT_ADMIN = "Only workspace admins can change this channel's daily post."
+
+
+async def channel_on(ctx: CommandContext, command: ChannelOn) -> Message:
+    config = ctx.bot.config
+    async with ctx.bot.store.transaction() as repos:
+        current = await repos.channels.subscription(
+            ctx.platform, ctx.workspace, ctx.event.channel.channel
+        )
+        subscription = await repos.channels.subscribe(
+            ctx.platform,
+            ctx.workspace,
+            ctx.event.channel.channel,
+            post_time=command.time or (current.post_time if current else config.default_post_time),
+            timezone=command.timezone or (current.timezone if current else config.default_tz),
+            count=command.count or (current.count if current else config.default_post_count),
+            by=ctx.user,
+            now=ctx.now,
+        )
+        topics = await repos.channels.topics(subscription.id)
+    return Message(
+        text=f"Daily post on: the top {subscription.count} papers at "
+        f"{subscription.post_time} {subscription.timezone} on publishing days.",
+        lines=(_topics_line(topics), "Run it now with `/papers channel post-now`."),
+    )
+
+
+async def channel_off(ctx: CommandContext, command: ChannelOff) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        subscription = await repos.channels.subscription(
+            ctx.platform, ctx.workspace, ctx.event.channel.channel
+        )
+        if subscription is None or not subscription.enabled:
+            return Message(text="The daily post was already off in this channel.")
+        subscription.enabled = False
+        subscription.updated_at = ctx.now
+    return Message(text="Daily post off for this channel. `/papers channel on` turns it back on.")
+
+
+async def channel_status(ctx: CommandContext, command: ChannelStatus) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        subscription = await repos.channels.subscription(
+            ctx.platform, ctx.workspace, ctx.event.channel.channel
+        )
+        topics = await repos.channels.topics(subscription.id) if subscription else []
+    if subscription is None or not subscription.enabled:
+        return Message(
+            text="No daily post in this channel.",
+            lines=("An admin can start one: `/papers channel on 09:00 Europe/Berlin 5`.",),
+        )
+    return Message(
+        text=f"Daily post: the top {subscription.count} papers at {subscription.post_time} "
+        f"{subscription.timezone} on publishing days.",
+        lines=(_topics_line(topics),),
+    )
+
+
+async def channel_topic_add(ctx: CommandContext, command: ChannelTopicAdd) -> Message:
+    return await _change_topic(ctx, command.topic, add=True)
+
+
+async def channel_topic_remove(ctx: CommandContext, command: ChannelTopicRemove) -> Message:
+    return await _change_topic(ctx, command.topic, add=False)
+
+
+async def _change_topic(ctx: CommandContext, topic: str, *, add: bool) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        subscription = await repos.channels.subscription(
+            ctx.platform, ctx.workspace, ctx.event.channel.channel
+        )
+        if subscription is None:
+            return Message(text="Turn the daily post on first: `/papers channel on`.")
+        if add:
+            changed = await repos.channels.add_topic(subscription.id, topic)
+        else:
+            changed = await repos.channels.remove_topic(subscription.id, topic)
+        topics = await repos.channels.topics(subscription.id)
+    if add:
+        text = f"Added “{topic}”." if changed else f"“{topic}” was already a topic here."
+    else:
+        text = f"Removed “{topic}”." if changed else f"“{topic}” was not a topic here."
+    return Message(text=text, lines=(_topics_line(topics),))
+
+
+async def channel_post_now(ctx: CommandContext, command: ChannelPostNow) -> Message:
+    sent = await ctx.bot.post_daily(ctx.event.channel)
+    if not sent:
+        return Message(text="Nothing new to post: every paper of the latest list is already here.")
+    return Message(text=f"Posted {sent} paper(s) to this channel.")
+
+
+def _topics_line(topics: list[str]) -> str:
+    if not topics:
+        return "Topics: all papers (narrow with `/papers channel topics add <topic>`)."
+    return f"Topics: {', '.join(topics)}."

@@ -1,0 +1,69 @@
+"""`digest daily|weekly ...`, `digest off`, `digest now` and `digest` (status)."""
+
+from __future__ import annotations
+
+from bot.commands.context import CommandContext
+from bot.commands.parser import WEEKDAYS, DigestNow, DigestOff, DigestSet, DigestStatus
+from bot.messages import Message
+from storage.models import DigestSetting
+
+
+def describe(setting: DigestSetting) -> str:
+    when = f"{setting.send_time} {setting.timezone}"
+    if setting.cadence == "weekly" and setting.weekday is not None:
+        return f"weekly on {WEEKDAYS[setting.weekday].capitalize()} at {when}"
+    return f"daily at {when}"
+
+
+async def digest_set(ctx: CommandContext, command: DigestSet) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        current = await repos.users.digest_setting(ctx.platform, ctx.workspace, ctx.user)
+        timezone = command.timezone or (current.timezone if current else ctx.bot.config.default_tz)
+        setting = await repos.users.set_digest(
+            ctx.platform,
+            ctx.workspace,
+            ctx.user,
+            cadence=command.cadence,
+            weekday=command.weekday,
+            send_time=command.time,
+            timezone=timezone,
+            now=ctx.now,
+        )
+        topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
+        text = f"Your digest comes {describe(setting)}."
+    hint = (
+        f"It covers {', '.join(topics)}."
+        if topics
+        else "Follow a topic for it to have something to say: `/papers follow <topic>`."
+    )
+    return Message(text=text, lines=(hint,))
+
+
+async def digest_off(ctx: CommandContext, command: DigestOff) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        removed = await repos.users.digest_off(ctx.platform, ctx.workspace, ctx.user)
+    return Message(text="Your digest is off." if removed else "Your digest was already off.")
+
+
+async def digest_status(ctx: CommandContext, command: DigestStatus) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        setting = await repos.users.digest_setting(ctx.platform, ctx.workspace, ctx.user)
+        topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
+    following = f"Topics: {', '.join(topics)}." if topics else "You follow no topics yet."
+    if setting is None:
+        return Message(
+            text="Your digest is off.",
+            lines=(following, "Turn it on with `/papers digest daily 08:00 Europe/Berlin`."),
+        )
+    return Message(text=f"Your digest comes {describe(setting)}.", lines=(following,))
+
+
+async def digest_now(ctx: CommandContext, command: DigestNow) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
+    if not topics:
+        return Message(text="You follow no topics yet: `/papers follow <topic>` first.")
+    sent = await ctx.bot.send_digest(ctx.actor)
+    if not sent:
+        return Message(text="Nothing new on your topics since your last digest.")
+    return Message(text=f"Sent you a digest of {sent} paper(s) by DM.")

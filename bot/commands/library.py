@@ -1,0 +1,81 @@
+"""A user's own papers and topics: follow, unfollow, following, saved, unsave, export."""
+
+from __future__ import annotations
+
+from bot.bibtex import bibtex
+from bot.cards import demo_note, paper_cards
+from bot.commands.context import CommandContext
+from bot.commands.parser import ExportBibtex, Follow, Following, Saved, Unfollow, Unsave
+from bot.messages import Attachment, Message
+
+MAX_LISTED = 20
+
+
+async def follow(ctx: CommandContext, command: Follow) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        added = await repos.users.follow(
+            ctx.platform, ctx.workspace, ctx.user, command.topic, ctx.now
+        )
+        digest = await repos.users.digest_setting(ctx.platform, ctx.workspace, ctx.user)
+    text = (
+        f"You now follow “{command.topic}”." if added else f"You already follow “{command.topic}”."
+    )
+    hint = (
+        "New papers on it will be in your digest."
+        if digest
+        else "Turn on your DM digest with `/papers digest daily 08:00`."
+    )
+    return Message(text=text, lines=(hint,))
+
+
+async def unfollow(ctx: CommandContext, command: Unfollow) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        removed = await repos.users.unfollow(ctx.platform, ctx.workspace, ctx.user, command.topic)
+    if removed:
+        return Message(text=f"You no longer follow “{command.topic}”.")
+    return Message(text=f"You don't follow “{command.topic}”. See `/papers following`.")
+
+
+async def following(ctx: CommandContext, command: Following) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
+    if not topics:
+        return Message(text="You follow no topics yet. Try `/papers follow latency`.")
+    return Message(text=f"You follow {len(topics)} topic(s):", lines=tuple(topics))
+
+
+async def saved(ctx: CommandContext, command: Saved) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        papers = await repos.users.saved(ctx.platform, ctx.workspace, ctx.user)
+    if not papers:
+        return Message(
+            text="You have no saved papers. React with the save emoji on a posted paper to save it."
+        )
+    cards = paper_cards(papers[:MAX_LISTED])
+    more = len(papers) - len(cards)
+    lines = (f"…and {more} more: `/papers export bibtex` lists them all.",) if more > 0 else ()
+    return Message(
+        text=f"Your saved papers ({len(papers)})", cards=cards, lines=lines, note=demo_note(cards)
+    )
+
+
+async def unsave(ctx: CommandContext, command: Unsave) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        paper = await repos.papers.by_arxiv_id(command.paper_id)
+        removed = paper is not None and await repos.users.unsave(
+            ctx.platform, ctx.workspace, ctx.user, paper.id
+        )
+    if not removed:
+        return Message(text=f"{command.paper_id} is not in your saved papers.")
+    return Message(text=f"Removed {command.paper_id} from your saved papers.")
+
+
+async def export_bibtex(ctx: CommandContext, command: ExportBibtex) -> Message:
+    async with ctx.bot.store.transaction() as repos:
+        papers = await repos.users.saved(ctx.platform, ctx.workspace, ctx.user)
+    if not papers:
+        return Message(text="You have no saved papers to export.")
+    return Message(
+        text=f"BibTeX for your {len(papers)} saved paper(s)",
+        attachment=Attachment("paperboy-saved.bib", bibtex(papers), "application/x-bibtex"),
+    )

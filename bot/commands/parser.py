@@ -1,0 +1,356 @@
+"""Parse the text after `/papers` into one typed command, or a UsageError with the right form.
+
+The same words work on every platform. Nothing here touches storage: a rejected command
+changes nothing by construction.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+from zoneinfo import available_timezones
+
+from config.settings import parse_hhmm
+
+MAX_COMMAND_LENGTH = 500
+MAX_TOPIC_LENGTH = 80
+MAX_POST_COUNT = 10
+
+USAGE = {
+    "today": "`/papers today`",
+    "topic": "`/papers topic <words>`, e.g. `/papers topic speculative decoding`",
+    "follow": "`/papers follow <topic>`, e.g. `/papers follow latency`",
+    "unfollow": "`/papers unfollow <topic>`",
+    "following": "`/papers following`",
+    "saved": "`/papers saved`",
+    "unsave": "`/papers unsave <arXiv id>`, e.g. `/papers unsave 2405.15738`",
+    "export": "`/papers export bibtex`",
+    "digest": "`/papers digest daily HH:MM [timezone]`, "
+    "`/papers digest weekly [mon..sun] HH:MM [timezone]`, `/papers digest off` "
+    "or `/papers digest now`",
+    "channel": "`/papers channel on [HH:MM] [timezone] [count]`, `/papers channel off`, "
+    "`/papers channel status`, `/papers channel post-now` "
+    "or `/papers channel topics add|remove <topic>`",
+    "help": "`/papers help`",
+}
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+# Words, numbers and the few joiners topics need ("c++", "text-to-speech", "bayes' rule").
+_TOPIC = re.compile(r"^\w[\w .+#'/-]*$")
+_ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(v\d+)?$")
+_ARXIV_OLD = re.compile(r"^([a-z][a-z.-]*/\d{7})(v\d+)?$", re.IGNORECASE)
+_DEMO_ID = re.compile(r"^(demo-\d{3,})$")
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+class UsageError(Exception):
+    """A command that cannot run; `str()` is one line showing the right form."""
+
+
+# Commands -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Today:
+    pass
+
+
+@dataclass(frozen=True)
+class Topic:
+    topic: str
+
+
+@dataclass(frozen=True)
+class Follow:
+    topic: str
+
+
+@dataclass(frozen=True)
+class Unfollow:
+    topic: str
+
+
+@dataclass(frozen=True)
+class Following:
+    pass
+
+
+@dataclass(frozen=True)
+class Saved:
+    pass
+
+
+@dataclass(frozen=True)
+class Unsave:
+    paper_id: str
+
+
+@dataclass(frozen=True)
+class ExportBibtex:
+    pass
+
+
+@dataclass(frozen=True)
+class DigestSet:
+    cadence: str  # "daily" | "weekly"
+    weekday: int | None  # 0 = Monday; weekly only
+    time: str  # HH:MM
+    timezone: str | None  # None: keep the current one, or the default
+
+
+@dataclass(frozen=True)
+class DigestOff:
+    pass
+
+
+@dataclass(frozen=True)
+class DigestNow:
+    pass
+
+
+@dataclass(frozen=True)
+class DigestStatus:
+    pass
+
+
+@dataclass(frozen=True)
+class ChannelOn:
+    time: str | None
+    timezone: str | None
+    count: int | None
+
+
+@dataclass(frozen=True)
+class ChannelOff:
+    pass
+
+
+@dataclass(frozen=True)
+class ChannelStatus:
+    pass
+
+
+@dataclass(frozen=True)
+class ChannelPostNow:
+    pass
+
+
+@dataclass(frozen=True)
+class ChannelTopicAdd:
+    topic: str
+
+
+@dataclass(frozen=True)
+class ChannelTopicRemove:
+    topic: str
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+Command = (
+    Today | Topic | Follow | Unfollow | Following | Saved | Unsave | ExportBibtex
+    | DigestSet | DigestOff | DigestNow | DigestStatus
+    | ChannelOn | ChannelOff | ChannelStatus | ChannelPostNow | ChannelTopicAdd
+    | ChannelTopicRemove | Help
+)  # fmt: skip
+
+ADMIN_COMMANDS = (ChannelOn, ChannelOff, ChannelPostNow, ChannelTopicAdd, ChannelTopicRemove)
+
+
+# Parsing --------------------------------------------------------------------------------
+
+
+def usage(name: str) -> UsageError:
+    return UsageError(f"Usage: {USAGE[name]}")
+
+
+def parse(text: str) -> Command:
+    """Parse `/papers` arguments. Raises UsageError for anything malformed."""
+    if len(text) > MAX_COMMAND_LENGTH:
+        raise UsageError(
+            f"That command is too long ({MAX_COMMAND_LENGTH} characters at most). "
+            "Try `/papers help`."
+        )
+    text = text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    if any(_is_forbidden(ch) for ch in text):
+        raise UsageError("Commands can't contain control characters. Try `/papers help`.")
+    words = text.split()
+    if not words:
+        return Today()
+    name, args = words[0].lower(), words[1:]
+    parser = _PARSERS.get(name)
+    if parser is None:
+        raise UsageError(
+            "Unknown command. Try `/papers today`, `/papers topic <words>` or `/papers help`."
+        )
+    return parser(args)
+
+
+def _is_forbidden(ch: str) -> bool:
+    return unicodedata.category(ch) == "Cc" or ch in _BIDI
+
+
+def _no_args(command: Command, name: str):  # type: ignore[no-untyped-def]
+    def parse_no_args(args: list[str]) -> Command:
+        if args:
+            raise usage(name)
+        return command
+
+    return parse_no_args
+
+
+def normalise_topic(words: list[str], name: str) -> str:
+    """Lower-case, single-spaced topic text, or UsageError naming `name`'s form."""
+    topic = " ".join(words).lower()
+    if not topic or len(topic) > MAX_TOPIC_LENGTH or not _TOPIC.match(topic):
+        raise UsageError(
+            f"Usage: {USAGE[name]} (a topic is letters, digits, spaces and - . + # ' /,"
+            f" {MAX_TOPIC_LENGTH} characters at most)"
+        )
+    return topic
+
+
+def _topic_command(factory, name: str):  # type: ignore[no-untyped-def]
+    def parse_topic(args: list[str]) -> Command:
+        return factory(normalise_topic(args, name))
+
+    return parse_topic
+
+
+def parse_paper_id(value: str) -> str:
+    """Accept `2405.15738`, `2405.15738v2`, `arXiv:2405.15738` or an arXiv / Hugging Face URL."""
+    value = value.strip().strip("<>")
+    value = re.sub(r"^arxiv:", "", value, flags=re.IGNORECASE)
+    url = re.match(
+        r"^https?://(?:www\.)?(?:arxiv\.org/(?:abs|pdf)|huggingface\.co/papers)/(.+?)(?:\.pdf)?/?$",
+        value,
+        re.IGNORECASE,
+    )
+    if url:
+        value = url.group(1)
+    for pattern in (_ARXIV_NEW, _ARXIV_OLD, _DEMO_ID):
+        match = pattern.match(value)
+        if match:
+            return match.group(1)
+    raise usage("unsave")
+
+
+def _unsave(args: list[str]) -> Command:
+    if len(args) != 1:
+        raise usage("unsave")
+    return Unsave(parse_paper_id(args[0]))
+
+
+def _export(args: list[str]) -> Command:
+    if [a.lower() for a in args] != ["bibtex"]:
+        raise usage("export")
+    return ExportBibtex()
+
+
+def parse_time(value: str, name: str) -> str:
+    try:
+        return parse_hhmm(value).strftime("%H:%M")
+    except ValueError:
+        raise UsageError(f"Times are HH:MM, like 08:00. Usage: {USAGE[name]}") from None
+
+
+@cache
+def _timezones() -> dict[str, str]:
+    return {name.lower(): name for name in available_timezones()} | {"utc": "UTC"}
+
+
+def parse_timezone(value: str, name: str) -> str:
+    canonical = _timezones().get(value.lower())
+    if canonical is None:
+        raise UsageError(
+            f"Unknown timezone; use an IANA name such as Europe/Berlin or UTC. Usage: {USAGE[name]}"
+        )
+    return canonical
+
+
+def parse_weekday(value: str) -> int:
+    """`mon`, `Monday`, `tues`...: three letters at least of a weekday's English name."""
+    value = value.lower()
+    for index, day in enumerate(WEEKDAYS):
+        if len(value) >= 3 and day.startswith(value):
+            return index
+    raise UsageError(f"Days are mon, tue, wed, thu, fri, sat or sun. Usage: {USAGE['digest']}")
+
+
+def _digest(args: list[str]) -> Command:
+    if not args:
+        return DigestStatus()
+    head, rest = args[0].lower(), args[1:]
+    if head in ("off", "now", "status") and not rest:
+        return {"off": DigestOff(), "now": DigestNow(), "status": DigestStatus()}[head]
+    if head not in ("daily", "weekly"):
+        raise usage("digest")
+    weekday = None
+    if head == "weekly":
+        weekday = 0  # Monday unless a day is given
+        if rest and rest[0].isalpha():
+            weekday = parse_weekday(rest.pop(0))
+    if not rest or len(rest) > 2:
+        raise usage("digest")
+    time = parse_time(rest[0], "digest")
+    timezone = parse_timezone(rest[1], "digest") if len(rest) == 2 else None
+    return DigestSet(head, weekday, time, timezone)
+
+
+def _channel(args: list[str]) -> Command:
+    if not args:
+        return ChannelStatus()
+    head, rest = args[0].lower(), args[1:]
+    if head in ("off", "status", "post-now") and not rest:
+        return {"off": ChannelOff(), "status": ChannelStatus(), "post-now": ChannelPostNow()}[head]
+    if head == "on":
+        return _channel_on(rest)
+    if head == "topics" and len(rest) >= 2 and rest[0].lower() in ("add", "remove"):
+        topic = normalise_topic(rest[1:], "channel")
+        return ChannelTopicAdd(topic) if rest[0].lower() == "add" else ChannelTopicRemove(topic)
+    raise usage("channel")
+
+
+def _channel_on(args: list[str]) -> Command:
+    """`on [HH:MM] [tz] [count]`, each part optional but in this order."""
+    time = timezone = count = None
+    rest = list(args)
+    if rest and ":" in rest[0]:
+        time = parse_time(rest.pop(0), "channel")
+    if rest and not rest[0].isdigit():
+        timezone = parse_timezone(rest.pop(0), "channel")
+    if rest:
+        value = rest.pop(0)
+        if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_POST_COUNT:
+            raise UsageError(
+                f"The count is a number from 1 to {MAX_POST_COUNT}. Usage: {USAGE['channel']}"
+            )
+        count = int(value)
+    if rest:
+        raise usage("channel")
+    return ChannelOn(time, timezone, count)
+
+
+def _topic(args: list[str]) -> Command:
+    return Topic(normalise_topic(args, "topic"))
+
+
+_PARSERS = {
+    "today": _no_args(Today(), "today"),
+    "topic": _topic,
+    "follow": _topic_command(Follow, "follow"),
+    "unfollow": _topic_command(Unfollow, "unfollow"),
+    "following": _no_args(Following(), "following"),
+    "saved": _no_args(Saved(), "saved"),
+    "unsave": _unsave,
+    "export": _export,
+    "digest": _digest,
+    "channel": _channel,
+    "help": lambda args: Help(),
+}

@@ -1,0 +1,118 @@
+"""Paperboy: the platform-neutral bot. Adapters hand it neutral events and render what it
+returns; it reaches platforms only through the Outbound port."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.commands import HANDLERS, CommandContext
+from bot.commands.channels import NOT_ADMIN
+from bot.commands.parser import ADMIN_COMMANDS, UsageError, parse
+from bot.daily import ChannelPlan, compose_daily_post, deliver_daily_post
+from bot.digest import send_digest
+from bot.events import ChannelRef, CommandInvoked, ReactionChanged, UserRef
+from bot.messages import Message
+from bot.ports import Outbound
+from bot.reactions import SaveReactions, display_emoji
+from bot.search import SearchSource
+from config import Settings
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    save_emojis: tuple[str, ...] = ("bookmark",)
+    default_tz: str = "UTC"
+    default_post_time: str = "09:00"
+    default_post_count: int = 5
+    search_budget: float = 1.5
+    today_count: int = 5
+    topic_count: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BotConfig:
+        return cls(
+            save_emojis=settings.save_emojis,
+            default_tz=settings.default_tz,
+            default_post_time=settings.default_post_time,
+            default_post_count=settings.default_post_count,
+            search_budget=settings.search_budget_seconds,
+        )
+
+    @property
+    def save_emoji(self) -> str:
+        """How to show the save emoji in a message."""
+        return display_emoji(self.save_emojis[0])
+
+
+class Paperboy:
+    def __init__(
+        self,
+        store: Store,
+        outbound: Outbound,
+        *,
+        config: BotConfig,
+        source: SearchSource | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.outbound = outbound
+        self.config = config
+        self.source = source
+        self.clock = clock
+        self.reactions = SaveReactions(store, config.save_emojis)
+
+    async def handle_command(self, event: CommandInvoked) -> Message:
+        """The answer to `/papers <text>`: a result, a usage hint, or an apology; never raises."""
+        try:
+            command = parse(event.text)
+        except UsageError as error:
+            return Message(text=str(error), is_usage_hint=True)
+        if isinstance(command, ADMIN_COMMANDS) and not event.is_admin:
+            return Message(text=NOT_ADMIN)
+        context = CommandContext(bot=self, event=event, now=self.clock())
+        try:
+            return await HANDLERS[type(command)](context, command)
+        except Exception:
+            log.exception("command %s failed", type(command).__name__)
+            return Message(text=SOMETHING_WENT_WRONG)
+
+    async def handle_reaction(self, event: ReactionChanged) -> Message | None:
+        """A confirmation for the reacting user, or None when the reaction is not a save."""
+        try:
+            return await self.reactions.handle(event, self.clock())
+        except Exception:
+            log.exception("reaction handling failed")
+            return None
+
+    async def post_daily(self, channel: ChannelRef) -> int:
+        """Run a channel's daily post now; returns how many papers were posted."""
+        scope = channel.scope
+        async with self.store.transaction() as repos:
+            subscription = await repos.channels.subscription(
+                scope.platform, scope.workspace, channel.channel
+            )
+            topics = tuple(await repos.channels.topics(subscription.id)) if subscription else ()
+            count = subscription.count if subscription else self.config.default_post_count
+            post = await compose_daily_post(
+                repos, channel, ChannelPlan(count, topics), self.config.save_emoji
+            )
+        if post is None:
+            return 0
+        return await deliver_daily_post(self.store, self.outbound, channel, post, self.clock())
+
+    async def send_digest(self, user: UserRef) -> int:
+        """Send `user`'s digest now; returns how many papers it held (0: nothing was sent)."""
+        async with self.store.transaction() as repos:
+            setting = await repos.users.digest_setting(
+                user.scope.platform, user.scope.workspace, user.user
+            )
+        cadence = setting.cadence if setting else "daily"
+        return await send_digest(self.store, self.outbound, user, cadence, self.clock())

@@ -1,0 +1,94 @@
+"""Daily channel posts: compose the top papers of the latest list, post them, record them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from bot.cards import demo_note, paper_card
+from bot.events import ChannelRef
+from bot.messages import DailyPost, Message, Visibility
+from bot.ports import Outbound
+from bot.search import search_terms
+from storage.models import Paper
+from storage.store import Repositories, Store
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """What a channel wants in its daily post."""
+
+    count: int
+    topics: tuple[str, ...] = ()
+
+
+async def latest_list(repos: Repositories) -> tuple[date, list[Paper]] | None:
+    """The newest Daily Papers list in the store; real lists win over the demo sample."""
+    day = await repos.papers.latest_listing_day(demo=False)
+    if day is None:
+        day = await repos.papers.latest_listing_day(demo=True)
+    if day is None:
+        return None
+    return day, await repos.papers.listing(day)
+
+
+async def matching_any(
+    repos: Repositories, topics: tuple[str, ...], candidates: list[Paper]
+) -> list[Paper]:
+    """`candidates` (kept in their order) that match at least one topic."""
+    ids = [paper.id for paper in candidates]
+    matched: set[int] = set()
+    for topic in topics:
+        hits = await repos.papers.search(search_terms(topic), limit=len(ids), within=ids)
+        matched.update(hit.paper.id for hit in hits)
+    return [paper for paper in candidates if paper.id in matched]
+
+
+async def compose_daily_post(
+    repos: Repositories, channel: ChannelRef, plan: ChannelPlan, save_emoji: str
+) -> DailyPost | None:
+    """The post this channel would get now, or None when there is nothing new for it."""
+    latest = await latest_list(repos)
+    if latest is None:
+        return None
+    day, papers = latest
+    if plan.topics:
+        papers = await matching_any(repos, plan.topics, papers)
+    scope = channel.scope
+    posted = await repos.channels.posted_papers(
+        scope.platform, scope.workspace, channel.channel, [paper.id for paper in papers]
+    )
+    chosen = [paper for paper in papers if paper.id not in posted][: plan.count]
+    if not chosen:
+        return None
+    cards = [paper_card(paper) for paper in chosen]
+    topics = f" on {', '.join(plan.topics)}" if plan.topics else ""
+    header = Message(
+        text=f"Trending papers{topics} from Hugging Face Daily Papers, {day:%A %d %B %Y}",
+        lines=(f"Top {len(chosen)}. React with {save_emoji} to save one to `/papers saved`.",),
+        note=demo_note(cards),
+        visibility=Visibility.PUBLIC,
+    )
+    return DailyPost(
+        header=header,
+        papers=tuple(
+            (paper.id, Message(text="", cards=(card,), visibility=Visibility.PUBLIC))
+            for paper, card in zip(chosen, cards, strict=True)
+        ),
+    )
+
+
+async def deliver_daily_post(
+    store: Store, outbound: Outbound, channel: ChannelRef, post: DailyPost, now: datetime
+) -> int:
+    """Send the header and each paper, recording every paper message as soon as it is out so
+    a reaction on it names the paper and the paper is never posted here again."""
+    await outbound.post(channel, post.header)
+    scope = channel.scope
+    for paper_id, message in post.papers:
+        ref = await outbound.post(channel, message)
+        async with store.transaction() as repos:
+            await repos.channels.record_post(
+                scope.platform, scope.workspace, channel.channel, ref.message_id, paper_id, now
+            )
+    return len(post.papers)

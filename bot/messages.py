@@ -1,0 +1,73 @@
+"""Neutral outgoing messages that every adapter renders (Block Kit, embeds, terminal text).
+
+Text fields hold plain text: adapters escape it for their platform. Inline code is marked
+with backticks only in `Message.text`/`lines`, the one markup every platform shares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from enum import Enum
+
+
+class Visibility(Enum):
+    CALLER = "caller"  # only the person who ran the command sees it
+    PUBLIC = "public"  # everyone in the channel (or the DM) sees it
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PaperCard:
+    paper_id: str  # arXiv id, or a demo id
+    title: str
+    url: str  # the paper's Hugging Face page
+    authors: tuple[str, ...] = ()
+    upvotes: int | None = None
+    published: date | None = None
+    summary: str | None = None
+    links: tuple[Link, ...] = ()  # arXiv abstract, PDF, code, project page
+    thumbnail: str | None = None
+    is_demo: bool = False
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: str
+    mime_type: str = "text/plain"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message: a heading line, optional body lines, paper cards and a note.
+
+    `shareable` asks the adapter to offer "Share to channel"; `share_text` is what that posts.
+    `is_usage_hint` marks a rejected command (nothing was changed).
+    """
+
+    text: str
+    lines: tuple[str, ...] = ()
+    cards: tuple[PaperCard, ...] = ()
+    note: str | None = None
+    visibility: Visibility = Visibility.CALLER
+    attachment: Attachment | None = None
+    shareable: bool = False
+    is_usage_hint: bool = False
+
+    @property
+    def has_demo_papers(self) -> bool:
+        return any(card.is_demo for card in self.cards)
+
+
+@dataclass(frozen=True)
+class DailyPost:
+    """A channel's daily post: a header, then one message per paper so a reaction names it."""
+
+    header: Message
+    papers: tuple[tuple[int, Message], ...] = field(default=())  # (paper row id, message)

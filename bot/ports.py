@@ -1,0 +1,27 @@
+"""The outbound port: the only way the core reaches a platform. Each adapter implements it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bot.events import ChannelRef, MessageRef, UserRef
+from bot.messages import Message
+
+
+class DeliveryError(Exception):
+    """A send failed. `permanent` means retrying cannot help (channel gone, DMs closed)."""
+
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class Outbound(Protocol):
+    async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+        """Post publicly in a channel."""
+        ...
+
+    async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
+        """Send a direct message."""
+        ...

@@ -1,0 +1,82 @@
+"""Fixtures for core tests: a bot on a real store, fed by the fake Hugging Face over HTTP,
+sending through a recording stand-in for a chat platform."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import pytest
+
+from bot.core import BotConfig, Paperboy
+from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope, UserRef
+from bot.ingest import ingest_days
+from bot.messages import Message
+from bot.sources.huggingface import HuggingFaceClient
+from storage.store import Store
+from tests.fakes.huggingface import FakeHuggingFace
+
+NOW = datetime(2026, 5, 5, 12, 0, tzinfo=UTC)
+SCOPE = Scope("test", "T1")
+CHANNEL = ChannelRef(SCOPE, "C1")
+
+
+@dataclass
+class RecordingPlatform:
+    """The outbound port of a pretend platform: keeps every message and numbers them."""
+
+    posts: list[tuple[ChannelRef, Message, MessageRef]] = field(default_factory=list)
+    dms: list[tuple[UserRef, Message, MessageRef]] = field(default_factory=list)
+
+    async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+        ref = MessageRef(channel, f"m{len(self.posts) + len(self.dms) + 1}")
+        self.posts.append((channel, message, ref))
+        return ref
+
+    async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
+        ref = MessageRef(ChannelRef(user.scope, f"D-{user.user}"), f"m{len(self.posts) + 1}")
+        self.dms.append((user, message, ref))
+        return ref
+
+
+@dataclass
+class Harness:
+    bot: Paperboy
+    platform: RecordingPlatform
+    store: Store
+    hf: FakeHuggingFace
+    clock: list[datetime]
+
+    async def say(
+        self, text: str, *, user: str = "alice", admin: bool = False, channel: ChannelRef = CHANNEL
+    ) -> Message:
+        return await self.bot.handle_command(CommandInvoked(channel, user, text, admin))
+
+    async def react(self, ref: MessageRef, emoji: str = "bookmark", *, user: str = "alice",
+                    added: bool = True) -> Message | None:  # fmt: skip
+        return await self.bot.handle_reaction(ReactionChanged(ref, user, emoji, added))
+
+    def paper_posts(self) -> list[tuple[str, MessageRef]]:
+        """(arXiv id, message ref) of every single-paper message posted so far."""
+        return [(m.cards[0].paper_id, ref) for _, m, ref in self.platform.posts if len(m.cards) == 1
+                and not m.text]  # fmt: skip
+
+
+@pytest.fixture
+async def harness(store: Store, fake_hf: FakeHuggingFace) -> AsyncIterator[Harness]:
+    fake_hf.load_day("2026-05-04")
+    fake_hf.load_day("2026-05-05")
+    client = HuggingFaceClient(fake_hf.base_url, timeout=2.0, max_retries=0)
+    await ingest_days(store, client, date(2026, 5, 4), date(2026, 5, 5), NOW)
+    clock = [NOW]
+    platform = RecordingPlatform()
+    bot = Paperboy(
+        store,
+        platform,
+        config=BotConfig(search_budget=1.0),
+        source=client,
+        clock=lambda: clock[0],
+    )
+    yield Harness(bot, platform, store, fake_hf, clock)
+    await client.aclose()

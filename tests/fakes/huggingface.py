@@ -1,0 +1,225 @@
+"""A fake Hugging Face papers API on 127.0.0.1 (real sockets), with switchable faults.
+
+Endpoints: `/api/daily_papers?date=&limit=&p=` (real paging, default limit 50, max 100),
+`/api/papers/search?q=&limit=`, `/api/papers/{id}`. Each endpoint ("daily", "search", "paper")
+has a queue of faults served before it answers normally: "timeout", "badjson", "429" (with
+`Retry-After: <retry_after>`) or any HTTP status as digits ("500", "503", "400", ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "hf"
+ENDPOINTS = ("daily", "search", "paper")
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+_VERSION = re.compile(r"v\d+$")
+
+
+def load_fixture(name: str) -> list[dict[str, Any]]:
+    """A hand-written fixture from tests/fixtures/hf/, e.g. `load_fixture("2026-05-04.json")`."""
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    endpoint: str  # "daily", "search", "paper" or "other"
+    path: str
+    query: dict[str, str]  # first value of each parameter
+    user_agent: str | None
+    target: str  # path and query as sent, e.g. "/api/daily_papers?date=2026-05-04&limit=100&p=0"
+
+
+class FakeHuggingFace:
+    """The fake server. Mutate `days`, `faults`, `retry_after`, `ignore_paging` from tests."""
+
+    def __init__(self) -> None:
+        self.days: dict[str, list[dict[str, Any]]] = {}
+        self.faults: dict[str, list[str]] = {endpoint: [] for endpoint in ENDPOINTS}
+        self.requests: list[RecordedRequest] = []
+        self.retry_after = "1"
+        self.timeout_delay = 2.0  # how long a "timeout" fault stalls; beyond the client's timeout
+        self.ignore_paging = False  # serve page 0 whatever `p` says
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},  # shutdown() waits up to one poll interval
+            name="fake-hf",
+            daemon=True,
+        )
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeHuggingFace:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes handlers stalled by a "timeout" fault
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def load_day(self, day: str, fixture: str | None = None) -> list[dict[str, Any]]:
+        """Serve a fixture file (default `<day>.json`) as `day`'s list; returns its items."""
+        items = load_fixture(fixture or f"{day}.json")
+        self.days[day] = items
+        return items
+
+    def requests_to(self, endpoint: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.endpoint == endpoint]
+
+    # Called from handler threads.
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def _next_fault(self, endpoint: str) -> str | None:
+        with self._lock:
+            queue = self.faults.get(endpoint)
+            return queue.pop(0) if queue else None
+
+    def _daily(self, query: dict[str, str]) -> tuple[int, object]:
+        day = query.get("date") or max(self.days, default="")
+        items = self.days.get(day, [])
+        try:
+            limit = int(query.get("limit", DEFAULT_LIMIT))
+            page = int(query.get("p", 0))
+        except ValueError:
+            return 400, {"error": "Invalid limit or p"}
+        if limit < 1 or page < 0:
+            return 400, {"error": "Invalid limit or p"}
+        limit = min(limit, MAX_LIMIT)
+        if self.ignore_paging:
+            page = 0
+        return 200, items[page * limit : (page + 1) * limit]
+
+    def _search(self, query: dict[str, str]) -> tuple[int, object]:
+        needle = query.get("q", "").strip().lower()
+        try:
+            limit = int(query.get("limit", DEFAULT_LIMIT))
+        except ValueError:
+            return 400, {"error": "Invalid limit"}
+        if not needle:
+            return 400, {"error": "Missing q"}
+        found: dict[str, dict[str, Any]] = {}
+        for day in sorted(self.days):
+            for item in self.days[day]:
+                paper = item.get("paper", {})
+                texts = (item.get("title"), item.get("summary"), paper.get("title"),
+                         paper.get("summary"))  # fmt: skip
+                if any(isinstance(t, str) and needle in t.lower() for t in texts):
+                    found.setdefault(_bare_id(paper.get("id")), item)
+        return 200, list(found.values())[: max(limit, 0)]
+
+    def _paper(self, arxiv_id: str) -> tuple[int, object]:
+        wanted = _bare_id(arxiv_id)
+        for day in sorted(self.days, reverse=True):
+            for item in self.days[day]:
+                paper = item.get("paper", {})
+                if _bare_id(paper.get("id")) == wanted:
+                    return 200, paper
+        return 404, {"error": "Paper not found"}
+
+
+def _bare_id(value: object) -> str:
+    return _VERSION.sub("", value) if isinstance(value, str) else ""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeHuggingFace
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that gave up (timeouts) leave broken pipes behind; nothing to report
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        fake = self.server.fake
+        url = urlsplit(self.path)
+        path = url.path
+        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        if path == "/api/daily_papers":
+            endpoint = "daily"
+        elif path == "/api/papers/search":
+            endpoint = "search"
+        elif path.startswith("/api/papers/") and len(path) > len("/api/papers/"):
+            endpoint = "paper"
+        else:
+            endpoint = "other"
+        fake._record(
+            RecordedRequest(endpoint, path, query, self.headers.get("User-Agent"), self.path)
+        )
+
+        fault = fake._next_fault(endpoint)
+        if fault == "timeout":
+            fake._stopping.wait(fake.timeout_delay)
+            return  # nothing sent; the connection closes
+        if fault == "badjson":
+            self._send(200, b'[{"paper": {"id": "2605.0', "application/json")
+            return
+        if fault == "429":
+            self._json(429, {"error": "Too Many Requests"}, {"Retry-After": fake.retry_after})
+            return
+        if fault is not None and fault.isdigit():
+            self._json(int(fault), {"error": f"fault {fault}"})
+            return
+
+        if endpoint == "daily":
+            status, body = fake._daily(query)
+        elif endpoint == "search":
+            status, body = fake._search(query)
+        elif endpoint == "paper":
+            status, body = fake._paper(unquote(path[len("/api/papers/") :]))
+        else:
+            status, body = 404, {"error": "Not Found"}
+        self._json(status, body)
+
+    def _json(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(body).encode(), "application/json; charset=utf-8", headers)
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def fake_hf() -> Iterator[FakeHuggingFace]:
+    """A running fake Hugging Face API; stopped after the test."""
+    server = FakeHuggingFace().start()
+    try:
+        yield server
+    finally:
+        server.stop()

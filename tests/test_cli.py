@@ -1,0 +1,87 @@
+"""`paperboy fetch` and `paperboy db upgrade` as an operator runs them."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fakes.huggingface import FakeHuggingFace
+
+
+def paperboy(*args: str, database: Path, hf_url: str = "http://127.0.0.1:9"):  # type: ignore[no-untyped-def]
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "PAPERBOY_HF_BASE_URL": hf_url}
+    return subprocess.run(
+        [sys.executable, "-m", "adapters.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        cwd=database.parent,
+    )
+
+
+def listed_days(database: Path) -> dict[str, int]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT day, count(*) FROM daily_listings GROUP BY day")
+        return dict(rows.fetchall())
+
+
+def test_fetch_one_date(tmp_path: Path, fake_hf: FakeHuggingFace) -> None:
+    fake_hf.load_day("2026-05-04")
+    database = tmp_path / "p.db"
+    result = paperboy("fetch", "--date", "2026-05-04", database=database, hf_url=fake_hf.base_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2026-05-04: 5 papers"
+    assert listed_days(database) == {"2026-05-04": 5}
+
+
+def test_fetch_since_covers_weekends_without_error(
+    tmp_path: Path, fake_hf: FakeHuggingFace
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=3)
+    fake_hf.load_day(first.isoformat(), "2026-05-04.json")
+    database = tmp_path / "p.db"
+    result = paperboy("fetch", "--since", first.isoformat(), database=database,
+                      hf_url=fake_hf.base_url)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4
+    assert lines[0] == f"{first}: 5 papers"
+    assert all("no list" in line for line in lines[1:])
+    assert listed_days(database) == {first.isoformat(): 5}
+
+
+def test_fetch_reports_an_unreachable_source(tmp_path: Path, fake_hf: FakeHuggingFace) -> None:
+    fake_hf.faults["daily"] = ["503"] * 10
+    fake_hf.retry_after = "0"
+    result = paperboy("fetch", "--date", "2026-05-04", database=tmp_path / "p.db",
+                      hf_url=fake_hf.base_url)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("paperboy fetch: Hugging Face unavailable")
+    assert "Traceback" not in result.stderr
+
+
+def test_fetch_rejects_a_bad_date(tmp_path: Path) -> None:
+    result = paperboy("fetch", "--date", "yesterday", database=tmp_path / "p.db")
+    assert result.returncode == 2
+    assert "expected a date as YYYY-MM-DD" in result.stderr
+
+
+def test_db_upgrade_creates_the_schema_once(tmp_path: Path) -> None:
+    database = tmp_path / "p.db"
+    for _ in range(2):
+        result = paperboy("db", "upgrade", database=database)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "Database is up to date."
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert {"papers", "papers_fts", "saves", "follows", "posts"} <= tables
+    assert version == [("0001",)]

@@ -1,0 +1,265 @@
+"""Every command of the surface, through Paperboy.handle_command, on a real store."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy import func, select, text
+
+from bot.bibtex import bibtex
+from bot.messages import Visibility
+from storage.models import Base, Paper
+from tests.core_fixtures import CHANNEL, Harness
+from tests.fakes.huggingface import load_fixture
+
+
+async def table_counts(harness: Harness) -> dict[str, int]:
+    async with harness.store.transaction() as repos:
+        return {
+            name: int(await repos.session.scalar(select(func.count()).select_from(table)) or 0)
+            for name, table in Base.metadata.tables.items()
+        }
+
+
+async def test_today_lists_the_latest_day_by_upvotes(harness: Harness) -> None:
+    answer = await harness.say("today")
+    assert "05 May 2026" in answer.text
+    assert [card.paper_id for card in answer.cards][:3] == [
+        "2605.00101",
+        "2605.00102",
+        "2605.00103",
+    ]
+    assert answer.visibility is Visibility.CALLER
+    assert answer.shareable
+    assert answer.note is None  # real data: no demo label
+    first = answer.cards[0]
+    assert first.url == "https://huggingface.co/papers/2605.00101"
+    assert first.upvotes == 64
+    assert first.authors[:2] == ("Anika Bose", "Tom Reyes")
+    assert first.published == date(2026, 5, 4)
+    labels = {link.label: link.url for link in first.links}
+    assert labels["arXiv"] == "https://arxiv.org/abs/2605.00101"
+    assert labels["PDF"] == "https://arxiv.org/pdf/2605.00101"
+    assert labels["Code"] == "https://github.com/selfspec/selfspec"
+    assert await harness.say("") == answer  # `/papers` alone is `today`
+
+
+async def test_topic_ranks_local_matches_and_hints_follow(harness: Harness) -> None:
+    answer = await harness.say("topic speculative decoding")
+    ids = [card.paper_id for card in answer.cards]
+    assert set(ids[:2]) == {"2605.00001", "2605.00101"}
+    assert "2605.00004" not in ids  # video diffusion has nothing to do with it
+    assert answer.shareable and answer.visibility is Visibility.CALLER
+    assert any("/papers follow speculative decoding" in line for line in answer.lines)
+
+
+async def test_topic_matches_ai_keywords_and_stems(harness: Harness) -> None:
+    answer = await harness.say("topic latencies")
+    assert "2605.00001" in [card.paper_id for card in answer.cards]
+
+
+async def test_topic_merges_hugging_face_results_and_stores_them(harness: Harness) -> None:
+    harness.hf.days["2024-05-27"] = load_fixture("legacy-2024-05-27.json")
+    answer = await harness.say("topic robot manipulation")
+    assert [card.paper_id for card in answer.cards] == ["2405.90002"]
+    assert any(request.endpoint == "search" for request in harness.hf.requests)
+    async with harness.store.transaction() as repos:
+        assert await repos.papers.by_arxiv_id("2405.90002") is not None
+
+
+async def test_topic_answers_from_the_store_when_hugging_face_is_slow(harness: Harness) -> None:
+    harness.hf.timeout_delay = 3.0
+    harness.hf.faults["search"] = ["timeout"]
+    harness.hf.days["2024-05-27"] = load_fixture("legacy-2024-05-27.json")
+    answer = await harness.say("topic diffusion")
+    ids = [card.paper_id for card in answer.cards]
+    assert "2605.00004" in ids
+    assert "2405.90002" not in ids  # only Hugging Face knew it, and it did not answer in time
+
+
+async def test_topic_with_no_match_says_so(harness: Harness) -> None:
+    answer = await harness.say("topic quantum gravity")
+    assert answer.cards == ()
+    assert "No papers found" in answer.text
+
+
+async def test_follow_unfollow_following(harness: Harness) -> None:
+    assert "now follow" in (await harness.say("follow Diffusion")).text
+    assert "already follow" in (await harness.say("follow diffusion")).text
+    await harness.say("follow latency")
+    assert (await harness.say("following")).lines == ("diffusion", "latency")
+    assert (await harness.say("following", user="bob")).lines == ()
+    assert "no longer follow" in (await harness.say("unfollow diffusion")).text
+    assert "don't follow" in (await harness.say("unfollow diffusion")).text
+    assert (await harness.say("following")).lines == ("latency",)
+
+
+async def test_saved_unsave_and_bibtex_export(harness: Harness) -> None:
+    await harness.say("channel post-now", admin=True)
+    posts = harness.paper_posts()
+    for _, ref in posts[:2]:
+        await harness.react(ref)
+    saved = await harness.say("saved")
+    assert len(saved.cards) == 2
+    assert {card.paper_id for card in saved.cards} == {paper_id for paper_id, _ in posts[:2]}
+    assert "no saved papers" in (await harness.say("saved", user="bob")).text
+
+    export = await harness.say("export bibtex")
+    assert export.attachment is not None
+    bib = export.attachment.content
+    assert bib.count("@misc{") == 2
+    assert f"eprint = {{{posts[0][0]}}}" in bib
+    assert "archivePrefix = {arXiv}" in bib
+
+    removed = posts[0][0]
+    assert "Removed" in (await harness.say(f"unsave https://arxiv.org/abs/{removed}v1")).text
+    assert "not in your saved" in (await harness.say(f"unsave {removed}")).text
+    assert [card.paper_id for card in (await harness.say("saved")).cards] == [posts[1][0]]
+
+
+async def test_bibtex_escapes_latex_and_keeps_keys_unique(harness: Harness) -> None:
+    await harness.say("channel on 09:00 UTC 10", admin=True)
+    await harness.say("channel post-now", admin=True)
+    for _, ref in harness.paper_posts():
+        await harness.react(ref)
+    bib = (await harness.say("export bibtex")).attachment.content  # type: ignore[union-attr]
+    keys = [line.split("{", 1)[1].rstrip(",") for line in bib.splitlines() if line.startswith("@")]
+    assert len(keys) == len(set(keys)) == 4
+
+
+def test_bibtex_escapes_latex_specials() -> None:
+    paper = Paper(arxiv_id="2605.00003", title="R&D at 100% {fast} $x_1$ #1", abstract="",
+                  authors=["Zoë Müller", "Sam O'Neil"], is_demo=False)  # fmt: skip
+    entry = bibtex([paper, paper])
+    assert r"R\&D at 100\% \{fast\} \$x\_1\$ \#1" in entry
+    assert "author = {Zoë Müller and Sam O'Neil}" in entry
+    assert "@misc{muller2026100," in entry and "@misc{muller2026100_2," in entry
+
+
+async def test_digest_settings(harness: Harness) -> None:
+    assert "off" in (await harness.say("digest")).text
+    answer = await harness.say("digest daily 08:00 Asia/Tokyo")
+    assert "daily at 08:00 Asia/Tokyo" in answer.text
+    assert (
+        "weekly on Friday at 07:30 Asia/Tokyo"
+        in (await harness.say("digest weekly fri 07:30")).text
+    )  # keeps the timezone it had
+    assert "weekly on Friday" in (await harness.say("digest status")).text
+    assert "is off" in (await harness.say("digest off")).text
+    assert "already off" in (await harness.say("digest off")).text
+    assert "daily at 06:00 UTC" in (await harness.say("digest daily 06:00")).text  # default tz
+
+
+async def test_digest_now_sends_new_papers_once(harness: Harness) -> None:
+    assert "follow no topics" in (await harness.say("digest now")).text
+    assert harness.platform.dms == []
+    await harness.say("follow diffusion")
+    answer = await harness.say("digest now")
+    assert "Sent you a digest of 3" in answer.text
+    user, message, _ = harness.platform.dms[0]
+    assert user.user == "alice"
+    assert {card.paper_id for card in message.cards} == {"2605.00003", "2605.00004", "2605.00103"}
+    assert "Nothing new" in (await harness.say("digest now")).text
+    assert len(harness.platform.dms) == 1
+
+
+async def test_channel_commands_are_admin_only(harness: Harness) -> None:
+    before = await table_counts(harness)
+    for command in ("channel on", "channel off", "channel post-now", "channel topics add llm"):
+        answer = await harness.say(command, admin=False)
+        assert "Only workspace admins" in answer.text
+    assert await table_counts(harness) == before
+    assert harness.platform.posts == []
+    assert "No daily post" in (await harness.say("channel status")).text  # reading is fine
+
+
+async def test_channel_on_status_topics_off(harness: Harness) -> None:
+    answer = await harness.say("channel on 09:30 Europe/Berlin 3", admin=True)
+    assert "top 3 papers at 09:30 Europe/Berlin" in answer.text
+    assert "top 3 papers at 09:30 Europe/Berlin" in (await harness.say("channel status")).text
+    assert "Added" in (await harness.say("channel topics add diffusion", admin=True)).text
+    assert "already" in (await harness.say("channel topics add diffusion", admin=True)).text
+    status = await harness.say("channel status")
+    assert "Topics: diffusion." in status.lines
+    assert "top 3 papers at 10:00" in (await harness.say("channel on 10:00", admin=True)).text
+    assert "Topics: diffusion." in (await harness.say("channel status")).lines  # kept
+    assert "Removed" in (await harness.say("channel topics remove diffusion", admin=True)).text
+    assert "was not" in (await harness.say("channel topics remove diffusion", admin=True)).text
+    assert "off" in (await harness.say("channel off", admin=True)).text
+    assert "No daily post" in (await harness.say("channel status")).text
+    assert "already off" in (await harness.say("channel off", admin=True)).text
+
+
+async def test_channel_post_now_posts_then_has_nothing_new(harness: Harness) -> None:
+    answer = await harness.say("channel post-now", admin=True)
+    assert "Posted 4 paper(s)" in answer.text
+    header = harness.platform.posts[0][1]
+    assert header.visibility is Visibility.PUBLIC and "Tuesday 05 May 2026" in header.text
+    assert [paper_id for paper_id, _ in harness.paper_posts()] == [
+        "2605.00101", "2605.00102", "2605.00103", "2605.00104",
+    ]  # fmt: skip
+    again = await harness.say("channel post-now", admin=True)
+    assert "Nothing new" in again.text
+    assert len(harness.platform.posts) == 5
+
+
+async def test_help_lists_every_command(harness: Harness) -> None:
+    answer = await harness.say("help")
+    body = "\n".join(answer.lines)
+    for word in ("today", "topic", "follow", "unfollow", "following", "saved", "unsave",
+                 "export bibtex", "digest", "channel on", "post-now", "topics add"):  # fmt: skip
+        assert word in body
+
+
+async def test_malformed_commands_change_nothing(harness: Harness) -> None:
+    await harness.say("follow latency")
+    before = await table_counts(harness)
+    hostile = [
+        "frobnicate", "topic", "follow <!channel>", "follow " + "x" * 10_000,
+        "digest daily 25:00", "digest daily 08:00 Not/AZone", "channel on 9:00 UTC 99",
+        "unsave 1 2", "follow latency'; DELETE FROM follows; --", "unfollow \x00latency",
+        "channel topics add *bold*",
+    ]  # fmt: skip
+    for command in hostile:
+        answer = await harness.say(command, admin=True)
+        assert answer.is_usage_hint, command
+        assert answer.cards == () and "\n" not in answer.text
+    assert await table_counts(harness) == before
+    assert harness.platform.posts == [] and harness.platform.dms == []
+
+
+async def test_users_and_workspaces_are_isolated(harness: Harness) -> None:
+    other_workspace = CHANNEL.__class__(CHANNEL.scope.__class__("test", "T2"), "C1")
+    await harness.say("follow diffusion", user="alice")
+    assert (await harness.say("following", user="alice", channel=other_workspace)).lines == ()
+    await harness.say("channel on", admin=True)
+    assert "No daily post" in (await harness.say("channel status", channel=other_workspace)).text
+    await harness.say("channel post-now", admin=True)
+    _, ref = harness.paper_posts()[0]
+    await harness.react(ref, user="alice")
+    assert (await harness.say("saved", user="bob")).cards == ()
+    assert (await harness.say("saved", user="alice", channel=other_workspace)).cards == ()
+    assert "not in your saved" in (await harness.say(f"unsave {harness.paper_posts()[0][0]}",
+                                                     user="bob")).text  # fmt: skip
+    assert len((await harness.say("saved", user="alice")).cards) == 1
+
+
+async def test_a_failing_handler_answers_with_an_apology(harness: Harness, caplog) -> None:  # type: ignore[no-untyped-def]
+    async with harness.store.transaction() as repos:
+        await repos.session.execute(text("DROP TABLE follows"))
+    answer = await harness.say("following")
+    assert "something went wrong" in answer.text
+    assert "Traceback" not in answer.text and "follows" not in answer.text
+    assert "command Following failed" in caplog.text
+
+
+async def test_empty_store_today_explains(store, fake_hf) -> None:  # type: ignore[no-untyped-def]
+    from bot.core import BotConfig, Paperboy
+    from tests.core_fixtures import RecordingPlatform
+
+    bot = Paperboy(store, RecordingPlatform(), config=BotConfig())
+    from bot.events import CommandInvoked
+
+    answer = await bot.handle_command(CommandInvoked(CHANNEL, "alice", "today", False))
+    assert "No Daily Papers list yet" in answer.text
+    assert timedelta(0) == timedelta(0)

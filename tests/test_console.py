@@ -1,0 +1,180 @@
+"""The console adapter, run as `paperboy console` in a subprocess with lines piped in."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.huggingface import FakeHuggingFace
+
+PAPERBOY = [sys.executable, "-m", "adapters.cli"]
+
+
+def run_console(
+    lines: list[str], *, database: Path, hf_url: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "PAPERBOY_HF_BASE_URL": hf_url,
+        "PAPERBOY_SEARCH_BUDGET": "0.5",
+        **(extra_env or {}),
+    }
+    return subprocess.run(
+        [*PAPERBOY, "console"],
+        input="".join(line + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=database.parent,
+    )
+
+
+def numbered(stdout: str) -> dict[int, str]:
+    """Message number -> its first line."""
+    return {
+        int(match.group(1)): match.group(2)
+        for match in re.finditer(r"^\[(\d+)\] (.*)$", stdout, flags=re.MULTILINE)
+    }
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    return "http://127.0.0.1:9"  # discard port: nothing listens, connections are refused
+
+
+def test_offline_console_runs_every_flow_on_the_demo_corpus(
+    tmp_path: Path, closed_port_url: str
+) -> None:
+    result = run_console(
+        [
+            "/papers",
+            "/papers topic inference time",
+            "/papers channel on 09:00 Europe/Berlin 2",
+            "/post-daily",
+            "/react 5 bookmark",
+            "/papers saved",
+            "/papers follow alignment",
+            "/digest",
+            "/papers export bibtex",
+        ],
+        database=tmp_path / "paperboy.db",
+        hf_url=closed_port_url,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "loaded 264 demo papers" in out
+    banner = out.splitlines()[1:4]
+    assert banner[0].startswith("paperboy console:") and len(banner) == 3
+    messages = numbered(out)
+    assert messages[1].startswith("(only you) Trending on Hugging Face Daily Papers")
+    assert messages[2].startswith("(only you) Papers on “inference time”")
+    assert messages[4].startswith("#general: Trending papers")
+    assert messages[5].startswith("#general: Keyformer")
+    assert messages[6].startswith("#general: Sequential Monte Carlo")
+    assert messages[7].startswith("(only you) Saved: Keyformer")
+    assert messages[8].startswith("(only you) Your saved papers (1)")
+    assert any(line.startswith("DM to you: Your paperboy digest") for line in messages.values())
+    assert "@misc{anonkeyformer," in out
+    assert out.count("Demo data:") >= 4  # every message built from demo papers says so
+    assert "Traceback" not in out + result.stderr
+
+
+def test_state_persists_between_runs(tmp_path: Path, closed_port_url: str) -> None:
+    database = tmp_path / "paperboy.db"
+    first = run_console(
+        ["/papers follow diffusion", "/post-daily", "/react 3 bookmark"],
+        database=database,
+        hf_url=closed_port_url,
+    )
+    assert first.returncode == 0, first.stderr
+    second = run_console(
+        ["/papers following", "/papers saved", "/post-daily"],
+        database=database,
+        hf_url=closed_port_url,
+    )
+    assert second.returncode == 0, second.stderr
+    assert "serving the 264 papers already stored" in second.stdout
+    messages = numbered(second.stdout)
+    assert messages[1].startswith("(only you) You follow 1 topic")
+    assert "  diffusion" in second.stdout
+    assert messages[2].startswith("(only you) Your saved papers (1)")
+    # Yesterday's papers were posted already: today's post moves on to the next ones.
+    assert "Keyformer" not in second.stdout.split("[3]")[1]
+
+
+def test_console_uses_live_papers_when_hugging_face_answers(
+    tmp_path: Path, fake_hf: FakeHuggingFace
+) -> None:
+    from datetime import UTC, datetime
+
+    today = datetime.now(UTC).date().isoformat()
+    fake_hf.load_day(today, "2026-05-05.json")
+    result = run_console(["/papers today"], database=tmp_path / "p.db", hf_url=fake_hf.base_url)
+    assert result.returncode == 0, result.stderr
+    assert "Fetched 4 papers" in result.stdout
+    assert "Self-Speculative Decoding Without a Draft Model" in result.stdout
+    assert "Demo data" not in result.stdout
+    assert any(r.query.get("date") == today for r in fake_hf.requests_to("daily"))
+
+
+def test_users_admins_and_bad_lines(tmp_path: Path, closed_port_url: str) -> None:
+    result = run_console(
+        [
+            "/post-daily",
+            "/as bob",
+            "/papers channel on",
+            "/react 2 bookmark",
+            "/react 99 bookmark",
+            "/react two bookmark",
+            "/unreact 2 bookmark",
+            "hello",
+            "/as <!channel>",
+            "/papers topic \x1b[31mred",
+            "/papers " + "x" * 10_000,
+            "/quit",
+            "/papers today",
+        ],
+        database=tmp_path / "paperboy.db",
+        hf_url=closed_port_url,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "You are now `bob` (not an admin)." in out
+    assert "Only workspace admins can change" in out
+    assert "Saved: Keyformer" in out
+    assert "There is no message [99]." in out
+    assert "Usage: /react N EMOJI" in out
+    assert "Removed from your saved papers: Keyformer" in out
+    assert out.count("Lines start with /papers") == 2  # "hello" and the bad /as
+    assert "control characters" in out
+    assert "too long" in out
+    assert "\x1b" not in out
+    assert "Trending on Hugging Face" not in out  # nothing runs after /quit
+
+
+def test_malformed_configuration_stops_with_one_line(tmp_path: Path) -> None:
+    for name, value in (
+        ("DATABASE_URL", "mysql://nope"),
+        ("PAPERBOY_DEFAULT_TZ", "Mars/Olympus"),
+        ("PAPERBOY_DEFAULT_POST_TIME", "9h"),
+    ):
+        result = subprocess.run(
+            [*PAPERBOY, "console"],
+            input="",
+            capture_output=True,
+            text=True,
+            env={**os.environ, name: value},
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert name in result.stderr and "Traceback" not in result.stderr
+        assert result.stdout == ""

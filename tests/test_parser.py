@@ -1,0 +1,139 @@
+"""The command parser: every form of DESIGN.md's surface, and a usage line for everything else."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.commands import HANDLERS
+from bot.commands import parser as p
+from bot.commands.parser import UsageError, parse
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", p.Today()),
+        ("   ", p.Today()),
+        ("today", p.Today()),
+        ("TODAY", p.Today()),
+        ("topic latency", p.Topic("latency")),
+        ("topic  Speculative   Decoding ", p.Topic("speculative decoding")),
+        ("topic c++ text-to-speech", p.Topic("c++ text-to-speech")),
+        ("follow latency", p.Follow("latency")),
+        ("unfollow latency", p.Unfollow("latency")),
+        ("following", p.Following()),
+        ("saved", p.Saved()),
+        ("unsave 2405.15738", p.Unsave("2405.15738")),
+        ("unsave 2405.15738v3", p.Unsave("2405.15738")),
+        ("unsave arXiv:2405.15738", p.Unsave("2405.15738")),
+        ("unsave https://arxiv.org/abs/2405.15738v2", p.Unsave("2405.15738")),
+        ("unsave <https://arxiv.org/pdf/2405.15738.pdf>", p.Unsave("2405.15738")),
+        ("unsave https://huggingface.co/papers/2405.15738", p.Unsave("2405.15738")),
+        ("unsave hep-th/9901001", p.Unsave("hep-th/9901001")),
+        ("unsave demo-007", p.Unsave("demo-007")),
+        ("export bibtex", p.ExportBibtex()),
+        ("digest", p.DigestStatus()),
+        ("digest off", p.DigestOff()),
+        ("digest now", p.DigestNow()),
+        ("digest daily 08:00", p.DigestSet("daily", None, "08:00", None)),
+        ("digest daily 8:05 asia/tokyo", p.DigestSet("daily", None, "08:05", "Asia/Tokyo")),
+        ("digest weekly 08:00", p.DigestSet("weekly", 0, "08:00", None)),
+        ("digest weekly fri 17:30 UTC", p.DigestSet("weekly", 4, "17:30", "UTC")),
+        ("digest weekly Sunday 07:00", p.DigestSet("weekly", 6, "07:00", None)),
+        ("channel", p.ChannelStatus()),
+        ("channel status", p.ChannelStatus()),
+        ("channel on", p.ChannelOn(None, None, None)),
+        ("channel on 09:00", p.ChannelOn("09:00", None, None)),
+        ("channel on 09:00 Europe/Berlin", p.ChannelOn("09:00", "Europe/Berlin", None)),
+        ("channel on 09:00 Europe/Berlin 7", p.ChannelOn("09:00", "Europe/Berlin", 7)),
+        ("channel on Europe/Berlin", p.ChannelOn(None, "Europe/Berlin", None)),
+        ("channel on 3", p.ChannelOn(None, None, 3)),
+        ("channel off", p.ChannelOff()),
+        ("channel post-now", p.ChannelPostNow()),
+        ("channel topics add LLM Inference", p.ChannelTopicAdd("llm inference")),
+        ("channel topics remove llm inference", p.ChannelTopicRemove("llm inference")),
+        ("help", p.Help()),
+    ],
+)
+def test_every_command_form_parses(text: str, expected: p.Command) -> None:
+    assert parse(text) == expected
+
+
+def test_every_command_has_a_handler() -> None:
+    assert set(p.Command.__args__) == set(HANDLERS)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("text", "form"),
+    [
+        ("frobnicate", "/papers help"),
+        ("topic", "/papers topic <words>"),
+        ("topic <!channel>", "/papers topic <words>"),
+        ("topic @everyone", "/papers topic <words>"),
+        ("topic latency'; DROP TABLE papers; --", "/papers topic <words>"),
+        ("topic *bold* _it_ `code`", "/papers topic <words>"),
+        ("topic " + "a" * 81, "/papers topic <words>"),
+        ("follow", "/papers follow <topic>"),
+        ("follow <script>alert(1)</script>", "/papers follow <topic>"),
+        ("today please", "/papers today"),
+        ("saved all", "/papers saved"),
+        ("unsave", "/papers unsave <arXiv id>"),
+        ("unsave not-an-id", "/papers unsave <arXiv id>"),
+        ("unsave 2405.15738 2405.15739", "/papers unsave <arXiv id>"),
+        ("export", "/papers export bibtex"),
+        ("export csv", "/papers export bibtex"),
+        ("digest daily", "/papers digest daily HH:MM"),
+        ("digest daily 25:00", "HH:MM"),
+        ("digest daily 08:60", "HH:MM"),
+        ("digest daily 8am", "HH:MM"),
+        ("digest daily 08:00 Mars/Olympus", "IANA name"),
+        ("digest daily 08:00 ../../etc/passwd", "IANA name"),
+        ("digest weekly fr 08:00", "mon, tue"),
+        ("digest monthly 08:00", "/papers digest"),
+        ("digest daily 08:00 UTC extra", "/papers digest"),
+        ("channel on 09:00 Europe/Berlin 0", "1 to 10"),
+        ("channel on 09:00 Europe/Berlin 11", "1 to 10"),
+        ("channel on 09:00 Europe/Berlin ５", "1 to 10"),  # noqa: RUF001
+        ("channel on 24:00", "HH:MM"),
+        ("channel on 09:00 Nowhere/City", "IANA name"),
+        ("channel on 09:00 UTC 5 extra", "/papers channel on"),
+        ("channel topics add", "/papers channel"),
+        ("channel topics add <!here>", "/papers channel"),
+        ("channel explode", "/papers channel"),
+    ],
+)
+def test_malformed_commands_get_a_one_line_usage_hint(text: str, form: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(text)
+    message = str(caught.value)
+    assert form in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "topic late\x00ncy",
+        "topic \x1b[31mred",
+        "follow a\x07b",
+        "topic \u202egnp.exe",
+        "x" * 10_000,
+        "topic " + "latency " * 2000,
+    ],
+)
+def test_control_characters_and_huge_input_are_refused(text: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(text)
+    assert len(str(caught.value)) < 200
+
+
+def test_usage_hints_never_echo_the_input() -> None:
+    hostile = "<!channel>"
+    for text in (f"digest daily {hostile}", f"channel on {hostile}", f"unsave {hostile}"):
+        with pytest.raises(UsageError) as caught:
+            parse(text)
+        assert hostile not in str(caught.value)
+
+
+def test_tabs_and_newlines_count_as_spaces() -> None:
+    assert parse("topic\tspeculative\ndecoding") == p.Topic("speculative decoding")

@@ -1,0 +1,148 @@
+"""React to save, daily post composition and DM digest composition, on a real store."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from bot.daily import ChannelPlan, compose_daily_post
+from bot.digest import compose_digest
+from bot.events import ChannelRef, MessageRef, Scope, UserRef
+from bot.ingest import ingest_day
+from bot.sources.huggingface import HuggingFaceClient
+from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness
+from tests.fakes.huggingface import load_fixture
+
+ALICE = UserRef(SCOPE, "alice")
+
+
+async def saved_ids(harness: Harness, user: str = "alice") -> list[str]:
+    return [card.paper_id for card in (await harness.say("saved", user=user)).cards]
+
+
+async def test_save_reaction_saves_and_removal_unsaves(harness: Harness) -> None:
+    await harness.bot.post_daily(CHANNEL)
+    paper_id, ref = harness.paper_posts()[1]
+    confirmation = await harness.react(ref)
+    assert confirmation is not None and confirmation.text.startswith("Saved:")
+    assert await saved_ids(harness) == [paper_id]
+    again = await harness.react(ref)  # a second delivery of the same reaction
+    assert again is not None and again.text.startswith("Already saved")
+    assert await saved_ids(harness) == [paper_id]
+    removed = await harness.react(ref, added=False)
+    assert removed is not None and removed.text.startswith("Removed")
+    assert await saved_ids(harness) == []
+
+
+async def test_save_emoji_by_character_counts_too(harness: Harness) -> None:
+    await harness.bot.post_daily(CHANNEL)
+    paper_id, ref = harness.paper_posts()[0]
+    assert await harness.react(ref, "🔖") is not None
+    assert await saved_ids(harness) == [paper_id]
+
+
+async def test_other_emojis_and_other_messages_are_ignored(harness: Harness) -> None:
+    await harness.bot.post_daily(CHANNEL)
+    _, ref = harness.paper_posts()[0]
+    header_ref = harness.platform.posts[0][2]
+    assert await harness.react(ref, "thumbsup") is None
+    assert await harness.react(header_ref) is None  # the header names no paper
+    assert await harness.react(MessageRef(CHANNEL, "not-ours")) is None
+    elsewhere = MessageRef(ChannelRef(Scope("test", "T2"), CHANNEL.channel), ref.message_id)
+    assert await harness.react(elsewhere) is None  # same id in another workspace
+    assert await saved_ids(harness) == []
+
+
+async def test_reactions_save_per_user(harness: Harness) -> None:
+    await harness.bot.post_daily(CHANNEL)
+    first, second = harness.paper_posts()[:2]
+    await harness.react(first[1], user="alice")
+    await harness.react(second[1], user="bob")
+    assert await saved_ids(harness, "alice") == [first[0]]
+    assert await saved_ids(harness, "bob") == [second[0]]
+
+
+async def test_daily_post_is_header_then_one_message_per_paper(harness: Harness) -> None:
+    async with harness.store.transaction() as repos:
+        post = await compose_daily_post(repos, CHANNEL, ChannelPlan(count=2), "🔖")
+    assert post is not None
+    assert "Tuesday 05 May 2026" in post.header.text
+    assert post.header.cards == ()
+    assert [len(message.cards) for _, message in post.papers] == [1, 1]
+    assert [message.cards[0].paper_id for _, message in post.papers] == ["2605.00101", "2605.00102"]
+
+
+async def test_daily_post_skips_papers_already_posted_and_ends_with_nothing(
+    harness: Harness,
+) -> None:
+    assert await harness.bot.post_daily(CHANNEL) == 4
+    assert await harness.bot.post_daily(CHANNEL) == 0
+    other = ChannelRef(SCOPE, "C2")
+    assert await harness.bot.post_daily(other) == 4  # another channel has seen none of them
+    async with harness.store.transaction() as repos:
+        assert await compose_daily_post(repos, CHANNEL, ChannelPlan(count=5), "🔖") is None
+
+
+async def test_daily_post_filters_by_channel_topics(harness: Harness) -> None:
+    async with harness.store.transaction() as repos:
+        post = await compose_daily_post(
+            repos, CHANNEL, ChannelPlan(count=5, topics=("diffusion", "agents")), "🔖"
+        )
+    assert post is not None
+    assert [message.cards[0].paper_id for _, message in post.papers] == [
+        "2605.00103", "2605.00104",
+    ]  # fmt: skip
+    assert "diffusion, agents" in post.header.text
+
+
+async def test_daily_post_uses_the_newest_list(harness: Harness) -> None:
+    client = HuggingFaceClient(harness.hf.base_url, max_retries=0)
+    harness.hf.days["2026-05-06"] = load_fixture("2026-05-04.json")
+    await ingest_day(harness.store, client, date(2026, 5, 6), NOW)
+    await client.aclose()
+    async with harness.store.transaction() as repos:
+        post = await compose_daily_post(repos, CHANNEL, ChannelPlan(count=1), "🔖")
+    assert post is not None and "06 May 2026" in post.header.text
+    assert post.papers[0][1].cards[0].paper_id == "2605.00001"
+
+
+async def test_digest_holds_new_matching_papers_only(harness: Harness) -> None:
+    async with harness.store.transaction() as repos:
+        assert await compose_digest(repos, ALICE, "daily", NOW) is None  # follows nothing
+    await harness.say("follow speculative decoding")
+    await harness.say("follow kv cache")
+    async with harness.store.transaction() as repos:
+        digest = await compose_digest(repos, ALICE, "daily", NOW)
+    assert digest is not None
+    ids = [card.paper_id for card in digest.message.cards]
+    assert ids == ["2605.00001", "2605.00101", "2605.00005"]  # by upvotes
+    assert "speculative decoding" in digest.message.text and "kv cache" in digest.message.text
+
+
+async def test_digest_never_repeats_and_sends_nothing_when_nothing_is_new(
+    harness: Harness,
+) -> None:
+    await harness.say("follow diffusion")
+    assert await harness.bot.send_digest(ALICE) == 3
+    assert await harness.bot.send_digest(ALICE) == 0
+    assert len(harness.platform.dms) == 1
+    # A new day lists one more diffusion paper (and repeats an old one): only it is new.
+    client = HuggingFaceClient(harness.hf.base_url, max_retries=0)
+    harness.hf.days["2026-05-06"] = load_fixture("legacy-2024-05-27.json") + load_fixture(
+        "2026-05-05.json"
+    )
+    await ingest_day(harness.store, client, date(2026, 5, 6), NOW)
+    await client.aclose()
+    harness.clock[0] = NOW + timedelta(days=1)
+    assert await harness.bot.send_digest(ALICE) == 1
+    assert [card.paper_id for card in harness.platform.dms[-1][1].cards] == ["2405.90002"]
+
+
+async def test_digest_window_depends_on_cadence(harness: Harness) -> None:
+    await harness.say("follow diffusion")
+    later = NOW + timedelta(days=6)
+    async with harness.store.transaction() as repos:
+        assert await compose_digest(repos, ALICE, "weekly", later) is not None
+        daily = await compose_digest(repos, ALICE, "daily", later)
+    # Nothing listed in the last three days: the daily digest falls back to the newest list.
+    assert daily is not None
+    assert {card.paper_id for card in daily.message.cards} == {"2605.00103"}
