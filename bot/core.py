@@ -101,12 +101,13 @@ class Paperboy:
             )
             topics = tuple(await repos.channels.topics(subscription.id)) if subscription else ()
             count = subscription.count if subscription else self.config.default_post_count
+            now = self.clock()
             post = await compose_daily_post(
-                repos, channel, ChannelPlan(count, topics), self.config.save_emoji
+                repos, channel, ChannelPlan(count, topics), self.config.save_emoji, now
             )
         if post is None:
             return 0
-        return await deliver_daily_post(self.store, self.outbound, channel, post, self.clock())
+        return await deliver_daily_post(self.store, self.outbound, channel, post, now)
 
     async def send_digest(self, user: UserRef) -> int:
         """Send `user`'s digest now; returns how many papers it held (0: nothing was sent)."""

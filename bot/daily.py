@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from bot.cards import demo_note, paper_card
 from bot.events import ChannelRef
-from bot.messages import DailyPost, Message, Visibility
+from bot.messages import DailyPost, Message, PaperCard, Visibility
 from bot.ports import Outbound
 from bot.search import search_terms
 from storage.models import Paper
@@ -22,11 +23,14 @@ class ChannelPlan:
     topics: tuple[str, ...] = ()
 
 
-async def latest_list(repos: Repositories) -> tuple[date, list[Paper]] | None:
-    """The newest Daily Papers list in the store; real lists win over the demo sample."""
-    day = await repos.papers.latest_listing_day(demo=False)
+async def latest_list(
+    repos: Repositories, as_of: date | None = None
+) -> tuple[date, list[Paper]] | None:
+    """The newest Daily Papers list in the store (up to `as_of`); real lists win over the
+    demo sample."""
+    day = await repos.papers.latest_listing_day(demo=False, on_or_before=as_of)
     if day is None:
-        day = await repos.papers.latest_listing_day(demo=True)
+        day = await repos.papers.latest_listing_day(demo=True, on_or_before=as_of)
     if day is None:
         return None
     return day, await repos.papers.listing(day)
@@ -45,10 +49,10 @@ async def matching_any(
 
 
 async def compose_daily_post(
-    repos: Repositories, channel: ChannelRef, plan: ChannelPlan, save_emoji: str
+    repos: Repositories, channel: ChannelRef, plan: ChannelPlan, save_emoji: str, now: datetime
 ) -> DailyPost | None:
-    """The post this channel would get now, or None when there is nothing new for it."""
-    latest = await latest_list(repos)
+    """The post this channel would get at `now`, or None when there is nothing new for it."""
+    latest = await latest_list(repos, now.date())
     if latest is None:
         return None
     day, papers = latest
@@ -64,7 +68,7 @@ async def compose_daily_post(
     cards = [paper_card(paper) for paper in chosen]
     topics = f" on {', '.join(plan.topics)}" if plan.topics else ""
     header = Message(
-        text=f"Trending papers{topics} from Hugging Face Daily Papers, {day:%A %d %B %Y}",
+        text=list_title(day, cards, f"Trending papers{topics}"),
         lines=(f"Top {len(chosen)}. React with {save_emoji} to save one to `/papers saved`.",),
         note=demo_note(cards),
         visibility=Visibility.PUBLIC,
@@ -72,10 +76,22 @@ async def compose_daily_post(
     return DailyPost(
         header=header,
         papers=tuple(
-            (paper.id, Message(text="", cards=(card,), visibility=Visibility.PUBLIC))
+            (
+                paper.id,
+                Message(
+                    text="", cards=(card,), note=demo_note([card]), visibility=Visibility.PUBLIC
+                ),
+            )
             for paper, card in zip(chosen, cards, strict=True)
         ),
     )
+
+
+def list_title(day: date, cards: Sequence[PaperCard], what: str) -> str:
+    """`what` from Hugging Face Daily Papers on `day`; the demo sample has no real day."""
+    if any(card.is_demo for card in cards):
+        return f"{what} from the offline demo sample"
+    return f"{what} from Hugging Face Daily Papers, {day:%A %d %B %Y}"
 
 
 async def deliver_daily_post(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.cards import DEMO_NOTE
 from bot.events import ReactionChanged
 from bot.messages import Message
 from storage.store import Store
@@ -63,4 +64,8 @@ class SaveReactions:
                     scope.platform, scope.workspace, event.user, paper_id
                 )
                 verb = "Removed from your saved papers" if changed else "Not in your saved papers"
-        return Message(text=f"{verb}: {paper.title}", lines=("See them with `/papers saved`.",))
+        return Message(
+            text=f"{verb}: {paper.title}",
+            lines=("See them with `/papers saved`.",),
+            note=DEMO_NOTE if paper.is_demo else None,
+        )

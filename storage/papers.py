@@ -45,7 +45,8 @@ class ListingDay:
     papers: list[Paper] = field(default_factory=list)
 
 
-def _insert_for(session: AsyncSession):  # type: ignore[no-untyped-def]
+def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    """`insert` of the session's dialect, which has ON CONFLICT support."""
     return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
 
 
@@ -66,7 +67,7 @@ class PaperRepository:
         if not papers:
             return {}
         rows = {p.arxiv_id: _row(p, now) for p in papers}  # last one of a duplicated id wins
-        insert = _insert_for(self.session)
+        insert = dialect_insert(self.session)
         statement = insert(Paper).values(list(rows.values()))
         excluded = statement.excluded
         keep_if_null = (
@@ -118,8 +119,12 @@ class PaperRepository:
     async def count(self) -> int:
         return int(await self.session.scalar(select(func.count(Paper.id))) or 0)
 
-    async def latest_listing_day(self, *, demo: bool | None = None) -> date | None:
+    async def latest_listing_day(
+        self, *, demo: bool | None = None, on_or_before: date | None = None
+    ) -> date | None:
         query = select(func.max(DailyListing.day))
+        if on_or_before is not None:
+            query = query.where(DailyListing.day <= on_or_before)
         if demo is not None:
             query = query.join(Paper, Paper.id == DailyListing.paper_id).where(
                 Paper.is_demo == demo

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import DigestItem, DigestSetting, Follow, Paper, Save
+from storage.papers import dialect_insert
 
 
 class UserRepository:
@@ -141,8 +142,13 @@ class UserRepository:
     async def record_sent(
         self, platform: str, workspace: str, user: str, paper_ids: Sequence[int], now: datetime
     ) -> None:
-        self.session.add_all(
-            DigestItem(platform=platform, workspace=workspace, user=user, paper_id=pid, sent_at=now)
+        """Remember papers as sent; recording one twice is harmless."""
+        if not paper_ids:
+            return
+        rows = [
+            {"platform": platform, "workspace": workspace, "user": user, "paper_id": pid,
+             "sent_at": now}
             for pid in paper_ids
-        )
-        await self.session.flush()
+        ]  # fmt: skip
+        insert = dialect_insert(self.session)
+        await self.session.execute(insert(DigestItem).values(rows).on_conflict_do_nothing())

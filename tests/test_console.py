@@ -73,9 +73,9 @@ def test_offline_console_runs_every_flow_on_the_demo_corpus(
     banner = out.splitlines()[1:4]
     assert banner[0].startswith("paperboy console:") and len(banner) == 3
     messages = numbered(out)
-    assert messages[1].startswith("(only you) Trending on Hugging Face Daily Papers")
+    assert messages[1].startswith("(only you) Trending papers from the offline demo sample")
     assert messages[2].startswith("(only you) Papers on “inference time”")
-    assert messages[4].startswith("#general: Trending papers")
+    assert messages[4].startswith("#general: Trending papers from the offline demo sample")
     assert messages[5].startswith("#general: Keyformer")
     assert messages[6].startswith("#general: Sequential Monte Carlo")
     assert messages[7].startswith("(only you) Saved: Keyformer")
@@ -156,7 +156,7 @@ def test_users_admins_and_bad_lines(tmp_path: Path, closed_port_url: str) -> Non
     assert "control characters" in out
     assert "too long" in out
     assert "\x1b" not in out
-    assert "Trending on Hugging Face" not in out  # nothing runs after /quit
+    assert "Trending papers" not in out.split("too long")[1]  # nothing runs after /quit
 
 
 def test_malformed_configuration_stops_with_one_line(tmp_path: Path) -> None:

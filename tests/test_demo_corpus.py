@@ -62,7 +62,7 @@ def test_nothing_is_invented(corpus: list[PaperData]) -> None:
 
 
 @pytest.mark.skipif(not SEED.exists(), reason=f"seed not available: {SEED}")
-def test_script_rebuilds_packaged_file_byte_for_byte(tmp_path: Path) -> None:
+def test_script_rebuilds_the_packaged_corpus(tmp_path: Path) -> None:
     output = tmp_path / "corpus.json.gz"
     run = subprocess.run(
         [sys.executable, str(SCRIPT), str(SEED), "--output", str(output)],
@@ -74,6 +74,5 @@ def test_script_rebuilds_packaged_file_byte_for_byte(tmp_path: Path) -> None:
     assert f"{len(load_demo_corpus())} papers" in run.stdout
     packaged = resources.files("bot.demo").joinpath("corpus.json.gz").read_bytes()
     rebuilt = output.read_bytes()
-    # Content first, for a readable failure when the seed or parser changed.
+    # Compared uncompressed: another zlib build may compress the same JSON differently.
     assert gzip.decompress(rebuilt) == gzip.decompress(packaged)
-    assert rebuilt == packaged

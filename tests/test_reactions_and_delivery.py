@@ -63,7 +63,7 @@ async def test_reactions_save_per_user(harness: Harness) -> None:
 
 async def test_daily_post_is_header_then_one_message_per_paper(harness: Harness) -> None:
     async with harness.store.transaction() as repos:
-        post = await compose_daily_post(repos, CHANNEL, ChannelPlan(count=2), "🔖")
+        post = await compose_daily_post(repos, CHANNEL, ChannelPlan(count=2), "🔖", NOW)
     assert post is not None
     assert "Tuesday 05 May 2026" in post.header.text
     assert post.header.cards == ()
@@ -79,13 +79,13 @@ async def test_daily_post_skips_papers_already_posted_and_ends_with_nothing(
     other = ChannelRef(SCOPE, "C2")
     assert await harness.bot.post_daily(other) == 4  # another channel has seen none of them
     async with harness.store.transaction() as repos:
-        assert await compose_daily_post(repos, CHANNEL, ChannelPlan(count=5), "🔖") is None
+        assert await compose_daily_post(repos, CHANNEL, ChannelPlan(count=5), "🔖", NOW) is None
 
 
 async def test_daily_post_filters_by_channel_topics(harness: Harness) -> None:
     async with harness.store.transaction() as repos:
         post = await compose_daily_post(
-            repos, CHANNEL, ChannelPlan(count=5, topics=("diffusion", "agents")), "🔖"
+            repos, CHANNEL, ChannelPlan(count=5, topics=("diffusion", "agents")), "🔖", NOW
         )
     assert post is not None
     assert [message.cards[0].paper_id for _, message in post.papers] == [
@@ -100,9 +100,14 @@ async def test_daily_post_uses_the_newest_list(harness: Harness) -> None:
     await ingest_day(harness.store, client, date(2026, 5, 6), NOW)
     await client.aclose()
     async with harness.store.transaction() as repos:
-        post = await compose_daily_post(repos, CHANNEL, ChannelPlan(count=1), "🔖")
+        post = await compose_daily_post(
+            repos, CHANNEL, ChannelPlan(count=1), "🔖", NOW + timedelta(days=1)
+        )
+        as_of_today = await compose_daily_post(repos, CHANNEL, ChannelPlan(count=1), "🔖", NOW)
     assert post is not None and "06 May 2026" in post.header.text
     assert post.papers[0][1].cards[0].paper_id == "2605.00001"
+    # Composed for a moment before the 6th, the post is built from the 5th's list.
+    assert as_of_today is not None and "05 May 2026" in as_of_today.header.text
 
 
 async def test_digest_holds_new_matching_papers_only(harness: Harness) -> None:

@@ -673,7 +673,7 @@ async def test_record_sent_and_already_sent(store: Store) -> None:
         assert await repos.users.already_sent(*USER, [a, b, c]) == {a, b}
         assert await repos.users.already_sent(*USER, [c]) == set()
         assert await repos.users.already_sent(*USER, []) == set()
-        await repos.users.record_sent(*USER, [c], NOW)
+        await repos.users.record_sent(*USER, [c, a], NOW)  # a again: harmless
     async with store.transaction() as repos:
         assert await repos.users.already_sent(*USER, [a, b, c]) == {a, b, c}
 

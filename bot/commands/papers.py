@@ -5,14 +5,14 @@ from __future__ import annotations
 from bot.cards import demo_note, paper_cards
 from bot.commands.context import CommandContext
 from bot.commands.parser import USAGE, Help, Today, Topic
-from bot.daily import latest_list
+from bot.daily import latest_list, list_title
 from bot.messages import Message
 from bot.search import find_papers
 
 
 async def today(ctx: CommandContext, command: Today) -> Message:
     async with ctx.bot.store.transaction() as repos:
-        latest = await latest_list(repos)
+        latest = await latest_list(repos, ctx.now.date())
     if latest is None or not latest[1]:
         return Message(
             text="No Daily Papers list yet: Hugging Face has not been reached. "
@@ -21,7 +21,7 @@ async def today(ctx: CommandContext, command: Today) -> Message:
     day, papers = latest
     cards = paper_cards(papers[: ctx.bot.config.today_count])
     return Message(
-        text=f"Trending on Hugging Face Daily Papers, {day:%A %d %B %Y}",
+        text=list_title(day, cards, "Trending papers"),
         cards=cards,
         note=demo_note(cards),
         shareable=True,

@@ -65,6 +65,12 @@ def _scoped(*columns: sa.Column) -> list[sa.Column]:
     ]
 
 
+def _paper_key() -> sa.Column:
+    return sa.Column(
+        "paper_id", sa.Integer, sa.ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
 def upgrade() -> None:
     op.create_table(
         "papers",
@@ -138,10 +144,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_posts_channel_paper", "posts", ["platform", "workspace", "channel", "paper_id"]
     )
-    paper_fk = sa.Column(
-        "paper_id", sa.Integer, sa.ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
-    )
-    op.create_table("saves", *_scoped(paper_fk, sa.Column("saved_at", TS, nullable=False)))
+    op.create_table("saves", *_scoped(_paper_key(), sa.Column("saved_at", TS, nullable=False)))
     op.create_table(
         "follows",
         *_scoped(
@@ -161,7 +164,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "digest_items",
-        *_scoped(paper_fk.copy(), sa.Column("sent_at", TS, nullable=False)),
+        *_scoped(_paper_key(), sa.Column("sent_at", TS, nullable=False)),
     )
 
     statements = {"sqlite": SQLITE_FTS, "postgresql": POSTGRES_FTS}[op.get_bind().dialect.name]
