@@ -159,22 +159,20 @@ def test_users_admins_and_bad_lines(tmp_path: Path, closed_port_url: str) -> Non
     assert "Trending papers" not in out.split("too long")[1]  # nothing runs after /quit
 
 
-def test_malformed_configuration_stops_with_one_line(tmp_path: Path) -> None:
+def test_malformed_configuration_stops_with_one_line(tmp_path: Path, closed_port_url: str) -> None:
     for name, value in (
         ("DATABASE_URL", "mysql://nope"),
         ("PAPERBOY_DEFAULT_TZ", "Mars/Olympus"),
         ("PAPERBOY_DEFAULT_POST_TIME", "9h"),
     ):
-        result = subprocess.run(
-            [*PAPERBOY, "console"],
-            input="",
-            capture_output=True,
-            text=True,
-            env={**os.environ, name: value},
-            timeout=60,
-            cwd=tmp_path,
+        result = run_console(
+            ["/papers today"],
+            database=tmp_path / "p.db",
+            hf_url=closed_port_url,
+            extra_env={name: value},
         )
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1, result.stderr
         assert name in result.stderr and "Traceback" not in result.stderr
         assert result.stdout == ""
+    assert not (tmp_path / "p.db").exists()  # stopped before touching the database
