@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 from adapters.console import ConsoleOutbound, run_console
+from adapters.slack.app import create_slack_bot
+from adapters.slack.server import http_server, run_socket_mode
 from bot.bootstrap import ensure_papers
 from bot.core import BotConfig, Paperboy
 from bot.ingest import ingest_days
@@ -33,7 +35,11 @@ def _parse_day(value: str) -> date:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperboy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start the bot (the console when no platform is configured)")
+    commands.add_parser(
+        "run", help="start the bot: Slack (Socket Mode or HTTP), or the console when no platform "
+        "is configured"
+    )  # fmt: skip
+    commands.add_parser("serve", help="serve Slack over HTTP on $PORT (the Procfile's web process)")
     commands.add_parser("console", help="start the bot in this terminal")
     fetch = commands.add_parser("fetch", help="fetch Daily Papers lists into the store")
     when = fetch.add_mutually_exclusive_group()
@@ -54,6 +60,29 @@ async def _console(settings: Settings) -> int:
         outbound = ConsoleOutbound(sys.stdout)
         bot = Paperboy(store, outbound, config=BotConfig.from_settings(settings), source=source)
         await run_console(bot, outbound)
+    finally:
+        await source.aclose()
+        await store.close()
+    return 0
+
+
+async def _slack(settings: Settings, *, socket_mode: bool) -> int:
+    store = await Store.open(settings.database_url)
+    source = HuggingFaceClient(settings.hf_base_url)
+    try:
+        slack = create_slack_bot(settings, store, source=source, socket_mode=socket_mode)
+        # Serve at once; papers arrive in the background (the store answers meanwhile).
+        refresh = asyncio.create_task(
+            ensure_papers(store, source, datetime.now(UTC), deadline=START_DEADLINE)
+        )
+        refresh.add_done_callback(lambda task: task.cancelled() or log.info(task.result()))
+        if socket_mode:
+            assert settings.slack_app_token is not None
+            log.info("Slack over Socket Mode")
+            await run_socket_mode(slack.app, settings.slack_app_token.get_secret_value())
+        else:
+            log.info("Slack over HTTP on %s:%d", settings.host, settings.port)
+            await http_server(slack.app, host=settings.host, port=settings.port).serve()
     finally:
         await source.aclose()
         await store.close()
@@ -98,28 +127,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except ConfigError as error:
+        print(f"paperboy: configuration error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        return await _slack(settings, socket_mode=False)
     if args.command == "run":
-        platforms = [
-            name
-            for name, value in (
-                ("SLACK_BOT_TOKEN", settings.slack_bot_token),
-                ("DISCORD_TOKEN", settings.discord_token),
-            )
-            if value is not None
-        ]
-        if platforms:
-            log.warning(
-                "%s set, but this build runs the console adapter only", ", ".join(platforms)
-            )
-        return asyncio.run(_console(settings))
+        if settings.discord_token is not None:
+            log.warning("DISCORD_TOKEN is set, but this build has no Discord adapter yet")
+        if settings.slack_configured:
+            return await _slack(settings, socket_mode=settings.slack_app_token is not None)
+        return await _console(settings)
     if args.command == "console":
-        return asyncio.run(_console(settings))
+        return await _console(settings)
     if args.command == "fetch":
         today = datetime.now(UTC).date()
         first = args.since or args.date or today
         last = today if args.since else first
-        return asyncio.run(_fetch(settings, first, last))
-    return asyncio.run(_db_upgrade(settings))
+        return await _fetch(settings, first, last)
+    return await _db_upgrade(settings)
 
 
 if __name__ == "__main__":

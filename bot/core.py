@@ -14,8 +14,8 @@ from bot.commands.parser import ADMIN_COMMANDS, UsageError, parse
 from bot.daily import ChannelPlan, compose_daily_post, deliver_daily_post
 from bot.digest import send_digest
 from bot.events import ChannelRef, CommandInvoked, ReactionChanged, UserRef
-from bot.messages import Message
-from bot.ports import Outbound
+from bot.messages import Message, Visibility
+from bot.ports import DeliveryError, Outbound
 from bot.reactions import SaveReactions, display_emoji
 from bot.search import SearchSource
 from config import Settings
@@ -93,7 +93,19 @@ class Paperboy:
             return None
 
     async def post_daily(self, channel: ChannelRef) -> int:
-        """Run a channel's daily post now; returns how many papers were posted."""
+        """Run a channel's daily post now; returns how many papers were posted.
+
+        A permanent delivery error (channel gone, bot removed) turns the channel's daily post
+        off, tells the admin who set it up, and is raised again for the caller to report.
+        """
+        try:
+            return await self._post_daily(channel)
+        except DeliveryError as error:
+            if error.permanent:
+                await self._stop_channel(channel, error.reason)
+            raise
+
+    async def _post_daily(self, channel: ChannelRef) -> int:
         scope = channel.scope
         async with self.store.transaction() as repos:
             subscription = await repos.channels.subscription(
@@ -108,6 +120,32 @@ class Paperboy:
         if post is None:
             return 0
         return await deliver_daily_post(self.store, self.outbound, channel, post, now)
+
+    async def _stop_channel(self, channel: ChannelRef, reason: str) -> None:
+        scope = channel.scope
+        async with self.store.transaction() as repos:
+            subscription = await repos.channels.subscription(
+                scope.platform, scope.workspace, channel.channel
+            )
+            if subscription is None:
+                return
+            subscription.enabled = False
+            subscription.disabled_reason = reason[:200]
+            subscription.updated_at = self.clock()
+            admin = UserRef(scope, subscription.created_by)
+        log.warning(
+            "daily post stopped: platform=%s workspace=%s channel=%s reason=%s",
+            scope.platform, scope.workspace, channel.channel, reason,
+        )  # fmt: skip
+        notice = Message(
+            text=f"I stopped the daily post in channel {channel.channel}: {reason}.",
+            lines=("Fix that (e.g. invite me back), then run `/papers channel on` there.",),
+            visibility=Visibility.PUBLIC,
+        )
+        try:
+            await self.outbound.send_dm(admin, notice)
+        except DeliveryError as error:
+            log.warning("could not tell %s about it: %s", admin.user, error.reason)
 
     async def send_digest(self, user: UserRef) -> int:
         """Send `user`'s digest now; returns how many papers it held (0: nothing was sent)."""

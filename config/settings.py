@@ -88,6 +88,14 @@ class Settings(BaseSettings):
         1.5, gt=0, le=10, validation_alias=_env("PAPERBOY_SEARCH_BUDGET")
     )
     log_level: str = Field("INFO", validation_alias=_env("PAPERBOY_LOG_LEVEL"))
+    host: str = Field("0.0.0.0", validation_alias=_env("PAPERBOY_HOST"))
+    port: int = Field(3000, ge=0, le=65535, validation_alias=_env("PORT"))
+
+    @property
+    def slack_configured(self) -> bool:
+        return self.slack_bot_token is not None or (
+            self.slack_client_id is not None and self.slack_client_secret is not None
+        )
 
     @field_validator("database_url")
     @classmethod

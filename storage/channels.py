@@ -46,6 +46,7 @@ class ChannelRepository:
             )
             self.session.add(subscription)
         subscription.enabled = True
+        subscription.disabled_reason = None
         subscription.post_time = post_time
         subscription.timezone = timezone
         subscription.count = count

@@ -77,6 +77,7 @@ class ChannelSubscription(Base):
     count: Mapped[int] = mapped_column(Integer)
     created_by: Mapped[str] = mapped_column(Ident)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class ChannelTopic(Base):
@@ -153,3 +154,13 @@ class DigestItem(Base):
         ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
     )
     sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProcessedEvent(Base):
+    """A platform event already handled, so a redelivery (Slack retries) is processed once."""
+
+    __tablename__ = "processed_events"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.channels import ChannelRepository
 from storage.db import create_engine, upgrade
+from storage.inbox import InboxRepository
 from storage.papers import PaperRepository
 from storage.users import UserRepository
 
@@ -20,6 +21,7 @@ class Repositories:
     papers: PaperRepository
     channels: ChannelRepository
     users: UserRepository
+    inbox: InboxRepository
 
 
 class Store:
@@ -43,6 +45,7 @@ class Store:
                 papers=PaperRepository(session),
                 channels=ChannelRepository(session),
                 users=UserRepository(session),
+                inbox=InboxRepository(session),
             )
 
     async def close(self) -> None:

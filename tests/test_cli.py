@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
+
+from storage.db import alembic_config
 from tests.fakes.huggingface import FakeHuggingFace
 
 
@@ -84,4 +87,6 @@ def test_db_upgrade_creates_the_schema_once(tmp_path: Path) -> None:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
         version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
     assert {"papers", "papers_fts", "saves", "follows", "posts"} <= tables
-    assert version == [("0001",)]
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert version == [(head,)]
+    assert head != "0001"  # the later migrations ran too

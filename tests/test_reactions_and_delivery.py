@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
+
 from bot.daily import ChannelPlan, compose_daily_post
 from bot.digest import compose_digest
 from bot.events import ChannelRef, MessageRef, Scope, UserRef
 from bot.ingest import ingest_day
+from bot.messages import Message
+from bot.ports import DeliveryError
 from bot.sources.huggingface import HuggingFaceClient
-from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness
+from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform
 from tests.fakes.huggingface import load_fixture
 
 ALICE = UserRef(SCOPE, "alice")
@@ -151,3 +155,31 @@ async def test_digest_window_depends_on_cadence(harness: Harness) -> None:
     # Nothing listed in the last three days: the daily digest falls back to the newest list.
     assert daily is not None
     assert {card.paper_id for card in daily.message.cards} == {"2605.00103"}
+
+
+class LostChannelPlatform(RecordingPlatform):
+    """A platform on which channel C1 no longer exists."""
+
+    async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+        if channel.channel == "C1":
+            raise DeliveryError("channel_not_found", permanent=True)
+        return await super().post(channel, message)
+
+
+async def test_a_permanent_delivery_error_stops_the_channel_and_tells_its_admin(
+    harness: Harness,
+) -> None:
+    await harness.say("channel on 09:00 UTC 3", user="admin", admin=True)
+    platform = LostChannelPlatform()
+    harness.bot.outbound = platform
+    answer = await harness.say("channel post-now", user="admin", admin=True)
+    assert "can't post in this channel (channel_not_found)" in answer.text
+    status = await harness.say("channel status")
+    assert "No daily post" in status.text and "channel_not_found" in status.text
+    assert [user.user for user, _, _ in platform.dms] == ["admin"]
+    assert "channel_not_found" in platform.dms[0][1].text
+    with pytest.raises(DeliveryError):
+        await harness.bot.post_daily(CHANNEL)  # the scheduler sees it too, and nothing loops
+    assert len(platform.dms) == 2
+    await harness.say("channel on", user="admin", admin=True)
+    assert "stopped" not in (await harness.say("channel status")).text

@@ -12,6 +12,7 @@ from bot.commands.parser import (
     ChannelTopicRemove,
 )
 from bot.messages import Message
+from bot.ports import DeliveryError
 
 NOT_ADMIN = "Only workspace admins can change this channel's daily post."
 
@@ -59,8 +60,13 @@ async def channel_status(ctx: CommandContext, command: ChannelStatus) -> Message
         )
         topics = await repos.channels.topics(subscription.id) if subscription else []
     if subscription is None or not subscription.enabled:
+        stopped = (
+            f" It was stopped: {subscription.disabled_reason}."
+            if subscription and subscription.disabled_reason
+            else ""
+        )
         return Message(
-            text="No daily post in this channel.",
+            text=f"No daily post in this channel.{stopped}",
             lines=("An admin can start one: `/papers channel on 09:00 Europe/Berlin 5`.",),
         )
     return Message(
@@ -98,7 +104,15 @@ async def _change_topic(ctx: CommandContext, topic: str, *, add: bool) -> Messag
 
 
 async def channel_post_now(ctx: CommandContext, command: ChannelPostNow) -> Message:
-    sent = await ctx.bot.post_daily(ctx.event.channel)
+    try:
+        sent = await ctx.bot.post_daily(ctx.event.channel)
+    except DeliveryError as error:
+        if error.permanent:
+            return Message(
+                text=f"I can't post in this channel ({error.reason}); its daily post is now off.",
+                lines=("Invite me to the channel, then run `/papers channel on` again.",),
+            )
+        return Message(text=f"Posting failed for now ({error.reason}). Please try again later.")
     if not sent:
         return Message(text="Nothing new to post: every paper of the latest list is already here.")
     return Message(text=f"Posted {sent} paper(s) to this channel.")

@@ -1,0 +1,1 @@
+"""Slack adapter: slash commands, reactions, daily posts and DMs through slack-bolt."""

@@ -1,0 +1,283 @@
+"""The Slack app: slack-bolt listeners that turn Slack payloads into neutral events and render
+the core's answers as Block Kit. No business rules live here."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.outbound import SlackOutbound, TokenLookup, web_client
+from adapters.slack.render import LINK_ACTION_PREFIX, SHARE_ACTION, blocks, fallback_text
+from bot.core import BotConfig, Paperboy
+from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope
+from bot.messages import Message, Visibility
+from bot.search import SearchSource
+from config import ConfigError, Settings
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+COMMAND = "/papers"
+BOT_SCOPES = ["commands", "chat:write", "im:write", "reactions:read", "users:read"]
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+ADMIN_CACHE_SECONDS = 300
+_SLACK_ID = re.compile(r"^[UW][A-Z0-9]+$")
+
+
+@dataclass
+class SlackBot:
+    app: AsyncApp
+    bot: Paperboy
+    outbound: SlackOutbound
+
+
+class AdminCheck:
+    """Whether a user is a workspace admin or owner, per `users.info`, cached for a while."""
+
+    def __init__(self, ttl: float = ADMIN_CACHE_SECONDS) -> None:
+        self.ttl = ttl
+        self._seen: dict[tuple[str, str], tuple[float, bool]] = {}
+
+    async def __call__(self, client: AsyncWebClient, team: str, user: str) -> bool:
+        key = (team, user)
+        cached = self._seen.get(key)
+        if cached and time.monotonic() - cached[0] < self.ttl:
+            return cached[1]
+        try:
+            info = (await client.users_info(user=user))["user"]
+        except SlackApiError as error:
+            log.warning("users.info failed for an admin check: %s", error.response.get("error"))
+            return False  # refusing is the safe answer
+        is_admin = bool(info.get("is_admin") or info.get("is_owner"))
+        self._seen[key] = (time.monotonic(), is_admin)
+        return is_admin
+
+
+def _team(context: AsyncBoltContext, body: dict[str, Any]) -> str:
+    team = context.team_id or body.get("team_id") or (body.get("team") or {}).get("id")
+    return str(team or context.enterprise_id or "")
+
+
+def _share_blocks(message: Message, user: str) -> list[dict[str, Any]]:
+    shared_by = f"Shared by <@{user}>" if _SLACK_ID.match(user) else "Shared"
+    return [
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": shared_by}]},
+        *blocks(message),
+    ]
+
+
+def _token_lookup(
+    settings: Settings, store: Store
+) -> tuple[TokenLookup, AsyncOAuthSettings | None]:
+    if settings.slack_client_id and settings.slack_client_secret:
+        installations = AsyncSQLAlchemyInstallationStore(
+            client_id=settings.slack_client_id, engine=store.engine
+        )
+        oauth = AsyncOAuthSettings(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),
+            scopes=BOT_SCOPES,
+            installation_store=installations,
+            state_store=AsyncSQLAlchemyOAuthStateStore(expiration_seconds=600, engine=store.engine),
+            install_path=INSTALL_PATH,
+            redirect_uri_path=REDIRECT_PATH,
+        )
+
+        async def installed_token(team: str) -> str | None:
+            bot = await installations.async_find_bot(enterprise_id=None, team_id=team)
+            return bot.bot_token if bot else None
+
+        return installed_token, oauth
+    if settings.slack_bot_token is None:
+        raise ConfigError("SLACK_BOT_TOKEN: required (or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET)")
+    token = settings.slack_bot_token.get_secret_value()
+
+    async def single_token(team: str) -> str | None:
+        return token
+
+    return single_token, None
+
+
+def create_slack_bot(
+    settings: Settings,
+    store: Store,
+    *,
+    source: SearchSource | None,
+    socket_mode: bool = False,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> SlackBot:
+    """Wire the core to a bolt AsyncApp. Raises ConfigError for missing Slack settings."""
+    if not socket_mode and settings.slack_signing_secret is None:
+        raise ConfigError("SLACK_SIGNING_SECRET: required to receive Slack requests over HTTP")
+    token_for, oauth = _token_lookup(settings, store)
+    outbound = SlackOutbound(settings.slack_api_url, token_for)
+    bot = Paperboy(
+        store, outbound, config=BotConfig.from_settings(settings), source=source, clock=clock
+    )
+    signing_secret = settings.slack_signing_secret
+    token = None if oauth else settings.slack_bot_token.get_secret_value()  # type: ignore[union-attr]
+    app = AsyncApp(
+        client=web_client(settings.slack_api_url, token),  # bolt takes the token from here
+        signing_secret=signing_secret.get_secret_value() if signing_secret else None,
+        request_verification_enabled=signing_secret is not None,
+        oauth_settings=oauth,
+    )
+    register_listeners(app, bot, store, clock)
+    return SlackBot(app, bot, outbound)
+
+
+def register_listeners(
+    app: AsyncApp, bot: Paperboy, store: Store, clock: Callable[[], datetime]
+) -> None:
+    is_admin = AdminCheck()
+
+    @app.middleware
+    async def process_each_event_once(body: dict[str, Any], next: Callable) -> BoltResponse | None:
+        """Slack redelivers events it thinks were missed (`X-Slack-Retry-Num`); the inbox
+        table makes every process agree on which delivery is the first."""
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id:
+            async with store.transaction() as repos:
+                first = await repos.inbox.first_delivery(PLATFORM, str(event_id), clock())
+            if not first:
+                log.info("skipping redelivered Slack event %s", event_id)
+                return BoltResponse(status=200, body="")
+        await next()
+        return None
+
+    @app.command(COMMAND)
+    async def on_command(
+        ack: Callable,
+        command: dict[str, Any],
+        respond: Callable,
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        team, user = _team(context, command), str(command.get("user_id", ""))
+        text = str(command.get("text") or "")
+        event = CommandInvoked(
+            ChannelRef(Scope(PLATFORM, team), str(command.get("channel_id", ""))),
+            user,
+            text,
+            is_admin=await is_admin(client, team, user),
+        )
+        answer = await bot.handle_command(event)
+        share = " ".join(text.split()) if answer.shareable else None
+        await respond(
+            response_type="ephemeral",
+            text=fallback_text(answer),
+            blocks=blocks(answer, share_value=share),
+        )
+
+    @app.action(SHARE_ACTION)
+    async def on_share(
+        ack: Callable,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: Callable,
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        team, user = _team(context, body), str(body.get("user", {}).get("id", ""))
+        channel = str((body.get("channel") or {}).get("id", ""))
+        event = CommandInvoked(
+            ChannelRef(Scope(PLATFORM, team), channel), user, str(action.get("value", "")), False
+        )
+        answer = await bot.handle_command(event)
+        if answer.is_usage_hint or not answer.shareable:
+            await respond(
+                response_type="ephemeral", replace_original=False, text="Nothing to share."
+            )
+            return
+        public = replace(answer, visibility=Visibility.PUBLIC, shareable=False)
+        try:
+            await client.chat_postMessage(
+                channel=channel,
+                text=fallback_text(public),
+                blocks=_share_blocks(public, user),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as error:
+            reason = error.response.get("error")
+            log.info("share to %s failed: %s", channel, reason)
+            hint = "invite me first: `/invite @paperboy`" if reason == "not_in_channel" else reason
+            await respond(
+                response_type="ephemeral",
+                replace_original=False,
+                text=f"Couldn't share to this channel ({hint}).",
+            )
+            return
+        await respond(
+            response_type="ephemeral", replace_original=True, text="Shared to the channel."
+        )
+
+    async def on_reaction(
+        event: dict[str, Any],
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+        added: bool,
+    ) -> None:
+        item = event.get("item") or {}
+        if item.get("type") != "message" or not item.get("channel") or not item.get("ts"):
+            return
+        team, user = _team(context, body), str(event.get("user", ""))
+        channel = ChannelRef(Scope(PLATFORM, team), str(item["channel"]))
+        emoji = str(event.get("reaction", "")).split("::")[0]  # drop a skin-tone suffix
+        reaction = ReactionChanged(MessageRef(channel, str(item["ts"])), user, emoji, added)
+        confirmation = await bot.handle_reaction(reaction)
+        if confirmation is None:
+            return
+        try:
+            await client.chat_postEphemeral(
+                channel=channel.channel,
+                user=user,
+                text=fallback_text(confirmation),
+                blocks=blocks(confirmation),
+            )
+        except SlackApiError as error:
+            log.info("reaction confirmation not shown: %s", error.response.get("error"))
+
+    @app.event("reaction_added")
+    async def on_reaction_added(
+        event: dict[str, Any],
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await on_reaction(event, body, client, context, added=True)
+
+    @app.event("reaction_removed")
+    async def on_reaction_removed(
+        event: dict[str, Any],
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await on_reaction(event, body, client, context, added=False)
+
+    @app.action(re.compile(f"^{LINK_ACTION_PREFIX}"))
+    async def on_link_click(ack: Callable) -> None:
+        await ack()  # the browser opens the link; Slack still wants the click acknowledged
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.error("Slack listener failed: %s", type(error).__name__, exc_info=error)

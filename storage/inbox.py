@@ -1,0 +1,34 @@
+"""The inbox of processed platform events: a redelivered event is recognised and skipped."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import ProcessedEvent
+from storage.papers import dialect_insert
+
+KEEP = timedelta(days=1)  # platforms give up redelivering long before this
+
+
+class InboxRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def first_delivery(self, platform: str, event_id: str, now: datetime) -> bool:
+        """Record the event; True only for the first process to see it."""
+        insert = dialect_insert(self.session)
+        result = await self.session.execute(
+            insert(ProcessedEvent)
+            .values(platform=platform, event_id=event_id, received_at=now)
+            .on_conflict_do_nothing()
+        )
+        return bool(result.rowcount)
+
+    async def forget_before(self, cutoff: datetime) -> int:
+        result = await self.session.execute(
+            delete(ProcessedEvent).where(ProcessedEvent.received_at < cutoff)
+        )
+        return int(result.rowcount or 0)
