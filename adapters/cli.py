@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from adapters.console import ConsoleOutbound, run_console
 from adapters.slack.app import create_slack_bot
 from adapters.slack.server import http_server, run_socket_mode
-from bot.bootstrap import ensure_papers
+from bot.bootstrap import ensure_papers, keep_papers_fresh
 from bot.core import BotConfig, Paperboy
 from bot.ingest import ingest_days
 from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
@@ -23,6 +23,7 @@ from storage.store import Store
 log = logging.getLogger("paperboy")
 
 START_DEADLINE = 8.0  # seconds to reach Hugging Face at start before using what is stored
+REFRESH_INTERVAL = 30 * 60.0  # seconds between Daily Papers refreshes in the worker
 
 
 def _parse_day(value: str) -> date:
@@ -89,6 +90,20 @@ async def _slack(settings: Settings, *, socket_mode: bool) -> int:
     return 0
 
 
+async def _worker(settings: Settings) -> int:
+    """Slack over HTTP is the web process's; the worker keeps the papers fresh."""
+    log.info("Slack requests go to `paperboy serve`; this worker refreshes Daily Papers")
+    store = await Store.open(settings.database_url)
+    try:
+        async with HuggingFaceClient(settings.hf_base_url) as source:
+            await keep_papers_fresh(
+                store, source, lambda: datetime.now(UTC), interval=REFRESH_INTERVAL
+            )
+    finally:
+        await store.close()
+    return 0
+
+
 async def _fetch(settings: Settings, first: date, last: date) -> int:
     store = await Store.open(settings.database_url)
     try:
@@ -142,8 +157,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         if settings.discord_token is not None:
             log.warning("DISCORD_TOKEN is set, but this build has no Discord adapter yet")
+        if settings.slack_app_token is not None:
+            return await _slack(settings, socket_mode=True)
         if settings.slack_configured:
-            return await _slack(settings, socket_mode=settings.slack_app_token is not None)
+            return await _worker(settings)
         return await _console(settings)
     if args.command == "console":
         return await _console(settings)

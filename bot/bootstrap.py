@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 from bot.demo import load_demo_corpus
@@ -44,3 +45,17 @@ async def ensure_papers(
         return f"Hugging Face unreachable; serving the {stored} papers already stored."
     loaded = await load_demo(store, today, now)
     return f"Hugging Face unreachable; loaded {loaded} demo papers (clearly marked as demo data)."
+
+
+async def keep_papers_fresh(
+    store: Store,
+    source: DailySource,
+    clock: Callable[[], datetime],
+    *,
+    interval: float,
+    deadline: float = 120.0,
+) -> None:
+    """Refresh the recent lists every `interval` seconds until cancelled."""
+    while True:
+        log.info(await ensure_papers(store, source, clock(), deadline=deadline))
+        await asyncio.sleep(interval)

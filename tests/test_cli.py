@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 from alembic.script import ScriptDirectory
 
 from storage.db import alembic_config
@@ -90,3 +93,70 @@ def test_db_upgrade_creates_the_schema_once(tmp_path: Path) -> None:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert version == [(head,)]
     assert head != "0001"  # the later migrations ran too
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_answers_health_checks_and_rejects_unsigned_requests(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "PAPERBOY_HF_BASE_URL": "http://127.0.0.1:9",
+        "PAPERBOY_SLACK_API_URL": "http://127.0.0.1:9/api/",
+        "SLACK_BOT_TOKEN": "xoxb-serve-test-token",
+        "SLACK_SIGNING_SECRET": "serve-test-secret",
+        "PAPERBOY_HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        assert health.status_code == 200 and health.text == "ok"
+        unsigned = httpx.post(f"http://127.0.0.1:{port}/slack/events", content=b"command=/papers")
+        assert unsigned.status_code == 401
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert "xoxb-serve-test-token" not in stderr and "serve-test-secret" not in stderr
+
+
+def test_serve_without_a_signing_secret_stops_with_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-x", "DATABASE_URL": f"sqlite:///{tmp_path}/p.db"}
+    env.pop("SLACK_SIGNING_SECRET", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "adapters.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("paperboy: configuration error: SLACK_SIGNING_SECRET")
+    )
+    assert "Traceback" not in result.stderr

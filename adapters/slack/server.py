@@ -51,4 +51,7 @@ def http_server(app: AsyncApp, *, host: str, port: int) -> uvicorn.Server:
 async def run_socket_mode(app: AsyncApp, app_token: str) -> None:
     """Connect over Socket Mode (no public URL needed) and serve until cancelled."""
     handler = AsyncSocketModeHandler(app, app_token)
-    await handler.start_async()
+    try:
+        await handler.start_async()
+    finally:
+        await handler.close_async()

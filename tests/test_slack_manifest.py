@@ -1,0 +1,23 @@
+"""The Slack app manifest asks for exactly what the adapter uses."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from adapters.slack.app import BOT_SCOPES, COMMAND, INSTALL_PATH, REDIRECT_PATH
+from adapters.slack.server import EVENTS_PATH
+
+MANIFEST = Path(__file__).resolve().parents[1] / "slack" / "manifest.yml"
+
+
+def test_manifest_matches_the_adapter() -> None:
+    text = MANIFEST.read_text(encoding="utf-8")
+    scopes = re.search(r"bot:\n((?:\s+- .+\n)+)", text)
+    assert scopes is not None
+    assert re.findall(r"- (\S+)", scopes.group(1)) == BOT_SCOPES
+    assert f"- command: {COMMAND}\n" in text
+    assert text.count(f"/{EVENTS_PATH.strip('/')}\n") == 3  # commands, events, interactivity
+    assert REDIRECT_PATH in text and INSTALL_PATH.startswith("/slack/")
+    for event in ("reaction_added", "reaction_removed"):
+        assert f"- {event}\n" in text
