@@ -201,3 +201,14 @@ async def test_link_button_clicks_are_acknowledged_quietly(slack_harness: SlackH
     name = await slack_harness.click("paperboy_link_1", "")
     assert slack_harness.fake.responses_to(name) == []
     assert slack_harness.posted() == []
+
+
+async def test_digest_now_opens_a_dm_and_posts_there(slack_harness: SlackHarness) -> None:
+    await slack_harness.command("follow diffusion", user="U8")
+    answer = await answer_text(slack_harness, "digest now", user="U8")
+    assert "Sent you a digest of 3" in answer
+    assert [c.args["users"] for c in slack_harness.fake.calls("conversations.open")] == ["U8"]
+    dm = slack_harness.posted("DU8")
+    assert len(dm) == 1 and "Your paperboy digest" in dm[0]["text"]
+    assert "&lt;!channel&gt;" in all_text(dm[0]["blocks"])  # the hostile title, escaped
+    assert "<!channel>" not in all_text(dm[0])
