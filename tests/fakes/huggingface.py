@@ -13,12 +13,13 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+
+from tests.fakes.http import JsonHandler, QuietServer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "hf"
 ENDPOINTS = ("daily", "search", "paper")
@@ -145,19 +146,12 @@ def _bare_id(value: object) -> str:
     return _VERSION.sub("", value) if isinstance(value, str) else ""
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(QuietServer):
     fake: FakeHuggingFace
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that gave up (timeouts) leave broken pipes behind; nothing to report
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         fake = self.server.fake
@@ -199,20 +193,6 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status, body = 404, {"error": "Not Found"}
         self._json(status, body)
-
-    def _json(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(body).encode(), "application/json; charset=utf-8", headers)
-
-    def _send(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
 
 
 @pytest.fixture

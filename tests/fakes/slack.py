@@ -24,13 +24,14 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from aiohttp import WSMsgType, web
 from slack_sdk.signature import SignatureVerifier
+
+from tests.fakes.http import JsonHandler, QuietServer
 
 BOT_TOKEN = "xoxb-T1"  # the token `FakeSlack.tokens` knows by default (team T1)
 APP_TOKEN = "xapp-1-A1-fake"  # an app-level token for Socket Mode
@@ -264,19 +265,12 @@ class FakeSlack:
         }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(QuietServer):
     fake: FakeSlack
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that hung up leave broken pipes behind; nothing to report
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -346,20 +340,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(int(fault), fault.encode(), "text/plain")
         else:
             self._send(200, b"ok", "text/html")  # what hooks.slack.com answers
-
-    def _json(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(body).encode(), "application/json; charset=utf-8", headers)
-
-    def _send(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
 
 
 # Signed requests for the real bolt app.
