@@ -60,10 +60,6 @@ class Message:
     shareable: bool = False
     is_usage_hint: bool = False
 
-    @property
-    def has_demo_papers(self) -> bool:
-        return any(card.is_demo for card in self.cards)
-
 
 @dataclass(frozen=True)
 class DailyPost:

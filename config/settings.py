@@ -7,7 +7,7 @@ from datetime import time
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -40,56 +40,40 @@ def parse_hhmm(value: str) -> time:
     return time(int(match.group(1)), int(match.group(2)))
 
 
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name)
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
-    database_url: str = Field(
-        "sqlite+aiosqlite:///paperboy.db", validation_alias=_env("DATABASE_URL")
-    )
-    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
-    slack_signing_secret: SecretStr | None = Field(
-        None, validation_alias=_env("SLACK_SIGNING_SECRET")
-    )
-    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
-    slack_client_id: str | None = Field(None, validation_alias=_env("SLACK_CLIENT_ID"))
-    slack_client_secret: SecretStr | None = Field(
-        None, validation_alias=_env("SLACK_CLIENT_SECRET")
-    )
-    discord_token: SecretStr | None = Field(None, validation_alias=_env("DISCORD_TOKEN"))
+    database_url: str = Field("sqlite+aiosqlite:///paperboy.db", validation_alias="DATABASE_URL")
+    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_client_id: str | None = Field(None, validation_alias="SLACK_CLIENT_ID")
+    slack_client_secret: SecretStr | None = Field(None, validation_alias="SLACK_CLIENT_SECRET")
+    discord_token: SecretStr | None = Field(None, validation_alias="DISCORD_TOKEN")
 
-    hf_base_url: str = Field(
-        "https://huggingface.co", validation_alias=_env("PAPERBOY_HF_BASE_URL")
-    )
-    slack_api_url: str = Field(
-        "https://slack.com/api/", validation_alias=_env("PAPERBOY_SLACK_API_URL")
-    )
+    hf_base_url: str = Field("https://huggingface.co", validation_alias="PAPERBOY_HF_BASE_URL")
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias="PAPERBOY_SLACK_API_URL")
     discord_api_url: str = Field(
-        "https://discord.com/api/v10", validation_alias=_env("PAPERBOY_DISCORD_API_URL")
+        "https://discord.com/api/v10", validation_alias="PAPERBOY_DISCORD_API_URL"
     )
     discord_gateway_url: str = Field(
-        "wss://gateway.discord.gg/", validation_alias=_env("PAPERBOY_DISCORD_GATEWAY_URL")
+        "wss://gateway.discord.gg/", validation_alias="PAPERBOY_DISCORD_GATEWAY_URL"
     )
 
     save_emojis: Annotated[tuple[str, ...], NoDecode] = Field(
-        ("bookmark",), validation_alias=_env("PAPERBOY_SAVE_EMOJIS")
+        ("bookmark",), validation_alias="PAPERBOY_SAVE_EMOJIS"
     )
-    default_tz: str = Field("UTC", validation_alias=_env("PAPERBOY_DEFAULT_TZ"))
-    default_post_time: str = Field("09:00", validation_alias=_env("PAPERBOY_DEFAULT_POST_TIME"))
-    default_post_count: int = Field(
-        5, ge=1, le=20, validation_alias=_env("PAPERBOY_DEFAULT_POST_COUNT")
-    )
+    default_tz: str = Field("UTC", validation_alias="PAPERBOY_DEFAULT_TZ")
+    default_post_time: str = Field("09:00", validation_alias="PAPERBOY_DEFAULT_POST_TIME")
+    default_post_count: int = Field(5, ge=1, le=20, validation_alias="PAPERBOY_DEFAULT_POST_COUNT")
     search_budget_seconds: float = Field(
-        1.5, gt=0, le=10, validation_alias=_env("PAPERBOY_SEARCH_BUDGET")
+        1.5, gt=0, le=10, validation_alias="PAPERBOY_SEARCH_BUDGET"
     )
-    log_level: str = Field("INFO", validation_alias=_env("PAPERBOY_LOG_LEVEL"))
-    host: str = Field("0.0.0.0", validation_alias=_env("PAPERBOY_HOST"))
-    port: int = Field(3000, ge=0, le=65535, validation_alias=_env("PORT"))
+    log_level: str = Field("INFO", validation_alias="PAPERBOY_LOG_LEVEL")
+    host: str = Field("0.0.0.0", validation_alias="PAPERBOY_HOST")
+    port: int = Field(3000, ge=0, le=65535, validation_alias="PORT")
 
     @property
     def slack_configured(self) -> bool:
@@ -152,6 +136,6 @@ def load_settings(**overrides: object) -> Settings:
         field = str(error["loc"][0]) if error["loc"] else "settings"
         info = Settings.model_fields.get(field)
         alias = info.validation_alias if info else None
-        name = alias.choices[0] if isinstance(alias, AliasChoices) else field.upper()
+        name = alias if isinstance(alias, str) else field.upper()
         reason = str(error["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"{name}: {reason}") from None

@@ -18,7 +18,11 @@ class InboxRepository:
         self.session = session
 
     async def first_delivery(self, platform: str, event_id: str, now: datetime) -> bool:
-        """Record the event; True only for the first process to see it."""
+        """Record the event; True only for the first process to see it. Entries older than
+        KEEP are dropped on the way, so the table stays small."""
+        await self.session.execute(
+            delete(ProcessedEvent).where(ProcessedEvent.received_at < now - KEEP)
+        )
         insert = dialect_insert(self.session)
         result = await self.session.execute(
             insert(ProcessedEvent)
@@ -26,9 +30,3 @@ class InboxRepository:
             .on_conflict_do_nothing()
         )
         return bool(result.rowcount)
-
-    async def forget_before(self, cutoff: datetime) -> int:
-        result = await self.session.execute(
-            delete(ProcessedEvent).where(ProcessedEvent.received_at < cutoff)
-        )
-        return int(result.rowcount or 0)

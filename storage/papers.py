@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import Select, case, column, delete, func, literal_column, select, table
@@ -37,12 +37,6 @@ class PaperData:
 class SearchHit:
     paper: Paper
     relevance: float  # larger is better; comparable only within one query
-
-
-@dataclass
-class ListingDay:
-    day: date
-    papers: list[Paper] = field(default_factory=list)
 
 
 def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]

@@ -736,3 +736,16 @@ async def test_channel_rows_never_leak_across_workspaces(store: Store) -> None:
         assert (await repos.channels.subscription(*SLACK, "C1")).post_time == "09:00"
         assert await repos.channels.subscription("discord", "T1", "C1") is None
         assert await repos.channels.topics(other.id) == []
+
+
+async def test_inbox_recognises_redeliveries_and_forgets_old_events(store: Store) -> None:
+    async with store.transaction() as repos:
+        assert await repos.inbox.first_delivery("slack", "Ev1", NOW) is True
+        assert await repos.inbox.first_delivery("slack", "Ev1", NOW) is False
+        assert await repos.inbox.first_delivery("discord", "Ev1", NOW) is True  # per platform
+    later = NOW + timedelta(days=2)
+    async with store.transaction() as repos:
+        assert await repos.inbox.first_delivery("slack", "Ev2", later) is True
+        # Ev1 was older than a day and is gone: the table does not grow without bound.
+        count = await repos.session.scalar(text("SELECT count(*) FROM processed_events"))
+        assert count == 1

@@ -229,13 +229,14 @@ def register_listeners(
             response_type="ephemeral", replace_original=True, text="Shared to the channel."
         )
 
+    @app.event(re.compile("^reaction_(added|removed)$"))
     async def on_reaction(
         event: dict[str, Any],
         body: dict[str, Any],
         client: AsyncWebClient,
         context: AsyncBoltContext,
-        added: bool,
     ) -> None:
+        added = event.get("type") == "reaction_added"
         item = event.get("item") or {}
         if item.get("type") != "message" or not item.get("channel") or not item.get("ts"):
             return
@@ -255,24 +256,6 @@ def register_listeners(
             )
         except SlackApiError as error:
             log.info("reaction confirmation not shown: %s", error.response.get("error"))
-
-    @app.event("reaction_added")
-    async def on_reaction_added(
-        event: dict[str, Any],
-        body: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await on_reaction(event, body, client, context, added=True)
-
-    @app.event("reaction_removed")
-    async def on_reaction_removed(
-        event: dict[str, Any],
-        body: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await on_reaction(event, body, client, context, added=False)
 
     @app.action(re.compile(f"^{LINK_ACTION_PREFIX}"))
     async def on_link_click(ack: Callable) -> None:
