@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.commands import HANDLERS, CommandContext
-from bot.commands.channels import NOT_ADMIN
+from bot.commands.channels import not_admin
 from bot.commands.parser import ADMIN_COMMANDS, UsageError, parse
 from bot.daily import ChannelPlan, compose_daily_post, deliver_daily_post
 from bot.digest import send_digest
@@ -35,6 +35,7 @@ class BotConfig:
     search_budget: float = 1.5
     today_count: int = 5
     topic_count: int = 5
+    admins: str = "workspace admins"  # who may change channel settings, in the platform's words
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BotConfig:
@@ -76,7 +77,7 @@ class Paperboy:
         except UsageError as error:
             return Message(text=str(error), is_usage_hint=True)
         if isinstance(command, ADMIN_COMMANDS) and not event.is_admin:
-            return Message(text=NOT_ADMIN)
+            return Message(text=not_admin(self.config.admins))
         context = CommandContext(bot=self, event=event, now=self.clock())
         try:
             return await HANDLERS[type(command)](context, command)
@@ -91,6 +92,12 @@ class Paperboy:
         except Exception:
             log.exception("reaction handling failed")
             return None
+
+    async def followed_topics(self, user: UserRef) -> list[str]:
+        """The topics `user` follows (for pickers such as Discord's autocomplete)."""
+        scope = user.scope
+        async with self.store.transaction() as repos:
+            return list(await repos.users.following(scope.platform, scope.workspace, user.user))
 
     async def post_daily(self, channel: ChannelRef) -> int:
         """Run a channel's daily post now; returns how many papers were posted.
@@ -148,10 +155,34 @@ class Paperboy:
             log.warning("could not tell %s about it: %s", admin.user, error.reason)
 
     async def send_digest(self, user: UserRef) -> int:
-        """Send `user`'s digest now; returns how many papers it held (0: nothing was sent)."""
+        """Send `user`'s digest now; returns how many papers it held (0: nothing was sent).
+
+        A permanent delivery error (DMs closed, user gone) pauses the user's digest with the
+        reason, so scheduled runs skip them instead of retrying forever, and is raised again.
+        A later successful send lifts the pause.
+        """
+        scope = user.scope
         async with self.store.transaction() as repos:
-            setting = await repos.users.digest_setting(
-                user.scope.platform, user.scope.workspace, user.user
-            )
+            setting = await repos.users.digest_setting(scope.platform, scope.workspace, user.user)
         cadence = setting.cadence if setting else "daily"
-        return await send_digest(self.store, self.outbound, user, cadence, self.clock())
+        try:
+            sent = await send_digest(self.store, self.outbound, user, cadence, self.clock())
+        except DeliveryError as error:
+            if error.permanent:
+                await self._mark_digest(user, error.reason)
+            raise
+        if sent and setting is not None and setting.disabled_reason:
+            await self._mark_digest(user, None)
+        return sent
+
+    async def _mark_digest(self, user: UserRef, reason: str | None) -> None:
+        scope = user.scope
+        async with self.store.transaction() as repos:
+            setting = await repos.users.digest_setting(scope.platform, scope.workspace, user.user)
+            if setting is not None:
+                setting.disabled_reason = reason[:200] if reason else None
+        if reason:
+            log.warning(
+                "digest paused: platform=%s workspace=%s user=%s reason=%s",
+                scope.platform, scope.workspace, user.user, reason,
+            )  # fmt: skip

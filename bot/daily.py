@@ -79,7 +79,11 @@ async def compose_daily_post(
             (
                 paper.id,
                 Message(
-                    text="", cards=(card,), note=demo_note([card]), visibility=Visibility.PUBLIC
+                    text="",
+                    cards=(card,),
+                    note=demo_note([card]),
+                    visibility=Visibility.PUBLIC,
+                    reaction=save_emoji,
                 ),
             )
             for paper, card in zip(chosen, cards, strict=True)

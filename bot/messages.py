@@ -48,7 +48,8 @@ class Message:
     """One message: a heading line, optional body lines, paper cards and a note.
 
     `shareable` asks the adapter to offer "Share to channel"; `share_text` is what that posts.
-    `is_usage_hint` marks a rejected command (nothing was changed).
+    `is_usage_hint` marks a rejected command (nothing was changed). `reaction` is an emoji the
+    adapter adds to the sent message itself, where the platform allows, so people can click it.
     """
 
     text: str
@@ -59,6 +60,7 @@ class Message:
     attachment: Attachment | None = None
     shareable: bool = False
     is_usage_hint: bool = False
+    reaction: str | None = None
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     discord_gateway_url: str = Field(
         "wss://gateway.discord.gg/", validation_alias="PAPERBOY_DISCORD_GATEWAY_URL"
     )
+    # Sync `/papers` to these servers only (instant, for development) instead of globally.
+    discord_guild_ids: Annotated[tuple[int, ...], NoDecode] = Field(
+        (), validation_alias="PAPERBOY_DISCORD_GUILD_IDS"
+    )
 
     save_emojis: Annotated[tuple[str, ...], NoDecode] = Field(
         ("bookmark",), validation_alias="PAPERBOY_SAVE_EMOJIS"
@@ -103,6 +107,16 @@ class Settings(BaseSettings):
         if not names:
             raise ValueError("expected a comma-separated list of emoji names, e.g. bookmark")
         return names
+
+    @field_validator("discord_guild_ids", mode="before")
+    @classmethod
+    def _guild_ids(cls, value: object) -> tuple[int, ...]:
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", ",").split(",") if part]
+        ids = [str(v).strip() for v in value]  # type: ignore[union-attr]
+        if not all(v.isascii() and v.isdigit() and 0 < int(v) < 2**64 for v in ids):
+            raise ValueError("expected comma-separated Discord server (guild) ids")
+        return tuple(int(v) for v in ids)
 
     @field_validator("default_tz")
     @classmethod

@@ -140,6 +140,9 @@ class DigestSetting(Base):
     send_time: Mapped[str] = mapped_column(String(5))
     timezone: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Set when the user's DMs could not be reached; scheduled digests skip them until they
+    # set their digest again.
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class DigestItem(Base):

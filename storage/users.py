@@ -111,6 +111,7 @@ class UserRepository:
         setting.send_time = send_time
         setting.timezone = timezone
         setting.updated_at = now
+        setting.disabled_reason = None
         await self.session.flush()
         return setting
 

@@ -137,3 +137,25 @@ def test_usage_hints_never_echo_the_input() -> None:
 
 def test_tabs_and_newlines_count_as_spaces() -> None:
     assert parse("topic\tspeculative\ndecoding") == p.Topic("speculative decoding")
+
+
+def test_a_time_typed_without_its_colon_is_refused_as_a_time() -> None:
+    with pytest.raises(p.UsageError, match="Times are HH:MM"):
+        p.parse("channel on 0830")
+    assert p.parse("channel on 7") == p.ChannelOn(None, None, 7)
+
+
+@pytest.mark.parametrize(
+    ("typed", "first"),
+    [("berl", "Europe/Berlin"), ("new york", "America/New_York"), ("TOKYO", "Asia/Tokyo"),
+     ("utc", "UTC"), ("", "UTC")],
+)  # fmt: skip
+def test_timezone_suggestions_put_the_likeliest_name_first(typed: str, first: str) -> None:
+    suggestions = p.suggest_timezones(typed)
+    assert suggestions[0] == first
+    assert all(p.parse_timezone(name, "digest") == name for name in suggestions)
+
+
+def test_timezone_suggestions_are_bounded_and_may_be_empty() -> None:
+    assert len(p.suggest_timezones("a", 25)) == 25
+    assert p.suggest_timezones("nowhere at all") == []

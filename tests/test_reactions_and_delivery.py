@@ -183,3 +183,40 @@ async def test_a_permanent_delivery_error_stops_the_channel_and_tells_its_admin(
     assert len(platform.dms) == 2
     await harness.say("channel on", user="admin", admin=True)
     assert "stopped" not in (await harness.say("channel status")).text
+
+
+class ClosedDmsPlatform(RecordingPlatform):
+    """A platform on which bob does not accept direct messages."""
+
+    async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
+        if user.user == "bob":
+            raise DeliveryError("dms_closed", permanent=True)
+        return await super().send_dm(user, message)
+
+
+async def test_closed_dms_pause_the_digest_until_it_is_set_again(harness: Harness) -> None:
+    await harness.say("follow agents", user="bob")
+    await harness.say("digest daily 08:00 UTC", user="bob")
+    harness.bot.outbound = ClosedDmsPlatform()
+    answer = await harness.say("digest now", user="bob")
+    assert "can't send you direct messages (dms_closed)" in answer.text
+    status = await harness.say("digest", user="bob")
+    assert "paused" in status.text and "dms_closed" in status.text
+    async with harness.store.transaction() as repos:
+        setting = await repos.users.digest_setting("test", "T1", "bob")
+        assert setting is not None and setting.disabled_reason == "dms_closed"
+        assert not await repos.users.already_sent("test", "T1", "bob", [1, 2, 3, 4, 5])
+    await harness.say("digest daily 09:00 UTC", user="bob")
+    assert "comes daily at 09:00 UTC" in (await harness.say("digest", user="bob")).text
+
+
+async def test_a_transient_dm_failure_does_not_pause_the_digest(harness: Harness) -> None:
+    class FlakyPlatform(RecordingPlatform):
+        async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
+            raise DeliveryError("rate_limited", permanent=False)
+
+    await harness.say("follow agents", user="bob")
+    await harness.say("digest daily 08:00 UTC", user="bob")
+    harness.bot.outbound = FlakyPlatform()
+    assert "try again in a minute" in (await harness.say("digest now", user="bob")).text
+    assert "comes daily at 08:00 UTC" in (await harness.say("digest", user="bob")).text

@@ -58,6 +58,7 @@ def test_values_come_from_dotenv(tmp_path) -> None:  # type: ignore[no-untyped-d
         ("PAPERBOY_SAVE_EMOJIS", " , "),
         ("PAPERBOY_HF_BASE_URL", "huggingface.co"),
         ("PAPERBOY_LOG_LEVEL", "LOUD"),
+        ("PAPERBOY_DISCORD_GUILD_IDS", "123,my-server"),
     ],
 )
 def test_malformed_values_name_the_variable_not_the_value(
@@ -78,3 +79,9 @@ def test_secrets_are_not_shown_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "xoxb-very-secret" not in repr(settings)
     assert settings.slack_bot_token is not None
     assert settings.slack_bot_token.get_secret_value() == "xoxb-very-secret"
+
+
+def test_discord_guild_ids_are_a_list_of_snowflakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().discord_guild_ids == ()
+    monkeypatch.setenv("PAPERBOY_DISCORD_GUILD_IDS", "111, 222,333")
+    assert load_settings().discord_guild_ids == (111, 222, 333)

@@ -14,7 +14,9 @@ from bot.commands.parser import (
 from bot.messages import Message
 from bot.ports import DeliveryError
 
-NOT_ADMIN = "Only workspace admins can change this channel's daily post."
+
+def not_admin(admins: str) -> str:
+    return f"Only {admins} can change this channel's daily post."
 
 
 async def channel_on(ctx: CommandContext, command: ChannelOn) -> Message:

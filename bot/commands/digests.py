@@ -5,7 +5,13 @@ from __future__ import annotations
 from bot.commands.context import CommandContext
 from bot.commands.parser import WEEKDAYS, DigestNow, DigestOff, DigestSet, DigestStatus
 from bot.messages import Message
+from bot.ports import DeliveryError
 from storage.models import DigestSetting
+
+PAUSED_HINT = (
+    "Allow direct messages from me (your privacy settings for this workspace or server), "
+    "then run `/papers digest now`."
+)
 
 
 def describe(setting: DigestSetting) -> str:
@@ -55,6 +61,11 @@ async def digest_status(ctx: CommandContext, command: DigestStatus) -> Message:
             text="Your digest is off.",
             lines=(following, "Turn it on with `/papers digest daily 08:00 Europe/Berlin`."),
         )
+    if setting.disabled_reason:
+        return Message(
+            text=f"Your digest is paused: I couldn't DM you ({setting.disabled_reason}).",
+            lines=(following, PAUSED_HINT),
+        )
     return Message(text=f"Your digest comes {describe(setting)}.", lines=(following,))
 
 
@@ -63,7 +74,15 @@ async def digest_now(ctx: CommandContext, command: DigestNow) -> Message:
         topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
     if not topics:
         return Message(text="You follow no topics yet: `/papers follow <topic>` first.")
-    sent = await ctx.bot.send_digest(ctx.actor)
+    try:
+        sent = await ctx.bot.send_digest(ctx.actor)
+    except DeliveryError as error:
+        if not error.permanent:
+            return Message(text="I couldn't send your digest just now; try again in a minute.")
+        return Message(
+            text=f"I can't send you direct messages ({error.reason}).",
+            lines=(PAUSED_HINT,),
+        )
     if not sent:
         return Message(text="Nothing new on your topics since your last digest.")
     return Message(text=f"Sent you a digest of {sent} paper(s) by DM.")

@@ -265,6 +265,26 @@ def _timezones() -> dict[str, str]:
     return {name.lower(): name for name in available_timezones()} | {"utc": "UTC"}
 
 
+COMMON_TIMEZONES = (
+    "UTC", "Europe/London", "Europe/Berlin", "Europe/Paris", "America/New_York",
+    "America/Chicago", "America/Los_Angeles", "America/Sao_Paulo", "Asia/Kolkata",
+    "Asia/Shanghai", "Asia/Tokyo", "Asia/Singapore", "Australia/Sydney",
+)  # fmt: skip
+
+
+def suggest_timezones(text: str, limit: int = 25) -> list[str]:
+    """IANA names for a picker: those starting with `text` (or whose city does), then those
+    containing it; spaces match underscores ("new york" finds America/New_York)."""
+    needle = "_".join(text.lower().split())
+    if not needle:
+        return list(COMMON_TIMEZONES[:limit])
+    names = sorted(_timezones().values())
+    starts = [n for n in names if n.lower().startswith(needle)]
+    city = [n for n in names if n not in starts and n.lower().rsplit("/", 1)[-1].startswith(needle)]
+    rest = [n for n in names if n not in starts and n not in city and needle in n.lower()]
+    return (starts + city + rest)[:limit]
+
+
 def parse_timezone(value: str, name: str) -> str:
     canonical = _timezones().get(value.lower())
     if canonical is None:
@@ -321,8 +341,8 @@ def _channel_on(args: list[str]) -> Command:
     """`on [HH:MM] [tz] [count]`, each part optional but in this order."""
     time = timezone = count = None
     rest = list(args)
-    if rest and ":" in rest[0]:
-        time = parse_time(rest.pop(0), "channel")
+    if rest and (":" in rest[0] or (rest[0].isdigit() and len(rest[0]) >= 3)):
+        time = parse_time(rest.pop(0), "channel")  # "0830" is a mistyped time, not a count
     if rest and not rest[0].isdigit():
         timezone = parse_timezone(rest.pop(0), "channel")
     if rest:
