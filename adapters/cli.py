@@ -6,10 +6,16 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, date, datetime
 
 from adapters.console import ConsoleOutbound, run_console
+from adapters.discord.client import (
+    application_id_from_token,
+    create_discord_bot,
+    invite_url,
+    run_discord,
+)
 from adapters.slack.app import create_slack_bot
 from adapters.slack.server import http_server, run_socket_mode
 from bot.bootstrap import ensure_papers, keep_papers_fresh
@@ -37,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperboy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
-        "run", help="start the bot: Slack (Socket Mode or HTTP), or the console when no platform "
-        "is configured"
+        "run", help="start the bot: Discord and Slack Socket Mode when configured (the "
+        "Procfile's worker), or the console when no platform is"
     )  # fmt: skip
     commands.add_parser("serve", help="serve Slack over HTTP on $PORT (the Procfile's web process)")
     commands.add_parser("console", help="start the bot in this terminal")
@@ -46,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     when = fetch.add_mutually_exclusive_group()
     when.add_argument("--date", type=_parse_day, help="one day, YYYY-MM-DD (default: today)")
     when.add_argument("--since", type=_parse_day, help="every day from YYYY-MM-DD to today")
+    discord = commands.add_parser("discord", help="Discord set-up")
+    discord.add_argument(
+        "action", choices=["invite-url"], help="print the link that adds the bot to a server"
+    )
+    discord.add_argument("--application-id", type=int, help="default: read from DISCORD_TOKEN")
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"], help="apply pending migrations")
     return parser
@@ -67,23 +78,19 @@ async def _console(settings: Settings) -> int:
     return 0
 
 
-async def _slack(settings: Settings, *, socket_mode: bool) -> int:
+async def _serve(settings: Settings) -> int:
+    """Slack over HTTP: the Procfile's web process."""
     store = await Store.open(settings.database_url)
     source = HuggingFaceClient(settings.hf_base_url)
     try:
-        slack = create_slack_bot(settings, store, source=source, socket_mode=socket_mode)
+        slack = create_slack_bot(settings, store, source=source)
         # Serve at once; papers arrive in the background (the store answers meanwhile).
         refresh = asyncio.create_task(
             ensure_papers(store, source, datetime.now(UTC), deadline=START_DEADLINE)
         )
         refresh.add_done_callback(lambda task: task.cancelled() or log.info(task.result()))
-        if socket_mode:
-            assert settings.slack_app_token is not None
-            log.info("Slack over Socket Mode")
-            await run_socket_mode(slack.app, settings.slack_app_token.get_secret_value())
-        else:
-            log.info("Slack over HTTP on %s:%d", settings.host, settings.port)
-            await http_server(slack.app, host=settings.host, port=settings.port).serve()
+        log.info("Slack over HTTP on %s:%d", settings.host, settings.port)
+        await http_server(slack.app, host=settings.host, port=settings.port).serve()
     finally:
         await source.aclose()
         await store.close()
@@ -91,16 +98,47 @@ async def _slack(settings: Settings, *, socket_mode: bool) -> int:
 
 
 async def _worker(settings: Settings) -> int:
-    """Slack over HTTP is the web process's; the worker keeps the papers fresh."""
-    log.info("Slack requests go to `paperboy serve`; this worker refreshes Daily Papers")
+    """The Procfile's worker: the Discord gateway and Slack Socket Mode, when configured, and
+    the Daily Papers refresh, all in one process until one of them stops."""
     store = await Store.open(settings.database_url)
+    source = HuggingFaceClient(settings.hf_base_url)
+    jobs: list[Coroutine[None, None, None]] = []
     try:
-        async with HuggingFaceClient(settings.hf_base_url) as source:
-            await keep_papers_fresh(
-                store, source, lambda: datetime.now(UTC), interval=REFRESH_INTERVAL
-            )
+        if settings.slack_app_token is not None:
+            slack = create_slack_bot(settings, store, source=source, socket_mode=True)
+            log.info("Slack over Socket Mode")
+            jobs.append(run_socket_mode(slack.app, settings.slack_app_token.get_secret_value()))
+        elif settings.slack_configured:
+            log.info("Slack requests go to `paperboy serve`")
+        if settings.discord_token is not None:
+            jobs.append(run_discord(create_discord_bot(settings, store, source=source)))
+        jobs.append(
+            keep_papers_fresh(store, source, lambda: datetime.now(UTC), interval=REFRESH_INTERVAL)
+        )
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(job)
+    except* ConfigError as errors:
+        raise errors.exceptions[0] from None
     finally:
+        for job in jobs:
+            job.close()  # those never started (a set-up error came first)
+        await source.aclose()
         await store.close()
+    return 0
+
+
+def _invite_url(settings: Settings, application_id: int | None) -> int:
+    if application_id is None and settings.discord_token is not None:
+        application_id = application_id_from_token(settings.discord_token.get_secret_value())
+    if application_id is None:
+        print(
+            "paperboy: give --application-id (from the Discord developer portal) or set "
+            "DISCORD_TOKEN",
+            file=sys.stderr,
+        )
+        return 2
+    print(invite_url(application_id))
     return 0
 
 
@@ -153,15 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
-        return await _slack(settings, socket_mode=False)
+        return await _serve(settings)
     if args.command == "run":
-        if settings.discord_token is not None:
-            log.warning("DISCORD_TOKEN is set, but this build has no Discord adapter yet")
-        if settings.slack_app_token is not None:
-            return await _slack(settings, socket_mode=True)
-        if settings.slack_configured:
+        if settings.discord_token is not None or settings.slack_configured:
             return await _worker(settings)
         return await _console(settings)
+    if args.command == "discord":
+        return _invite_url(settings, args.application_id)
     if args.command == "console":
         return await _console(settings)
     if args.command == "fetch":

@@ -53,3 +53,28 @@ def test_importing_the_whole_core_loads_no_platform_library() -> None:
     )
     assert len(modules) > 20
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("adapter", "foreign"),
+    [
+        ("slack", ("discord",)),
+        ("discord", ("slack_bolt", "slack_sdk")),
+        ("console", PLATFORM_LIBRARIES),
+    ],
+)
+def test_each_adapter_speaks_only_to_its_own_platform(
+    adapter: str, foreign: tuple[str, ...]
+) -> None:
+    paths = sorted((ROOT / "adapters").glob(f"{adapter}.py")) or sorted(
+        (ROOT / "adapters" / adapter).rglob("*.py")
+    )
+    assert paths
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in paths
+        for name in imported_modules(path)
+        if name.split(".")[0] in foreign
+        or (name.startswith("adapters.") and name.split(".")[1] not in (adapter,))
+    ]
+    assert offenders == []

@@ -1,0 +1,317 @@
+"""The Discord bot: a discord.py client that turns interactions and raw reaction events into
+neutral events and renders the core's answers as embeds. No business rules live here."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+
+from adapters.discord.commands import PapersCommands
+from adapters.discord.outbound import DiscordOutbound
+from adapters.discord.render import render
+from bot.core import BotConfig, Paperboy
+from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope, UserRef
+from bot.messages import Message, Visibility
+from bot.ports import DeliveryError
+from bot.search import SearchSource
+from config import ConfigError, Settings
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+SHARE_PREFIX = "share:"
+MAX_CUSTOM_ID = 100  # Discord's limit for a component's custom_id
+# Past this, answer "thinking..." first: Discord drops an interaction not answered in 3 s.
+DEFER_AFTER = 2.0
+MAX_RATE_LIMIT_WAIT = 60.0  # a longer `retry_after` fails the send instead of hanging
+SCOPES = ("bot", "applications.commands")
+# What the bot does in a channel: read it, post embeds, add and read the save reaction.
+PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    embed_links=True,
+    add_reactions=True,
+    read_message_history=True,
+)
+ADMINS = "members with the Manage Server permission"
+NOTHING_TO_SHARE = "Nothing to share: that answer has changed or is no longer available."
+SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
+
+
+def intents() -> discord.Intents:
+    """Only what the bot uses; no privileged intents (message content, members, presences)."""
+    chosen = discord.Intents.none()
+    chosen.guilds = True  # server and channel metadata; interactions carry the rest
+    chosen.guild_reactions = True
+    chosen.dm_reactions = True
+    return chosen
+
+
+def point_at(api_url: str, gateway_url: str) -> None:
+    """Aim discord.py at another REST API and gateway (a proxy, a test fake). Process-wide:
+    discord.py reads both from class attributes."""
+    discord.http.Route.BASE = api_url.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def is_admin(interaction: discord.Interaction) -> bool:
+    """Manage Server, from the member's resolved permissions that Discord sends along."""
+    permissions = interaction.permissions
+    return permissions.manage_guild or permissions.administrator
+
+
+def channel_ref(interaction: discord.Interaction) -> ChannelRef:
+    return ChannelRef(
+        Scope(PLATFORM, str(interaction.guild_id or "")), str(interaction.channel_id or "")
+    )
+
+
+class ShareButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"{SHARE_PREFIX}(?P<text>.+)"
+):
+    """ "Share to channel" under an ephemeral answer: runs the same command again and posts
+    the answer publicly. The command text lives in the custom_id, so the button keeps working
+    across restarts and processes."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Share to channel",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"{SHARE_PREFIX}{text}",
+            )
+        )
+        self.text = text
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Button[Any],
+        match: Any,
+    ) -> ShareButton:
+        return cls(match["text"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        client = interaction.client
+        assert isinstance(client, PaperboyClient)
+        await client.share(interaction, self.text)
+
+
+def share_view(text: str) -> discord.ui.View | None:
+    """A view with the share button, or None when the command is too long to carry."""
+    if len(SHARE_PREFIX) + len(text) > MAX_CUSTOM_ID:
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(ShareButton(text))
+    return view
+
+
+class PaperboyClient(discord.Client):
+    # The bot never joins voice: skip discord.py's start-up warnings about voice libraries.
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
+
+    def __init__(
+        self,
+        make_bot: Callable[[DiscordOutbound], Paperboy],
+        *,
+        guild_ids: tuple[int, ...] = (),
+        guild_ready_timeout: float = 2.0,
+    ) -> None:
+        super().__init__(
+            intents=intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_ratelimit_timeout=MAX_RATE_LIMIT_WAIT,
+            guild_ready_timeout=guild_ready_timeout,
+        )
+        self.guild_ids = guild_ids
+        self.outbound = DiscordOutbound(self)
+        self.paperboy = make_bot(self.outbound)
+        self.tree = app_commands.CommandTree(self)
+        self.tree.on_error = self.on_command_error  # type: ignore[method-assign]
+        self.tree.add_command(PapersCommands(self.answer, self.followed_topics))
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(ShareButton)
+        if self.guild_ids:
+            for guild_id in self.guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("synced %d command(s) to server %s", len(synced), guild_id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d command(s) globally (may take a while to show)", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("Discord gateway ready as %s in %d server(s)", self.user, len(self.guilds))
+
+    # Commands --------------------------------------------------------------------------------
+
+    async def answer(self, interaction: discord.Interaction, text: str) -> None:
+        """Run `/papers <text>` for the caller and answer them privately."""
+        event = CommandInvoked(
+            channel_ref(interaction), str(interaction.user.id), text, is_admin(interaction)
+        )
+        answer = await self._within_deadline(interaction, self.paperboy.handle_command(event))
+        view = share_view(" ".join(text.split())) if answer.shareable else None
+        await self._reply(interaction, answer, view=view)
+
+    async def _within_deadline(
+        self, interaction: discord.Interaction, work: Any, *, thinking: bool = True
+    ) -> Message:
+        """Await `work`, telling Discord we're on it if it outlasts DEFER_AFTER: "thinking..."
+        for a command, a silent acknowledgement for a button."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER)
+        if not done:
+            await interaction.response.defer(ephemeral=True, thinking=thinking)
+        return await task
+
+    async def _reply(
+        self,
+        interaction: discord.Interaction,
+        message: Message,
+        *,
+        view: discord.ui.View | None = None,
+    ) -> None:
+        kwargs = render(message).send_kwargs()
+        if view is not None:
+            kwargs["view"] = view
+        ephemeral = message.visibility is Visibility.CALLER
+        if interaction.response.is_done():
+            await interaction.followup.send(**kwargs, ephemeral=ephemeral)
+        else:
+            await interaction.response.send_message(**kwargs, ephemeral=ephemeral)
+
+    async def followed_topics(self, interaction: discord.Interaction) -> list[str]:
+        user = UserRef(channel_ref(interaction).scope, str(interaction.user.id))
+        return await self.paperboy.followed_topics(user)
+
+    async def share(self, interaction: discord.Interaction, text: str) -> None:
+        """Run the shared command again (for a fresh answer) and post it in the channel."""
+        event = CommandInvoked(channel_ref(interaction), str(interaction.user.id), text, False)
+        answer = await self._within_deadline(
+            interaction, self.paperboy.handle_command(event), thinking=False
+        )
+        if answer.is_usage_hint or not answer.shareable:
+            await self._reply(interaction, Message(text=NOTHING_TO_SHARE))
+            return
+        public = replace(answer, visibility=Visibility.PUBLIC, shareable=False)
+        kwargs = render(public).send_kwargs()
+        # The user's own mention, built here; AllowedMentions.none() keeps it from pinging.
+        kwargs["content"] = f"Shared by <@{interaction.user.id}>\n{kwargs.get('content', '')}"
+        done = {"content": "Shared to the channel.", "embeds": [], "attachments": [], "view": None}
+        if interaction.response.is_done():
+            await interaction.edit_original_response(**done)
+        else:
+            await interaction.response.edit_message(**done)
+        await interaction.followup.send(**kwargs)
+
+    async def on_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        log.error("Discord command failed: %s", type(error).__name__, exc_info=error)
+        if interaction.type is discord.InteractionType.autocomplete:
+            return
+        with contextlib.suppress(discord.HTTPException):  # expired; the log has it
+            await self._reply(interaction, Message(text=SOMETHING_WENT_WRONG))
+
+    # Reactions -------------------------------------------------------------------------------
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        if payload.member is not None and payload.member.bot:
+            return  # other bots' reactions (and our own, below) are not saves
+        await self._reaction(payload, added=True)
+
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._reaction(payload, added=False)
+
+    async def _reaction(self, payload: discord.RawReactionActionEvent, *, added: bool) -> None:
+        if self.user is not None and payload.user_id == self.user.id:
+            return  # the bot adds the save emoji itself so people can click it
+        if payload.guild_id is None or not payload.emoji.name:
+            return  # daily posts live in server channels
+        scope = Scope(PLATFORM, str(payload.guild_id))
+        message = MessageRef(ChannelRef(scope, str(payload.channel_id)), str(payload.message_id))
+        event = ReactionChanged(message, str(payload.user_id), payload.emoji.name, added)
+        confirmation = await self.paperboy.handle_reaction(event)
+        if confirmation is None:
+            return
+        # Discord has no private in-channel reply to a reaction: confirm by DM, which also
+        # leaves the user a note of what they saved.
+        try:
+            await self.outbound.send_dm(UserRef(scope, event.user), confirmation)
+        except DeliveryError as error:
+            log.info("save confirmation not sent: %s", error.reason)
+
+
+@dataclass
+class DiscordBot:
+    client: PaperboyClient
+    bot: Paperboy
+    outbound: DiscordOutbound
+    token: str
+
+
+def create_discord_bot(
+    settings: Settings,
+    store: Store,
+    *,
+    source: SearchSource | None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    guild_ready_timeout: float = 2.0,
+) -> DiscordBot:
+    """Wire the core to a discord.py client. Raises ConfigError without DISCORD_TOKEN.
+    `guild_ready_timeout`: how long to wait for servers to stream in before `on_ready`."""
+    if settings.discord_token is None:
+        raise ConfigError("DISCORD_TOKEN: required to run the Discord bot")
+    point_at(settings.discord_api_url, settings.discord_gateway_url)
+    config = replace(BotConfig.from_settings(settings), admins=ADMINS)
+    client = PaperboyClient(
+        lambda outbound: Paperboy(store, outbound, config=config, source=source, clock=clock),
+        guild_ids=settings.discord_guild_ids,
+        guild_ready_timeout=guild_ready_timeout,
+    )
+    return DiscordBot(
+        client, client.paperboy, client.outbound, settings.discord_token.get_secret_value()
+    )
+
+
+async def run_discord(discord_bot: DiscordBot) -> None:
+    """Log in, sync `/papers`, and stay on the gateway (discord.py reconnects) until cancelled."""
+    try:
+        await discord_bot.client.start(discord_bot.token)
+    except discord.LoginFailure:
+        raise ConfigError("DISCORD_TOKEN: Discord rejected this token") from None
+    finally:
+        if not discord_bot.client.is_closed():
+            await discord_bot.client.close()
+
+
+def application_id_from_token(token: str) -> int | None:
+    """A bot token's first part is its bot user id in base64, which is the application id."""
+    head = token.split(".", 1)[0]
+    try:
+        decoded = base64.b64decode(head + "=" * (-len(head) % 4), validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return int(decoded) if decoded.isdigit() else None
+
+
+def invite_url(application_id: int) -> str:
+    """The OAuth2 link that adds the bot to a server with exactly what it needs."""
+    return discord.utils.oauth_url(application_id, permissions=PERMISSIONS, scopes=SCOPES)

@@ -1,0 +1,105 @@
+"""Posting to Discord: the core's Outbound port over discord.py's REST client.
+
+discord.py already waits out 429s (per-route buckets, the global limit, `retry_after`) and
+retries 5xx a few times; what reaches us is a failure to classify. Permanent means the
+target itself is unreachable (bot removed, channel deleted, DMs closed), so the core stops
+using it; anything else is transient and may be retried later.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+import discord
+
+from adapters.discord.render import render
+from bot.events import ChannelRef, MessageRef, UserRef
+from bot.messages import Message
+from bot.ports import DeliveryError
+
+log = logging.getLogger(__name__)
+
+SEND_ERRORS = (discord.DiscordException, aiohttp.ClientError, TimeoutError)
+
+# Discord JSON error codes: https://discord.com/developers/docs/topics/opcodes-and-status-codes
+PERMANENT_CODES = {
+    10003: "unknown_channel",
+    10013: "unknown_user",
+    50001: "missing_access",
+    50007: "dms_closed",
+    50013: "missing_permissions",
+}
+
+
+def delivery_error(error: Exception) -> DeliveryError:
+    """Classify a failed send."""
+    if isinstance(error, discord.RateLimited):
+        return DeliveryError("rate_limited", permanent=False)
+    if isinstance(error, discord.HTTPException):
+        if error.code in PERMANENT_CODES:
+            return DeliveryError(PERMANENT_CODES[error.code], permanent=True)
+        if isinstance(error, discord.Forbidden):
+            return DeliveryError("forbidden", permanent=True)
+        if isinstance(error, discord.NotFound):
+            return DeliveryError("not_found", permanent=True)
+        if error.status == 429:
+            return DeliveryError("rate_limited", permanent=False)
+        if error.status >= 500:
+            return DeliveryError("discord_unavailable", permanent=False)
+        # A 400 is our payload's fault, not the channel's: don't switch the channel off.
+        return DeliveryError(f"rejected_{error.status}_{error.code}", permanent=False)
+    return DeliveryError("network_error", permanent=False)
+
+
+def _snowflake(value: str, reason: str) -> int:
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) < 2**64:
+        raise DeliveryError(reason, permanent=True)
+    return int(value)
+
+
+def addable_emoji(emoji: str | None) -> str | None:
+    """A unicode emoji the bot can add as a reaction; `:name:` forms are Slack's, not ours."""
+    if not emoji or emoji.startswith(":") or emoji.isascii():
+        return None
+    return emoji
+
+
+class DiscordOutbound:
+    """Implements `bot.ports.Outbound` with the client's HTTP session (no gateway needed)."""
+
+    def __init__(self, client: discord.Client) -> None:
+        self.client = client
+
+    async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+        target = self.client.get_partial_messageable(
+            _snowflake(channel.channel, "unknown_channel"),
+            guild_id=int(channel.scope.workspace) if channel.scope.workspace.isdigit() else None,
+        )
+        return await self._send(channel, target, message)
+
+    async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
+        user_id = _snowflake(user.user, "unknown_user")
+        try:
+            dm = await self.client.create_dm(discord.Object(id=user_id))
+        except SEND_ERRORS as error:
+            raise delivery_error(error) from None
+        return await self._send(ChannelRef(user.scope, str(dm.id)), dm, message)
+
+    async def _send(
+        self, channel: ChannelRef, target: discord.abc.Messageable, message: Message
+    ) -> MessageRef:
+        try:
+            sent = await target.send(**render(message).send_kwargs())
+        except SEND_ERRORS as error:
+            failure = delivery_error(error)
+            log.info("Discord send to %s failed: %s", channel.channel, failure.reason)
+            raise failure from None
+        emoji = addable_emoji(message.reaction)
+        if emoji:
+            try:
+                await sent.add_reaction(emoji)
+            except SEND_ERRORS as error:
+                # The post is out; without Add Reactions people can still add the emoji.
+                log.info("could not add %s in %s: %s", emoji, channel.channel, error)
+        return MessageRef(channel, str(sent.id))
