@@ -86,8 +86,7 @@ COMMANDS: list[tuple[str, dict[str, Any], str]] = [
     ("channel on", {"time": "09:15", "timezone": "Europe/Berlin", "count": 3}, "09:15"),
     ("channel off", {}, "already off"),
     ("channel post-now", {}, "Posted"),
-    ("channel topic-add", {"topic": "agents"}, "on first"),
-    ("channel topic-remove", {"topic": "agents"}, "on first"),
+    ("channel topics", {"action": "add", "topic": "agents"}, "on first"),
 ]
 
 
@@ -124,7 +123,7 @@ async def test_start_up_identifies_with_minimal_intents_and_syncs_papers(
     digest = {o["name"] for o in children["digest"]["options"]}
     channel = {o["name"]: o for o in children["channel"]["options"]}
     assert digest == {"daily", "weekly", "off", "now", "status"}
-    assert set(channel) == {"on", "off", "status", "post-now", "topic-add", "topic-remove"}
+    assert set(channel) == {"on", "off", "status", "post-now", "topics"}
     on = {o["name"]: o for o in channel["on"]["options"]}
     assert on["count"]["type"] == 4 and (on["count"]["min_value"], on["count"]["max_value"]) == (
         1,
@@ -261,9 +260,7 @@ async def test_the_bots_own_and_other_reactions_are_ignored(
     fake = discord_harness.fake
     await discord_harness.command("channel post-now", admin=True)
     paper = int(fake.messages[CHANNEL_ID][1]["id"])
-    await fake.dispatch(
-        "MESSAGE_REACTION_ADD", reaction_add(message_id=paper, user_id=BOT_USER_ID)
-    )
+    await fake.dispatch("MESSAGE_REACTION_ADD", reaction_add(message_id=paper, user_id=BOT_USER_ID))
     await fake.dispatch("MESSAGE_REACTION_ADD", reaction_add("👍", message_id=paper))
     await fake.dispatch("MESSAGE_REACTION_ADD", reaction_add(message_id=paper, guild_id=None))
     # A later save by a person goes through, so the ignored events had their turn before it.
@@ -354,3 +351,36 @@ async def test_every_outgoing_message_disables_mentions(discord_harness: Discord
             continue  # "thinking...", a silent acknowledgement, autocomplete choices
         assert data(call)["allowed_mentions"] == {"parse": []}, (call.path, call.json)
     assert answer.json["type"] == 4
+
+
+async def test_channel_topics_filter_the_daily_post(discord_harness: DiscordHarness) -> None:
+    await discord_harness.command("channel on", admin=True)
+    added = await discord_harness.command(
+        "channel topics", admin=True, action="add", topic="diffusion"
+    )
+    assert text_of(added).startswith("Added “diffusion”.")
+    await discord_harness.command("channel post-now", admin=True)
+    titles = [m["embeds"][0]["title"] for m in discord_harness.fake.messages[CHANNEL_ID] if
+              m["embeds"] and not (m.get("flags") or 0) & EPHEMERAL]  # fmt: skip
+    assert titles and all("Diffusion" in title for title in titles), titles
+    removed = await discord_harness.command(
+        "channel topics", admin=True, action="remove", topic="diffusion"
+    )
+    assert text_of(removed).startswith("Removed “diffusion”.")
+    refused = await discord_harness.command("channel topics", action="add", topic="agents")
+    assert "Manage Server" in text_of(refused)
+
+
+async def test_an_expired_interaction_or_lost_channel_never_stops_the_client(
+    discord_harness: DiscordHarness,
+) -> None:
+    fake = discord_harness.fake
+    fake.fail_next("POST", r"/interactions/\d+/[^/]+/callback", 404,
+                   {"message": "Unknown interaction", "code": 10062})  # fmt: skip
+    failed = await discord_harness.command("today")
+    assert failed.status == 404
+    fake.fail_next("POST", CHANNEL_MESSAGES, 404, {"message": "Unknown Channel", "code": 10003})
+    answer = await discord_harness.command("channel post-now", admin=True)
+    assert "unknown" in text_of(answer) and "channel" in text_of(answer)
+    assert not discord_harness.discord.client.is_closed()
+    assert "Trending papers" in text_of(await discord_harness.command("today"))

@@ -3,7 +3,7 @@
 Each subcommand only spells its options back into the words of the shared command surface
 (`/papers channel on 08:30 Europe/Berlin 5`) and hands them to `run`: the core parses and
 validates them exactly as it does for Slack and the console. Discord allows two levels under
-a command, so `channel topics add <topic>` becomes `/papers channel topic-add <topic>`.
+a command, so the third word becomes a choice: `/papers channel topics action:add topic:...`.
 """
 
 from __future__ import annotations
@@ -174,12 +174,9 @@ class PapersCommands(app_commands.Group):
     async def channel_post_now(self, interaction: discord.Interaction) -> None:
         await self.run(interaction, "channel post-now")
 
-    @channel.command(name="topic-add", description="Only post papers on these topics")
-    @app_commands.describe(topic="e.g. diffusion")
-    async def channel_topic_add(self, interaction: discord.Interaction, topic: Topic) -> None:
-        await self.run(interaction, _words("channel topics add", topic))
-
-    @channel.command(name="topic-remove", description="Stop filtering on a topic")
-    @app_commands.describe(topic="A topic this channel filters on")
-    async def channel_topic_remove(self, interaction: discord.Interaction, topic: Topic) -> None:
-        await self.run(interaction, _words("channel topics remove", topic))
+    @channel.command(name="topics", description="Only post papers on these topics")
+    @app_commands.describe(action="Add or remove a topic", topic="e.g. diffusion")
+    async def channel_topics(
+        self, interaction: discord.Interaction, action: Literal["add", "remove"], topic: Topic
+    ) -> None:
+        await self.run(interaction, _words("channel topics", action, topic))
