@@ -3,6 +3,7 @@ sending through a recording stand-in for a chat platform."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -63,20 +64,27 @@ class Harness:
                 and not m.text]  # fmt: skip
 
 
-@pytest.fixture
-async def harness(store: Store, fake_hf: FakeHuggingFace) -> AsyncIterator[Harness]:
+@contextlib.asynccontextmanager
+async def stocked(store: Store, fake_hf: FakeHuggingFace) -> AsyncIterator[HuggingFaceClient]:
+    """The fake Hugging Face serving the lists of 4 and 5 May 2026, both already ingested into
+    `store`; yields a client of it for the bot's searches."""
     fake_hf.load_day("2026-05-04")
     fake_hf.load_day("2026-05-05")
-    client = HuggingFaceClient(fake_hf.base_url, timeout=2.0, max_retries=0)
-    await ingest_days(store, client, date(2026, 5, 4), date(2026, 5, 5), NOW)
-    clock = [NOW]
-    platform = RecordingPlatform()
-    bot = Paperboy(
-        store,
-        platform,
-        config=BotConfig(search_budget=1.0),
-        source=client,
-        clock=lambda: clock[0],
-    )
-    yield Harness(bot, platform, store, fake_hf, clock)
-    await client.aclose()
+    async with HuggingFaceClient(fake_hf.base_url, timeout=2.0, max_retries=0) as client:
+        await ingest_days(store, client, date(2026, 5, 4), date(2026, 5, 5), NOW)
+        yield client
+
+
+@pytest.fixture
+async def harness(store: Store, fake_hf: FakeHuggingFace) -> AsyncIterator[Harness]:
+    async with stocked(store, fake_hf) as client:
+        clock = [NOW]
+        platform = RecordingPlatform()
+        bot = Paperboy(
+            store,
+            platform,
+            config=BotConfig(search_budget=1.0),
+            source=client,
+            clock=lambda: clock[0],
+        )
+        yield Harness(bot, platform, store, fake_hf, clock)

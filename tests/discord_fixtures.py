@@ -7,17 +7,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import pytest
 
 from adapters.discord.client import DiscordBot, create_discord_bot, run_discord
-from bot.ingest import ingest_days
-from bot.sources.huggingface import HuggingFaceClient
 from config import Settings
 from storage.store import Store
-from tests.core_fixtures import NOW
+from tests.core_fixtures import NOW, stocked
 from tests.fakes.discord import (
     ADMIN_PERMISSIONS,
     BOT_TOKEN,
@@ -126,14 +123,10 @@ async def running(discord_bot: DiscordBot) -> AsyncIterator[None]:
 async def discord_harness(
     store: Store, fake_hf: FakeHuggingFace, fake_discord: FakeDiscord
 ) -> AsyncIterator[DiscordHarness]:
-    fake_hf.load_day("2026-05-04")
-    fake_hf.load_day("2026-05-05")
-    source = HuggingFaceClient(fake_hf.base_url, timeout=2.0, max_retries=0)
-    await ingest_days(store, source, date(2026, 5, 4), date(2026, 5, 5), NOW)
-    settings = discord_settings(fake_discord, fake_hf)
-    discord_bot = create_discord_bot(
-        settings, store, source=source, clock=lambda: NOW, guild_ready_timeout=0.05
-    )
-    async with running(discord_bot):
-        yield DiscordHarness(discord_bot, fake_discord, store)
-    await source.aclose()
+    async with stocked(store, fake_hf) as source:
+        settings = discord_settings(fake_discord, fake_hf)
+        discord_bot = create_discord_bot(
+            settings, store, source=source, clock=lambda: NOW, guild_ready_timeout=0.05
+        )
+        async with running(discord_bot):
+            yield DiscordHarness(discord_bot, fake_discord, store)

@@ -8,7 +8,6 @@ import itertools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import httpx
@@ -16,11 +15,9 @@ import pytest
 
 from adapters.slack.app import SlackBot, create_slack_bot
 from adapters.slack.server import http_server
-from bot.ingest import ingest_days
-from bot.sources.huggingface import HuggingFaceClient
 from config import Settings
 from storage.store import Store
-from tests.core_fixtures import NOW
+from tests.core_fixtures import NOW, stocked
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.slack import (
     BOT_TOKEN,
@@ -162,13 +159,9 @@ async def serve(slack: SlackBot) -> AsyncIterator[httpx.AsyncClient]:
 async def slack_harness(
     store: Store, fake_slack: FakeSlack, fake_hf: FakeHuggingFace
 ) -> AsyncIterator[SlackHarness]:
-    fake_hf.load_day("2026-05-04")
-    fake_hf.load_day("2026-05-05")
-    source = HuggingFaceClient(fake_hf.base_url, timeout=2.0, max_retries=0)
-    await ingest_days(store, source, date(2026, 5, 4), date(2026, 5, 5), NOW)
-    slack = create_slack_bot(
-        slack_settings(fake_slack, fake_hf), store, source=source, clock=lambda: NOW
-    )
-    async for http in serve(slack):
-        yield SlackHarness(slack, fake_slack, http, store)
-    await source.aclose()
+    async with stocked(store, fake_hf) as source:
+        slack = create_slack_bot(
+            slack_settings(fake_slack, fake_hf), store, source=source, clock=lambda: NOW
+        )
+        async for http in serve(slack):
+            yield SlackHarness(slack, fake_slack, http, store)
