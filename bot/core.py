@@ -154,16 +154,19 @@ class Paperboy:
         except DeliveryError as error:
             log.warning("could not tell %s about it: %s", admin.user, error.reason)
 
-    async def send_digest(self, user: UserRef) -> int:
+    async def send_digest(self, user: UserRef, *, scheduled: bool = False) -> int:
         """Send `user`'s digest now; returns how many papers it held (0: nothing was sent).
 
         A permanent delivery error (DMs closed, user gone) pauses the user's digest with the
-        reason, so scheduled runs skip them instead of retrying forever, and is raised again.
-        A later successful send lifts the pause.
+        reason and is raised again; `scheduled` runs skip a paused digest instead of retrying
+        forever. A later successful send (the user asking for one) lifts the pause.
         """
         scope = user.scope
         async with self.store.transaction() as repos:
             setting = await repos.users.digest_setting(scope.platform, scope.workspace, user.user)
+        if scheduled and setting is not None and setting.disabled_reason:
+            log.info("digest paused, skipped: user=%s", user.user)
+            return 0
         cadence = setting.cadence if setting else "daily"
         try:
             sent = await send_digest(self.store, self.outbound, user, cadence, self.clock())

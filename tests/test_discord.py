@@ -384,3 +384,17 @@ async def test_an_expired_interaction_or_lost_channel_never_stops_the_client(
     assert "unknown" in text_of(answer) and "channel" in text_of(answer)
     assert not discord_harness.discord.client.is_closed()
     assert "Trending papers" in text_of(await discord_harness.command("today"))
+
+
+async def test_export_uploads_a_bibtex_file(discord_harness: DiscordHarness) -> None:
+    fake = discord_harness.fake
+    await discord_harness.command("channel post-now", admin=True)
+    paper = int(fake.messages[CHANNEL_ID][1]["id"])
+    await fake.dispatch("MESSAGE_REACTION_ADD", reaction_add(message_id=paper))
+    await fake.wait_for_call(lambda c: "Saved" in text_of(c))
+    answer = await discord_harness.command("export", format="bibtex")
+    assert "BibTeX for your 1 saved paper(s)" in text_of(answer)
+    [(filename, content)] = answer.files
+    assert filename == "paperboy-saved.bib"
+    assert content.decode().startswith("@misc{") and "Self-Speculative Decoding" in content.decode()
+    assert data(answer)["flags"] & EPHEMERAL

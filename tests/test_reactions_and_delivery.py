@@ -206,7 +206,15 @@ async def test_closed_dms_pause_the_digest_until_it_is_set_again(harness: Harnes
         setting = await repos.users.digest_setting("test", "T1", "bob")
         assert setting is not None and setting.disabled_reason == "dms_closed"
         assert not await repos.users.already_sent("test", "T1", "bob", [1, 2, 3, 4, 5])
-    await harness.say("digest daily 09:00 UTC", user="bob")
+    platform = RecordingPlatform()
+    harness.bot.outbound = platform
+    assert await harness.bot.send_digest(UserRef(SCOPE, "bob"), scheduled=True) == 0
+    assert platform.dms == []  # a scheduled run skips the paused digest
+    assert await harness.bot.send_digest(UserRef(SCOPE, "bob")) > 0  # asking lifts the pause
+    assert "comes daily at 08:00 UTC" in (await harness.say("digest", user="bob")).text
+    harness.bot.outbound = ClosedDmsPlatform()
+    await harness.say("digest now", user="bob")
+    await harness.say("digest daily 09:00 UTC", user="bob")  # setting it again lifts it too
     assert "comes daily at 09:00 UTC" in (await harness.say("digest", user="bob")).text
 
 
