@@ -6,21 +6,24 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime
 
 from adapters.console import ConsoleOutbound, run_console
+from adapters.discord.client import PLATFORM as DISCORD
 from adapters.discord.client import (
     application_id_from_token,
     create_discord_bot,
     invite_url,
     run_discord,
 )
-from adapters.slack.app import create_slack_bot
+from adapters.slack.app import PLATFORM as SLACK
+from adapters.slack.app import create_slack_bot, create_slack_outbound
 from adapters.slack.server import http_server, run_socket_mode
 from bot.bootstrap import ensure_papers, keep_papers_fresh
 from bot.core import BotConfig, Paperboy
 from bot.ingest import ingest_days
+from bot.scheduler import DeliveryScheduler
 from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
 from config import ConfigError, Settings, load_settings
 from storage.db import create_engine, upgrade
@@ -47,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Procfile's worker), or the console when no platform is"
     )  # fmt: skip
     commands.add_parser("serve", help="serve Slack over HTTP on $PORT (the Procfile's web process)")
+    commands.add_parser(
+        "worker", help="the Procfile's worker: Discord, Slack Socket Mode, scheduled daily "
+        "posts and digests, Daily Papers refresh"
+    )  # fmt: skip
     commands.add_parser("console", help="start the bot in this terminal")
     fetch = commands.add_parser("fetch", help="fetch Daily Papers lists into the store")
     when = fetch.add_mutually_exclusive_group()
@@ -98,20 +105,27 @@ async def _serve(settings: Settings) -> int:
 
 
 async def _worker(settings: Settings) -> int:
-    """The Procfile's worker: the Discord gateway and Slack Socket Mode, when configured, and
-    the Daily Papers refresh, all in one process until one of them stops."""
+    """The Procfile's worker: the Discord gateway and Slack Socket Mode when configured, the
+    scheduled daily posts and digests of each platform, and the Daily Papers refresh, all in
+    one process until one of them stops."""
     store = await Store.open(settings.database_url)
     source = HuggingFaceClient(settings.hf_base_url)
+    config = BotConfig.from_settings(settings)
     jobs: list[Coroutine[None, None, None]] = []
     try:
         if settings.slack_app_token is not None:
             slack = create_slack_bot(settings, store, source=source, socket_mode=True)
             log.info("Slack over Socket Mode")
             jobs.append(run_socket_mode(slack.app, settings.slack_app_token.get_secret_value()))
+            jobs.append(_deliver(slack.bot, SLACK))
         elif settings.slack_configured:
-            log.info("Slack requests go to `paperboy serve`")
+            log.info("Slack requests go to `paperboy serve`; this worker delivers to Slack")
+            outbound = create_slack_outbound(settings, store)
+            jobs.append(_deliver(Paperboy(store, outbound, config=config, source=source), SLACK))
         if settings.discord_token is not None:
-            jobs.append(run_discord(create_discord_bot(settings, store, source=source)))
+            discord = create_discord_bot(settings, store, source=source)
+            jobs.append(run_discord(discord))
+            jobs.append(_deliver(discord.bot, DISCORD, ready=discord.client.wait_until_ready))
         jobs.append(
             keep_papers_fresh(store, source, lambda: datetime.now(UTC), interval=REFRESH_INTERVAL)
         )
@@ -126,6 +140,21 @@ async def _worker(settings: Settings) -> int:
         await source.aclose()
         await store.close()
     return 0
+
+
+async def _deliver(
+    bot: Paperboy, platform: str, *, ready: Callable[[], Awaitable[object]] | None = None
+) -> None:
+    """Run `platform`'s scheduled deliveries (once its connection is `ready`) until cancelled."""
+    if ready is not None:
+        await ready()
+    scheduler = DeliveryScheduler(bot, platform=platform)
+    await scheduler.start()
+    log.info("%s: %d scheduled slot(s)", platform, len(scheduler.next_slots(limit=10_000)))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        scheduler.shutdown()
 
 
 def _invite_url(settings: Settings, application_id: int | None) -> int:
@@ -192,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return await _serve(settings)
+    if args.command == "worker":
+        return await _worker(settings)
     if args.command == "run":
         if settings.discord_token is not None or settings.slack_configured:
             return await _worker(settings)

@@ -142,10 +142,10 @@ class ConsoleSession:
         elif word in ("/react", "/unreact"):
             await self._react(rest, added=word == "/react")
         elif word == "/post-daily" and not rest:
-            if not await self.bot.post_daily(CHANNEL):
+            if not (await self.bot.post_daily(CHANNEL)).papers:
                 self.outbound.say("Nothing new to post in #general.")
         elif word == "/digest" and not rest:
-            if not await self.bot.send_digest(UserRef(SCOPE, self.user)):
+            if not (await self.bot.send_digest(UserRef(SCOPE, self.user))).papers:
                 self.outbound.say(
                     "Nothing new for your digest (follow topics with /papers follow)."
                 )

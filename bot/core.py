@@ -10,12 +10,20 @@ from datetime import UTC, datetime
 
 from bot.commands import HANDLERS, CommandContext
 from bot.commands.channels import not_admin
-from bot.commands.parser import ADMIN_COMMANDS, UsageError, parse
+from bot.commands.parser import (
+    ADMIN_COMMANDS,
+    ChannelOff,
+    ChannelOn,
+    DigestOff,
+    DigestSet,
+    UsageError,
+    parse,
+)
 from bot.daily import ChannelPlan, compose_daily_post, deliver_daily_post
 from bot.digest import send_digest
 from bot.events import ChannelRef, CommandInvoked, ReactionChanged, UserRef
 from bot.messages import Message, Visibility
-from bot.ports import DeliveryError, Outbound
+from bot.ports import Delivered, DeliveryError, Outbound
 from bot.reactions import SaveReactions, display_emoji
 from bot.search import SearchSource
 from config import Settings
@@ -23,6 +31,7 @@ from storage.store import Store
 
 log = logging.getLogger(__name__)
 
+SCHEDULE_COMMANDS = (ChannelOn, ChannelOff, DigestSet, DigestOff)
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
 
 
@@ -69,6 +78,8 @@ class Paperboy:
         self.source = source
         self.clock = clock
         self.reactions = SaveReactions(store, config.save_emojis)
+        # Called after a command changes when something is delivered (the scheduler listens).
+        self.schedule_listeners: list[Callable[[], None]] = []
 
     async def handle_command(self, event: CommandInvoked) -> Message:
         """The answer to `/papers <text>`: a result, a usage hint, or an apology; never raises."""
@@ -80,10 +91,17 @@ class Paperboy:
             return Message(text=not_admin(self.config.admins))
         context = CommandContext(bot=self, event=event, now=self.clock())
         try:
-            return await HANDLERS[type(command)](context, command)
+            answer = await HANDLERS[type(command)](context, command)
         except Exception:
             log.exception("command %s failed", type(command).__name__)
             return Message(text=SOMETHING_WENT_WRONG)
+        if isinstance(command, SCHEDULE_COMMANDS):
+            self._schedule_changed()
+        return answer
+
+    def _schedule_changed(self) -> None:
+        for listener in self.schedule_listeners:
+            listener()
 
     async def handle_reaction(self, event: ReactionChanged) -> Message | None:
         """A confirmation for the reacting user, or None when the reaction is not a save."""
@@ -99,8 +117,8 @@ class Paperboy:
         async with self.store.transaction() as repos:
             return list(await repos.users.following(scope.platform, scope.workspace, user.user))
 
-    async def post_daily(self, channel: ChannelRef) -> int:
-        """Run a channel's daily post now; returns how many papers were posted.
+    async def post_daily(self, channel: ChannelRef) -> Delivered:
+        """Run a channel's daily post now.
 
         A permanent delivery error (channel gone, bot removed) turns the channel's daily post
         off, tells the admin who set it up, and is raised again for the caller to report.
@@ -112,7 +130,7 @@ class Paperboy:
                 await self._stop_channel(channel, error.reason)
             raise
 
-    async def _post_daily(self, channel: ChannelRef) -> int:
+    async def _post_daily(self, channel: ChannelRef) -> Delivered:
         scope = channel.scope
         async with self.store.transaction() as repos:
             subscription = await repos.channels.subscription(
@@ -125,7 +143,7 @@ class Paperboy:
                 repos, channel, ChannelPlan(count, topics), self.config.save_emoji, now
             )
         if post is None:
-            return 0
+            return Delivered(0)
         return await deliver_daily_post(self.store, self.outbound, channel, post, now)
 
     async def _stop_channel(self, channel: ChannelRef, reason: str) -> None:
@@ -140,6 +158,7 @@ class Paperboy:
             subscription.disabled_reason = reason[:200]
             subscription.updated_at = self.clock()
             admin = UserRef(scope, subscription.created_by)
+        self._schedule_changed()
         log.warning(
             "daily post stopped: platform=%s workspace=%s channel=%s reason=%s",
             scope.platform, scope.workspace, channel.channel, reason,
@@ -154,8 +173,8 @@ class Paperboy:
         except DeliveryError as error:
             log.warning("could not tell %s about it: %s", admin.user, error.reason)
 
-    async def send_digest(self, user: UserRef, *, scheduled: bool = False) -> int:
-        """Send `user`'s digest now; returns how many papers it held (0: nothing was sent).
+    async def send_digest(self, user: UserRef, *, scheduled: bool = False) -> Delivered:
+        """Send `user`'s digest now.
 
         A permanent delivery error (DMs closed, user gone) pauses the user's digest with the
         reason and is raised again; `scheduled` runs skip a paused digest instead of retrying
@@ -166,7 +185,7 @@ class Paperboy:
             setting = await repos.users.digest_setting(scope.platform, scope.workspace, user.user)
         if scheduled and setting is not None and setting.disabled_reason:
             log.info("digest paused, skipped: user=%s", user.user)
-            return 0
+            return Delivered(0)
         cadence = setting.cadence if setting else "daily"
         try:
             sent = await send_digest(self.store, self.outbound, user, cadence, self.clock())
@@ -174,7 +193,7 @@ class Paperboy:
             if error.permanent:
                 await self._mark_digest(user, error.reason)
             raise
-        if sent and setting is not None and setting.disabled_reason:
+        if sent.papers and setting is not None and setting.disabled_reason:
             await self._mark_digest(user, None)
         return sent
 
@@ -184,6 +203,7 @@ class Paperboy:
             setting = await repos.users.digest_setting(scope.platform, scope.workspace, user.user)
             if setting is not None:
                 setting.disabled_reason = reason[:200] if reason else None
+        self._schedule_changed()
         if reason:
             log.warning(
                 "digest paused: platform=%s workspace=%s user=%s reason=%s",

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from bot.cards import demo_note, paper_card
 from bot.events import ChannelRef
 from bot.messages import DailyPost, Message, PaperCard, Visibility
-from bot.ports import Outbound
+from bot.ports import Delivered, Outbound
 from bot.search import search_terms
 from storage.models import Paper
 from storage.store import Repositories, Store
@@ -100,10 +100,10 @@ def list_title(day: date, cards: Sequence[PaperCard], what: str) -> str:
 
 async def deliver_daily_post(
     store: Store, outbound: Outbound, channel: ChannelRef, post: DailyPost, now: datetime
-) -> int:
+) -> Delivered:
     """Send the header and each paper, recording every paper message as soon as it is out so
     a reaction on it names the paper and the paper is never posted here again."""
-    await outbound.post(channel, post.header)
+    header = await outbound.post(channel, post.header)
     scope = channel.scope
     for paper_id, message in post.papers:
         ref = await outbound.post(channel, message)
@@ -111,4 +111,4 @@ async def deliver_daily_post(
             await repos.channels.record_post(
                 scope.platform, scope.workspace, channel.channel, ref.message_id, paper_id, now
             )
-    return len(post.papers)
+    return Delivered(len(post.papers), header)

@@ -9,7 +9,7 @@ from bot.cards import demo_note, paper_card
 from bot.daily import matching_any
 from bot.events import UserRef
 from bot.messages import Message, Visibility
-from bot.ports import Outbound
+from bot.ports import Delivered, Outbound
 from storage.store import Repositories, Store
 
 # How far back a digest looks: a daily digest covers a weekend, a weekly one its week.
@@ -63,16 +63,16 @@ async def compose_digest(
 
 async def send_digest(
     store: Store, outbound: Outbound, user: UserRef, cadence: str, now: datetime
-) -> int:
-    """Compose and DM the digest; returns how many papers went out (0: nothing sent)."""
+) -> Delivered:
+    """Compose and DM the digest."""
     async with store.transaction() as repos:
         digest = await compose_digest(repos, user, cadence, now)
     if digest is None:
-        return 0
-    await outbound.send_dm(user, digest.message)
+        return Delivered(0)
+    ref = await outbound.send_dm(user, digest.message)
     scope = user.scope
     async with store.transaction() as repos:
         await repos.users.record_sent(
             scope.platform, scope.workspace, user.user, digest.paper_ids, now
         )
-    return len(digest.paper_ids)
+    return Delivered(len(digest.paper_ids), ref)

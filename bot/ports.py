@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from bot.events import ChannelRef, MessageRef, UserRef
 from bot.messages import Message
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What a send put out: how many papers, and its first message (a daily post's header,
+    a digest's DM); `papers == 0` means nothing was sent."""
+
+    papers: int
+    ref: MessageRef | None = None
 
 
 class DeliveryError(Exception):

@@ -167,3 +167,27 @@ class ProcessedEvent(Base):
     platform: Mapped[str] = mapped_column(String(16), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Delivery(Base):
+    """One scheduled send (a channel's daily post, a user's digest) for one period: claimed by
+    exactly one worker under a lease, then marked sent, failed, or retried."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("kind", "platform", "workspace", "target", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "channel" | "digest"
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace: Mapped[str] = mapped_column(Ident)
+    target: Mapped[str] = mapped_column(Ident)  # channel or user
+    period: Mapped[str] = mapped_column(String(16))  # the slot's local date, YYYY-MM-DD
+    status: Mapped[str] = mapped_column(String(16))  # see storage.deliveries.Status
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(64))  # the current or last claimant
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    message_ref: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(200))  # a failure reason, or what was sent
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.channels import ChannelRepository
 from storage.db import create_engine, upgrade
+from storage.deliveries import DeliveryRepository
 from storage.inbox import InboxRepository
 from storage.papers import PaperRepository
 from storage.users import UserRepository
@@ -22,6 +23,7 @@ class Repositories:
     channels: ChannelRepository
     users: UserRepository
     inbox: InboxRepository
+    deliveries: DeliveryRepository
 
 
 class Store:
@@ -46,6 +48,7 @@ class Store:
                 channels=ChannelRepository(session),
                 users=UserRepository(session),
                 inbox=InboxRepository(session),
+                deliveries=DeliveryRepository(session),
             )
 
     async def close(self) -> None:

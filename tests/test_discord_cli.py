@@ -41,9 +41,12 @@ def worker_env(fake: FakeDiscord, tmp_path: Path, **extra: str) -> dict[str, str
     return env
 
 
-async def start_worker(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+async def start_worker(
+    env: dict[str, str], cwd: Path, command: str = "worker"
+) -> asyncio.subprocess.Process:
+    """`paperboy worker` (the Procfile's) or `paperboy run`, which is the same with a platform."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters.cli", "run",
+        sys.executable, "-m", "adapters.cli", command,
         env=env, cwd=cwd, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -74,7 +77,7 @@ async def test_the_worker_runs_the_discord_bot(fake_discord: FakeDiscord, tmp_pa
 
 async def test_a_rejected_token_stops_the_worker_with_one_line(tmp_path: Path) -> None:
     async with FakeDiscord(token="the-real-token") as fake:
-        process = await start_worker(worker_env(fake, tmp_path), tmp_path)
+        process = await start_worker(worker_env(fake, tmp_path), tmp_path, "run")
         _, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
     lines = stderr.decode().strip().splitlines()

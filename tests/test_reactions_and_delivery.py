@@ -78,10 +78,10 @@ async def test_daily_post_is_header_then_one_message_per_paper(harness: Harness)
 async def test_daily_post_skips_papers_already_posted_and_ends_with_nothing(
     harness: Harness,
 ) -> None:
-    assert await harness.bot.post_daily(CHANNEL) == 4
-    assert await harness.bot.post_daily(CHANNEL) == 0
+    assert (await harness.bot.post_daily(CHANNEL)).papers == 4
+    assert (await harness.bot.post_daily(CHANNEL)).papers == 0
     other = ChannelRef(SCOPE, "C2")
-    assert await harness.bot.post_daily(other) == 4  # another channel has seen none of them
+    assert (await harness.bot.post_daily(other)).papers == 4  # another channel saw none
     async with harness.store.transaction() as repos:
         assert await compose_daily_post(repos, CHANNEL, ChannelPlan(count=5), "🔖", NOW) is None
 
@@ -131,8 +131,8 @@ async def test_digest_never_repeats_and_sends_nothing_when_nothing_is_new(
     harness: Harness,
 ) -> None:
     await harness.say("follow diffusion")
-    assert await harness.bot.send_digest(ALICE) == 3
-    assert await harness.bot.send_digest(ALICE) == 0
+    assert (await harness.bot.send_digest(ALICE)).papers == 3
+    assert (await harness.bot.send_digest(ALICE)).papers == 0
     assert len(harness.platform.dms) == 1
     # A new day lists one more diffusion paper (and repeats an old one): only it is new.
     client = HuggingFaceClient(harness.hf.base_url, max_retries=0)
@@ -142,7 +142,7 @@ async def test_digest_never_repeats_and_sends_nothing_when_nothing_is_new(
     await ingest_day(harness.store, client, date(2026, 5, 6), NOW)
     await client.aclose()
     harness.clock[0] = NOW + timedelta(days=1)
-    assert await harness.bot.send_digest(ALICE) == 1
+    assert (await harness.bot.send_digest(ALICE)).papers == 1
     assert [card.paper_id for card in harness.platform.dms[-1][1].cards] == ["2405.90002"]
 
 
@@ -208,9 +208,9 @@ async def test_closed_dms_pause_the_digest_until_it_is_set_again(harness: Harnes
         assert not await repos.users.already_sent("test", "T1", "bob", [1, 2, 3, 4, 5])
     platform = RecordingPlatform()
     harness.bot.outbound = platform
-    assert await harness.bot.send_digest(UserRef(SCOPE, "bob"), scheduled=True) == 0
+    assert (await harness.bot.send_digest(UserRef(SCOPE, "bob"), scheduled=True)).papers == 0
     assert platform.dms == []  # a scheduled run skips the paused digest
-    assert await harness.bot.send_digest(UserRef(SCOPE, "bob")) > 0  # asking lifts the pause
+    assert (await harness.bot.send_digest(UserRef(SCOPE, "bob"))).papers  # asking lifts it
     assert "comes daily at 08:00 UTC" in (await harness.say("digest", user="bob")).text
     harness.bot.outbound = ClosedDmsPlatform()
     await harness.say("digest now", user="bob")

@@ -113,6 +113,12 @@ def _token_lookup(
     return single_token, None
 
 
+def create_slack_outbound(settings: Settings, store: Store) -> SlackOutbound:
+    """Posting only (for the worker's scheduled deliveries when Slack comes in over HTTP)."""
+    token_for, _ = _token_lookup(settings, store)
+    return SlackOutbound(settings.slack_api_url, token_for)
+
+
 def create_slack_bot(
     settings: Settings,
     store: Store,

@@ -107,7 +107,7 @@ async def _change_topic(ctx: CommandContext, topic: str, *, add: bool) -> Messag
 
 async def channel_post_now(ctx: CommandContext, command: ChannelPostNow) -> Message:
     try:
-        sent = await ctx.bot.post_daily(ctx.event.channel)
+        sent = (await ctx.bot.post_daily(ctx.event.channel)).papers
     except DeliveryError as error:
         if error.permanent:
             return Message(

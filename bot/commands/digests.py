@@ -75,7 +75,7 @@ async def digest_now(ctx: CommandContext, command: DigestNow) -> Message:
     if not topics:
         return Message(text="You follow no topics yet: `/papers follow <topic>` first.")
     try:
-        sent = await ctx.bot.send_digest(ctx.actor)
+        sent = (await ctx.bot.send_digest(ctx.actor)).papers
     except DeliveryError as error:
         if not error.permanent:
             return Message(text="I couldn't send your digest just now; try again in a minute.")

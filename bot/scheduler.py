@@ -1,0 +1,306 @@
+"""Scheduled delivery: channel daily posts and DM digests at their local times, exactly once.
+
+Every worker runs an APScheduler `AsyncIOScheduler` with one `CronTrigger` per subscription
+or digest, in its IANA timezone (DST is the trigger's business). Jobs live in memory only:
+they are rebuilt from the database at start and re-synced every minute (and at once after a
+command changes a schedule in this process), so workers never share a job store. Several
+workers fire the same slot; the deliveries ledger lets exactly one of them send it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import select
+
+from bot.core import Paperboy
+from bot.events import ChannelRef, Scope, UserRef
+from bot.ports import Delivered, DeliveryError
+from storage.deliveries import DeliveryKey, Status
+from storage.models import ChannelSubscription, DigestSetting
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "channel"
+DIGEST = "digest"
+PUBLISHING_DAYS = "mon-fri"  # Hugging Face publishes Daily Papers on weekdays
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    lease: timedelta = timedelta(minutes=5)  # longer than any one delivery takes
+    max_attempts: int = 5
+    first_retry: timedelta = timedelta(minutes=1)  # doubled per attempt, up to max_retry
+    max_retry: timedelta = timedelta(minutes=30)
+    concurrency: int = 8  # deliveries in flight per worker
+    resync_every: timedelta = timedelta(minutes=1)
+
+    def retry_delay(self, attempts: int) -> timedelta:
+        return min(self.first_retry * 2 ** max(attempts - 1, 0), self.max_retry)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A recurring delivery: which target, at what local time on which days."""
+
+    kind: str
+    platform: str
+    workspace: str
+    target: str
+    day_of_week: str  # cron syntax: "mon-fri", "*", "mon"
+    hour: int
+    minute: int
+    timezone: str
+    since: datetime  # when it was last configured: earlier slots were never due
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.kind}:{self.platform}:{self.workspace}:{self.target}"
+
+    def trigger(self) -> CronTrigger:
+        return CronTrigger(
+            day_of_week=self.day_of_week,
+            hour=self.hour,
+            minute=self.minute,
+            timezone=ZoneInfo(self.timezone),
+        )
+
+    def key(self, fire_time: datetime) -> DeliveryKey:
+        """The ledger key of the slot firing at `fire_time`: its local date is the period."""
+        period = fire_time.astimezone(ZoneInfo(self.timezone)).date().isoformat()
+        return DeliveryKey(self.kind, self.platform, self.workspace, self.target, period)
+
+
+def last_fire(trigger: CronTrigger, now: datetime, *, lookback: timedelta) -> datetime | None:
+    """The trigger's latest fire time at or before `now`, within `lookback`."""
+    latest = None
+    fire = trigger.get_next_fire_time(None, now - lookback)
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return latest
+
+
+def _hour_minute(value: str) -> tuple[int, int]:
+    hour, minute = value.split(":")
+    return int(hour), int(minute)
+
+
+async def load_slots(bot: Paperboy, platform: str | None = None) -> list[Slot]:
+    """Every enabled channel post and every digest that is not paused (on `platform`)."""
+    channels = select(ChannelSubscription).where(ChannelSubscription.enabled.is_(True))
+    digests_query = select(DigestSetting).where(DigestSetting.disabled_reason.is_(None))
+    if platform is not None:
+        channels = channels.where(ChannelSubscription.platform == platform)
+        digests_query = digests_query.where(DigestSetting.platform == platform)
+    async with bot.store.transaction() as repos:
+        subscriptions = (await repos.session.scalars(channels)).all()
+        digests = (await repos.session.scalars(digests_query)).all()
+    slots = [
+        Slot(CHANNEL, s.platform, s.workspace, s.channel, PUBLISHING_DAYS,
+             *_hour_minute(s.post_time), s.timezone, _utc(s.updated_at))
+        for s in subscriptions
+    ]  # fmt: skip
+    for d in digests:
+        days = WEEKDAY_NAMES[d.weekday or 0] if d.cadence == "weekly" else "*"
+        slots.append(
+            Slot(DIGEST, d.platform, d.workspace, d.user, days, *_hour_minute(d.send_time),
+                 d.timezone, _utc(d.updated_at))
+        )  # fmt: skip
+    return slots
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class DeliveryRunner:
+    """Runs one ledger-keyed delivery: claim, send through the bot, record the outcome."""
+
+    def __init__(
+        self,
+        bot: Paperboy,
+        *,
+        worker: str,
+        policy: DeliveryPolicy,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.bot = bot
+        self.worker = worker
+        self.policy = policy
+        self.clock = clock
+        self._slots = asyncio.Semaphore(policy.concurrency)
+
+    async def run(self, key: DeliveryKey) -> Status | None:
+        """The outcome, or None when this worker did not get the claim (another worker has
+        it, it is done, or its retry is not due)."""
+        async with self._slots:
+            return await self._run(key)
+
+    async def _run(self, key: DeliveryKey) -> Status | None:
+        policy = self.policy
+        async with self.bot.store.transaction() as repos:
+            delivery = await repos.deliveries.claim(
+                key, self.worker, self.clock(),
+                lease=policy.lease, max_attempts=policy.max_attempts,
+            )  # fmt: skip
+        if delivery is None:
+            return None
+        started = time.monotonic()
+        status, retry_at, ref, detail = Status.FAILED, None, None, None
+        try:
+            delivered = await self._send(key)
+        except DeliveryError as error:
+            detail = error.reason
+            if not error.permanent and delivery.attempts < policy.max_attempts:
+                status = Status.RETRY
+                retry_at = self.clock() + policy.retry_delay(delivery.attempts)
+        except Exception as error:  # a bug or an outage of ours: retry, never crash the worker
+            log.exception("delivery %s crashed", key)
+            detail = f"internal_error: {type(error).__name__}"
+            if delivery.attempts < policy.max_attempts:
+                status = Status.RETRY
+                retry_at = self.clock() + policy.retry_delay(delivery.attempts)
+        else:
+            status = Status.SENT if delivered.papers else Status.EMPTY
+            ref = delivered.ref.message_id if delivered.ref else None
+            detail = f"{delivered.papers} papers"
+        async with self.bot.store.transaction() as repos:
+            await repos.deliveries.finish(
+                delivery.id, status, self.clock(), message_ref=ref, detail=detail, retry_at=retry_at
+            )
+        log.info(
+            "delivery kind=%s platform=%s workspace=%s target=%s period=%s outcome=%s "
+            "attempt=%d latency_ms=%d detail=%s",
+            key.kind, key.platform, key.workspace, key.target, key.period, status.value,
+            delivery.attempts, (time.monotonic() - started) * 1000, detail,
+        )  # fmt: skip
+        return status
+
+    async def _send(self, key: DeliveryKey) -> Delivered:
+        scope = Scope(key.platform, key.workspace)
+        if key.kind == CHANNEL:
+            return await self.bot.post_daily(ChannelRef(scope, key.target))
+        return await self.bot.send_digest(UserRef(scope, key.target), scheduled=True)
+
+
+class DeliveryScheduler:
+    """The worker's clock: fires slots, catches up today's missed ones, retries failures."""
+
+    def __init__(
+        self,
+        bot: Paperboy,
+        *,
+        platform: str | None = None,
+        worker: str | None = None,
+        policy: DeliveryPolicy | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.bot = bot
+        self.platform = platform  # the slots this bot's outbound can deliver; None: all
+        self.policy = policy or DeliveryPolicy()
+        self.clock = clock
+        self.runner = DeliveryRunner(
+            bot, worker=worker or worker_name(), policy=self.policy, clock=clock
+        )
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._slots: dict[str, Slot] = {}
+        self._resync_lock = asyncio.Lock()
+        bot.schedule_listeners.append(self.schedule_changed)
+
+    async def start(self) -> None:
+        """Build the jobs from the database, deliver today's missed slots, then run."""
+        self.scheduler.start()
+        await self.resync(catch_up=True)
+        every = self.policy.resync_every.total_seconds()
+        self.scheduler.add_job(
+            self.resync, IntervalTrigger(seconds=every), id="resync", coalesce=True
+        )
+        self.scheduler.add_job(
+            self.retry_due, IntervalTrigger(seconds=every), id="retries", coalesce=True
+        )
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def schedule_changed(self) -> None:
+        """A command changed a schedule in this process: pick it up now, not in a minute."""
+        if self.scheduler.running:
+            self.scheduler.add_job(self.resync, id="resync-now", replace_existing=True)
+
+    async def resync(self, *, catch_up: bool = False) -> None:
+        async with self._resync_lock:
+            slots = await load_slots(self.bot, self.platform)
+            wanted = {slot.job_id: slot for slot in slots}
+            for job_id in set(self._slots) - set(wanted):
+                self.scheduler.remove_job(job_id)
+                del self._slots[job_id]
+            for job_id, slot in wanted.items():
+                if self._slots.get(job_id) != slot:
+                    self.scheduler.add_job(
+                        self.fire, slot.trigger(), args=(job_id,), id=job_id,
+                        replace_existing=True, coalesce=True, max_instances=1,
+                        misfire_grace_time=int(self.policy.lease.total_seconds()),
+                    )  # fmt: skip
+                    self._slots[job_id] = slot
+        if catch_up:
+            await asyncio.gather(*(self.catch_up(slot) for slot in wanted.values()))
+
+    async def fire(self, job_id: str) -> Status | None:
+        slot = self._slots.get(job_id)
+        if slot is None:
+            return None
+        return await self.runner.run(slot.key(self.clock()))
+
+    async def catch_up(self, slot: Slot) -> Status | None:
+        """A slot missed while no worker ran: delivered once if it was today (local), else
+        recorded as skipped, so a worker back after a long outage never floods."""
+        now = self.clock()
+        fired = last_fire(slot.trigger(), now, lookback=timedelta(days=8))
+        if fired is None or fired < slot.since:
+            return None
+        key = slot.key(fired)
+        today = now.astimezone(ZoneInfo(slot.timezone)).date().isoformat()
+        if key.period == today:
+            return await self.runner.run(key)
+        async with self.bot.store.transaction() as repos:
+            skipped = await repos.deliveries.skip(key, now, "missed while no worker ran")
+        if skipped:
+            log.warning("missed slot skipped: %s", key)
+        return None
+
+    async def retry_due(self) -> None:
+        """Retries that are due, and deliveries whose worker died mid-way (lease expired)."""
+        async with self.bot.store.transaction() as repos:
+            rows = await repos.deliveries.due_retries(self.clock(), self.policy.max_attempts)
+            keys = [DeliveryKey(r.kind, r.platform, r.workspace, r.target, r.period) for r in rows]
+        await asyncio.gather(*(self.runner.run(key) for key in keys))
+
+    def next_slots(self, limit: int = 10) -> list[tuple[str, datetime]]:
+        """(job id, next fire time) of the soonest slots."""
+        now = self.clock()
+        upcoming = [
+            (job_id, fire)
+            for job_id, slot in self._slots.items()
+            if (fire := slot.trigger().get_next_fire_time(None, now)) is not None
+        ]
+        return sorted(upcoming, key=lambda item: item[1])[:limit]

@@ -1,0 +1,179 @@
+"""The deliveries ledger: who sends what, once.
+
+A scheduled send is keyed by (kind, platform, workspace, target, period). A worker may send
+only after winning `claim`: an INSERT that only one process can win (the unique key), or an
+UPDATE that takes over a row whose lease expired (its worker died) or whose retry is due.
+Both are single statements, so on PostgreSQL (row locks, READ COMMITTED re-check) and on
+SQLite (one writer at a time) exactly one contender sees a changed row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Delivery
+from storage.papers import dialect_insert
+
+
+class Status(StrEnum):
+    CLAIMED = "claimed"  # a worker holds the lease and is sending
+    SENT = "sent"
+    EMPTY = "empty"  # nothing to send this period (no new papers)
+    RETRY = "retry"  # a transient failure; due again at retry_at
+    FAILED = "failed"  # permanent, or out of attempts
+    SKIPPED = "skipped"  # deliberately not sent (a missed slot from an earlier day)
+
+
+DONE = (Status.SENT, Status.EMPTY, Status.FAILED, Status.SKIPPED)
+
+
+@dataclass(frozen=True)
+class DeliveryKey:
+    kind: str  # "channel" | "digest"
+    platform: str
+    workspace: str
+    target: str
+    period: str  # the slot's local date, YYYY-MM-DD
+
+    def where(self):  # type: ignore[no-untyped-def]
+        return and_(
+            Delivery.kind == self.kind,
+            Delivery.platform == self.platform,
+            Delivery.workspace == self.workspace,
+            Delivery.target == self.target,
+            Delivery.period == self.period,
+        )
+
+
+class DeliveryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim(
+        self,
+        key: DeliveryKey,
+        worker: str,
+        now: datetime,
+        *,
+        lease: timedelta,
+        max_attempts: int,
+    ) -> Delivery | None:
+        """The delivery row if `worker` may send it now, else None (someone else has it, it
+        is done, or its retry is not due yet)."""
+        insert = dialect_insert(self.session)
+        created = await self.session.execute(
+            insert(Delivery)
+            .values(
+                kind=key.kind,
+                platform=key.platform,
+                workspace=key.workspace,
+                target=key.target,
+                period=key.period,
+                status=Status.CLAIMED,
+                attempts=1,
+                worker=worker,
+                lease_until=now + lease,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
+        if not created.rowcount:
+            taken = await self.session.execute(
+                update(Delivery)
+                .where(
+                    key.where(),
+                    Delivery.attempts < max_attempts,
+                    or_(
+                        and_(Delivery.status == Status.CLAIMED, Delivery.lease_until < now),
+                        and_(Delivery.status == Status.RETRY, Delivery.retry_at <= now),
+                    ),
+                )
+                .values(
+                    status=Status.CLAIMED,
+                    attempts=Delivery.attempts + 1,
+                    worker=worker,
+                    lease_until=now + lease,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if not taken.rowcount:
+                return None
+        return await self.session.scalar(
+            select(Delivery).where(key.where()).execution_options(populate_existing=True)
+        )
+
+    async def finish(
+        self,
+        delivery_id: int,
+        status: Status,
+        now: datetime,
+        *,
+        message_ref: str | None = None,
+        detail: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        await self.session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id)
+            .values(
+                status=status,
+                lease_until=None,
+                retry_at=retry_at,
+                message_ref=message_ref,
+                detail=detail[:200] if detail else None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    async def skip(self, key: DeliveryKey, now: datetime, reason: str) -> bool:
+        """Record a slot deliberately not sent; False when the slot already has a row."""
+        insert = dialect_insert(self.session)
+        result = await self.session.execute(
+            insert(Delivery)
+            .values(
+                kind=key.kind,
+                platform=key.platform,
+                workspace=key.workspace,
+                target=key.target,
+                period=key.period,
+                status=Status.SKIPPED,
+                attempts=0,
+                detail=reason[:200],
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
+        return bool(result.rowcount)
+
+    async def get(self, key: DeliveryKey) -> Delivery | None:
+        return await self.session.scalar(select(Delivery).where(key.where()))
+
+    async def recent(self, limit: int = 20) -> Sequence[Delivery]:
+        result = await self.session.scalars(
+            select(Delivery).order_by(Delivery.updated_at.desc(), Delivery.id.desc()).limit(limit)
+        )
+        return result.all()
+
+    async def due_retries(self, now: datetime, max_attempts: int) -> Sequence[Delivery]:
+        """Rows whose retry is due or whose lease expired (their worker died), still allowed
+        another attempt."""
+        result = await self.session.scalars(
+            select(Delivery).where(
+                Delivery.attempts < max_attempts,
+                or_(
+                    and_(Delivery.status == Status.CLAIMED, Delivery.lease_until < now),
+                    and_(Delivery.status == Status.RETRY, Delivery.retry_at <= now),
+                ),
+            )
+        )
+        return result.all()

@@ -1,0 +1,299 @@
+"""Scheduled delivery: the ledger's claims, local-time slots, catch-up, retries, and exactly one
+delivery per slot when several workers run against one database."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.core import BotConfig, Paperboy
+from bot.events import ChannelRef, MessageRef
+from bot.messages import Message
+from bot.ports import DeliveryError
+from bot.scheduler import DeliveryPolicy, DeliveryScheduler, Slot, last_fire
+from storage.deliveries import DeliveryKey, Status
+from storage.store import Store
+from tests.core_fixtures import NOW, SCOPE, Harness, RecordingPlatform
+
+POLICY = DeliveryPolicy(lease=timedelta(minutes=5), max_attempts=3)
+KEY = DeliveryKey("channel", "test", "T1", "C1", "2026-05-05")
+
+
+# The ledger ------------------------------------------------------------------------------
+
+
+async def test_a_slot_is_claimed_once_and_taken_over_only_after_its_lease(store: Store) -> None:
+    async def claim(worker: str, now: datetime):  # type: ignore[no-untyped-def]
+        async with store.transaction() as repos:
+            return await repos.deliveries.claim(
+                KEY, worker, now, lease=POLICY.lease, max_attempts=POLICY.max_attempts
+            )
+
+    first = await claim("a", NOW)
+    assert first is not None and first.worker == "a" and first.attempts == 1
+    assert await claim("b", NOW) is None  # a holds the lease
+    assert await claim("b", NOW + timedelta(minutes=4)) is None
+    taken = await claim("b", NOW + timedelta(minutes=6))  # a died: its lease ran out
+    assert taken is not None and taken.worker == "b" and taken.attempts == 2
+    async with store.transaction() as repos:
+        await repos.deliveries.finish(taken.id, Status.SENT, NOW, message_ref="m1")
+    assert await claim("c", NOW + timedelta(hours=1)) is None  # sent is final
+    async with store.transaction() as repos:
+        row = await repos.deliveries.get(KEY)
+    assert row is not None and row.status == "sent" and row.message_ref == "m1"
+
+
+async def test_retries_wait_for_their_time_and_stop_after_the_last_attempt(store: Store) -> None:
+    async def claim(now: datetime):  # type: ignore[no-untyped-def]
+        async with store.transaction() as repos:
+            return await repos.deliveries.claim(
+                KEY, "w", now, lease=POLICY.lease, max_attempts=POLICY.max_attempts
+            )
+
+    now = NOW
+    for attempt in (1, 2, 3):
+        delivery = await claim(now)
+        assert delivery is not None and delivery.attempts == attempt
+        retry_at = now + timedelta(minutes=10)
+        async with store.transaction() as repos:
+            await repos.deliveries.finish(
+                delivery.id, Status.RETRY, now, detail="rate_limited", retry_at=retry_at
+            )
+        assert await claim(retry_at - timedelta(seconds=1)) is None
+        now = retry_at
+    assert await claim(now + timedelta(days=1)) is None  # out of attempts
+    async with store.transaction() as repos:
+        assert await repos.deliveries.due_retries(now, POLICY.max_attempts) == []
+
+
+# Slots -------------------------------------------------------------------------------------
+
+
+def test_slots_follow_local_time_across_daylight_saving() -> None:
+    slot = Slot("channel", "test", "T1", "C1", "mon-fri", 9, 0, "Europe/Berlin", NOW)
+    trigger = slot.trigger()
+    before = trigger.get_next_fire_time(None, datetime(2026, 3, 27, 0, 0, tzinfo=UTC))
+    after = trigger.get_next_fire_time(None, datetime(2026, 3, 28, 0, 0, tzinfo=UTC))
+    assert before is not None and before.astimezone(UTC).hour == 8  # 09:00 CET
+    assert after is not None and after.date().isoformat() == "2026-03-30"  # skips the weekend
+    assert after.astimezone(UTC).hour == 7  # 09:00 CEST
+    assert slot.key(after).period == "2026-03-30"
+
+
+def test_the_period_is_the_local_date_of_the_slot() -> None:
+    slot = Slot("digest", "test", "T1", "alice", "*", 8, 0, "Asia/Tokyo", NOW)
+    fired = last_fire(slot.trigger(), NOW, lookback=timedelta(days=2))  # Tue 12:00 UTC
+    assert fired is not None and fired.astimezone(ZoneInfo("Asia/Tokyo")).hour == 8
+    assert slot.key(fired).period == "2026-05-05"  # 08:00 in Tokyo is 23:00 UTC the day before
+    assert fired.astimezone(UTC) == datetime(2026, 5, 4, 23, 0, tzinfo=UTC)
+
+
+# The scheduler on one worker ------------------------------------------------------------
+
+
+async def configure(harness: Harness, at: datetime) -> None:
+    """An admin turns the daily post on and alice sets her digest, at `at`."""
+    harness.clock[0] = at
+    await harness.say("channel on 09:00 UTC 3", user="admin", admin=True)
+    await harness.say("follow retrieval")
+    await harness.say("digest daily 10:30 UTC")
+    harness.clock[0] = NOW
+
+
+def scheduler(harness: Harness) -> DeliveryScheduler:
+    return DeliveryScheduler(
+        harness.bot, worker="w1", policy=POLICY, clock=lambda: harness.clock[0]
+    )
+
+
+def delivered(platform: RecordingPlatform) -> tuple[int, int]:
+    """(daily post headers, digests) sent so far."""
+    headers = [m for _, m, _ in platform.posts if m.text.startswith("Trending papers")]
+    return len(headers), len(platform.dms)
+
+
+async def test_jobs_are_built_from_the_database_in_local_time(harness: Harness) -> None:
+    await configure(harness, NOW)
+    worker = scheduler(harness)
+    await worker.start()
+    try:
+        slots = dict(worker.next_slots())
+        assert set(slots) == {"channel:test:T1:C1", "digest:test:T1:alice"}
+        channel = slots["channel:test:T1:C1"].astimezone(UTC)
+        assert (channel.hour, channel.minute, channel.weekday() < 5) == (9, 0, True)
+        await harness.say("digest daily 07:45 Europe/Berlin")  # picked up at once, not in a minute
+        for _ in range(50):
+            digest = worker.next_slots()
+            if dict(digest)["digest:test:T1:alice"].astimezone(ZoneInfo("Europe/Berlin")).hour == 7:
+                break
+            await asyncio.sleep(0.05)
+        local = dict(worker.next_slots())["digest:test:T1:alice"].astimezone(
+            ZoneInfo("Europe/Berlin")
+        )
+        assert (local.hour, local.minute) == (7, 45)
+        await harness.say("channel off", user="admin", admin=True)
+        for _ in range(50):
+            if "channel:test:T1:C1" not in dict(worker.next_slots()):
+                break
+            await asyncio.sleep(0.05)
+        assert "channel:test:T1:C1" not in dict(worker.next_slots())
+    finally:
+        worker.shutdown()
+
+
+async def test_todays_missed_slots_are_delivered_once_at_start(harness: Harness) -> None:
+    await configure(harness, NOW - timedelta(hours=5))  # 07:00, before both slots
+    first = scheduler(harness)
+    await first.resync(catch_up=True)
+    assert delivered(harness.platform) == (1, 1)
+    again = scheduler(harness)  # a restart later the same day
+    await again.resync(catch_up=True)
+    assert delivered(harness.platform) == (1, 1)
+    async with harness.store.transaction() as repos:
+        row = await repos.deliveries.get(DeliveryKey("channel", "test", "T1", "C1", "2026-05-05"))
+    assert row is not None and row.status == "sent" and row.detail == "3 papers"
+    assert row.message_ref == harness.platform.posts[0][2].message_id
+    first.shutdown()
+    again.shutdown()
+
+
+async def test_missed_slots_of_earlier_days_are_skipped_not_flooded(harness: Harness) -> None:
+    await configure(harness, NOW - timedelta(days=3))
+    harness.clock[0] = datetime(2026, 5, 5, 8, 0, tzinfo=UTC)  # today's slots are still ahead
+    worker = scheduler(harness)
+    await worker.resync(catch_up=True)
+    assert delivered(harness.platform) == (0, 0)
+    async with harness.store.transaction() as repos:
+        skipped = {(r.kind, r.period, r.status) for r in await repos.deliveries.recent()}
+    assert skipped == {("channel", "2026-05-04", "skipped"), ("digest", "2026-05-04", "skipped")}
+
+
+class FlakyPlatform(RecordingPlatform):
+    """Fails the first `failures` posts with a transient error."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+        if self.failures:
+            self.failures -= 1
+            raise DeliveryError("rate_limited", permanent=False)
+        return await super().post(channel, message)
+
+
+async def test_a_transient_failure_is_retried_with_backoff(harness: Harness) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    platform = FlakyPlatform(failures=1)
+    harness.bot.outbound = platform
+    worker = scheduler(harness)
+    await worker.runner.run(KEY)
+    async with harness.store.transaction() as repos:
+        row = await repos.deliveries.get(KEY)
+    assert row is not None and (row.status, row.detail) == ("retry", "rate_limited")
+    await worker.retry_due()
+    assert platform.posts == []  # not due yet
+    harness.clock[0] = NOW + POLICY.first_retry
+    await worker.retry_due()
+    assert delivered(platform)[0] == 1
+    async with harness.store.transaction() as repos:
+        row = await repos.deliveries.get(KEY)
+    assert row is not None and (row.status, row.attempts) == ("sent", 2)
+
+
+async def test_a_permanent_failure_is_recorded_and_stops_the_channel(harness: Harness) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+
+    class GonePlatform(RecordingPlatform):
+        async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+            raise DeliveryError("channel_not_found", permanent=True)
+
+    harness.bot.outbound = GonePlatform()
+    assert await scheduler(harness).runner.run(KEY) is Status.FAILED
+    async with harness.store.transaction() as repos:
+        row = await repos.deliveries.get(KEY)
+        slots_left = await repos.channels.subscription("test", "T1", "C1")
+    assert row is not None and (row.status, row.detail) == ("failed", "channel_not_found")
+    assert slots_left is not None and not slots_left.enabled
+
+
+async def test_a_dead_workers_claim_is_taken_over_after_its_lease(harness: Harness) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    async with harness.store.transaction() as repos:  # a worker claimed, then died
+        await repos.deliveries.claim(KEY, "dead", NOW, lease=POLICY.lease, max_attempts=3)
+    worker = scheduler(harness)
+    await worker.retry_due()
+    assert delivered(harness.platform)[0] == 0
+    harness.clock[0] = NOW + POLICY.lease + timedelta(seconds=1)
+    await worker.retry_due()
+    assert delivered(harness.platform)[0] == 1
+
+
+# Several workers -------------------------------------------------------------------------
+
+CHANNELS = 25
+USERS = 25
+
+
+async def test_two_workers_in_separate_event_loops_deliver_each_slot_once(
+    harness: Harness, database_url: str
+) -> None:
+    harness.clock[0] = NOW - timedelta(hours=5)
+    for index in range(CHANNELS):
+        channel = ChannelRef(SCOPE, f"C{index}")
+        await harness.say("channel on 09:00 UTC 2", user="admin", admin=True, channel=channel)
+    for index in range(USERS):
+        await harness.say("follow retrieval", user=f"u{index}")
+        await harness.say("digest daily 10:00 UTC", user=f"u{index}")
+    start = threading.Barrier(2)
+    platforms = [RecordingPlatform(), RecordingPlatform()]
+    errors: list[BaseException] = []
+
+    async def work(platform: RecordingPlatform, name: str) -> None:
+        store = await Store.open(database_url, migrate=False)
+        bot = Paperboy(store, platform, config=BotConfig(), clock=lambda: NOW)
+        worker = DeliveryScheduler(bot, worker=name, policy=POLICY, clock=lambda: NOW)
+        try:
+            start.wait(timeout=30)
+            await worker.resync(catch_up=True)
+        finally:
+            worker.shutdown()
+            await store.close()
+
+    def thread(platform: RecordingPlatform, name: str) -> None:
+        try:
+            asyncio.run(work(platform, name))
+        except BaseException as error:  # reported to the test below
+            errors.append(error)
+
+    threads = [threading.Thread(target=thread, args=(p, f"w{i}")) for i, p in enumerate(platforms)]
+    for t in threads:
+        t.start()
+    await asyncio.to_thread(lambda: [t.join(timeout=120) for t in threads])
+    assert errors == []
+    headers = [
+        channel.channel
+        for platform in platforms
+        for channel, message, _ in platform.posts
+        if message.text.startswith("Trending papers")
+    ]
+    digests = [user.user for platform in platforms for user, _, _ in platform.dms]
+    assert sorted(headers) == sorted(f"C{i}" for i in range(CHANNELS))
+    assert sorted(digests) == sorted(f"u{i}" for i in range(USERS))
+    async with harness.store.transaction() as repos:
+        rows = await repos.deliveries.recent(limit=1000)
+    assert len(rows) == CHANNELS + USERS and {r.status for r in rows} == {"sent"}
+
+
+async def test_a_paused_digest_is_not_scheduled(harness: Harness) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    async with harness.store.transaction() as repos:
+        setting = await repos.users.digest_setting("test", "T1", "alice")
+        assert setting is not None
+        setting.disabled_reason = "dms_closed"
+    worker = scheduler(harness)
+    await worker.resync(catch_up=True)
+    assert delivered(harness.platform) == (1, 0)
+    assert "digest:test:T1:alice" not in dict(worker.next_slots())
