@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from bot.demo import load_demo_corpus
 from bot.ingest import DailySource, ingest_days
@@ -14,6 +14,29 @@ from storage.store import Store
 log = logging.getLogger(__name__)
 
 RECENT_DAYS = 3  # today and the two days before: covers the time zones where today's is not out
+PUBLISHING_INTERVAL = 30 * 60.0  # seconds between refreshes Monday-Friday (UTC)
+WEEKEND_INTERVAL = 3 * 60 * 60.0  # Hugging Face publishes no Daily Papers at weekends
+RETRY_BASE = 60.0  # first retry after a failed refresh; doubles per failure up to the interval
+
+
+def refresh_interval(
+    now: datetime,
+    failures: int = 0,
+    *,
+    weekday: float = PUBLISHING_INTERVAL,
+    weekend: float = WEEKEND_INTERVAL,
+    retry_base: float = RETRY_BASE,
+) -> float:
+    """Seconds until the next refresh: `weekday` on publishing days and `weekend` on Saturday
+    and Sunday (judged in UTC; a naive `now` is read as UTC); after `failures` failed refreshes
+    in a row, `retry_base * 2 ** (failures - 1)` capped at that interval."""
+    if now.tzinfo is not None:
+        now = now.astimezone(UTC)
+    normal = weekday if now.weekday() < 5 else weekend
+    if failures <= 0:
+        return normal
+    # The exponent is capped so that long outages cannot overflow the float.
+    return min(retry_base * 2.0 ** min(failures - 1, 32), normal)
 
 
 async def load_demo(store: Store, today: date, now: datetime) -> int:
@@ -25,25 +48,35 @@ async def load_demo(store: Store, today: date, now: datetime) -> int:
     return len(papers)
 
 
+async def refresh_papers(
+    store: Store, source: DailySource, now: datetime, *, deadline: float
+) -> dict[date, int]:
+    """Ingest the recent lists within `deadline` seconds; papers per day. Failures propagate."""
+    today = now.date()
+    async with asyncio.timeout(deadline):
+        return await ingest_days(store, source, today - timedelta(days=RECENT_DAYS - 1), today, now)
+
+
 async def ensure_papers(
     store: Store, source: DailySource, now: datetime, *, deadline: float
 ) -> str:
     """Fetch the recent lists; when Hugging Face can't be reached in `deadline` seconds and the
     store holds no papers, fall back to the demo sample. Returns a one-line status."""
-    today = now.date()
     try:
-        async with asyncio.timeout(deadline):
-            counts = await ingest_days(
-                store, source, today - timedelta(days=RECENT_DAYS - 1), today, now
-            )
+        counts = await refresh_papers(store, source, now, deadline=deadline)
         return f"Fetched {sum(counts.values())} papers from Hugging Face Daily Papers."
     except Exception as exc:  # unreachable, slow, or malformed: the store has to do
-        log.warning("Hugging Face Daily Papers unavailable at start: %s", exc or type(exc).__name__)
+        log.warning("Hugging Face Daily Papers unavailable at start: %s", _reason(exc))
+    return await _fall_back(store, now)
+
+
+async def _fall_back(store: Store, now: datetime) -> str:
+    """Serve what is stored, or the demo sample when nothing is."""
     async with store.transaction() as repos:
         stored = await repos.papers.count()
     if stored:
         return f"Hugging Face unreachable; serving the {stored} papers already stored."
-    loaded = await load_demo(store, today, now)
+    loaded = await load_demo(store, now.date(), now)
     return f"Hugging Face unreachable; loaded {loaded} demo papers (clearly marked as demo data)."
 
 
@@ -52,10 +85,57 @@ async def keep_papers_fresh(
     source: DailySource,
     clock: Callable[[], datetime],
     *,
-    interval: float,
+    interval: float = PUBLISHING_INTERVAL,
+    weekend_interval: float = WEEKEND_INTERVAL,
+    retry_base: float = RETRY_BASE,
     deadline: float = 120.0,
 ) -> None:
-    """Refresh the recent lists every `interval` seconds until cancelled."""
+    """Refresh the recent lists until cancelled: every `interval` seconds on publishing days,
+    every `weekend_interval` at weekends, and sooner after a failure (see `refresh_interval`).
+
+    A failed refresh is one warning line; the store keeps serving (or, when empty, gets the demo
+    sample). Each successful refresh is one info line, with how many pages were not modified.
+    """
+    failures = 0
     while True:
-        log.info(await ensure_papers(store, source, clock(), deadline=deadline))
-        await asyncio.sleep(interval)
+        before = _not_modified(source)
+        try:
+            counts = await refresh_papers(store, source, clock(), deadline=deadline)
+        except Exception as exc:  # Hugging Face down, 429/5xx, malformed JSON, too slow
+            failures += 1
+            try:
+                status = await _fall_back(store, clock())
+            except Exception as store_exc:  # the store is down too; keep trying both
+                status = f"The store failed as well ({_reason(store_exc)})."
+            delay = _next(clock(), failures, interval, weekend_interval, retry_base)
+            log.warning(
+                "Daily Papers refresh failed (%s; %d in a row): %s Retrying in %gs.",
+                _reason(exc), failures, status, delay,
+            )  # fmt: skip
+        else:
+            failures = 0
+            delay = _next(clock(), failures, interval, weekend_interval, retry_base)
+            log.info(
+                "Refreshed Daily Papers: %d papers over %d days, %d pages not modified (304); "
+                "next in %gs.",
+                sum(counts.values()), len(counts), _not_modified(source) - before, delay,
+            )  # fmt: skip
+        await asyncio.sleep(delay)
+
+
+def _next(
+    now: datetime, failures: int, interval: float, weekend_interval: float, retry_base: float
+) -> float:
+    return refresh_interval(
+        now, failures, weekday=interval, weekend=weekend_interval, retry_base=retry_base
+    )
+
+
+def _not_modified(source: DailySource) -> int:
+    # Only HuggingFaceClient counts 304s; other sources (fakes, stubs) report none.
+    count = getattr(source, "not_modified", 0)
+    return count if isinstance(count, int) else 0
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__  # asyncio's TimeoutError has no message

@@ -190,6 +190,165 @@ async def test_legacy_schema(fake_hf: FakeHuggingFace, client: HuggingFaceClient
     assert papers[1].title == "Denoising Diffusion Policies for Robot Manipulation"
 
 
+# Conditional requests (ETag / Last-Modified)
+
+
+def conditional_headers(fake_hf: FakeHuggingFace) -> list[tuple[str | None, str | None]]:
+    """(If-None-Match, If-Modified-Since) of each daily request, in order."""
+    return [
+        (r.header("If-None-Match"), r.header("If-Modified-Since"))
+        for r in fake_hf.requests_to("daily")
+    ]
+
+
+async def test_unchanged_day_is_revalidated_with_if_none_match(
+    fake_hf: FakeHuggingFace, client: HuggingFaceClient
+) -> None:
+    fake_hf.load_day("2026-05-04")
+    fake_hf.etags = True
+
+    first = await client.daily(MONDAY)
+    second = await client.daily(MONDAY)
+
+    assert second == first and len(first) == 5
+    (sent_first, _), (sent_second, _) = conditional_headers(fake_hf)
+    assert sent_first is None
+    assert sent_second is not None and sent_second.startswith('"')
+    assert fake_hf.not_modified_served == 1
+    assert client.not_modified == 1
+
+
+async def test_changed_day_is_fetched_fresh(
+    fake_hf: FakeHuggingFace, client: HuggingFaceClient
+) -> None:
+    items = fake_hf.load_day("2026-05-04")
+    fake_hf.etags = True
+    first = await client.daily(MONDAY)
+
+    changed = json.loads(json.dumps(items))
+    changed[0]["paper"]["upvotes"] = 99  # the list moves during the day
+    fake_hf.days["2026-05-04"] = [*changed, *make_items(1)]
+    second = await client.daily(MONDAY)
+    third = await client.daily(MONDAY)
+
+    assert first[0].upvotes == 87
+    assert second[0].upvotes == 99 and second[-1].arxiv_id == "2607.00001"
+    assert third == second
+    tags = [inm for inm, _ in conditional_headers(fake_hf)]
+    assert tags[0] is None
+    assert tags[1] is not None and tags[2] is not None
+    assert tags[1] != tags[2]  # the third request validated the changed list's new tag
+    assert fake_hf.not_modified_served == 1
+    assert client.not_modified == 1
+
+
+async def test_without_validators_no_conditional_headers_are_sent(
+    fake_hf: FakeHuggingFace, client: HuggingFaceClient
+) -> None:
+    fake_hf.load_day("2026-05-04")
+
+    first = await client.daily(MONDAY)
+    fake_hf.days["2026-05-04"] = fake_hf.days["2026-05-04"][:2]  # today's list can change
+    second = await client.daily(MONDAY)
+
+    assert len(first) == 5 and len(second) == 2
+    assert conditional_headers(fake_hf) == [(None, None), (None, None)]
+    assert client.not_modified == 0
+
+
+async def test_last_modified_is_revalidated_with_if_modified_since(
+    fake_hf: FakeHuggingFace, client: HuggingFaceClient
+) -> None:
+    fake_hf.load_day("2026-05-04")
+    fake_hf.last_modified = "Mon, 04 May 2026 18:00:00 GMT"
+
+    first = await client.daily(MONDAY)
+    second = await client.daily(MONDAY)
+
+    assert second == first and len(first) == 5
+    assert conditional_headers(fake_hf) == [
+        (None, None), (None, "Mon, 04 May 2026 18:00:00 GMT"),
+    ]  # fmt: skip
+    assert client.not_modified == 1
+
+
+async def test_every_page_is_revalidated(
+    fake_hf: FakeHuggingFace, client: HuggingFaceClient
+) -> None:
+    fake_hf.days["2026-05-04"] = make_items(250)
+    fake_hf.etags = True
+
+    first = await client.daily(MONDAY)
+    second = await client.daily(MONDAY)
+
+    assert len(first) == 250 and second == first
+    pages = [
+        (r.query["p"], r.header("If-None-Match") is not None) for r in fake_hf.requests_to("daily")
+    ]
+    assert pages == [
+        ("0", False), ("1", False), ("2", False), ("0", True), ("1", True), ("2", True),
+    ]  # fmt: skip
+    assert client.not_modified == 3
+
+
+async def test_revalidation_retries_faults_then_uses_304(
+    fake_hf: FakeHuggingFace, client: HuggingFaceClient
+) -> None:
+    fake_hf.load_day("2026-05-04")
+    fake_hf.etags = True
+    fake_hf.retry_after = "0"
+    first = await client.daily(MONDAY)
+    fake_hf.faults["daily"] = ["503", "429", "badjson"]
+
+    second = await client.daily(MONDAY)
+
+    assert second == first
+    # Every retry repeated the conditional request; the last one got the 304.
+    assert [inm is not None for inm, _ in conditional_headers(fake_hf)] == [
+        False, True, True, True, True,
+    ]  # fmt: skip
+    assert fake_hf.not_modified_served == 1 and client.not_modified == 1
+
+
+async def test_validators_are_remembered_for_a_bounded_number_of_pages(
+    fake_hf: FakeHuggingFace,
+) -> None:
+    fake_hf.load_day("2026-05-04")
+    fake_hf.load_day("2026-05-05")
+    fake_hf.etags = True
+    tuesday = date(2026, 5, 5)
+
+    async with HuggingFaceClient(fake_hf.base_url, backoff_base=0.01, cache_size=1) as client:
+        await client.daily(MONDAY)
+        await client.daily(tuesday)  # evicts Monday's validators
+        await client.daily(MONDAY)  # so this one is unconditional
+        await client.daily(MONDAY)
+
+    sent = [(r.query["date"], r.header("If-None-Match") is not None)
+            for r in fake_hf.requests_to("daily")]  # fmt: skip
+    assert sent == [
+        ("2026-05-04", False), ("2026-05-05", False), ("2026-05-04", False),
+        ("2026-05-04", True),
+    ]  # fmt: skip
+    assert client.not_modified == 1
+
+
+async def test_search_and_paper_are_never_conditional(
+    fake_hf: FakeHuggingFace, client: HuggingFaceClient
+) -> None:
+    fake_hf.load_day("2026-05-04")
+    fake_hf.etags = True
+    await client.daily(MONDAY)
+
+    await client.search("latency")
+    await client.search("latency")
+    await client.paper("2605.00001")
+
+    others = fake_hf.requests_to("search") + fake_hf.requests_to("paper")
+    assert len(others) == 3
+    assert all(r.header("If-None-Match") is None for r in others)
+
+
 # Search and single papers
 
 

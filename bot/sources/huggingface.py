@@ -1,4 +1,9 @@
-"""Hugging Face papers API client: daily lists, search and single papers, with bounded retries."""
+"""Hugging Face papers API client: daily lists, search and single papers, with bounded retries.
+
+Daily-list pages are fetched conditionally: when a response carried an `ETag` or
+`Last-Modified`, the next request for the same page sends `If-None-Match` / `If-Modified-Since`
+and a `304 Not Modified` is answered from a small in-memory cache.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,14 @@ import asyncio
 import logging
 import math
 import random
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -26,6 +33,7 @@ DEFAULT_BASE_URL = "https://huggingface.co"
 USER_AGENT = "paperboy/0.1"
 PAGE_SIZE = 100  # the largest page the daily endpoint serves
 MAX_PAGES = 20
+CACHE_SIZE = 64  # remembered daily pages: about 16 days of up to four pages each
 
 T = TypeVar("T")
 
@@ -45,11 +53,29 @@ class _NotFound(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class _Cached:
+    """A response's validators and its parsed body, for answering a later 304."""
+
+    etag: str | None
+    last_modified: str | None
+    value: Any
+
+    def conditional_headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.etag is not None:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified is not None:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
+
 class HuggingFaceClient:
     """Async client for the Hugging Face papers API.
 
     `max_retries` counts retries after the first attempt, so at most `max_retries + 1` requests
-    are made per call (per page for `daily`).
+    are made per call (per page for `daily`). `cache_size` bounds how many daily pages keep
+    their validators; `not_modified` counts the 304 answers served from that cache.
     """
 
     def __init__(
@@ -60,9 +86,13 @@ class HuggingFaceClient:
         max_retries: int = 3,
         backoff_base: float = 0.5,
         max_retry_after: float = 30.0,
+        cache_size: int = CACHE_SIZE,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.cache_size = max(0, cache_size)
+        self.not_modified = 0
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()  # least recently used first
         self.max_retries = max(0, max_retries)
         self.backoff_base = max(0.0, backoff_base)
         self.max_retry_after = max(0.0, max_retry_after)
@@ -93,7 +123,9 @@ class HuggingFaceClient:
         papers: dict[str, PaperData] = {}
         for page in range(MAX_PAGES):
             params = {"date": day.isoformat(), "limit": str(PAGE_SIZE), "p": str(page)}
-            raw_count, parsed = await self._get("/api/daily_papers", params, _count_and_parse)
+            raw_count, parsed = await self._get(
+                "/api/daily_papers", params, _count_and_parse, conditional=True
+            )
             new = [p for p in parsed if p.arxiv_id not in papers]
             for paper in new:
                 papers.setdefault(paper.arxiv_id, paper)
@@ -137,11 +169,12 @@ class HuggingFaceClient:
         parse: Callable[[Any], T],
         *,
         not_found_ok: bool = False,
+        conditional: bool = False,
     ) -> T:
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return await self._attempt(path, params, parse, not_found_ok)
+                return await self._attempt(path, params, parse, not_found_ok, conditional)
             except _Retryable as failure:
                 if attempt == attempts:
                     raise SourceUnavailable(
@@ -156,15 +189,30 @@ class HuggingFaceClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(
-        self, path: str, params: dict[str, str], parse: Callable[[Any], T], not_found_ok: bool
+        self,
+        path: str,
+        params: dict[str, str],
+        parse: Callable[[Any], T],
+        not_found_ok: bool,
+        conditional: bool,
     ) -> T:
+        key = f"{path}?{urlencode(params)}"
+        # Taken now, so a 304 is answered from what was validated even if evicted meanwhile.
+        cached = self._cache.get(key) if conditional else None
+        headers = cached.conditional_headers() if cached is not None else None
         try:
-            response = await self._http.get(path, params=params)
+            response = await self._http.get(path, params=params, headers=headers)
         except httpx.TimeoutException:
             raise _Retryable("timeout") from None
         except httpx.RequestError as error:  # connection, protocol, decoding, redirect loops
             raise _Retryable(f"connection error ({type(error).__name__})") from None
         status = response.status_code
+        if status == 304:
+            if cached is None:  # nothing was asked conditionally: a confused server or proxy
+                raise _Retryable("unexpected 304")
+            self.not_modified += 1
+            self._remember(key, cached)
+            return cached.value
         if status == 404 and not_found_ok:
             raise _NotFound
         if status == 429:
@@ -174,9 +222,25 @@ class HuggingFaceClient:
         if status >= 400 or status < 200:
             raise SourceUnavailable(f"Hugging Face {path} answered HTTP {status}")
         try:
-            return parse(response.json())
+            value = parse(response.json())
         except (ValueError, HFParseError):  # JSONDecodeError and UnicodeDecodeError too
             raise _Retryable("malformed JSON") from None
+        if conditional:
+            etag = response.headers.get("ETag")
+            last_modified = response.headers.get("Last-Modified")
+            if etag or last_modified:
+                self._remember(key, _Cached(etag or None, last_modified or None, value))
+            else:  # today's list grows during the day: without validators, never reuse it
+                self._cache.pop(key, None)
+        return value
+
+    def _remember(self, key: str, entry: _Cached) -> None:
+        if self.cache_size == 0:
+            return
+        self._cache[key] = entry
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         backoff = self.backoff_base * 2 ** (attempt - 1)

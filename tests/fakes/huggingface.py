@@ -4,15 +4,23 @@ Endpoints: `/api/daily_papers?date=&limit=&p=` (real paging, default limit 50, m
 `/api/papers/search?q=&limit=`, `/api/papers/{id}`. Each endpoint ("daily", "search", "paper")
 has a queue of faults served before it answers normally: "timeout", "badjson", "429" (with
 `Retry-After: <retry_after>`) or any HTTP status as digits ("500", "503", "400", ...).
+
+HTTP caching on the daily endpoint is off by default (like an API that sends no validators):
+`etags = True` adds a strong `ETag` (a hash of the body) and answers a matching
+`If-None-Match` with 304; `last_modified = "<HTTP date>"` adds `Last-Modified` and answers an
+`If-Modified-Since` that is not older with 304 (when no `If-None-Match` was sent, as RFC 9110
+says). `not_modified_served` counts the 304s.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -40,10 +48,15 @@ class RecordedRequest:
     query: dict[str, str]  # first value of each parameter
     user_agent: str | None
     target: str  # path and query as sent, e.g. "/api/daily_papers?date=2026-05-04&limit=100&p=0"
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
 
 
 class FakeHuggingFace:
-    """The fake server. Mutate `days`, `faults`, `retry_after`, `ignore_paging` from tests."""
+    """The fake server. Mutate `days`, `faults`, `retry_after`, `ignore_paging`, `etags` and
+    `last_modified` from tests."""
 
     def __init__(self) -> None:
         self.days: dict[str, list[dict[str, Any]]] = {}
@@ -52,6 +65,9 @@ class FakeHuggingFace:
         self.retry_after = "1"
         self.timeout_delay = 2.0  # how long a "timeout" fault stalls; beyond the client's timeout
         self.ignore_paging = False  # serve page 0 whatever `p` says
+        self.etags = False  # daily answers carry an ETag and honour If-None-Match
+        self.last_modified: str | None = None  # daily answers carry it; If-Modified-Since honoured
+        self.not_modified_served = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -93,6 +109,10 @@ class FakeHuggingFace:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(request)
+
+    def _count_not_modified(self) -> None:
+        with self._lock:
+            self.not_modified_served += 1
 
     def _next_fault(self, endpoint: str) -> str | None:
         with self._lock:
@@ -146,6 +166,16 @@ def _bare_id(value: object) -> str:
     return _VERSION.sub("", value) if isinstance(value, str) else ""
 
 
+def _not_older(since: str | None, last_modified: str) -> bool:
+    """Whether the `If-Modified-Since` date is at or after `last_modified`."""
+    if not since:
+        return False
+    try:
+        return parsedate_to_datetime(since) >= parsedate_to_datetime(last_modified)
+    except (TypeError, ValueError):  # an unparseable date is ignored, as servers do
+        return False
+
+
 class _Server(QuietServer):
     fake: FakeHuggingFace
 
@@ -166,8 +196,11 @@ class _Handler(JsonHandler):
             endpoint = "paper"
         else:
             endpoint = "other"
+        headers = {name.lower(): value for name, value in self.headers.items()}
         fake._record(
-            RecordedRequest(endpoint, path, query, self.headers.get("User-Agent"), self.path)
+            RecordedRequest(
+                endpoint, path, query, self.headers.get("User-Agent"), self.path, headers
+            )
         )
 
         fault = fake._next_fault(endpoint)
@@ -186,6 +219,9 @@ class _Handler(JsonHandler):
 
         if endpoint == "daily":
             status, body = fake._daily(query)
+            if status == 200:
+                self._daily_answer(body, headers)
+                return
         elif endpoint == "search":
             status, body = fake._search(query)
         elif endpoint == "paper":
@@ -193,6 +229,32 @@ class _Handler(JsonHandler):
         else:
             status, body = 404, {"error": "Not Found"}
         self._json(status, body)
+
+    def _daily_answer(self, body: object, request_headers: dict[str, str]) -> None:
+        fake = self.server.fake
+        payload = json.dumps(body).encode()
+        validators: dict[str, str] = {}
+        if fake.etags:
+            validators["ETag"] = f'"{hashlib.sha256(payload).hexdigest()[:16]}"'
+        if fake.last_modified is not None:
+            validators["Last-Modified"] = fake.last_modified
+        if_none_match = request_headers.get("if-none-match")
+        if if_none_match is not None:
+            fresh = "ETag" in validators and validators["ETag"] in {
+                tag.strip() for tag in if_none_match.split(",")
+            }
+        else:
+            fresh = fake.last_modified is not None and _not_older(
+                request_headers.get("if-modified-since"), fake.last_modified
+            )
+        if fresh:
+            fake._count_not_modified()
+            self.send_response(304)
+            for name, value in validators.items():
+                self.send_header(name, value)
+            self.end_headers()
+            return
+        self._send(200, payload, "application/json; charset=utf-8", validators)
 
 
 @pytest.fixture
