@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Delivery
@@ -30,9 +30,6 @@ class Status(StrEnum):
     SKIPPED = "skipped"  # deliberately not sent (a missed slot from an earlier day)
 
 
-DONE = (Status.SENT, Status.EMPTY, Status.FAILED, Status.SKIPPED)
-
-
 @dataclass(frozen=True)
 class DeliveryKey:
     kind: str  # "channel" | "digest"
@@ -41,7 +38,7 @@ class DeliveryKey:
     target: str
     period: str  # the slot's local date, YYYY-MM-DD
 
-    def where(self):  # type: ignore[no-untyped-def]
+    def where(self) -> ColumnElement[bool]:
         return and_(
             Delivery.kind == self.kind,
             Delivery.platform == self.platform,
@@ -49,6 +46,18 @@ class DeliveryKey:
             Delivery.target == self.target,
             Delivery.period == self.period,
         )
+
+
+def _claimable(now: datetime, max_attempts: int) -> ColumnElement[bool]:
+    """A row another worker may take: its lease ran out (the worker died) or its retry is due,
+    and it has attempts left."""
+    return and_(
+        Delivery.attempts < max_attempts,
+        or_(
+            and_(Delivery.status == Status.CLAIMED, Delivery.lease_until < now),
+            and_(Delivery.status == Status.RETRY, Delivery.retry_at <= now),
+        ),
+    )
 
 
 class DeliveryRepository:
@@ -66,35 +75,13 @@ class DeliveryRepository:
     ) -> Delivery | None:
         """The delivery row if `worker` may send it now, else None (someone else has it, it
         is done, or its retry is not due yet)."""
-        insert = dialect_insert(self.session)
-        created = await self.session.execute(
-            insert(Delivery)
-            .values(
-                kind=key.kind,
-                platform=key.platform,
-                workspace=key.workspace,
-                target=key.target,
-                period=key.period,
-                status=Status.CLAIMED,
-                attempts=1,
-                worker=worker,
-                lease_until=now + lease,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing()
+        created = await self._insert(
+            key, now, status=Status.CLAIMED, attempts=1, worker=worker, lease_until=now + lease
         )
-        if not created.rowcount:
+        if not created:
             taken = await self.session.execute(
                 update(Delivery)
-                .where(
-                    key.where(),
-                    Delivery.attempts < max_attempts,
-                    or_(
-                        and_(Delivery.status == Status.CLAIMED, Delivery.lease_until < now),
-                        and_(Delivery.status == Status.RETRY, Delivery.retry_at <= now),
-                    ),
-                )
+                .where(key.where(), _claimable(now, max_attempts))
                 .values(
                     status=Status.CLAIMED,
                     attempts=Delivery.attempts + 1,
@@ -136,6 +123,10 @@ class DeliveryRepository:
 
     async def skip(self, key: DeliveryKey, now: datetime, reason: str) -> bool:
         """Record a slot deliberately not sent; False when the slot already has a row."""
+        return await self._insert(key, now, status=Status.SKIPPED, attempts=0, detail=reason[:200])
+
+    async def _insert(self, key: DeliveryKey, now: datetime, **values: object) -> bool:
+        """Insert the slot's row unless it exists; True when this call created it."""
         insert = dialect_insert(self.session)
         result = await self.session.execute(
             insert(Delivery)
@@ -145,11 +136,9 @@ class DeliveryRepository:
                 workspace=key.workspace,
                 target=key.target,
                 period=key.period,
-                status=Status.SKIPPED,
-                attempts=0,
-                detail=reason[:200],
                 created_at=now,
                 updated_at=now,
+                **values,
             )
             .on_conflict_do_nothing()
         )
@@ -167,13 +156,5 @@ class DeliveryRepository:
     async def due_retries(self, now: datetime, max_attempts: int) -> Sequence[Delivery]:
         """Rows whose retry is due or whose lease expired (their worker died), still allowed
         another attempt."""
-        result = await self.session.scalars(
-            select(Delivery).where(
-                Delivery.attempts < max_attempts,
-                or_(
-                    and_(Delivery.status == Status.CLAIMED, Delivery.lease_until < now),
-                    and_(Delivery.status == Status.RETRY, Delivery.retry_at <= now),
-                ),
-            )
-        )
+        result = await self.session.scalars(select(Delivery).where(_claimable(now, max_attempts)))
         return result.all()
