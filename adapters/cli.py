@@ -150,7 +150,7 @@ async def _deliver(
         await ready()
     scheduler = DeliveryScheduler(bot, platform=platform)
     await scheduler.start()
-    log.info("%s: %d scheduled slot(s)", platform, len(scheduler.next_slots(limit=10_000)))
+    log.info("%s: %d scheduled slot(s)", platform, scheduler.slot_count)
     try:
         await asyncio.Event().wait()
     finally:

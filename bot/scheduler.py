@@ -111,21 +111,16 @@ async def load_slots(bot: Paperboy, platform: str | None = None) -> list[Slot]:
         digests = (await repos.session.scalars(digests_query)).all()
     slots = [
         Slot(CHANNEL, s.platform, s.workspace, s.channel, PUBLISHING_DAYS,
-             *_hour_minute(s.post_time), s.timezone, _utc(s.updated_at))
+             *_hour_minute(s.post_time), s.timezone, s.updated_at)
         for s in subscriptions
     ]  # fmt: skip
     for d in digests:
         days = WEEKDAY_NAMES[d.weekday or 0] if d.cadence == "weekly" else "*"
         slots.append(
             Slot(DIGEST, d.platform, d.workspace, d.user, days, *_hour_minute(d.send_time),
-                 d.timezone, _utc(d.updated_at))
+                 d.timezone, d.updated_at)
         )  # fmt: skip
     return slots
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def worker_name() -> str:
@@ -294,6 +289,10 @@ class DeliveryScheduler:
             rows = await repos.deliveries.due_retries(self.clock(), self.policy.max_attempts)
             keys = [DeliveryKey(r.kind, r.platform, r.workspace, r.target, r.period) for r in rows]
         await asyncio.gather(*(self.runner.run(key) for key in keys))
+
+    @property
+    def slot_count(self) -> int:
+        return len(self._slots)
 
     def next_slots(self, limit: int = 10) -> list[tuple[str, datetime]]:
         """(job id, next fire time) of the soonest slots."""

@@ -40,8 +40,6 @@ def rank(hits: Sequence[SearchHit]) -> list[Paper]:
     def key(hit: SearchHit) -> tuple[int, datetime, int]:
         tier = int(10 * hit.relevance / best) if best > 0 else 0
         published = hit.paper.published_at or epoch
-        if published.tzinfo is None:  # SQLite hands back naive UTC datetimes
-            published = published.replace(tzinfo=UTC)
         return (tier, published, hit.paper.upvotes or 0)
 
     return [hit.paper for hit in sorted(hits, key=key, reverse=True)]

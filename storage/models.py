@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -23,6 +25,19 @@ JSONList = JSON().with_variant(JSONB(), "postgresql")
 
 # Platform-scoped identities: Slack team/channel/user ids, Discord snowflakes, console names.
 Ident = String(64)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime on every engine: everything we store is UTC, and SQLite hands
+    values back naive, so they are marked UTC on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -39,7 +54,7 @@ class Paper(Base):
     authors: Mapped[list[str]] = mapped_column(JSONList, default=list)
     ai_summary: Mapped[str | None] = mapped_column(Text)
     ai_keywords: Mapped[list[str]] = mapped_column(JSONList, default=list)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     upvotes: Mapped[int | None] = mapped_column(Integer)
     github_repo: Mapped[str | None] = mapped_column(Text)
     github_stars: Mapped[int | None] = mapped_column(Integer)
@@ -47,7 +62,7 @@ class Paper(Base):
     thumbnail: Mapped[str | None] = mapped_column(Text)
     organization: Mapped[str | None] = mapped_column(Text)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
-    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class DailyListing(Base):
@@ -76,7 +91,7 @@ class ChannelSubscription(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     count: Mapped[int] = mapped_column(Integer)
     created_by: Mapped[str] = mapped_column(Ident)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
 
 
@@ -104,7 +119,7 @@ class Post(Base):
     channel: Mapped[str] = mapped_column(Ident)
     message_id: Mapped[str] = mapped_column(String(128))
     paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
-    posted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Save(Base):
@@ -116,7 +131,7 @@ class Save(Base):
     paper_id: Mapped[int] = mapped_column(
         ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
     )
-    saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Follow(Base):
@@ -126,7 +141,7 @@ class Follow(Base):
     workspace: Mapped[str] = mapped_column(Ident, primary_key=True)
     user: Mapped[str] = mapped_column(Ident, primary_key=True)
     topic: Mapped[str] = mapped_column(String(100), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class DigestSetting(Base):
@@ -139,7 +154,7 @@ class DigestSetting(Base):
     weekday: Mapped[int | None] = mapped_column(Integer)  # 0 = Monday, weekly only
     send_time: Mapped[str] = mapped_column(String(5))
     timezone: Mapped[str] = mapped_column(String(64))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Set when the user's DMs could not be reached; scheduled digests skip them until they
     # set their digest again.
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
@@ -156,7 +171,7 @@ class DigestItem(Base):
     paper_id: Mapped[int] = mapped_column(
         ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
     )
-    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ProcessedEvent(Base):
@@ -166,7 +181,7 @@ class ProcessedEvent(Base):
 
     platform: Mapped[str] = mapped_column(String(16), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class Delivery(Base):
@@ -185,9 +200,9 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(16))  # see storage.deliveries.Status
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(64))  # the current or last claimant
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message_ref: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(200))  # a failure reason, or what was sent
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
