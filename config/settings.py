@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     search_budget_seconds: float = Field(
         1.5, gt=0, le=10, validation_alias="PAPERBOY_SEARCH_BUDGET"
     )
+    # How long a worker's claim on a scheduled send (and on the Discord gateway) lasts before
+    # another worker may take it over: short enough to recover fast from a crash.
+    delivery_lease_seconds: float = Field(
+        300.0, gt=0, le=3600, validation_alias="PAPERBOY_DELIVERY_LEASE_SECONDS"
+    )
+    gateway_lease_seconds: float = Field(
+        60.0, gt=0, le=3600, validation_alias="PAPERBOY_GATEWAY_LEASE_SECONDS"
+    )
     log_level: str = Field("INFO", validation_alias="PAPERBOY_LOG_LEVEL")
     host: str = Field("0.0.0.0", validation_alias="PAPERBOY_HOST")
     port: int = Field(3000, ge=0, le=65535, validation_alias="PORT")

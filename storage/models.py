@@ -93,6 +93,7 @@ class ChannelSubscription(Base):
     created_by: Mapped[str] = mapped_column(Ident)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    days: Mapped[str] = mapped_column(String(32), default="mon-fri")  # cron day_of_week
 
 
 class ChannelTopic(Base):
@@ -206,3 +207,14 @@ class Delivery(Base):
     detail: Mapped[str | None] = mapped_column(String(200))  # a failure reason, or what was sent
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Lease(Base):
+    """A named role only one process may hold at a time (e.g. the Discord gateway connection),
+    renewed by its holder before `expires_at` and taken over by another process after it."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -12,6 +12,7 @@ from storage.channels import ChannelRepository
 from storage.db import create_engine, upgrade
 from storage.deliveries import DeliveryRepository
 from storage.inbox import InboxRepository
+from storage.leases import LeaseRepository
 from storage.papers import PaperRepository
 from storage.users import UserRepository
 
@@ -24,6 +25,7 @@ class Repositories:
     users: UserRepository
     inbox: InboxRepository
     deliveries: DeliveryRepository
+    leases: LeaseRepository
 
 
 class Store:
@@ -49,6 +51,7 @@ class Store:
                 users=UserRepository(session),
                 inbox=InboxRepository(session),
                 deliveries=DeliveryRepository(session),
+                leases=LeaseRepository(session),
             )
 
     async def close(self) -> None:
