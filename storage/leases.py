@@ -39,9 +39,7 @@ class LeaseRepository:
 
     async def release(self, name: str, holder: str) -> None:
         """Give the lease up at once (a clean shutdown) so another process need not wait."""
-        await self.session.execute(
-            delete(Lease).where(Lease.name == name, Lease.holder == holder)
-        )
+        await self.session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
 
     async def get(self, name: str) -> Lease | None:
         return await self.session.scalar(

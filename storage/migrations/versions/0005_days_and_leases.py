@@ -18,9 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("channel_subscriptions") as table:
-        table.add_column(
-            sa.Column("days", sa.String(32), nullable=False, server_default="mon-fri")
-        )
+        table.add_column(sa.Column("days", sa.String(32), nullable=False, server_default="mon-fri"))
     op.create_table(
         "leases",
         sa.Column("name", sa.String(64), primary_key=True),
