@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from bot.commands import HANDLERS, CommandContext
 from bot.commands.channels import not_admin
@@ -19,7 +19,7 @@ from bot.commands.parser import (
     UsageError,
     parse,
 )
-from bot.daily import ChannelPlan, compose_daily_post, deliver_daily_post
+from bot.daily import ChannelPlan, ListMissing, compose_daily_post, deliver_daily_post
 from bot.digest import send_digest
 from bot.events import ChannelRef, CommandInvoked, ReactionChanged, UserRef
 from bot.messages import Message, Visibility
@@ -117,20 +117,35 @@ class Paperboy:
         async with self.store.transaction() as repos:
             return list(await repos.users.following(scope.platform, scope.workspace, user.user))
 
-    async def post_daily(self, channel: ChannelRef) -> Delivered:
-        """Run a channel's daily post now.
+    async def post_daily(
+        self, channel: ChannelRef, *, day: date | None = None, give_up: bool = False
+    ) -> Delivered:
+        """Run a channel's daily post now, from `day`'s list (default: the newest).
 
+        When `day`'s list is not in the store, raises ListMissing for the caller to wait, or
+        with `give_up` posts a short notice saying so (never older papers in its place).
         A permanent delivery error (channel gone, bot removed) turns the channel's daily post
         off, tells the admin who set it up, and is raised again for the caller to report.
         """
         try:
-            return await self._post_daily(channel)
+            try:
+                return await self._post_daily(channel, day)
+            except ListMissing as missing:
+                if not give_up:
+                    raise
+                notice = Message(
+                    text="No trending papers today: Hugging Face has not published its Daily "
+                    f"Papers list for {missing.day:%A %d %B} yet.",
+                    lines=("I'll post the next list at the usual time.",),
+                    visibility=Visibility.PUBLIC,
+                )
+                return Delivered(0, await self.outbound.post(channel, notice), "list missing")
         except DeliveryError as error:
             if error.permanent:
                 await self._stop_channel(channel, error.reason)
             raise
 
-    async def _post_daily(self, channel: ChannelRef) -> Delivered:
+    async def _post_daily(self, channel: ChannelRef, day: date | None) -> Delivered:
         scope = channel.scope
         async with self.store.transaction() as repos:
             subscription = await repos.channels.subscription(
@@ -140,7 +155,7 @@ class Paperboy:
             count = subscription.count if subscription else self.config.default_post_count
             now = self.clock()
             post = await compose_daily_post(
-                repos, channel, ChannelPlan(count, topics), self.config.save_emoji, now
+                repos, channel, ChannelPlan(count, topics), self.config.save_emoji, now, day=day
             )
         if post is None:
             return Delivered(0)

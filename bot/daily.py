@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 from bot.cards import demo_note, paper_card
 from bot.events import ChannelRef
@@ -13,6 +13,29 @@ from bot.ports import Delivered, Outbound
 from bot.search import search_terms
 from storage.models import Paper
 from storage.store import Repositories, Store
+
+PUBLISHING_DAYS = "mon-fri"  # Hugging Face publishes Daily Papers on weekdays
+# A day's list fills up from 00:00 UTC; by 08:00 UTC it holds most of its papers (the
+# archived responses fetched at 07:45 UTC carry full lists), so a post from then on gets it.
+LIST_OUT_UTC = time(8, 0)
+
+
+class ListMissing(Exception):
+    """The Daily Papers list a scheduled post is due to carry is not in the store yet."""
+
+    def __init__(self, day: date) -> None:
+        super().__init__(f"Daily Papers list for {day} not in yet")
+        self.day = day
+
+
+def due_list_day(at: datetime) -> date:
+    """The list a post at `at` should carry: today's (UTC) once it is out, else the one
+    before; a post on a day without a list (weekends) carries Friday's."""
+    at = at.astimezone(UTC)
+    day = at.date() if at.time() >= LIST_OUT_UTC else at.date() - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
 
 
 @dataclass(frozen=True)
@@ -48,14 +71,32 @@ async def matching_any(
     return [paper for paper in candidates if paper.id in matched]
 
 
+async def due_list(repos: Repositories, day: date) -> tuple[date, list[Paper]] | None:
+    """`day`'s list; raises ListMissing when real lists are stored but not that one. A store
+    holding only the demo sample (offline) serves the sample."""
+    papers = await repos.papers.listing(day)
+    if papers:
+        return day, papers
+    if await repos.papers.latest_listing_day(demo=False) is not None:
+        raise ListMissing(day)
+    return await latest_list(repos, day)
+
+
 async def compose_daily_post(
-    repos: Repositories, channel: ChannelRef, plan: ChannelPlan, save_emoji: str, now: datetime
+    repos: Repositories,
+    channel: ChannelRef,
+    plan: ChannelPlan,
+    save_emoji: str,
+    now: datetime,
+    *,
+    day: date | None = None,
 ) -> DailyPost | None:
-    """The post this channel would get at `now`, or None when there is nothing new for it."""
-    latest = await latest_list(repos, now.date())
-    if latest is None:
+    """The post this channel would get at `now` from `day`'s list (default: the newest), or
+    None when there is nothing new for it. Raises ListMissing when `day`'s list is not in."""
+    listed = await (due_list(repos, day) if day else latest_list(repos, now.date()))
+    if listed is None:
         return None
-    day, papers = latest
+    day, papers = listed
     if plan.topics:
         papers = await matching_any(repos, plan.topics, papers)
     scope = channel.scope

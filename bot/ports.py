@@ -12,10 +12,11 @@ from bot.messages import Message
 @dataclass(frozen=True)
 class Delivered:
     """What a send put out: how many papers, and its first message (a daily post's header,
-    a digest's DM); `papers == 0` means nothing was sent."""
+    a digest's DM); no `ref` means nothing was sent."""
 
     papers: int
     ref: MessageRef | None = None
+    note: str = ""  # what was sent instead of papers, e.g. "list missing"
 
 
 class DeliveryError(Exception):

@@ -26,16 +26,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
 from bot.core import Paperboy
+from bot.daily import ListMissing, due_list_day
 from bot.events import ChannelRef, Scope, UserRef
 from bot.ports import Delivered, DeliveryError
 from storage.deliveries import DeliveryKey, Status
-from storage.models import ChannelSubscription, DigestSetting
+from storage.models import ChannelSubscription, Delivery, DigestSetting
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "channel"
 DIGEST = "digest"
-PUBLISHING_DAYS = "mon-fri"  # Hugging Face publishes Daily Papers on weekdays
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -47,6 +47,10 @@ class DeliveryPolicy:
     max_retry: timedelta = timedelta(minutes=30)
     concurrency: int = 8  # deliveries in flight per worker
     resync_every: timedelta = timedelta(minutes=1)
+    # A post whose list is not out yet waits, looking again every `list_poll`, for up to
+    # `list_wait` after its slot; then it says the list is missing instead of posting.
+    list_wait: timedelta = timedelta(hours=4)
+    list_poll: timedelta = timedelta(minutes=10)
 
     def retry_delay(self, attempts: int) -> timedelta:
         return min(self.first_retry * 2 ** max(attempts - 1, 0), self.max_retry)
@@ -110,7 +114,7 @@ async def load_slots(bot: Paperboy, platform: str | None = None) -> list[Slot]:
         subscriptions = (await repos.session.scalars(channels)).all()
         digests = (await repos.session.scalars(digests_query)).all()
     slots = [
-        Slot(CHANNEL, s.platform, s.workspace, s.channel, PUBLISHING_DAYS,
+        Slot(CHANNEL, s.platform, s.workspace, s.channel, s.days,
              *_hour_minute(s.post_time), s.timezone, s.updated_at)
         for s in subscriptions
     ]  # fmt: skip
@@ -162,7 +166,11 @@ class DeliveryRunner:
         started = time.monotonic()
         status, retry_at, ref, detail = Status.FAILED, None, None, None
         try:
-            delivered = await self._send(key)
+            delivered = await self._send(key, delivery)
+        except ListMissing as missing:
+            status, detail = Status.WAITING, f"waiting for the {missing.day} list"
+            give_up_at = delivery.created_at + policy.list_wait
+            retry_at = min(self.clock() + policy.list_poll, give_up_at)
         except DeliveryError as error:
             detail = error.reason
             if not error.permanent and delivery.attempts < policy.max_attempts:
@@ -175,9 +183,9 @@ class DeliveryRunner:
                 status = Status.RETRY
                 retry_at = self.clock() + policy.retry_delay(delivery.attempts)
         else:
-            status = Status.SENT if delivered.papers else Status.EMPTY
+            status = Status.SENT if delivered.ref else Status.EMPTY
             ref = delivered.ref.message_id if delivered.ref else None
-            detail = f"{delivered.papers} papers"
+            detail = delivered.note or f"{delivered.papers} papers"
         async with self.bot.store.transaction() as repos:
             await repos.deliveries.finish(
                 delivery.id, status, self.clock(), message_ref=ref, detail=detail, retry_at=retry_at
@@ -190,10 +198,15 @@ class DeliveryRunner:
         )  # fmt: skip
         return status
 
-    async def _send(self, key: DeliveryKey) -> Delivered:
+    async def _send(self, key: DeliveryKey, delivery: Delivery) -> Delivered:
         scope = Scope(key.platform, key.workspace)
         if key.kind == CHANNEL:
-            return await self.bot.post_daily(ChannelRef(scope, key.target))
+            # The list is the one due when the slot first ran, however late a retry runs.
+            return await self.bot.post_daily(
+                ChannelRef(scope, key.target),
+                day=due_list_day(delivery.created_at),
+                give_up=self.clock() >= delivery.created_at + self.policy.list_wait,
+            )
         return await self.bot.send_digest(UserRef(scope, key.target), scheduled=True)
 
 

@@ -35,6 +35,7 @@ class ChannelRepository:
         post_time: str,
         timezone: str,
         count: int,
+        days: str,
         by: str,
         now: datetime,
     ) -> ChannelSubscription:
@@ -50,6 +51,7 @@ class ChannelRepository:
         subscription.post_time = post_time
         subscription.timezone = timezone
         subscription.count = count
+        subscription.days = days
         subscription.created_by = by
         subscription.updated_at = now
         await self.session.flush()

@@ -26,6 +26,7 @@ class Status(StrEnum):
     SENT = "sent"
     EMPTY = "empty"  # nothing to send this period (no new papers)
     RETRY = "retry"  # a transient failure; due again at retry_at
+    WAITING = "waiting"  # what it needs (today's list) is not out yet; due again at retry_at
     FAILED = "failed"  # permanent, or out of attempts
     SKIPPED = "skipped"  # deliberately not sent (a missed slot from an earlier day)
 
@@ -49,13 +50,13 @@ class DeliveryKey:
 
 
 def _claimable(now: datetime, max_attempts: int) -> ColumnElement[bool]:
-    """A row another worker may take: its lease ran out (the worker died) or its retry is due,
-    and it has attempts left."""
+    """A row another worker may take: its lease ran out (the worker died) or its retry (or
+    wait) is due, and it has attempts left."""
     return and_(
         Delivery.attempts < max_attempts,
         or_(
             and_(Delivery.status == Status.CLAIMED, Delivery.lease_until < now),
-            and_(Delivery.status == Status.RETRY, Delivery.retry_at <= now),
+            and_(Delivery.status.in_((Status.RETRY, Status.WAITING)), Delivery.retry_at <= now),
         ),
     )
 
@@ -107,11 +108,15 @@ class DeliveryRepository:
         detail: str | None = None,
         retry_at: datetime | None = None,
     ) -> None:
+        """Record the outcome of the claimed attempt. Waiting is not a failed attempt: its
+        claim gives the attempt back, so a late list never uses up the retries."""
+        attempts = Delivery.attempts - 1 if status == Status.WAITING else Delivery.attempts
         await self.session.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id)
             .values(
                 status=status,
+                attempts=attempts,
                 lease_until=None,
                 retry_at=retry_at,
                 message_ref=message_ref,

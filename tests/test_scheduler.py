@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.core import BotConfig, Paperboy
+from bot.daily import due_list_day
+from bot.ingest import ingest_days
 from bot.events import ChannelRef, MessageRef
 from bot.messages import Message
 from bot.ports import DeliveryError
 from bot.scheduler import DeliveryPolicy, DeliveryScheduler, Slot, last_fire
+from bot.sources.huggingface import HuggingFaceClient
 from storage.deliveries import DeliveryKey, Status
 from storage.store import Store
 from tests.core_fixtures import NOW, SCOPE, Harness, RecordingPlatform
@@ -297,3 +300,85 @@ async def test_a_paused_digest_is_not_scheduled(harness: Harness) -> None:
     await worker.resync(catch_up=True)
     assert delivered(harness.platform) == (1, 0)
     assert "digest:test:T1:alice" not in dict(worker.next_slots())
+
+
+# Publishing days and the day's list ------------------------------------------------------
+
+
+async def test_a_channel_posts_on_its_own_days(harness: Harness) -> None:
+    answer = await harness.say("channel on 09:00 UTC 3 mon,wed,sat", user="admin", admin=True)
+    assert "on Mon, Wed, Sat" in answer.text
+    worker = scheduler(harness)
+    await worker.resync()
+    fires = []
+    trigger = worker._slots["channel:test:T1:C1"].trigger()
+    fire = trigger.get_next_fire_time(None, NOW)
+    for _ in range(4):
+        assert fire is not None
+        fires.append(fire.strftime("%a %d"))
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    assert fires == ["Wed 06", "Sat 09", "Mon 11", "Wed 13"]
+    kept = await harness.say("channel on 10:00", user="admin", admin=True)  # days are kept
+    assert "10:00 UTC on Mon, Wed, Sat" in kept.text
+    everyday = await harness.say("channel on daily", user="admin", admin=True)
+    assert "every day" in everyday.text
+    refused = await harness.say("channel on 09:00 UTC 3 someday", user="admin", admin=True)
+    assert refused.is_usage_hint and "mon,wed,fri" in refused.text
+    assert "every day" in (await harness.say("channel status")).text
+
+
+def test_the_due_list_is_todays_once_it_is_out_and_fridays_at_weekends() -> None:
+    assert due_list_day(datetime(2026, 5, 5, 9, 0, tzinfo=UTC)) == date(2026, 5, 5)
+    assert due_list_day(datetime(2026, 5, 5, 7, 59, tzinfo=UTC)) == date(2026, 5, 4)
+    tokyo_monday_morning = datetime(2026, 5, 11, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    assert due_list_day(tokyo_monday_morning) == date(2026, 5, 8)  # Friday's
+    assert due_list_day(datetime(2026, 5, 9, 12, 0, tzinfo=UTC)) == date(2026, 5, 8)
+
+
+WEDNESDAY = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
+WEDNESDAY_KEY = DeliveryKey("channel", "test", "T1", "C1", "2026-05-06")
+
+
+async def test_a_post_waits_for_the_days_list_then_posts_it(harness: Harness) -> None:
+    await configure(harness, NOW)
+    harness.clock[0] = WEDNESDAY  # Wednesday's list is not in: Tuesday's must not be reposted
+    worker = scheduler(harness)
+    assert await worker.runner.run(WEDNESDAY_KEY) is Status.WAITING
+    assert delivered(harness.platform) == (0, 0)
+    async with harness.store.transaction() as repos:
+        row = await repos.deliveries.get(WEDNESDAY_KEY)
+    assert row is not None and (row.status, row.attempts) == ("waiting", 0)
+    assert row.detail == "waiting for the 2026-05-06 list"
+    for _ in range(POLICY.max_attempts + 2):  # waiting never uses up the attempts
+        harness.clock[0] += POLICY.list_poll
+        await worker.retry_due()
+    assert delivered(harness.platform) == (0, 0)
+    harness.hf.load_day("2026-05-06", "2026-05-05.json")  # the list comes out
+    async with HuggingFaceClient(harness.hf.base_url, timeout=2.0, max_retries=0) as client:
+        await ingest_days(harness.store, client, WEDNESDAY.date(), WEDNESDAY.date(), WEDNESDAY)
+    harness.clock[0] += POLICY.list_poll
+    await worker.retry_due()
+    assert delivered(harness.platform) == (1, 0)
+    header = harness.platform.posts[0][1].text
+    assert header.endswith("Wednesday 06 May 2026")
+    async with harness.store.transaction() as repos:
+        row = await repos.deliveries.get(WEDNESDAY_KEY)
+    assert row is not None and (row.status, row.attempts, row.detail) == ("sent", 1, "3 papers")
+
+
+async def test_a_list_that_never_comes_is_reported_once_not_replaced(harness: Harness) -> None:
+    await configure(harness, NOW)
+    harness.clock[0] = WEDNESDAY
+    worker = scheduler(harness)
+    await worker.runner.run(WEDNESDAY_KEY)
+    polls = int(POLICY.list_wait / POLICY.list_poll)
+    for _ in range(polls + 2):
+        harness.clock[0] += POLICY.list_poll
+        await worker.retry_due()
+    posts = [message.text for _, message, _ in harness.platform.posts]
+    assert len(posts) == 1 and posts[0].startswith("No trending papers today")
+    assert "Wednesday 06 May" in posts[0]
+    assert harness.paper_posts() == []  # Tuesday's papers were not posted again
+    async with harness.store.transaction() as repos:
+        row = await repos.deliveries.get(WEDNESDAY_KEY)
+    assert row is not None and (row.status, row.detail) == ("sent", "list missing")

@@ -22,6 +22,7 @@ FollowedTopics = Callable[[discord.Interaction], Awaitable[list[str]]]
 Topic = app_commands.Range[str, 1, MAX_TOPIC_LENGTH]
 Time = app_commands.Range[str, 3, 5]
 Count = app_commands.Range[int, 1, MAX_POST_COUNT]
+Days = app_commands.Range[str, 3, 40]
 MAX_CHOICES = 25  # Discord shows at most 25 autocomplete choices
 TIME_HINT = "24-hour HH:MM, e.g. 08:30"
 TIMEZONE_HINT = "IANA timezone, e.g. Europe/Berlin (start typing to search)"
@@ -148,9 +149,12 @@ class PapersCommands(app_commands.Group):
 
     # /papers channel ... (admin commands are refused by the core without Manage Server)
 
-    @channel.command(name="on", description="Post trending papers here every weekday")
+    @channel.command(name="on", description="Post trending papers here (weekdays by default)")
     @app_commands.describe(
-        time=TIME_HINT, timezone=TIMEZONE_HINT, count=f"Papers per post, 1 to {MAX_POST_COUNT}"
+        time=TIME_HINT,
+        timezone=TIMEZONE_HINT,
+        count=f"Papers per post, 1 to {MAX_POST_COUNT}",
+        days="weekdays, daily, or days such as mon,wed,fri",
     )
     @app_commands.autocomplete(timezone=timezone_choices)
     async def channel_on(
@@ -159,8 +163,10 @@ class PapersCommands(app_commands.Group):
         time: Time | None = None,
         timezone: str | None = None,
         count: Count | None = None,
+        days: Days | None = None,
     ) -> None:
-        await self.run(interaction, _words("channel on", time, timezone, count))
+        days = days.replace(" ", "") if days else None  # "mon, wed" is one list of days
+        await self.run(interaction, _words("channel on", time, timezone, count, days))
 
     @channel.command(name="off", description="Stop the daily post here")
     async def channel_off(self, interaction: discord.Interaction) -> None:

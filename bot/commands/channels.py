@@ -10,9 +10,12 @@ from bot.commands.parser import (
     ChannelStatus,
     ChannelTopicAdd,
     ChannelTopicRemove,
+    describe_days,
 )
+from bot.daily import PUBLISHING_DAYS
 from bot.messages import Message
 from bot.ports import DeliveryError
+from storage.models import ChannelSubscription
 
 
 def not_admin(admins: str) -> str:
@@ -32,13 +35,13 @@ async def channel_on(ctx: CommandContext, command: ChannelOn) -> Message:
             post_time=command.time or (current.post_time if current else config.default_post_time),
             timezone=command.timezone or (current.timezone if current else config.default_tz),
             count=command.count or (current.count if current else config.default_post_count),
+            days=command.days or (current.days if current else PUBLISHING_DAYS),
             by=ctx.user,
             now=ctx.now,
         )
         topics = await repos.channels.topics(subscription.id)
     return Message(
-        text=f"Daily post on: the top {subscription.count} papers at "
-        f"{subscription.post_time} {subscription.timezone} on publishing days.",
+        text=f"Daily post on: {_schedule(subscription)}.",
         lines=(_topics_line(topics), "Run it now with `/papers channel post-now`."),
     )
 
@@ -72,8 +75,7 @@ async def channel_status(ctx: CommandContext, command: ChannelStatus) -> Message
             lines=("An admin can start one: `/papers channel on 09:00 Europe/Berlin 5`.",),
         )
     return Message(
-        text=f"Daily post: the top {subscription.count} papers at {subscription.post_time} "
-        f"{subscription.timezone} on publishing days.",
+        text=f"Daily post: {_schedule(subscription)}.",
         lines=(_topics_line(topics),),
     )
 
@@ -118,6 +120,13 @@ async def channel_post_now(ctx: CommandContext, command: ChannelPostNow) -> Mess
     if not sent:
         return Message(text="Nothing new to post: every paper of the latest list is already here.")
     return Message(text=f"Posted {sent} paper(s) to this channel.")
+
+
+def _schedule(subscription: ChannelSubscription) -> str:
+    return (
+        f"the top {subscription.count} papers at {subscription.post_time} "
+        f"{subscription.timezone} {describe_days(subscription.days)}"
+    )
 
 
 def _topics_line(topics: list[str]) -> str:

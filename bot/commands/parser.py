@@ -30,7 +30,7 @@ USAGE = {
     "digest": "`/papers digest daily HH:MM [timezone]`, "
     "`/papers digest weekly [mon..sun] HH:MM [timezone]`, `/papers digest off` "
     "or `/papers digest now`",
-    "channel": "`/papers channel on [HH:MM] [timezone] [count]`, `/papers channel off`, "
+    "channel": "`/papers channel on [HH:MM] [timezone] [count] [days]`, `/papers channel off`, "
     "`/papers channel status`, `/papers channel post-now` "
     "or `/papers channel topics add|remove <topic>`",
     "help": "`/papers help`",
@@ -121,6 +121,7 @@ class ChannelOn:
     time: str | None
     timezone: str | None
     count: int | None
+    days: str | None = None  # cron day_of_week, e.g. "mon-fri"; None: keep the current days
 
 
 @dataclass(frozen=True)
@@ -296,11 +297,12 @@ def parse_timezone(value: str, name: str) -> str:
 
 def parse_weekday(value: str) -> int:
     """`mon`, `Monday`, `tues`...: three letters at least of a weekday's English name."""
-    value = value.lower()
-    for index, day in enumerate(WEEKDAYS):
-        if len(value) >= 3 and day.startswith(value):
-            return index
-    raise UsageError(f"Days are mon, tue, wed, thu, fri, sat or sun. Usage: {USAGE['digest']}")
+    try:
+        return _weekday_index(value.lower())
+    except ValueError:
+        raise UsageError(
+            f"Days are mon, tue, wed, thu, fri, sat or sun. Usage: {USAGE['digest']}"
+        ) from None
 
 
 def _digest(args: list[str]) -> Command:
@@ -338,14 +340,14 @@ def _channel(args: list[str]) -> Command:
 
 
 def _channel_on(args: list[str]) -> Command:
-    """`on [HH:MM] [tz] [count]`, each part optional but in this order."""
-    time = timezone = count = None
+    """`on [HH:MM] [tz] [count] [days]`, each part optional but in this order."""
+    time = timezone = count = days = None
     rest = list(args)
     if rest and (":" in rest[0] or (rest[0].isdigit() and len(rest[0]) >= 3)):
         time = parse_time(rest.pop(0), "channel")  # "0830" is a mistyped time, not a count
-    if rest and not rest[0].isdigit():
+    if rest and not rest[0].isdigit() and parse_days(rest[0]) is None:
         timezone = parse_timezone(rest.pop(0), "channel")
-    if rest:
+    if rest and parse_days(rest[0]) is None:
         value = rest.pop(0)
         if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_POST_COUNT:
             raise UsageError(
@@ -353,8 +355,67 @@ def _channel_on(args: list[str]) -> Command:
             )
         count = int(value)
     if rest:
+        days = parse_days(rest.pop(0))
+        if days is None:
+            raise UsageError(
+                "Days are `weekdays`, `daily` or a list such as `mon,wed,fri`. "
+                f"Usage: {USAGE['channel']}"
+            )
+    if rest:
         raise usage("channel")
-    return ChannelOn(time, timezone, count)
+    return ChannelOn(time, timezone, count, days)
+
+
+DAY_WORDS = {"weekdays": range(5), "daily": range(7), "everyday": range(7), "weekends": (5, 6)}
+
+
+def parse_days(value: str) -> str | None:
+    """`weekdays`, `daily`, `mon,wed,fri`, `mon-thu` as a canonical cron day_of_week
+    (`mon-fri`, `mon,wed,fri`), or None when `value` names no days."""
+    value = value.lower()
+    if value in DAY_WORDS:
+        return days_spec(set(DAY_WORDS[value]))
+    chosen: set[int] = set()
+    for part in value.split(","):
+        first, dash, last = part.partition("-")
+        try:
+            start = _weekday_index(first)
+            end = _weekday_index(last) if dash else start
+        except ValueError:
+            return None
+        chosen.update(day % 7 for day in range(start, end + 1 + (7 if end < start else 0)))
+    return days_spec(chosen)
+
+
+def _weekday_index(value: str) -> int:
+    for index, day in enumerate(WEEKDAYS):
+        if len(value) >= 3 and day.startswith(value):
+            return index
+    raise ValueError(value)
+
+
+def days_spec(days: set[int]) -> str:
+    """Weekday numbers (0 = Monday) as cron day_of_week, runs of three or more as ranges."""
+    runs: list[list[int]] = []
+    for day in sorted(days):
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    names = [day[:3] for day in WEEKDAYS]
+    return ",".join(
+        f"{names[run[0]]}-{names[run[-1]]}" if len(run) >= 3 else ",".join(names[d] for d in run)
+        for run in runs
+    )
+
+
+def describe_days(spec: str) -> str:
+    """A cron day_of_week from `parse_days` in words: "on weekdays", "every day"."""
+    if spec == "mon-fri":
+        return "on weekdays"
+    if spec == "mon-sun":
+        return "every day"
+    return "on " + spec.replace(",", ", ").title().replace("-", " to ")
 
 
 def _topic(args: list[str]) -> Command:
