@@ -83,8 +83,11 @@ COMMANDS: list[tuple[str, dict[str, Any], str]] = [
     ("digest now", {}, "follow no topics"),
     ("digest off", {}, "already off"),
     ("channel status", {}, "No daily post"),
-    ("channel on", {"time": "09:15", "timezone": "Europe/Berlin", "count": 3, "days": "mon, wed"},
-     "09:15 Europe/Berlin on Mon, Wed"),  # fmt: skip
+    (
+        "channel on",
+        {"time": "09:15", "timezone": "Europe/Berlin", "count": 3, "days": "mon, wed"},
+        "09:15 Europe/Berlin on Mon, Wed",
+    ),
     ("channel off", {}, "already off"),
     ("channel post-now", {}, "Posted"),
     ("channel topics", {"action": "add", "topic": "agents"}, "on first"),

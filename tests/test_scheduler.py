@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from bot.core import BotConfig, Paperboy
 from bot.daily import due_list_day
-from bot.ingest import ingest_days
 from bot.events import ChannelRef, MessageRef
+from bot.ingest import ingest_days
 from bot.messages import Message
 from bot.ports import DeliveryError
 from bot.scheduler import DeliveryPolicy, DeliveryScheduler, Slot, last_fire
