@@ -10,12 +10,13 @@ workers fire the same slot; the deliveries ledger lets exactly one of them send 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -29,13 +30,12 @@ from bot.core import Paperboy
 from bot.daily import ListMissing, due_list_day
 from bot.events import ChannelRef, Scope, UserRef
 from bot.ports import Delivered, DeliveryError
-from storage.deliveries import DeliveryKey, Status
+from storage.deliveries import CHANNEL, DIGEST, DeliveryKey, Status
 from storage.models import ChannelSubscription, Delivery, DigestSetting
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "channel"
-DIGEST = "digest"
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -103,14 +103,14 @@ def _hour_minute(value: str) -> tuple[int, int]:
     return int(hour), int(minute)
 
 
-async def load_slots(bot: Paperboy, platform: str | None = None) -> list[Slot]:
+async def load_slots(store: Store, platform: str | None = None) -> list[Slot]:
     """Every enabled channel post and every digest that is not paused (on `platform`)."""
     channels = select(ChannelSubscription).where(ChannelSubscription.enabled.is_(True))
     digests_query = select(DigestSetting).where(DigestSetting.disabled_reason.is_(None))
     if platform is not None:
         channels = channels.where(ChannelSubscription.platform == platform)
         digests_query = digests_query.where(DigestSetting.platform == platform)
-    async with bot.store.transaction() as repos:
+    async with store.transaction() as repos:
         subscriptions = (await repos.session.scalars(channels)).all()
         digests = (await repos.session.scalars(digests_query)).all()
     slots = [
@@ -257,7 +257,7 @@ class DeliveryScheduler:
 
     async def resync(self, *, catch_up: bool = False) -> None:
         async with self._resync_lock:
-            slots = await load_slots(self.bot, self.platform)
+            slots = await load_slots(self.bot.store, self.platform)
             wanted = {slot.job_id: slot for slot in slots}
             for job_id in set(self._slots) - set(wanted):
                 self.scheduler.remove_job(job_id)
@@ -309,10 +309,15 @@ class DeliveryScheduler:
 
     def next_slots(self, limit: int = 10) -> list[tuple[str, datetime]]:
         """(job id, next fire time) of the soonest slots."""
-        now = self.clock()
-        upcoming = [
-            (job_id, fire)
-            for job_id, slot in self._slots.items()
-            if (fire := slot.trigger().get_next_fire_time(None, now)) is not None
-        ]
-        return sorted(upcoming, key=lambda item: item[1])[:limit]
+        upcoming = next_fires(self._slots.values(), self.clock(), limit)
+        return [(slot.job_id, fire) for slot, fire in upcoming]
+
+
+def next_fires(slots: Iterable[Slot], now: datetime, limit: int) -> list[tuple[Slot, datetime]]:
+    """The `limit` soonest (slot, next fire time) after `now`."""
+    upcoming = [
+        (slot, fire)
+        for slot in slots
+        if (fire := slot.trigger().get_next_fire_time(None, now)) is not None
+    ]
+    return heapq.nsmallest(limit, upcoming, key=lambda item: item[1])

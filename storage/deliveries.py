@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Delivery
 from storage.papers import dialect_insert
+
+CHANNEL = "channel"  # a channel's daily post
+DIGEST = "digest"  # a user's DM digest
 
 
 class Status(StrEnum):
@@ -151,6 +154,31 @@ class DeliveryRepository:
 
     async def get(self, key: DeliveryKey) -> Delivery | None:
         return await self.session.scalar(select(Delivery).where(key.where()))
+
+    async def latest(
+        self, kind: str, platform: str, workspace: str, target: str
+    ) -> Delivery | None:
+        """The target's most recent period's delivery."""
+        return await self.session.scalar(
+            select(Delivery)
+            .where(
+                Delivery.kind == kind,
+                Delivery.platform == platform,
+                Delivery.workspace == workspace,
+                Delivery.target == target,
+            )
+            .order_by(Delivery.period.desc())
+            .limit(1)
+        )
+
+    async def counts(self, since: datetime) -> dict[str, int]:
+        """How many deliveries updated since `since` are in each status."""
+        result = await self.session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.updated_at >= since)
+            .group_by(Delivery.status)
+        )
+        return {status: count for status, count in result.all()}
 
     async def recent(self, limit: int = 20) -> Sequence[Delivery]:
         result = await self.session.scalars(

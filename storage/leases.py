@@ -45,3 +45,10 @@ class LeaseRepository:
         return await self.session.scalar(
             select(Lease).where(Lease.name == name).execution_options(populate_existing=True)
         )
+
+    async def held(self, now: datetime) -> list[Lease]:
+        """Leases currently held (not expired), by name."""
+        result = await self.session.scalars(
+            select(Lease).where(Lease.expires_at >= now).order_by(Lease.name)
+        )
+        return list(result)

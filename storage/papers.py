@@ -125,6 +125,12 @@ class PaperRepository:
             )
         return await self.session.scalar(query)
 
+    async def last_fetched(self) -> datetime | None:
+        """When papers were last written from Hugging Face (the demo sample aside)."""
+        return await self.session.scalar(
+            select(func.max(Paper.fetched_at)).where(Paper.is_demo.is_(False))
+        )
+
     async def listing(self, day: date) -> list[Paper]:
         """`day`'s papers in rank order."""
         result = await self.session.scalars(

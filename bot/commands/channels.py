@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.commands.context import CommandContext
+from bot.commands.outcomes import last_delivery_line
 from bot.commands.parser import (
     ChannelOff,
     ChannelOn,
@@ -15,6 +16,7 @@ from bot.commands.parser import (
 from bot.daily import PUBLISHING_DAYS
 from bot.messages import Message
 from bot.ports import DeliveryError
+from storage.deliveries import CHANNEL
 from storage.models import ChannelSubscription
 
 
@@ -64,6 +66,10 @@ async def channel_status(ctx: CommandContext, command: ChannelStatus) -> Message
             ctx.platform, ctx.workspace, ctx.event.channel.channel
         )
         topics = await repos.channels.topics(subscription.id) if subscription else []
+        last = await repos.deliveries.latest(
+            CHANNEL, ctx.platform, ctx.workspace, ctx.event.channel.channel
+        )
+    last_line = last_delivery_line(last, "Last scheduled post")
     if subscription is None or not subscription.enabled:
         stopped = (
             f" It was stopped: {subscription.disabled_reason}."
@@ -72,11 +78,13 @@ async def channel_status(ctx: CommandContext, command: ChannelStatus) -> Message
         )
         return Message(
             text=f"No daily post in this channel.{stopped}",
-            lines=("An admin can start one: `/papers channel on 09:00 Europe/Berlin 5`.",),
+            lines=_present(
+                "An admin can start one: `/papers channel on 09:00 Europe/Berlin 5`.", last_line
+            ),
         )
     return Message(
         text=f"Daily post: {_schedule(subscription)}.",
-        lines=(_topics_line(topics),),
+        lines=_present(_topics_line(topics), last_line),
     )
 
 
@@ -127,6 +135,10 @@ def _schedule(subscription: ChannelSubscription) -> str:
         f"the top {subscription.count} papers at {subscription.post_time} "
         f"{subscription.timezone} {describe_days(subscription.days)}"
     )
+
+
+def _present(*lines: str | None) -> tuple[str, ...]:
+    return tuple(line for line in lines if line)
 
 
 def _topics_line(topics: list[str]) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from bot.commands.context import CommandContext
+from bot.commands.outcomes import last_delivery_line
 from bot.commands.parser import WEEKDAYS, DigestNow, DigestOff, DigestSet, DigestStatus
 from bot.messages import Message
 from bot.ports import DeliveryError
+from storage.deliveries import DIGEST
 from storage.models import DigestSetting
 
 PAUSED_HINT = (
@@ -55,7 +57,9 @@ async def digest_status(ctx: CommandContext, command: DigestStatus) -> Message:
     async with ctx.bot.store.transaction() as repos:
         setting = await repos.users.digest_setting(ctx.platform, ctx.workspace, ctx.user)
         topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
+        last = await repos.deliveries.latest(DIGEST, ctx.platform, ctx.workspace, ctx.user)
     following = f"Topics: {', '.join(topics)}." if topics else "You follow no topics yet."
+    last_line = last_delivery_line(last, "Last scheduled digest")
     if setting is None:
         return Message(
             text="Your digest is off.",
@@ -66,7 +70,8 @@ async def digest_status(ctx: CommandContext, command: DigestStatus) -> Message:
             text=f"Your digest is paused: I couldn't DM you ({setting.disabled_reason}).",
             lines=(following, PAUSED_HINT),
         )
-    return Message(text=f"Your digest comes {describe(setting)}.", lines=(following,))
+    lines = (following, last_line) if last_line else (following,)
+    return Message(text=f"Your digest comes {describe(setting)}.", lines=lines)
 
 
 async def digest_now(ctx: CommandContext, command: DigestNow) -> Message:

@@ -1,0 +1,125 @@
+"""`paperboy status`: what the workers will deliver next, what they delivered, and how fresh
+the store is. Read from the database only, so it works beside running workers, and it shows
+no secret (the database password is masked)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from bot.scheduler import Slot, load_slots, next_fires
+from storage.models import Delivery, Lease
+from storage.store import Store
+
+STATUS_ORDER = ("sent", "empty", "claimed", "waiting", "retry", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class Freshness:
+    papers: int
+    latest_day: date | None  # the newest real Daily Papers list stored
+    latest_count: int
+    last_fetched: datetime | None  # when Hugging Face was last read into the store
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    now: datetime
+    database: str
+    freshness: Freshness
+    slot_count: int
+    upcoming: list[tuple[Slot, datetime]]
+    last_day: dict[str, int]  # deliveries of the last 24 hours by outcome
+    recent: Sequence[Delivery]
+    leases: Sequence[Lease]
+
+
+async def collect_status(
+    store: Store, now: datetime, *, upcoming: int = 10, recent: int = 15
+) -> StatusReport:
+    slots = await load_slots(store)
+    async with store.transaction() as repos:
+        latest = await repos.papers.latest_listing_day(demo=False)
+        freshness = Freshness(
+            papers=await repos.papers.count(),
+            latest_day=latest,
+            latest_count=len(await repos.papers.listing(latest)) if latest else 0,
+            last_fetched=await repos.papers.last_fetched(),
+        )
+        last_day = await repos.deliveries.counts(now - timedelta(days=1))
+        deliveries = await repos.deliveries.recent(recent)
+        leases = await repos.leases.held(now)
+    return StatusReport(
+        now=now,
+        database=store.engine.url.render_as_string(hide_password=True),
+        freshness=freshness,
+        slot_count=len(slots),
+        upcoming=next_fires(slots, now, upcoming),
+        last_day=last_day,
+        recent=deliveries,
+        leases=leases,
+    )
+
+
+def render_status(report: StatusReport) -> str:
+    lines = [f"paperboy status at {_utc(report.now)}", f"Database: {report.database}"]
+    lines.append(_freshness(report.freshness, report.now))
+    lines.extend(
+        f"Lease {lease.name}: held by {lease.holder} until {_utc(lease.expires_at, seconds=True)}"
+        for lease in report.leases
+    )
+    lines.append("")
+    lines.append(f"Next slots ({len(report.upcoming)} of {report.slot_count}):")
+    lines.extend(
+        f"  {_utc(fire)}  {slot.kind:<7} {slot.platform:<7} {slot.workspace}/{slot.target}  "
+        f"{slot.hour:02d}:{slot.minute:02d} {slot.timezone} {slot.day_of_week}"
+        for slot, fire in report.upcoming
+    )
+    if not report.upcoming:
+        lines.append("  none: no channel post or digest is set up")
+    lines.append("")
+    outcomes = ", ".join(
+        f"{report.last_day[status]} {status}"
+        for status in STATUS_ORDER
+        if status in report.last_day
+    )
+    lines.append(f"Last 24 hours: {outcomes or 'no deliveries'}")
+    lines.append(f"Recent deliveries ({len(report.recent)}):")
+    lines.extend(
+        f"  {_utc(d.updated_at)}  {d.kind:<7} {d.platform:<7} {d.workspace}/{d.target}  "
+        f"{d.period}  {d.status:<7} attempt {d.attempts}  {d.detail or ''}".rstrip()
+        for d in report.recent
+    )
+    if not report.recent:
+        lines.append("  none yet")
+    return "\n".join(lines)
+
+
+def _freshness(fresh: Freshness, now: datetime) -> str:
+    if fresh.latest_day is None:
+        return f"Papers: {fresh.papers:,} stored; no Daily Papers list fetched yet (demo sample)"
+    fetched = (
+        f"last fetched {_utc(fresh.last_fetched)} ({_ago(now - fresh.last_fetched)} ago)"
+        if fresh.last_fetched
+        else "never fetched"
+    )
+    return (
+        f"Papers: {fresh.papers:,} stored; latest Daily Papers list {fresh.latest_day} "
+        f"({fresh.latest_count} papers); {fetched}"
+    )
+
+
+def _utc(moment: datetime, *, seconds: bool = False) -> str:
+    return moment.astimezone(UTC).strftime(
+        "%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC"
+    )
+
+
+def _ago(elapsed: timedelta) -> str:
+    minutes = max(int(elapsed.total_seconds() // 60), 0)
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} days"
