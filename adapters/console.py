@@ -13,6 +13,7 @@ import sys
 import textwrap
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TextIO
 
 from bot.core import Paperboy
@@ -110,6 +111,11 @@ class ConsoleOutbound:
         return self.show(
             message, f"DM to {clean(user.user)}: ", ChannelRef(user.scope, f"dm-{user.user}")
         )
+
+    async def sent_keys(
+        self, target: ChannelRef | UserRef, since: datetime
+    ) -> dict[str, MessageRef]:
+        return {}  # the console runs no scheduled deliveries to resume
 
     def reply(self, message: Message) -> None:
         where = "(only you) " if message.visibility is Visibility.CALLER else ""

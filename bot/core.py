@@ -19,11 +19,18 @@ from bot.commands.parser import (
     UsageError,
     parse,
 )
-from bot.daily import ChannelPlan, ListMissing, compose_daily_post, deliver_daily_post
+from bot.daily import (
+    ChannelPlan,
+    ListMissing,
+    already_sent,
+    compose_daily_post,
+    deliver_daily_post,
+    send_once,
+)
 from bot.digest import send_digest
 from bot.events import ChannelRef, CommandInvoked, ReactionChanged, UserRef
 from bot.messages import Message, Visibility
-from bot.ports import Delivered, DeliveryError, Outbound
+from bot.ports import Delivered, DeliveryError, Outbound, SendKey
 from bot.reactions import SaveReactions, display_emoji
 from bot.search import SearchSource
 from config import Settings
@@ -118,7 +125,12 @@ class Paperboy:
             return list(await repos.users.following(scope.platform, scope.workspace, user.user))
 
     async def post_daily(
-        self, channel: ChannelRef, *, day: date | None = None, give_up: bool = False
+        self,
+        channel: ChannelRef,
+        *,
+        day: date | None = None,
+        give_up: bool = False,
+        key: SendKey | None = None,
     ) -> Delivered:
         """Run a channel's daily post now, from `day`'s list (default: the newest).
 
@@ -129,7 +141,7 @@ class Paperboy:
         """
         try:
             try:
-                return await self._post_daily(channel, day)
+                return await self._post_daily(channel, day, key)
             except ListMissing as missing:
                 if not give_up:
                     raise
@@ -139,13 +151,17 @@ class Paperboy:
                     lines=("I'll post the next list at the usual time.",),
                     visibility=Visibility.PUBLIC,
                 )
-                return Delivered(0, await self.outbound.post(channel, notice), "list missing")
+                sent = await already_sent(self.outbound, channel, key)
+                ref = await send_once(self.outbound.post, channel, notice, key, "notice", sent)
+                return Delivered(0, ref, "list missing")
         except DeliveryError as error:
             if error.permanent:
                 await self._stop_channel(channel, error.reason)
             raise
 
-    async def _post_daily(self, channel: ChannelRef, day: date | None) -> Delivered:
+    async def _post_daily(
+        self, channel: ChannelRef, day: date | None, key: SendKey | None
+    ) -> Delivered:
         scope = channel.scope
         async with self.store.transaction() as repos:
             subscription = await repos.channels.subscription(
@@ -155,11 +171,12 @@ class Paperboy:
             count = subscription.count if subscription else self.config.default_post_count
             now = self.clock()
             post = await compose_daily_post(
-                repos, channel, ChannelPlan(count, topics), self.config.save_emoji, now, day=day
-            )
+                repos, channel, ChannelPlan(count, topics), self.config.save_emoji, now,
+                day=day, posted_before=key.retry_since if key else None,
+            )  # fmt: skip
         if post is None:
             return Delivered(0)
-        return await deliver_daily_post(self.store, self.outbound, channel, post, now)
+        return await deliver_daily_post(self.store, self.outbound, channel, post, now, key)
 
     async def _stop_channel(self, channel: ChannelRef, reason: str) -> None:
         scope = channel.scope
@@ -188,7 +205,9 @@ class Paperboy:
         except DeliveryError as error:
             log.warning("could not tell %s about it: %s", admin.user, error.reason)
 
-    async def send_digest(self, user: UserRef, *, scheduled: bool = False) -> Delivered:
+    async def send_digest(
+        self, user: UserRef, *, scheduled: bool = False, key: SendKey | None = None
+    ) -> Delivered:
         """Send `user`'s digest now.
 
         A permanent delivery error (DMs closed, user gone) pauses the user's digest with the
@@ -203,7 +222,7 @@ class Paperboy:
             return Delivered(0)
         cadence = setting.cadence if setting else "daily"
         try:
-            sent = await send_digest(self.store, self.outbound, user, cadence, self.clock())
+            sent = await send_digest(self.store, self.outbound, user, cadence, self.clock(), key)
         except DeliveryError as error:
             if error.permanent:
                 await self._mark_digest(user, error.reason)

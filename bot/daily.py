@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from bot.cards import demo_note, paper_card
-from bot.events import ChannelRef
+from bot.events import ChannelRef, MessageRef, UserRef
 from bot.messages import DailyPost, Message, PaperCard, Visibility
-from bot.ports import Delivered, Outbound
+from bot.ports import Delivered, Outbound, SendKey
 from bot.search import search_terms
 from storage.models import Paper
 from storage.store import Repositories, Store
@@ -90,9 +91,12 @@ async def compose_daily_post(
     now: datetime,
     *,
     day: date | None = None,
+    posted_before: datetime | None = None,
 ) -> DailyPost | None:
     """The post this channel would get at `now` from `day`'s list (default: the newest), or
-    None when there is nothing new for it. Raises ListMissing when `day`'s list is not in."""
+    None when there is nothing new for it. Raises ListMissing when `day`'s list is not in.
+    A retry counts only papers `posted_before` its first attempt as old, so it completes the
+    post that attempt chose rather than choosing anew."""
     listed = await (due_list(repos, day) if day else latest_list(repos, now.date()))
     if listed is None:
         return None
@@ -101,8 +105,9 @@ async def compose_daily_post(
         papers = await matching_any(repos, plan.topics, papers)
     scope = channel.scope
     posted = await repos.channels.posted_papers(
-        scope.platform, scope.workspace, channel.channel, [paper.id for paper in papers]
-    )
+        scope.platform, scope.workspace, channel.channel, [paper.id for paper in papers],
+        before=posted_before,
+    )  # fmt: skip
     chosen = [paper for paper in papers if paper.id not in posted][: plan.count]
     if not chosen:
         return None
@@ -140,16 +145,56 @@ def list_title(day: date, cards: Sequence[PaperCard], what: str) -> str:
 
 
 async def deliver_daily_post(
-    store: Store, outbound: Outbound, channel: ChannelRef, post: DailyPost, now: datetime
+    store: Store,
+    outbound: Outbound,
+    channel: ChannelRef,
+    post: DailyPost,
+    now: datetime,
+    key: SendKey | None = None,
 ) -> Delivered:
     """Send the header and each paper, recording every paper message as soon as it is out so
-    a reaction on it names the paper and the paper is never posted here again."""
-    header = await outbound.post(channel, post.header)
+    a reaction on it names the paper and the paper is never posted here again. A retry of a
+    scheduled post (`key`) skips the messages the platform shows already went out."""
+    sent = await already_sent(outbound, channel, key)
+    header = await send_once(outbound.post, channel, post.header, key, "header", sent)
     scope = channel.scope
+    recorded: set[int] = set()
+    if sent:  # a retry: papers out and recorded by an earlier attempt are done
+        async with store.transaction() as repos:
+            recorded = await repos.channels.posted_papers(
+                scope.platform, scope.workspace, channel.channel, [p for p, _ in post.papers]
+            )
     for paper_id, message in post.papers:
-        ref = await outbound.post(channel, message)
+        if paper_id in recorded:
+            continue
+        ref = await send_once(outbound.post, channel, message, key, f"paper:{paper_id}", sent)
         async with store.transaction() as repos:
             await repos.channels.record_post(
                 scope.platform, scope.workspace, channel.channel, ref.message_id, paper_id, now
             )
     return Delivered(len(post.papers), header)
+
+
+async def already_sent(
+    outbound: Outbound, target: ChannelRef | UserRef, key: SendKey | None
+) -> dict[str, MessageRef]:
+    if key is None or key.retry_since is None:
+        return {}
+    return await outbound.sent_keys(target, key.retry_since)
+
+
+async def send_once(
+    send: Callable[[Any, Message], Awaitable[MessageRef]],
+    target: ChannelRef | UserRef,
+    message: Message,
+    key: SendKey | None,
+    part: str,
+    sent: dict[str, MessageRef],
+) -> MessageRef:
+    """Send `message` marked as `part` of the delivery `key`, unless it is already out."""
+    if key is None:
+        return await send(target, message)
+    delivery_key = key.of(part)
+    if delivery_key in sent:
+        return sent[delivery_key]
+    return await send(target, replace(message, delivery_key=delivery_key))

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.cards import demo_note, paper_card
-from bot.daily import matching_any
+from bot.daily import already_sent, matching_any, send_once
 from bot.events import UserRef
 from bot.messages import Message, Visibility
-from bot.ports import Delivered, Outbound
+from bot.ports import Delivered, Outbound, SendKey
 from storage.store import Repositories, Store
 
 # How far back a digest looks: a daily digest covers a weekend, a weekly one its week.
@@ -62,14 +62,21 @@ async def compose_digest(
 
 
 async def send_digest(
-    store: Store, outbound: Outbound, user: UserRef, cadence: str, now: datetime
+    store: Store,
+    outbound: Outbound,
+    user: UserRef,
+    cadence: str,
+    now: datetime,
+    key: SendKey | None = None,
 ) -> Delivered:
-    """Compose and DM the digest."""
+    """Compose and DM the digest; a retry of a scheduled one (`key`) that finds it already
+    out only records it."""
     async with store.transaction() as repos:
         digest = await compose_digest(repos, user, cadence, now)
     if digest is None:
         return Delivered(0)
-    ref = await outbound.send_dm(user, digest.message)
+    sent = await already_sent(outbound, user, key)
+    ref = await send_once(outbound.send_dm, user, digest.message, key, "dm", sent)
     scope = user.scope
     async with store.transaction() as repos:
         await repos.users.record_sent(

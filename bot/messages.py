@@ -50,6 +50,8 @@ class Message:
     `shareable` asks the adapter to offer "Share to channel"; `share_text` is what that posts.
     `is_usage_hint` marks a rejected command (nothing was changed). `reaction` is an emoji the
     adapter adds to the sent message itself, where the platform allows, so people can click it.
+    `delivery_key` marks a scheduled message so a retry can find it on the platform (see
+    `Outbound.sent_keys`).
     """
 
     text: str
@@ -61,6 +63,7 @@ class Message:
     shareable: bool = False
     is_usage_hint: bool = False
     reaction: str | None = None
+    delivery_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from bot.events import ChannelRef, MessageRef, UserRef
@@ -17,6 +18,19 @@ class Delivered:
     papers: int
     ref: MessageRef | None = None
     note: str = ""  # what was sent instead of papers, e.g. "list missing"
+
+
+@dataclass(frozen=True)
+class SendKey:
+    """Marks the messages of one scheduled delivery (`tag`: unique per target and period) so
+    that a retry can tell which of them already went out. A worker that died, or a send that
+    timed out, leaves that unknown: `retry_since` then asks to look on the platform first."""
+
+    tag: str
+    retry_since: datetime | None = None
+
+    def of(self, part: str) -> str:
+        return f"{self.tag}:{part}"
 
 
 class DeliveryError(Exception):
@@ -35,4 +49,11 @@ class Outbound(Protocol):
 
     async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
         """Send a direct message."""
+        ...
+
+    async def sent_keys(
+        self, target: ChannelRef | UserRef, since: datetime
+    ) -> dict[str, MessageRef]:
+        """The `delivery_key`s of messages this bot sent to `target` (a channel, or a user's
+        DMs) since `since`, where the platform can tell; {} where it cannot."""
         ...

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from bot.core import Paperboy
 from bot.daily import ListMissing, due_list_day
 from bot.events import ChannelRef, Scope, UserRef
-from bot.ports import Delivered, DeliveryError
+from bot.ports import Delivered, DeliveryError, SendKey
 from storage.deliveries import CHANNEL, DIGEST, DeliveryKey, Status
 from storage.models import ChannelSubscription, Delivery, DigestSetting
 from storage.store import Store
@@ -200,14 +200,19 @@ class DeliveryRunner:
 
     async def _send(self, key: DeliveryKey, delivery: Delivery) -> Delivered:
         scope = Scope(key.platform, key.workspace)
+        # After a first attempt, part of the delivery may be out (the worker died mid-way,
+        # a send timed out after reaching the platform): the platform is asked first.
+        retry_since = delivery.created_at if delivery.attempts > 1 else None
+        send_key = SendKey(f"{key.kind}:{key.period}", retry_since)
         if key.kind == CHANNEL:
             # The list is the one due when the slot first ran, however late a retry runs.
             return await self.bot.post_daily(
                 ChannelRef(scope, key.target),
                 day=due_list_day(delivery.created_at),
                 give_up=self.clock() >= delivery.created_at + self.policy.list_wait,
+                key=send_key,
             )
-        return await self.bot.send_digest(UserRef(scope, key.target), scheduled=True)
+        return await self.bot.send_digest(UserRef(scope, key.target), scheduled=True, key=send_key)
 
 
 class DeliveryScheduler:

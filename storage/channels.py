@@ -115,17 +115,23 @@ class ChannelRepository:
         )
 
     async def posted_papers(
-        self, platform: str, workspace: str, channel: str, candidates: Sequence[int]
+        self,
+        platform: str,
+        workspace: str,
+        channel: str,
+        candidates: Sequence[int],
+        *,
+        before: datetime | None = None,
     ) -> set[int]:
-        """Which of `candidates` were already posted in this channel."""
+        """Which of `candidates` were already posted in this channel (before `before`)."""
         if not candidates:
             return set()
-        result = await self.session.scalars(
-            select(Post.paper_id).where(
-                Post.platform == platform,
-                Post.workspace == workspace,
-                Post.channel == channel,
-                Post.paper_id.in_(list(candidates)),
-            )
+        query = select(Post.paper_id).where(
+            Post.platform == platform,
+            Post.workspace == workspace,
+            Post.channel == channel,
+            Post.paper_id.in_(list(candidates)),
         )
-        return set(result)
+        if before is not None:
+            query = query.where(Post.posted_at < before)
+        return set(await self.session.scalars(query))

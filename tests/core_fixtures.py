@@ -40,6 +40,17 @@ class RecordingPlatform:
         self.dms.append((user, message, ref))
         return ref
 
+    async def sent_keys(
+        self, target: ChannelRef | UserRef, since: datetime
+    ) -> dict[str, MessageRef]:
+        """Like Slack's message metadata: the keys of the messages sent to `target`."""
+        sent = self.posts if isinstance(target, ChannelRef) else self.dms
+        return {
+            message.delivery_key: ref
+            for to, message, ref in sent
+            if to == target and message.delivery_key is not None
+        }
+
 
 @dataclass
 class Harness:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from bot.core import BotConfig, Paperboy
 from bot.daily import due_list_day
-from bot.events import ChannelRef, MessageRef
+from bot.events import ChannelRef, MessageRef, UserRef
 from bot.ingest import ingest_days
 from bot.messages import Message
 from bot.ports import DeliveryError
@@ -382,3 +382,62 @@ async def test_a_list_that_never_comes_is_reported_once_not_replaced(harness: Ha
     async with harness.store.transaction() as repos:
         row = await repos.deliveries.get(WEDNESDAY_KEY)
     assert row is not None and (row.status, row.detail) == ("sent", "list missing")
+
+
+# A send whose answer was lost -------------------------------------------------------------
+
+
+class LostAnswerPlatform(RecordingPlatform):
+    """Delivers the `lose`-th message (post or DM), then fails as if the connection dropped
+    before the answer came back: the sender cannot know the message went out."""
+
+    def __init__(self, lose: int) -> None:
+        super().__init__()
+        self.lose = lose
+
+    def _count(self) -> None:
+        self.lose -= 1
+        if self.lose == 0:
+            raise DeliveryError("network_error", permanent=False)
+
+    async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+        ref = await super().post(channel, message)
+        self._count()
+        return ref
+
+    async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
+        ref = await super().send_dm(user, message)
+        self._count()
+        return ref
+
+
+async def test_a_retry_does_not_repeat_what_already_went_out(harness: Harness) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    platform = LostAnswerPlatform(lose=3)  # the header and a paper are out, a second is lost
+    harness.bot.outbound = platform
+    worker = scheduler(harness)
+    assert await worker.runner.run(KEY) is Status.RETRY
+    harness.clock[0] = NOW + POLICY.first_retry
+    await worker.retry_due()
+    keys = [message.delivery_key for _, message, _ in platform.posts]
+    assert len(keys) == 4 and len(set(keys)) == 4  # header + 3 papers, each once
+    assert keys[0] == "channel:2026-05-05:header"
+    await harness.say("channel post-now", user="admin", admin=True)
+    posted = [message.cards[0].paper_id for _, message, _ in platform.posts if message.cards]
+    assert len(posted) > 3 and len(set(posted)) == len(posted)  # the lost one was recorded
+    async with harness.store.transaction() as repos:
+        row = await repos.deliveries.get(KEY)
+    assert row is not None and (row.status, row.attempts) == ("sent", 2)
+
+
+async def test_a_digest_retry_finds_the_dm_that_went_out(harness: Harness) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    platform = LostAnswerPlatform(lose=1)
+    harness.bot.outbound = platform
+    worker = scheduler(harness)
+    digest = DeliveryKey("digest", "test", "T1", "alice", "2026-05-05")
+    assert await worker.runner.run(digest) is Status.RETRY
+    harness.clock[0] = NOW + POLICY.first_retry
+    await worker.retry_due()
+    assert [message.delivery_key for _, message, _ in platform.dms] == ["digest:2026-05-05:dm"]
+    assert (await harness.say("digest now")).text.startswith("Nothing new")  # recorded as sent
