@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.console import ConsoleOutbound, run_console
 from adapters.discord.client import PLATFORM as DISCORD
@@ -15,8 +18,8 @@ from adapters.discord.client import (
     application_id_from_token,
     create_discord_bot,
     invite_url,
-    run_discord,
 )
+from adapters.discord.gateway import LeasedGateway
 from adapters.slack.app import PLATFORM as SLACK
 from adapters.slack.app import create_slack_bot, create_slack_outbound
 from adapters.slack.server import http_server, run_socket_mode
@@ -25,6 +28,7 @@ from bot.core import BotConfig, Paperboy
 from bot.ingest import ingest_days
 from bot.scheduler import DeliveryScheduler
 from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
+from bot.status import collect_status, render_status
 from config import ConfigError, Settings, load_settings
 from storage.db import create_engine, upgrade
 from storage.store import Store
@@ -55,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         "posts and digests, Daily Papers refresh"
     )  # fmt: skip
     commands.add_parser("console", help="start the bot in this terminal")
+    status = commands.add_parser(
+        "status", help="next scheduled slots, recent deliveries and the store's freshness"
+    )
+    status.add_argument("--limit", type=int, default=15, help="deliveries and slots to list")
     fetch = commands.add_parser("fetch", help="fetch Daily Papers lists into the store")
     when = fetch.add_mutually_exclusive_group()
     when.add_argument("--date", type=_parse_day, help="one day, YYYY-MM-DD (default: today)")
@@ -124,8 +132,11 @@ async def _worker(settings: Settings) -> int:
             jobs.append(_deliver(Paperboy(store, outbound, config=config, source=source), SLACK))
         if settings.discord_token is not None:
             discord = create_discord_bot(settings, store, source=source)
-            jobs.append(run_discord(discord))
-            jobs.append(_deliver(discord.bot, DISCORD, ready=discord.client.wait_until_ready))
+            # Workers sharing the token take turns on the gateway; every one of them sends
+            # its share of scheduled posts and DMs over REST, gateway or not.
+            gateway = LeasedGateway(discord, store, ttl=settings.gateway_lease_seconds)
+            jobs.append(gateway.run())
+            jobs.append(_deliver(discord.bot, DISCORD, ready=gateway.logged_in.wait))
         jobs.append(
             keep_papers_fresh(store, source, lambda: datetime.now(UTC), interval=REFRESH_INTERVAL)
         )
@@ -145,7 +156,7 @@ async def _worker(settings: Settings) -> int:
 async def _deliver(
     bot: Paperboy, platform: str, *, ready: Callable[[], Awaitable[object]] | None = None
 ) -> None:
-    """Run `platform`'s scheduled deliveries (once its connection is `ready`) until cancelled."""
+    """Run `platform`'s scheduled deliveries (once `ready` says it can send) until cancelled."""
     if ready is not None:
         await ready()
     scheduler = DeliveryScheduler(bot, platform=platform)
@@ -186,6 +197,20 @@ async def _fetch(settings: Settings, first: date, last: date) -> int:
     return 0
 
 
+async def _status(settings: Settings, limit: int) -> int:
+    store = await Store.open(settings.database_url, migrate=False)
+    try:
+        report = await collect_status(store, datetime.now(UTC), upcoming=limit, recent=limit)
+    except SQLAlchemyError as error:
+        print(f"paperboy status: database unavailable or not migrated ({type(error).__name__}); "
+              "run `paperboy db upgrade`", file=sys.stderr)  # fmt: skip
+        return 1
+    finally:
+        await store.close()
+    print(render_status(report))
+    return 0
+
+
 async def _db_upgrade(settings: Settings) -> int:
     engine = create_engine(settings.database_url)
     try:
@@ -210,12 +235,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        return asyncio.run(_dispatch(args, settings))
+        return asyncio.run(_stoppable(_dispatch(args, settings)))
     except ConfigError as error:
         print(f"paperboy: configuration error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+async def _stoppable(command: Coroutine[None, None, int]) -> int:
+    """Run `command`; SIGTERM (how process managers stop a dyno or a unit) cancels it so its
+    clean-up runs, as Ctrl-C does: leases are released, connections closed."""
+    main = asyncio.current_task()
+    assert main is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    try:
+        return await command
+    except asyncio.CancelledError:
+        return 128 + signal.SIGTERM
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -229,6 +266,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _console(settings)
     if args.command == "discord":
         return _invite_url(settings, args.application_id)
+    if args.command == "status":
+        return await _status(settings, max(args.limit, 1))
     if args.command == "console":
         return await _console(settings)
     if args.command == "fetch":

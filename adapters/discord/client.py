@@ -291,12 +291,20 @@ def create_discord_bot(
     )
 
 
-async def run_discord(discord_bot: DiscordBot) -> None:
-    """Log in, sync `/papers`, and stay on the gateway (discord.py reconnects) until cancelled."""
+async def log_in(discord_bot: DiscordBot) -> None:
+    """Log in over REST and sync `/papers`: enough to send messages, no gateway yet."""
     try:
-        await discord_bot.client.start(discord_bot.token)
+        await discord_bot.client.login(discord_bot.token)
     except discord.LoginFailure:
         raise ConfigError("DISCORD_TOKEN: Discord rejected this token") from None
+
+
+async def run_discord(discord_bot: DiscordBot) -> None:
+    """Log in, sync `/papers`, and stay on the gateway (discord.py reconnects) until cancelled.
+    One process alone; workers sharing a token use `adapters.discord.gateway` instead."""
+    try:
+        await log_in(discord_bot)
+        await discord_bot.client.connect()
     finally:
         if not discord_bot.client.is_closed():
             await discord_bot.client.close()

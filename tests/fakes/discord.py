@@ -593,6 +593,12 @@ class GatewaySession:
     session_id: str = field(default_factory=lambda: secrets.token_hex(16))
     seq: int = 0
     identified: bool = False
+    ended: bool = False  # the connection closed, from either side or by a dead process
+
+    @property
+    def live(self) -> bool:
+        """Identified (or resumed) and still connected: it receives dispatched events."""
+        return self.identified and not self.ended and not self.ws.closed
 
 
 @dataclass
@@ -642,6 +648,8 @@ class FakeDiscord:
     `guilds` (sent on IDENTIFY), `blocked_channels`.
 
     `identified` is set once a client has IDENTIFYed and got READY plus its GUILD_CREATEs.
+    `live_sessions()` are the gateway sessions dispatches reach now; `max_live_sessions` is the
+    most there ever were at once (several processes sharing one bot token should keep it 1).
     `token`, if not None, is the only bot token accepted (REST 401, gateway close 4004).
     """
 
@@ -668,6 +676,7 @@ class FakeDiscord:
         self.gateway_received: list[dict[str, Any]] = []
         self.gateway_sessions: list[GatewaySession] = []
         self.identified = asyncio.Event()
+        self.max_live_sessions = 0
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
         self.messages: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.reactions: set[tuple[int, int, str, int]] = set()
@@ -914,6 +923,23 @@ class FakeDiscord:
         assert call is not None
         return call
 
+    async def wait_until(self, predicate: Callable[[], bool], *, timeout: float = 5.0) -> None:
+        """Wait until `predicate()` holds, checked whenever a REST call arrives and whenever a
+        gateway session identifies, resumes or ends (e.g. `lambda: len(fake.identifies) == 2`)."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+            except TimeoutError:
+                raise TimeoutError(f"condition not met after {timeout}s") from None
+
+    def live_sessions(self) -> list[GatewaySession]:
+        return [s for s in self.gateway_sessions if s.live]
+
+    async def _gateway_changed(self) -> None:
+        self.max_live_sessions = max(self.max_live_sessions, len(self.live_sessions()))
+        async with self._changed:
+            self._changed.notify_all()
+
     async def wait_for_response(self, interaction: dict[str, Any], *, timeout: float = 5.0) -> Call:
         """The callback call answering `interaction` (a payload the fake dispatched)."""
         path = f"/interactions/{interaction['id']}/{interaction['token']}/callback"
@@ -930,7 +956,7 @@ class FakeDiscord:
             self._by_token[data["token"]] = record
             if "message" in data:
                 self._adopt(data["message"])
-        sessions = [s for s in self.gateway_sessions if s.identified and not s.ws.closed]
+        sessions = self.live_sessions()
         if not sessions:
             raise RuntimeError(f"no identified gateway connection to dispatch {event} to")
         for session in sessions:
@@ -953,13 +979,17 @@ class FakeDiscord:
         session = GatewaySession(ws=ws, query=dict(request.query))
         self.gateway_sessions.append(session)
         hello = {"heartbeat_interval": self.heartbeat_interval_ms, "_trace": ["fake-gateway"]}
-        await self._send(session, {"op": 10, "d": hello, "s": None, "t": None})
-        async for msg in ws:
-            if msg.type is not WSMsgType.TEXT:
-                continue
-            frame = json.loads(msg.data)
-            self.gateway_received.append(frame)
-            await self._on_frame(session, frame)
+        try:
+            await self._send(session, {"op": 10, "d": hello, "s": None, "t": None})
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                frame = json.loads(msg.data)
+                self.gateway_received.append(frame)
+                await self._on_frame(session, frame)
+        finally:
+            session.ended = True
+            await self._gateway_changed()
         return ws
 
     async def _on_frame(self, session: GatewaySession, frame: dict[str, Any]) -> None:
@@ -980,6 +1010,7 @@ class FakeDiscord:
             await self._send_dispatch(session, "RESUMED", {"_trace": ["fake-gateway"]})
             session.identified = True
             self.identified.set()
+            await self._gateway_changed()
         elif op == 8:  # request guild members: none beyond those in GUILD_CREATE
             guild_ids = data.get("guild_id")
             for guild_id in guild_ids if isinstance(guild_ids, list) else [guild_ids]:
@@ -1018,6 +1049,7 @@ class FakeDiscord:
             await self._send_dispatch(session, "GUILD_CREATE", guild)
         session.identified = True
         self.identified.set()
+        await self._gateway_changed()
 
     # REST plumbing.
 
