@@ -10,7 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from adapters.discord.client import intents
+from bot.scheduler import DeliveryPolicy, DeliveryRunner
+from storage.deliveries import DeliveryKey, Status
 from storage.models import ChannelSubscription, Post
+from tests.core_fixtures import NOW
 from tests.discord_fixtures import DiscordHarness
 from tests.fakes.discord import (
     BOT_USER_ID,
@@ -402,3 +405,20 @@ async def test_export_uploads_a_bibtex_file(discord_harness: DiscordHarness) -> 
     assert filename == "paperboy-saved.bib"
     assert content.decode().startswith("@misc{") and "Self-Speculative Decoding" in content.decode()
     assert data(answer)["flags"] & EPHEMERAL
+
+
+async def test_a_scheduled_post_whose_answers_were_lost_is_posted_once(
+    discord_harness: DiscordHarness,
+) -> None:
+    await discord_harness.command("channel on", admin=True, time="09:00", count=2)
+    fake = discord_harness.fake
+    fake.lose_answers = 2  # the header and the first paper go out, their answers are lost
+    runner = DeliveryRunner(
+        discord_harness.discord.bot, worker="w1", policy=DeliveryPolicy(), clock=lambda: NOW
+    )
+    key = DeliveryKey("channel", "discord", str(GUILD_ID), str(CHANNEL_ID), "2026-05-05")
+    assert await runner.run(key) is Status.SENT
+    sends = [c for c in fake.calls if c.method == "POST" and re.fullmatch(CHANNEL_MESSAGES, c.path)]
+    posted = [m for m in fake.messages[CHANNEL_ID] if "interaction_metadata" not in m]
+    assert len(sends) == 5  # discord.py sent the two lost ones again, with the same nonce
+    assert len(posted) == 3 and len({m["nonce"] for m in posted}) == 3  # header + 2 papers

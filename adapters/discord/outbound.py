@@ -8,7 +8,9 @@ using it; anything else is transient and may be retried later.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from datetime import datetime
 
 import aiohttp
 import discord
@@ -65,6 +67,13 @@ def addable_emoji(emoji: str | None) -> str | None:
     return emoji
 
 
+def delivery_nonce(channel_id: str, delivery_key: str) -> str:
+    """The same nonce for every attempt at one scheduled message (Discord allows 25
+    characters): with `enforce_nonce`, which discord.py sets, Discord answers a repeat within
+    a few minutes with the message it already created instead of posting it twice."""
+    return hashlib.blake2b(f"{channel_id}:{delivery_key}".encode(), digest_size=12).hexdigest()
+
+
 class DiscordOutbound:
     """Implements `bot.ports.Outbound` with the client's HTTP session (no gateway needed)."""
 
@@ -86,11 +95,21 @@ class DiscordOutbound:
             raise delivery_error(error) from None
         return await self._send(ChannelRef(user.scope, str(dm.id)), dm, message)
 
+    async def sent_keys(
+        self, target: ChannelRef | UserRef, since: datetime
+    ) -> dict[str, MessageRef]:
+        """Discord hands nonces back only when a message is created, never when history is
+        read: a repeated scheduled message is caught by its nonce when it is sent again."""
+        return {}
+
     async def _send(
         self, channel: ChannelRef, target: discord.abc.Messageable, message: Message
     ) -> MessageRef:
+        kwargs = render(message).send_kwargs()
+        if message.delivery_key is not None:
+            kwargs["nonce"] = delivery_nonce(channel.channel, message.delivery_key)
         try:
-            sent = await target.send(**render(message).send_kwargs())
+            sent = await target.send(**kwargs)
         except SEND_ERRORS as error:
             failure = delivery_error(error)
             log.info("Discord send to %s failed: %s", channel.channel, failure.reason)

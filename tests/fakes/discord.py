@@ -688,6 +688,9 @@ class FakeDiscord:
         self.attachments: dict[str, bytes] = {}  # attachment id -> content, served on /cdn
         self._by_token: dict[str, InteractionRecord] = {}
         self._by_message: dict[str, dict[str, Any]] = {}
+        # Like Discord's `enforce_nonce`: a repeated (channel, nonce) answers the first message.
+        self._nonces: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lose_answers = 0  # the next N message sends are stored, then answered 500
         self._exit_stack = contextlib.ExitStack()
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -1218,11 +1221,19 @@ class FakeDiscord:
             rq.files or payload.get("sticker_ids")
         ):
             return _error(400, "Cannot send an empty message", 50006)
+        nonce = (cid, str(payload.get("nonce")))
+        if payload.get("enforce_nonce") and nonce in self._nonces:
+            return json_response(self._nonces[nonce])
         message = self._new_message(cid, payload, rq.files)
+        if payload.get("enforce_nonce"):
+            self._nonces[nonce] = message
         if "message_reference" in payload:
             reference = {"type": 0, "channel_id": cid, **payload["message_reference"]}
             message["message_reference"] = reference
             message["type"] = 19
+        if self.lose_answers:  # the message is out, but its answer never arrives intact
+            self.lose_answers -= 1
+            return _error(500, "Internal Server Error", 0)
         return json_response(message)
 
     async def _message(self, rq: _Request, cid: str, mid: str) -> web.Response:
