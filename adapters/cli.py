@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -26,7 +26,7 @@ from adapters.slack.server import http_server, run_socket_mode
 from bot.bootstrap import ensure_papers, keep_papers_fresh
 from bot.core import BotConfig, Paperboy
 from bot.ingest import ingest_days
-from bot.scheduler import DeliveryScheduler
+from bot.scheduler import DeliveryPolicy, DeliveryScheduler
 from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
 from bot.status import collect_status, render_status
 from config import ConfigError, Settings, load_settings
@@ -119,24 +119,26 @@ async def _worker(settings: Settings) -> int:
     store = await Store.open(settings.database_url)
     source = HuggingFaceClient(settings.hf_base_url)
     config = BotConfig.from_settings(settings)
+    policy = DeliveryPolicy(lease=timedelta(seconds=settings.delivery_lease_seconds))
     jobs: list[Coroutine[None, None, None]] = []
     try:
         if settings.slack_app_token is not None:
             slack = create_slack_bot(settings, store, source=source, socket_mode=True)
             log.info("Slack over Socket Mode")
             jobs.append(run_socket_mode(slack.app, settings.slack_app_token.get_secret_value()))
-            jobs.append(_deliver(slack.bot, SLACK))
+            jobs.append(_deliver(slack.bot, SLACK, policy))
         elif settings.slack_configured:
             log.info("Slack requests go to `paperboy serve`; this worker delivers to Slack")
             outbound = create_slack_outbound(settings, store)
-            jobs.append(_deliver(Paperboy(store, outbound, config=config, source=source), SLACK))
+            bot = Paperboy(store, outbound, config=config, source=source)
+            jobs.append(_deliver(bot, SLACK, policy))
         if settings.discord_token is not None:
             discord = create_discord_bot(settings, store, source=source)
             # Workers sharing the token take turns on the gateway; every one of them sends
             # its share of scheduled posts and DMs over REST, gateway or not.
             gateway = LeasedGateway(discord, store, ttl=settings.gateway_lease_seconds)
             jobs.append(gateway.run())
-            jobs.append(_deliver(discord.bot, DISCORD, ready=gateway.logged_in.wait))
+            jobs.append(_deliver(discord.bot, DISCORD, policy, ready=gateway.logged_in.wait))
         jobs.append(
             keep_papers_fresh(store, source, lambda: datetime.now(UTC), interval=REFRESH_INTERVAL)
         )
@@ -154,12 +156,16 @@ async def _worker(settings: Settings) -> int:
 
 
 async def _deliver(
-    bot: Paperboy, platform: str, *, ready: Callable[[], Awaitable[object]] | None = None
+    bot: Paperboy,
+    platform: str,
+    policy: DeliveryPolicy,
+    *,
+    ready: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Run `platform`'s scheduled deliveries (once `ready` says it can send) until cancelled."""
     if ready is not None:
         await ready()
-    scheduler = DeliveryScheduler(bot, platform=platform)
+    scheduler = DeliveryScheduler(bot, platform=platform, policy=policy)
     await scheduler.start()
     log.info("%s: %d scheduled slot(s)", platform, scheduler.slot_count)
     try:
