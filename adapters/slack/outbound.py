@@ -1,11 +1,18 @@
-"""Posting to Slack: the core's Outbound port over the Web API, one client per workspace."""
+"""Posting to Slack: the core's Outbound port over the Web API, one client per workspace.
+
+Every chat.postMessage waits for its turn in a `SlackPacer` (per channel and per workspace),
+and so does each retry after a 429, whose `Retry-After` pauses the whole workspace's pacing.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -14,6 +21,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.pacing import SlackPacer
 from adapters.slack.render import blocks, fallback_text
 from bot.events import ChannelRef, MessageRef, UserRef
 from bot.messages import Message
@@ -42,12 +50,50 @@ PERMANENT_ERRORS = frozenset(
 RATE_LIMIT_RETRIES = 3
 MAX_RETRY_AFTER = 120.0  # seconds; a longer wait fails the send instead of hanging a worker
 
+# SlackOutbound retries these methods' 429s itself, each attempt paced (see SlackPacer).
+PACED_METHODS = frozenset({"chat.postMessage"})
+# Scheduled messages carry their delivery key as message metadata, so a retry can read back
+# (conversations.history) what already went out.
+DELIVERY_EVENT = "paperboy_delivery"
+HISTORY_PAGES = 5  # a retry looks back this many pages of 200: far more than one post sends
+
 TokenLookup = Callable[[str], Awaitable[str | None]]
+
+
+def retry_after(headers: Mapping[str, Any]) -> float:
+    """Seconds to wait from a 429's `Retry-After` (1 s when missing or unreadable), capped."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if isinstance(value, list):  # slack_sdk's retry handlers see header values as lists
+        value = value[0] if value else None
+    try:
+        delay = float(value) if value is not None else 1.0
+    except (TypeError, ValueError):
+        delay = 1.0
+    return min(max(delay, 0.0), MAX_RETRY_AFTER) if math.isfinite(delay) else 1.0
 
 
 class RetryAfterHandler(AsyncRateLimitErrorRetryHandler):
     """Waits out a 429 for the whole `Retry-After`: slack_sdk's own handler reads only the
-    header's first character from the async client ("30" becomes 3 s)."""
+    header's first character from the async client ("30" becomes 3 s). Leaves the 429s of
+    `paced` methods to the caller, which retries them through its pacer."""
+
+    def __init__(self, max_retry_count: int, *, paced: frozenset[str] = frozenset()) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.paced = paced
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if request.url.rsplit("/", 1)[-1] in self.paced:
+            return False
+        return await super()._can_retry_async(
+            state=state, request=request, response=response, error=error
+        )
 
     async def prepare_for_next_attempt_async(
         self,
@@ -59,13 +105,7 @@ class RetryAfterHandler(AsyncRateLimitErrorRetryHandler):
     ) -> None:
         if response is None:
             raise error  # type: ignore[misc]
-        value = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), None)
-        if isinstance(value, list):
-            value = value[0] if value else None
-        try:
-            delay = min(max(float(value), 0.0), MAX_RETRY_AFTER) if value is not None else 1.0
-        except ValueError:
-            delay = 1.0
+        delay = retry_after(response.headers)
         log.warning(
             "Slack %s rate limited; retrying in %.1fs", request.url.rsplit("/", 1)[-1], delay
         )
@@ -74,10 +114,13 @@ class RetryAfterHandler(AsyncRateLimitErrorRetryHandler):
         state.increment_current_attempt()
 
 
-def web_client(base_url: str, token: str | None = None) -> AsyncWebClient:
-    """A Web API client that waits out 429s (`Retry-After`) instead of failing."""
+def web_client(
+    base_url: str, token: str | None = None, *, paced: frozenset[str] = frozenset()
+) -> AsyncWebClient:
+    """A Web API client that waits out 429s (`Retry-After`) instead of failing, except for
+    the `paced` methods: their 429s raise, for the caller to retry through its pacer."""
     client = AsyncWebClient(token=token, base_url=base_url)
-    client.retry_handlers.append(RetryAfterHandler(max_retry_count=RATE_LIMIT_RETRIES))
+    client.retry_handlers.append(RetryAfterHandler(RATE_LIMIT_RETRIES, paced=paced))
     return client
 
 
@@ -87,11 +130,15 @@ def delivery_error(error: SlackApiError) -> DeliveryError:
 
 
 class SlackOutbound:
-    """Implements `bot.ports.Outbound`. `token_for(team_id)` finds the workspace's bot token."""
+    """Implements `bot.ports.Outbound`. `token_for(team_id)` finds the workspace's bot token;
+    `pacer` spaces the posts (one per process, shared by all workspaces)."""
 
-    def __init__(self, base_url: str, token_for: TokenLookup) -> None:
+    def __init__(
+        self, base_url: str, token_for: TokenLookup, pacer: SlackPacer | None = None
+    ) -> None:
         self.base_url = base_url
         self.token_for = token_for
+        self.pacer = pacer or SlackPacer()
         self._clients: dict[str, AsyncWebClient] = {}
 
     async def client(self, workspace: str) -> AsyncWebClient:
@@ -100,27 +147,84 @@ class SlackOutbound:
             raise DeliveryError("app_not_installed", permanent=True)
         client = self._clients.get(workspace)
         if client is None or client.token != token:
-            client = self._clients[workspace] = web_client(self.base_url, token)
+            client = self._clients[workspace] = web_client(
+                self.base_url, token, paced=PACED_METHODS
+            )
         return client
 
     async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
-        client = await self.client(channel.scope.workspace)
-        try:
-            response = await client.chat_postMessage(
-                channel=channel.channel,
-                text=fallback_text(message),
-                blocks=blocks(message),
-                unfurl_links=False,  # one compact message per paper, no link previews
-                unfurl_media=False,
-            )
-        except SlackApiError as error:
-            raise delivery_error(error) from None
-        return MessageRef(ChannelRef(channel.scope, str(response["channel"])), str(response["ts"]))
+        workspace = channel.scope.workspace
+        client = await self.client(workspace)
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                async with self.pacer.turn(workspace, channel.channel):
+                    response = await client.chat_postMessage(
+                        channel=channel.channel,
+                        text=fallback_text(message),
+                        blocks=blocks(message),
+                        unfurl_links=False,  # one compact message per paper, no link previews
+                        unfurl_media=False,
+                        metadata=_metadata(message.delivery_key),
+                    )
+            except SlackApiError as error:
+                if error.response.status_code != 429 or attempts > RATE_LIMIT_RETRIES:
+                    raise delivery_error(error) from None
+                delay = retry_after(error.response.headers)
+                log.warning("Slack rate limited posts in %s; pausing %.1fs", workspace, delay)
+                self.pacer.back_off(workspace, delay)  # this send and the queued ones wait
+                continue
+            ref = ChannelRef(channel.scope, str(response["channel"]))
+            return MessageRef(ref, str(response["ts"]))
 
     async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
+        return await self.post(await self._dm_channel(user), message)
+
+    async def sent_keys(
+        self, target: ChannelRef | UserRef, since: datetime
+    ) -> dict[str, MessageRef]:
+        """Delivery keys in the metadata of the messages in `target` since `since`. Where it
+        cannot look (an install from before the history scopes) the answer is {}: a rare
+        repeat beats a lost post. A transient failure is raised; the retry comes later."""
+        channel = target if isinstance(target, ChannelRef) else await self._dm_channel(target)
+        client = await self.client(channel.scope.workspace)
+        found: dict[str, MessageRef] = {}
+        cursor = None
+        for _ in range(HISTORY_PAGES):
+            try:
+                page = await client.conversations_history(
+                    channel=channel.channel, oldest=f"{since.timestamp():.6f}", limit=200,
+                    include_all_metadata=True, cursor=cursor,
+                )  # fmt: skip
+            except SlackApiError as error:
+                failure = delivery_error(error)
+                if not failure.permanent:
+                    raise failure from None
+                # Not readable (an install without the history scopes, a channel gone): the
+                # send itself then succeeds or reports the permanent error.
+                log.warning("cannot read %s to resume a delivery: %s", channel, failure.reason)
+                return found
+            for item in page.get("messages") or []:
+                metadata = item.get("metadata") or {}
+                key = (metadata.get("event_payload") or {}).get("key")
+                if metadata.get("event_type") == DELIVERY_EVENT and isinstance(key, str):
+                    found[key] = MessageRef(channel, str(item["ts"]))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                break
+        return found
+
+    async def _dm_channel(self, user: UserRef) -> ChannelRef:
         client = await self.client(user.scope.workspace)
         try:
             opened = await client.conversations_open(users=user.user)
         except SlackApiError as error:
             raise delivery_error(error) from None
-        return await self.post(ChannelRef(user.scope, str(opened["channel"]["id"])), message)
+        return ChannelRef(user.scope, str(opened["channel"]["id"]))
+
+
+def _metadata(delivery_key: str | None) -> dict[str, Any] | None:
+    if delivery_key is None:
+        return None
+    return {"event_type": DELIVERY_EVENT, "event_payload": {"key": delivery_key}}
