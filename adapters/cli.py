@@ -239,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for chatty in ("alembic", "apscheduler"):  # a line per migration step, per job added
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return asyncio.run(_stoppable(_dispatch(args, settings)))
     except ConfigError as error:

@@ -26,6 +26,7 @@ from bot.daily import (
     compose_daily_post,
     deliver_daily_post,
     send_once,
+    sent_earlier,
 )
 from bot.digest import send_digest
 from bot.events import ChannelRef, CommandInvoked, ReactionChanged, UserRef
@@ -175,7 +176,7 @@ class Paperboy:
                 day=day, posted_before=key.retry_since if key else None,
             )  # fmt: skip
         if post is None:
-            return Delivered(0)
+            return await sent_earlier(self.outbound, channel, key, "header")
         return await deliver_daily_post(self.store, self.outbound, channel, post, now, key)
 
     async def _stop_channel(self, channel: ChannelRef, reason: str) -> None:

@@ -183,6 +183,15 @@ async def already_sent(
     return await outbound.sent_keys(target, key.retry_since)
 
 
+async def sent_earlier(
+    outbound: Outbound, target: ChannelRef | UserRef, key: SendKey | None, part: str
+) -> Delivered:
+    """Nothing is left to send. On a retry that is because an earlier attempt sent and
+    recorded everything, then died before noting its outcome: its first message says so."""
+    ref = (await already_sent(outbound, target, key)).get(key.of(part)) if key else None
+    return Delivered(0, ref, "sent by an earlier attempt" if ref else "")
+
+
 async def send_once(
     send: Callable[[Any, Message], Awaitable[MessageRef]],
     target: ChannelRef | UserRef,

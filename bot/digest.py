@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.cards import demo_note, paper_card
-from bot.daily import already_sent, matching_any, send_once
+from bot.daily import already_sent, matching_any, send_once, sent_earlier
 from bot.events import UserRef
 from bot.messages import Message, Visibility
 from bot.ports import Delivered, Outbound, SendKey
@@ -74,7 +74,7 @@ async def send_digest(
     async with store.transaction() as repos:
         digest = await compose_digest(repos, user, cadence, now)
     if digest is None:
-        return Delivered(0)
+        return await sent_earlier(outbound, user, key, "dm")
     sent = await already_sent(outbound, user, key)
     ref = await send_once(outbound.send_dm, user, digest.message, key, "dm", sent)
     scope = user.scope

@@ -45,7 +45,10 @@ class DeliveryPolicy:
     max_attempts: int = 5
     first_retry: timedelta = timedelta(minutes=1)  # doubled per attempt, up to max_retry
     max_retry: timedelta = timedelta(minutes=30)
-    concurrency: int = 8  # deliveries in flight per worker
+    # Deliveries in flight per worker. Paced sends mostly wait, so many can be in flight; but
+    # (concurrency x messages per post / a workspace's send rate) must stay well under the
+    # lease: 64 x 6 / 4 per second is 96 s.
+    concurrency: int = 64
     resync_every: timedelta = timedelta(minutes=1)
     # A post whose list is not out yet waits, looking again every `list_poll`, for up to
     # `list_wait` after its slot; then it says the list is missing instead of posting.

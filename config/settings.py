@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     gateway_lease_seconds: float = Field(
         60.0, gt=0, le=3600, validation_alias="PAPERBOY_GATEWAY_LEASE_SECONDS"
     )
+    # Posts per second per Slack workspace, from each process (Slack allows "several hundred
+    # per minute" per workspace; the default leaves room for other posts and a second worker).
+    slack_messages_per_second: float = Field(
+        4.0, gt=0, le=100, validation_alias="PAPERBOY_SLACK_MESSAGES_PER_SECOND"
+    )
     log_level: str = Field("INFO", validation_alias="PAPERBOY_LOG_LEVEL")
     host: str = Field("0.0.0.0", validation_alias="PAPERBOY_HOST")
     port: int = Field(3000, ge=0, le=65535, validation_alias="PORT")

@@ -13,12 +13,12 @@ from bot.daily import due_list_day
 from bot.events import ChannelRef, MessageRef, UserRef
 from bot.ingest import ingest_days
 from bot.messages import Message
-from bot.ports import DeliveryError
+from bot.ports import DeliveryError, SendKey
 from bot.scheduler import DeliveryPolicy, DeliveryScheduler, Slot, last_fire
 from bot.sources.huggingface import HuggingFaceClient
 from storage.deliveries import DeliveryKey, Status
 from storage.store import Store
-from tests.core_fixtures import NOW, SCOPE, Harness, RecordingPlatform
+from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform
 
 POLICY = DeliveryPolicy(lease=timedelta(minutes=5), max_attempts=3)
 KEY = DeliveryKey("channel", "test", "T1", "C1", "2026-05-05")
@@ -441,3 +441,21 @@ async def test_a_digest_retry_finds_the_dm_that_went_out(harness: Harness) -> No
     await worker.retry_due()
     assert [message.delivery_key for _, message, _ in platform.dms] == ["digest:2026-05-05:dm"]
     assert (await harness.say("digest now")).text.startswith("Nothing new")  # recorded as sent
+
+
+async def test_a_post_sent_by_a_worker_that_died_before_noting_it_is_not_sent_again(
+    harness: Harness,
+) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    async with harness.store.transaction() as repos:
+        await repos.deliveries.claim(KEY, "dead", NOW, lease=POLICY.lease, max_attempts=3)
+    # The dead worker sent and recorded the whole post, then died before the ledger heard.
+    await harness.bot.post_daily(CHANNEL, day=date(2026, 5, 5), key=SendKey("channel:2026-05-05"))
+    sent_before = len(harness.platform.posts)
+    harness.clock[0] = NOW + POLICY.lease + timedelta(seconds=1)
+    await scheduler(harness).retry_due()
+    assert len(harness.platform.posts) == sent_before
+    async with harness.store.transaction() as repos:
+        row = await repos.deliveries.get(KEY)
+    assert row is not None and (row.status, row.detail) == ("sent", "3 papers")
+    assert row.message_ref == harness.platform.posts[0][2].message_id  # the header it found

@@ -523,13 +523,27 @@ async def test_subscribe_creates_then_updates_keeping_topics(store: Store) -> No
     async with store.transaction() as repos:
         assert await repos.channels.subscription(*SLACK, "C1") is None
         sub = await repos.channels.subscribe(
-            *SLACK, "C1", post_time="09:00", timezone="Europe/Berlin", count=5, by="U1", now=NOW
+            *SLACK,
+            "C1",
+            post_time="09:00",
+            timezone="Europe/Berlin",
+            count=5,
+            days="mon-fri",
+            by="U1",
+            now=NOW,
         )
         assert await repos.channels.add_topic(sub.id, "latency")
         first_id = sub.id
     async with store.transaction() as repos:
         sub = await repos.channels.subscribe(
-            *SLACK, "C1", post_time="07:30", timezone="Asia/Tokyo", count=3, by="U2", now=NOW
+            *SLACK,
+            "C1",
+            post_time="07:30",
+            timezone="Asia/Tokyo",
+            count=3,
+            days="mon,wed",
+            by="U2",
+            now=NOW,
         )
         assert sub.id == first_id
     async with store.transaction() as repos:
@@ -542,6 +556,7 @@ async def test_subscribe_creates_then_updates_keeping_topics(store: Store) -> No
             3,
             "U2",
         )
+        assert sub.days == "mon,wed"
         assert await repos.channels.topics(sub.id) == ["latency"]
         count = await repos.session.scalar(text("SELECT count(*) FROM channel_subscriptions"))
         assert count == 1
@@ -550,7 +565,14 @@ async def test_subscribe_creates_then_updates_keeping_topics(store: Store) -> No
 async def test_channel_topics_add_and_remove(store: Store) -> None:
     async with store.transaction() as repos:
         sub = await repos.channels.subscribe(
-            *SLACK, "C1", post_time="09:00", timezone="UTC", count=5, by="U1", now=NOW
+            *SLACK,
+            "C1",
+            post_time="09:00",
+            timezone="UTC",
+            count=5,
+            days="mon-fri",
+            by="U1",
+            now=NOW,
         )
         assert await repos.channels.add_topic(sub.id, "robotics") is True
         assert await repos.channels.add_topic(sub.id, "latency") is True
@@ -724,10 +746,25 @@ async def test_user_rows_never_leak_across_platform_workspace_or_user(store: Sto
 async def test_channel_rows_never_leak_across_workspaces(store: Store) -> None:
     async with store.transaction() as repos:
         sub = await repos.channels.subscribe(
-            *SLACK, "C1", post_time="09:00", timezone="UTC", count=5, by="U1", now=NOW
+            *SLACK,
+            "C1",
+            post_time="09:00",
+            timezone="UTC",
+            count=5,
+            days="mon-fri",
+            by="U1",
+            now=NOW,
         )
         other = await repos.channels.subscribe(
-            "slack", "T2", "C1", post_time="10:00", timezone="UTC", count=2, by="U9", now=NOW
+            "slack",
+            "T2",
+            "C1",
+            post_time="10:00",
+            timezone="UTC",
+            count=2,
+            days="mon-fri",
+            by="U9",
+            now=NOW,
         )
         assert other.id != sub.id
         await repos.channels.add_topic(sub.id, "latency")

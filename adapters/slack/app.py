@@ -20,6 +20,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStor
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.outbound import SlackOutbound, TokenLookup, web_client
+from adapters.slack.pacing import SlackPacer
 from adapters.slack.render import LINK_ACTION_PREFIX, SHARE_ACTION, blocks, fallback_text
 from bot.core import BotConfig, Paperboy
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope
@@ -32,7 +33,11 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
 COMMAND = "/papers"
-BOT_SCOPES = ["commands", "chat:write", "im:write", "reactions:read", "users:read"]
+# The history scopes let a retried delivery read back what already went out (its metadata).
+BOT_SCOPES = [
+    "commands", "chat:write", "im:write", "reactions:read", "users:read",
+    "channels:history", "groups:history", "im:history",
+]  # fmt: skip
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 ADMIN_CACHE_SECONDS = 300
@@ -116,7 +121,11 @@ def _token_lookup(
 def create_slack_outbound(settings: Settings, store: Store) -> SlackOutbound:
     """Posting only (for the worker's scheduled deliveries when Slack comes in over HTTP)."""
     token_for, _ = _token_lookup(settings, store)
-    return SlackOutbound(settings.slack_api_url, token_for)
+    return SlackOutbound(settings.slack_api_url, token_for, slack_pacer(settings))
+
+
+def slack_pacer(settings: Settings) -> SlackPacer:
+    return SlackPacer(workspace_rate=settings.slack_messages_per_second)
 
 
 def create_slack_bot(
@@ -131,7 +140,7 @@ def create_slack_bot(
     if not socket_mode and settings.slack_signing_secret is None:
         raise ConfigError("SLACK_SIGNING_SECRET: required to receive Slack requests over HTTP")
     token_for, oauth = _token_lookup(settings, store)
-    outbound = SlackOutbound(settings.slack_api_url, token_for)
+    outbound = SlackOutbound(settings.slack_api_url, token_for, slack_pacer(settings))
     bot = Paperboy(
         store, outbound, config=BotConfig.from_settings(settings), source=source, clock=clock
     )

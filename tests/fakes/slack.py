@@ -5,6 +5,8 @@
 call whatever the transport slack_sdk picks: JSON bodies (`chat.postMessage`), form bodies
 (`oauth.v2.access`), query arguments on POST (`auth.test`, `chat.delete`, `conversations.open`,
 `apps.connections.open`: the SDK's `params=`) or on GET (`users.info`). Faults queue per method.
+Opt-in, `enforce_limits()` makes chat.postMessage rate limited like Slack's (per channel and
+per workspace), answering 429 to what exceeds them.
 
 `FakeSocketMode` is a Socket Mode WebSocket server (aiohttp, own thread and event loop): say
 hello, push envelopes, collect the client's acknowledgements.
@@ -19,6 +21,7 @@ import asyncio
 import base64
 import binascii
 import json
+import math
 import threading
 import time
 from collections import defaultdict
@@ -41,6 +44,38 @@ APP_ID = "A1"
 TEAM_NAMES = {"T1": "Team"}
 _NOWHERE = "http://127.0.0.1:9/response/unset"  # a default response_url that never leaves the host
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """chat.postMessage limits, as `FakeSlack.enforce_limits` applies them."""
+
+    channel_interval: float  # seconds between two messages in one channel...
+    jitter: float  # ...less this much, so a correct pacer's timer jitter is not flagged
+    workspace_rate: float  # messages per second per team (token bucket)
+    workspace_burst: int  # the bucket's size
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A message chat.postMessage delivered (answered ok)."""
+
+    team: str
+    channel: str
+    text: str
+    blocks: Any
+    ts: str
+    at: float  # time.monotonic() when it was accepted
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    """A chat.postMessage refused for exceeding `limits` ("channel" or "workspace")."""
+
+    team: str
+    channel: str
+    limit: str
+    at: float  # time.monotonic() when it was refused
 
 
 @dataclass(frozen=True)
@@ -71,6 +106,19 @@ class FakeSlack:
     three-digit status ("500", "503") is that status with a JSON error body; anything else
     ("channel_not_found", "not_in_channel", "token_revoked", ...) is HTTP 200 with
     `{"ok": false, "error": <it>}`. Key `"response:<name>"` queues faults for a response_url.
+
+    Workspaces: `tokens` maps bot tokens to team ids (unknown tokens act for T1);
+    `add_workspace(team)` installs one. Every delivered chat.postMessage is kept in
+    `delivered`, with its team. After `enforce_limits(...)`, a post that comes too soon after
+    the last one delivered in its channel, or finds its team's bucket empty, gets HTTP 429
+    (`Retry-After`: whole seconds until it would pass) and is not delivered; `rate_limited`
+    lists those refusals (faults are not in it).
+
+    History: delivered messages (with their `metadata`) are kept per channel and answered by
+    `conversations.history` (`oldest`, `limit`, `cursor`; metadata only with
+    `include_all_metadata`, as Slack does). `stall_answers_after(n)`: once `n` messages are
+    delivered, every further chat.postMessage is delivered but not answered until
+    `release_stalled()`, as when the sender dies mid-request; `stalled` counts them.
     """
 
     def __init__(self) -> None:
@@ -85,8 +133,17 @@ class FakeSlack:
         self.retry_after = "1"
         self.replies: dict[str, dict[str, Any]] = {}  # method -> fixed answer (after faults)
         self.calls_log: list[SlackCall] = []
+        self.limits: Limits | None = None
+        self.delivered: list[Posted] = []
+        self.rate_limited: list[RateLimited] = []
+        self._last_post: dict[tuple[str, str], float] = {}  # (team, channel) -> delivered at
+        self._buckets: dict[str, tuple[float, float]] = {}  # team -> (tokens, as of)
+        self.history: dict[str, list[dict[str, Any]]] = defaultdict(list)  # channel -> messages
+        self.stalled = 0
+        self._stall_after: int | None = None
+        self._release = threading.Event()
         self.responses: list[tuple[str, Any]] = []  # (name, JSON body) posted to response_urls
-        self._ts = 100
+        self._ts = 0  # the last ts handed out, in microseconds
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
@@ -116,9 +173,30 @@ class FakeSlack:
         return self
 
     def stop(self) -> None:
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+    def add_workspace(self, team: str) -> str:
+        """Install the app in `team`: its bot token (`xoxb-<team>`), known to auth.test."""
+        token = f"xoxb-{team}"
+        with self._lock:
+            self.tokens[token] = team
+        return token
+
+    def enforce_limits(
+        self,
+        *,
+        channel_interval: float = 1.0,
+        jitter: float = 0.05,
+        workspace_rate: float = 5.0,
+        workspace_burst: int = 10,
+    ) -> None:
+        """Rate limit chat.postMessage from now on (Slack's defaults: 1 s per channel, and
+        "several hundred messages per minute" per workspace)."""
+        with self._lock:
+            self.limits = Limits(channel_interval, jitter, workspace_rate, workspace_burst)
 
     def calls(self, method: str | None = None) -> list[SlackCall]:
         """Recorded calls, in arrival order; only those to `method` if given."""
@@ -163,16 +241,43 @@ class FakeSlack:
             queue = self.faults.get(key)
             return queue.pop(0) if queue else None
 
-    def _next_ts(self) -> str:
+    def _team(self, token: str | None) -> str:
+        return self.tokens.get(token or "", "T1")
+
+    def _admit(self, call: SlackCall) -> str | None:
+        """None when `call` (a chat.postMessage) is within the limits, which then count it;
+        else the `Retry-After` it gets."""
+        limits = self.limits
+        if limits is None:
+            return None
+        team, channel = self._team(call.token), str(call.args.get("channel"))
         with self._lock:
-            self._ts += 1
-            return f"1700000000.{self._ts:06d}"
+            now = time.monotonic()  # under the lock: concurrent posts are judged in order
+            last = self._last_post.get((team, channel))
+            tokens, since = self._buckets.get(team, (float(limits.workspace_burst), now))
+            tokens = min(limits.workspace_burst, tokens + (now - since) * limits.workspace_rate)
+            if last is not None and now - last < limits.channel_interval - limits.jitter:
+                refused, wait = "channel", limits.channel_interval - (now - last)
+            elif tokens < 1:
+                refused, wait = "workspace", (1 - tokens) / limits.workspace_rate
+            else:
+                self._last_post[(team, channel)] = now
+                self._buckets[team] = (tokens - 1, now)
+                return None
+            self.rate_limited.append(RateLimited(team, channel, refused, now))
+        return str(max(1, math.ceil(wait)))
+
+    def _next_ts(self) -> str:
+        """Like Slack's: the epoch time in microseconds, unique and increasing."""
+        with self._lock:
+            self._ts = max(round(time.time() * 1_000_000), self._ts + 1)
+            return f"{self._ts // 1_000_000}.{self._ts % 1_000_000:06d}"
 
     def _answer(self, call: SlackCall) -> dict[str, Any]:
         method, args = call.method, call.args
         if method in self.replies:
             return self.replies[method]
-        team = self.tokens.get(call.token or "", "T1")
+        team = self._team(call.token)
         if method == "auth.test":
             if call.token is None:
                 return {"ok": False, "error": "not_authed"}
@@ -199,9 +304,17 @@ class FakeSlack:
                 "text": args.get("text", ""),
                 "ts": ts,
             }
-            for key in ("blocks", "attachments", "thread_ts"):
+            for key in ("blocks", "attachments", "thread_ts", "metadata"):
                 if key in args:
-                    message[key] = args[key]
+                    value = args[key]  # form-encoded bodies carry JSON as a string
+                    message[key] = json.loads(value) if key != "thread_ts" and isinstance(
+                        value, str) else value  # fmt: skip
+            channel = str(args.get("channel"))
+            at = time.monotonic()
+            posted = Posted(team, channel, message["text"], args.get("blocks"), ts, at)
+            with self._lock:
+                self.delivered.append(posted)
+                self.history[channel].append(message)
             return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self._next_ts()}
@@ -211,6 +324,8 @@ class FakeSlack:
             return answer | {"text": message["text"], "message": message}
         if method == "chat.delete":
             return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
+        if method == "conversations.history":
+            return self._history(args)
         if method == "conversations.open":
             if "channel" in args:
                 return {"ok": True, "channel": {"id": args["channel"]}}
@@ -243,6 +358,37 @@ class FakeSlack:
         if method == "apps.connections.open":
             return {"ok": True, "url": self.socket_url}
         return {"ok": True}
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        oldest = float(args.get("oldest") or 0)
+        with self._lock:
+            found = [
+                m for m in self.history.get(str(args.get("channel")), []) if float(m["ts"]) > oldest
+            ]
+        found.reverse()  # newest first, as Slack answers
+        start = int(args.get("cursor") or 0)
+        limit = int(args.get("limit") or 100)
+        page = found[start : start + limit]
+        if str(args.get("include_all_metadata")).lower() not in ("1", "true"):
+            page = [{k: v for k, v in m.items() if k != "metadata"} for m in page]
+        more = start + limit < len(found)
+        cursor = {"next_cursor": str(start + limit) if more else ""}
+        return {"ok": True, "messages": page, "has_more": more, "response_metadata": cursor}
+
+    def stall_answers_after(self, delivered: int) -> None:
+        self._stall_after = delivered
+
+    def release_stalled(self) -> None:
+        self._stall_after = None
+        self._release.set()
+
+    def _stalls(self, call: SlackCall) -> bool:
+        """Whether this delivered post's answer is held back (see `stall_answers_after`)."""
+        with self._lock:
+            if self._stall_after is None or len(self.delivered) <= self._stall_after:
+                return False
+            self.stalled += 1
+        return True
 
     def _oauth(self, args: dict[str, Any]) -> dict[str, Any]:
         team = self.oauth_grants.get(str(args.get("code", "")))
@@ -324,8 +470,15 @@ class _Handler(JsonHandler):
             self._json(int(fault), {"ok": False, "error": f"http_{fault}"})
         elif fault is not None:
             self._json(200, {"ok": False, "error": fault})
+        elif method == "chat.postMessage" and (wait := fake._admit(call)) is not None:
+            self._json(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": wait})
         else:
-            self._json(200, fake._answer(call))
+            answer = fake._answer(call)
+            if method == "chat.postMessage" and fake._stalls(call):
+                fake._release.wait(timeout=60)  # bounded: the test releases or stops the fake
+                self.close_connection = True
+                return
+            self._json(200, answer)
 
     def _response_url(self, name: str, raw: bytes) -> None:
         fake = self.server.fake
