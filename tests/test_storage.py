@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic import command
@@ -12,9 +13,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import alembic_config, create_engine, upgrade
-from storage.models import DailyListing, Paper
+from storage.models import ChannelSubscription, DailyListing, Paper
 from storage.papers import PaperData
-from storage.store import Store
+from storage.store import Repositories, Store
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 DAY = date(2026, 11, 20)
@@ -519,31 +520,25 @@ async def test_search_index_follows_updates_and_deletes(store: Store) -> None:
 SLACK = ("slack", "T1")
 
 
+async def subscribe(
+    repos: Repositories, *, workspace: str = "T1", **changes: Any
+) -> ChannelSubscription:
+    """Channel C1's daily post, 09:00 UTC, 5 papers on weekdays unless `changes` say else."""
+    settings: dict[str, Any] = dict(
+        post_time="09:00", timezone="UTC", count=5, days="mon-fri", by="U1", now=NOW
+    )
+    return await repos.channels.subscribe("slack", workspace, "C1", **(settings | changes))
+
+
 async def test_subscribe_creates_then_updates_keeping_topics(store: Store) -> None:
     async with store.transaction() as repos:
         assert await repos.channels.subscription(*SLACK, "C1") is None
-        sub = await repos.channels.subscribe(
-            *SLACK,
-            "C1",
-            post_time="09:00",
-            timezone="Europe/Berlin",
-            count=5,
-            days="mon-fri",
-            by="U1",
-            now=NOW,
-        )
+        sub = await subscribe(repos, timezone="Europe/Berlin")
         assert await repos.channels.add_topic(sub.id, "latency")
         first_id = sub.id
     async with store.transaction() as repos:
-        sub = await repos.channels.subscribe(
-            *SLACK,
-            "C1",
-            post_time="07:30",
-            timezone="Asia/Tokyo",
-            count=3,
-            days="mon,wed",
-            by="U2",
-            now=NOW,
+        sub = await subscribe(
+            repos, post_time="07:30", timezone="Asia/Tokyo", count=3, days="mon,wed", by="U2"
         )
         assert sub.id == first_id
     async with store.transaction() as repos:
@@ -564,16 +559,7 @@ async def test_subscribe_creates_then_updates_keeping_topics(store: Store) -> No
 
 async def test_channel_topics_add_and_remove(store: Store) -> None:
     async with store.transaction() as repos:
-        sub = await repos.channels.subscribe(
-            *SLACK,
-            "C1",
-            post_time="09:00",
-            timezone="UTC",
-            count=5,
-            days="mon-fri",
-            by="U1",
-            now=NOW,
-        )
+        sub = await subscribe(repos)
         assert await repos.channels.add_topic(sub.id, "robotics") is True
         assert await repos.channels.add_topic(sub.id, "latency") is True
         assert await repos.channels.add_topic(sub.id, "latency") is False
@@ -745,27 +731,8 @@ async def test_user_rows_never_leak_across_platform_workspace_or_user(store: Sto
 
 async def test_channel_rows_never_leak_across_workspaces(store: Store) -> None:
     async with store.transaction() as repos:
-        sub = await repos.channels.subscribe(
-            *SLACK,
-            "C1",
-            post_time="09:00",
-            timezone="UTC",
-            count=5,
-            days="mon-fri",
-            by="U1",
-            now=NOW,
-        )
-        other = await repos.channels.subscribe(
-            "slack",
-            "T2",
-            "C1",
-            post_time="10:00",
-            timezone="UTC",
-            count=2,
-            days="mon-fri",
-            by="U9",
-            now=NOW,
-        )
+        sub = await subscribe(repos)
+        other = await subscribe(repos, workspace="T2", post_time="10:00", count=2, by="U9")
         assert other.id != sub.id
         await repos.channels.add_topic(sub.id, "latency")
     async with store.transaction() as repos:
