@@ -19,20 +19,13 @@ from bot.commands.parser import (
     UsageError,
     parse,
 )
-from bot.daily import (
-    ChannelPlan,
-    ListMissing,
-    already_sent,
-    compose_daily_post,
-    deliver_daily_post,
-    send_once,
-    sent_earlier,
-)
+from bot.daily import ChannelPlan, ListMissing, compose_daily_post, deliver_daily_post
 from bot.digest import send_digest
 from bot.events import ChannelRef, CommandInvoked, ReactionChanged, UserRef
 from bot.messages import Message, Visibility
 from bot.ports import Delivered, DeliveryError, Outbound, SendKey
 from bot.reactions import SaveReactions, display_emoji
+from bot.resume import already_sent, send_once, sent_earlier
 from bot.search import SearchSource
 from config import Settings
 from storage.store import Store

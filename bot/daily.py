@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 from bot.cards import demo_note, paper_card
-from bot.events import ChannelRef, MessageRef, UserRef
+from bot.events import ChannelRef
 from bot.messages import DailyPost, Message, PaperCard, Visibility
 from bot.ports import Delivered, Outbound, SendKey
+from bot.resume import already_sent, send_once
 from bot.search import search_terms
 from storage.models import Paper
 from storage.store import Repositories, Store
@@ -173,37 +173,3 @@ async def deliver_daily_post(
                 scope.platform, scope.workspace, channel.channel, ref.message_id, paper_id, now
             )
     return Delivered(len(post.papers), header)
-
-
-async def already_sent(
-    outbound: Outbound, target: ChannelRef | UserRef, key: SendKey | None
-) -> dict[str, MessageRef]:
-    if key is None or key.retry_since is None:
-        return {}
-    return await outbound.sent_keys(target, key.retry_since)
-
-
-async def sent_earlier(
-    outbound: Outbound, target: ChannelRef | UserRef, key: SendKey | None, part: str
-) -> Delivered:
-    """Nothing is left to send. On a retry that is because an earlier attempt sent and
-    recorded everything, then died before noting its outcome: its first message says so."""
-    ref = (await already_sent(outbound, target, key)).get(key.of(part)) if key else None
-    return Delivered(0, ref, "sent by an earlier attempt" if ref else "")
-
-
-async def send_once(
-    send: Callable[[Any, Message], Awaitable[MessageRef]],
-    target: ChannelRef | UserRef,
-    message: Message,
-    key: SendKey | None,
-    part: str,
-    sent: dict[str, MessageRef],
-) -> MessageRef:
-    """Send `message` marked as `part` of the delivery `key`, unless it is already out."""
-    if key is None:
-        return await send(target, message)
-    delivery_key = key.of(part)
-    if delivery_key in sent:
-        return sent[delivery_key]
-    return await send(target, replace(message, delivery_key=delivery_key))

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.cards import demo_note, paper_card
-from bot.daily import already_sent, matching_any, send_once, sent_earlier
+from bot.daily import matching_any
 from bot.events import UserRef
 from bot.messages import Message, Visibility
 from bot.ports import Delivered, Outbound, SendKey
+from bot.resume import already_sent, send_once, sent_earlier
 from storage.store import Repositories, Store
 
 # How far back a digest looks: a daily digest covers a weekend, a weekly one its week.

@@ -26,6 +26,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
+from bot.commands.parser import days_spec
 from bot.core import Paperboy
 from bot.daily import ListMissing, due_list_day
 from bot.events import ChannelRef, Scope, UserRef
@@ -35,8 +36,6 @@ from storage.models import ChannelSubscription, Delivery, DigestSetting
 from storage.store import Store
 
 log = logging.getLogger(__name__)
-
-WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ async def load_slots(store: Store, platform: str | None = None) -> list[Slot]:
         for s in subscriptions
     ]  # fmt: skip
     for d in digests:
-        days = WEEKDAY_NAMES[d.weekday or 0] if d.cadence == "weekly" else "*"
+        days = days_spec({d.weekday or 0}) if d.cadence == "weekly" else "*"
         slots.append(
             Slot(DIGEST, d.platform, d.workspace, d.user, days, *_hour_minute(d.send_time),
                  d.timezone, d.updated_at)
