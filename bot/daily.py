@@ -159,7 +159,9 @@ async def deliver_daily_post(
     header = await send_once(outbound.post, channel, post.header, key, "header", sent)
     scope = channel.scope
     recorded: set[int] = set()
-    if sent:  # a retry: papers out and recorded by an earlier attempt are done
+    if key is not None and key.retry_since is not None:
+        # A retry: papers out and recorded by an earlier attempt are done, whether or not the
+        # platform can list what went out (Discord cannot).
         async with store.transaction() as repos:
             recorded = await repos.channels.posted_papers(
                 scope.platform, scope.workspace, channel.channel, [p for p, _ in post.papers]

@@ -430,6 +430,30 @@ async def test_a_retry_does_not_repeat_what_already_went_out(harness: Harness) -
     assert row is not None and (row.status, row.attempts) == ("sent", 2)
 
 
+class BlindPlatform(LostAnswerPlatform):
+    """Like Discord: cannot list what it already holds."""
+
+    async def sent_keys(
+        self, target: ChannelRef | UserRef, since: datetime
+    ) -> dict[str, MessageRef]:
+        return {}
+
+
+async def test_a_retry_never_reposts_papers_recorded_by_the_first_attempt(
+    harness: Harness,
+) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    platform = BlindPlatform(lose=3)  # the header and a paper are out and known, then a loss
+    harness.bot.outbound = platform
+    worker = scheduler(harness)
+    assert await worker.runner.run(KEY) is Status.RETRY
+    harness.clock[0] = NOW + POLICY.first_retry
+    await worker.retry_due()
+    papers = [message.delivery_key for _, message, _ in platform.posts if message.cards]
+    assert papers.count(papers[0]) == 1  # recorded by the first attempt: not sent again
+    assert len(set(papers)) == 3  # the post still holds its three papers
+
+
 async def test_a_digest_retry_finds_the_dm_that_went_out(harness: Harness) -> None:
     await configure(harness, NOW - timedelta(hours=5))
     platform = LostAnswerPlatform(lose=1)
