@@ -67,8 +67,8 @@ async def matching_any(
     ids = [paper.id for paper in candidates]
     matched: set[int] = set()
     for topic in topics:
-        hits = await repos.papers.search(search_terms(topic), limit=len(ids), within=ids)
-        matched.update(hit.paper.id for hit in hits)
+        hits = await repos.papers.search_ids(search_terms(topic), limit=len(ids), within=ids)
+        matched.update(hit.paper_id for hit in hits)
     return [paper for paper in candidates if paper.id in matched]
 
 

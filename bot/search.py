@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from storage.models import Paper
-from storage.papers import PaperData, SearchHit
+from storage.papers import PaperData, SearchMatch
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,18 +31,18 @@ def search_terms(topic: str) -> list[str]:
     return re.findall(r"\w+", topic)
 
 
-def rank(hits: Sequence[SearchHit]) -> list[Paper]:
-    if not hits:
+def rank(matches: Sequence[SearchMatch]) -> list[int]:
+    """Paper ids, best first."""
+    if not matches:
         return []
-    best = max(hit.relevance for hit in hits)
+    best = max(match.relevance for match in matches)
     epoch = datetime.min.replace(tzinfo=UTC)
 
-    def key(hit: SearchHit) -> tuple[int, datetime, int]:
-        tier = int(10 * hit.relevance / best) if best > 0 else 0
-        published = hit.paper.published_at or epoch
-        return (tier, published, hit.paper.upvotes or 0)
+    def key(match: SearchMatch) -> tuple[int, datetime, int]:
+        tier = int(10 * match.relevance / best) if best > 0 else 0
+        return (tier, match.published_at or epoch, match.upvotes or 0)
 
-    return [hit.paper for hit in sorted(hits, key=key, reverse=True)]
+    return [match.paper_id for match in sorted(matches, key=key, reverse=True)]
 
 
 async def local_search(
@@ -50,12 +50,14 @@ async def local_search(
 ) -> list[Paper]:
     """All words must match; when nothing does, any word may."""
     async with store.transaction() as repos:
-        hits = await repos.papers.search(terms, limit=CANDIDATES, within=within)
-        if not hits and len(terms) > 1:
-            hits = await repos.papers.search(
+        matches = await repos.papers.search_ids(terms, limit=CANDIDATES, within=within)
+        if not matches and len(terms) > 1:
+            matches = await repos.papers.search_ids(
                 terms, limit=CANDIDATES, match_all=False, within=within
             )
-    return rank(hits)[:limit]
+        best = rank(matches)[:limit]
+        papers = await repos.papers.by_ids(best)  # only the shown ones are loaded
+    return [papers[paper_id] for paper_id in best]
 
 
 async def find_papers(
@@ -66,30 +68,41 @@ async def find_papers(
     source: SearchSource | None,
     budget: float,
 ) -> list[Paper]:
-    """Best papers for `topic`. Hugging Face results count only if they arrive within `budget`
-    seconds; they are stored, so they are found locally next time."""
+    """Best papers for `topic`: the store's, topped up from Hugging Face search when the store
+    has fewer than `limit`. Its results count only if they arrive within `budget` seconds; they
+    are stored, so they are found locally next time. A store that can answer in full is not
+    held up by, and does not load, Hugging Face (the daily lists keep it current)."""
     terms = search_terms(topic)
-    remote = asyncio.create_task(source.search(topic, limit=limit * 2)) if source else None
     local = await local_search(store, terms, limit=limit)
-    if remote is None:
+    if source is None or len(local) >= limit:
         return local
-    try:
-        found = await asyncio.wait_for(remote, timeout=budget)
-    except Exception as exc:  # slow, down or malformed: the store alone answers
-        # wait_for has cancelled the request if it was still running.
-        log.info("hugging face search skipped: %s", type(exc).__name__)
-        return local
-    found = [paper for paper in found if not paper.is_demo]
-    known = {paper.arxiv_id for paper in local}
+    found = await _learn(store, source, topic, limit=limit * 2, budget=budget)
     if not found:
         return local
-    async with store.transaction() as repos:
-        ids = await repos.papers.upsert(found, datetime.now(UTC))
-        new_ids = [ids[p.arxiv_id] for p in found if p.arxiv_id not in known]
-        extra = await repos.papers.by_ids(new_ids)
-    if new_ids:
+    known = {paper.arxiv_id for paper in local}
+    if any(arxiv_id not in known for arxiv_id in found):
         # Newly learnt papers that match the words compete on relevance with the rest.
         local = await local_search(store, terms, limit=limit)
         known = {paper.arxiv_id for paper in local}
-    tail = [extra[pid] for pid in new_ids if pid in extra and extra[pid].arxiv_id not in known]
+    async with store.transaction() as repos:
+        learnt = await repos.papers.by_ids(found.values())
+    tail = [learnt[pid] for aid, pid in found.items() if aid not in known and pid in learnt]
     return (local + tail)[:limit]
+
+
+async def _learn(
+    store: Store, source: SearchSource, topic: str, *, limit: int, budget: float
+) -> dict[str, int]:
+    """What Hugging Face finds for `topic` (arXiv id -> stored paper id, in its order), stored;
+    empty when it is slow, down or malformed."""
+    try:
+        found = await asyncio.wait_for(source.search(topic, limit=limit), timeout=budget)
+    except Exception as exc:  # the store alone answers
+        log.info("hugging face search skipped: %s", type(exc).__name__)
+        return {}
+    found = [paper for paper in found if not paper.is_demo]
+    if not found:
+        return {}
+    async with store.transaction() as repos:
+        ids = await repos.papers.upsert(found, datetime.now(UTC))
+    return {paper.arxiv_id: ids[paper.arxiv_id] for paper in found}

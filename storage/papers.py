@@ -12,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import DailyListing, Paper
 
+# How many of a query's newest matches are ranked by relevance (see `search_ids`).
+RANK_POOL = 1000
+
 
 @dataclass(frozen=True)
 class PaperData:
@@ -31,6 +34,16 @@ class PaperData:
     thumbnail: str | None = None
     organization: str | None = None
     is_demo: bool = False
+
+
+@dataclass(frozen=True)
+class SearchMatch:
+    """A search result without its paper loaded: enough to rank it."""
+
+    paper_id: int
+    relevance: float  # larger is better; comparable only within one query
+    published_at: datetime | None
+    upvotes: int | None
 
 
 @dataclass(frozen=True)
@@ -148,6 +161,33 @@ class PaperRepository:
         )
         return list(result)
 
+    async def search_ids(
+        self,
+        terms: Sequence[str],
+        *,
+        limit: int,
+        match_all: bool = True,
+        within: Sequence[int] | None = None,
+    ) -> list[SearchMatch]:
+        """Full-text search over title, abstract, authors and AI keywords, best first.
+
+        `terms` are plain words (no query syntax); `within` restricts to those paper ids.
+        Only the newest RANK_POOL matches are ranked: scoring every match of a word found in
+        most papers ("model") takes FTS5 over 100 ms at 100k papers (bench/RESULTS.md), and
+        for such a word the newest papers are the ones a reader is after.
+        """
+        # A term without a letter or digit (say "*" or "-") holds no word: FTS5 would read it
+        # as an empty phrase that matches nothing, PostgreSQL as an empty query. Drop it.
+        terms = [t for t in terms if any(ch.isalnum() for ch in t)]
+        if not terms or (within is not None and not within):
+            return []
+        query = search_statement(self.dialect, terms, limit, match_all=match_all, within=within)
+        result = await self.session.execute(query)
+        return [
+            SearchMatch(paper_id, float(score), published_at, upvotes)
+            for paper_id, score, published_at, upvotes in result
+        ]
+
     async def search(
         self,
         terms: Sequence[str],
@@ -156,23 +196,10 @@ class PaperRepository:
         match_all: bool = True,
         within: Sequence[int] | None = None,
     ) -> list[SearchHit]:
-        """Full-text search over title, abstract, authors and AI keywords, best first.
-
-        `terms` are plain words (no query syntax); `within` restricts to those paper ids.
-        """
-        # A term without a letter or digit (say "*" or "-") holds no word: FTS5 would read it
-        # as an empty phrase that matches nothing, PostgreSQL as an empty query. Drop it.
-        terms = [t for t in terms if any(ch.isalnum() for ch in t)]
-        if not terms or (within is not None and not within):
-            return []
-        if self.dialect == "postgresql":
-            query = _postgres_search(terms, match_all)
-        else:
-            query = _sqlite_search(terms, match_all)
-        if within is not None:
-            query = query.where(Paper.id.in_(list(within)))
-        result = await self.session.execute(query.limit(limit))
-        return [SearchHit(paper, float(score)) for paper, score in result]
+        """`search_ids` with the papers loaded."""
+        matches = await self.search_ids(terms, limit=limit, match_all=match_all, within=within)
+        papers = await self.by_ids(match.paper_id for match in matches)
+        return [SearchHit(papers[m.paper_id], m.relevance) for m in matches]
 
 
 def _row(paper: PaperData, now: datetime) -> dict[str, object]:
@@ -206,26 +233,53 @@ def _nonempty_list(dialect: str, new, old):  # type: ignore[no-untyped-def]
 _papers_fts = table("papers_fts", column("rowid"), column("papers_fts"))
 
 
-def _sqlite_search(terms: Sequence[str], match_all: bool) -> Select:
+def search_statement(
+    dialect: str,
+    terms: Sequence[str],
+    limit: int,
+    *,
+    match_all: bool = True,
+    within: Sequence[int] | None = None,
+) -> Select:
+    """The one statement `search_ids` runs: (paper id, relevance, published_at, upvotes)."""
+    if dialect == "postgresql":
+        pool, paper_id = _postgres_pool(terms, match_all), Paper.id
+    else:
+        pool, paper_id = _sqlite_pool(terms, match_all), _papers_fts.c.rowid
+    if within is not None:
+        pool = pool.where(paper_id.in_(list(within)))
+    ranked = pool.limit(RANK_POOL).subquery()
+    return (
+        select(Paper.id, ranked.c.score, Paper.published_at, Paper.upvotes)
+        .join(ranked, ranked.c.id == Paper.id)
+        .order_by(ranked.c.score.desc(), Paper.id.desc())
+        .limit(limit)
+    )
+
+
+def _sqlite_pool(terms: Sequence[str], match_all: bool) -> Select:
+    """The newest matches (rowid is the paper id) with their relevance, newest first."""
     # Each term becomes a quoted FTS5 string, so no user text is read as query syntax.
     quoted = ['"' + term.replace('"', '""') + '"' for term in terms]
     expression = (" AND " if match_all else " OR ").join(quoted)
     # bm25 is smaller for better matches; weights: title, abstract, authors, keywords.
     score = literal_column("-bm25(papers_fts, 10.0, 1.0, 3.0, 5.0)")
+    rowid = _papers_fts.c.rowid
     return (
-        select(Paper, score)
-        .select_from(_papers_fts)
-        .join(Paper, Paper.id == _papers_fts.c.rowid)
+        select(rowid.label("id"), score.label("score"))
         .where(_papers_fts.c.papers_fts.op("MATCH")(expression))
-        .order_by(score.desc())
+        .order_by(rowid.desc())
     )
 
 
-def _postgres_search(terms: Sequence[str], match_all: bool) -> Select:
+def _postgres_pool(terms: Sequence[str], match_all: bool) -> Select:
     parts = [func.plainto_tsquery(literal_column("'english'::regconfig"), term) for term in terms]
     query = parts[0]
     for part in parts[1:]:
         query = query.op("&&" if match_all else "||")(part)
     vector = literal_column("papers.search_vector")
-    score = func.ts_rank(vector, query)
-    return select(Paper, score).where(vector.op("@@")(query)).order_by(score.desc())
+    return (
+        select(Paper.id.label("id"), func.ts_rank(vector, query).label("score"))
+        .where(vector.op("@@")(query))
+        .order_by(Paper.id.desc())
+    )

@@ -153,6 +153,7 @@ async def serve(slack: SlackBot) -> AsyncIterator[httpx.AsyncClient]:
         yield http
     server.should_exit = True
     await task
+    await slack.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from bot.events import CommandInvoked
 from bot.messages import Visibility
 from storage.models import Base, Paper
 from storage.store import Store
-from tests.core_fixtures import CHANNEL, Harness, RecordingPlatform
+from tests.core_fixtures import CHANNEL, NOW, Harness, RecordingPlatform
 from tests.fakes.huggingface import load_fixture
 
 
@@ -68,6 +68,25 @@ async def test_topic_merges_hugging_face_results_and_stores_them(harness: Harnes
     assert any(request.endpoint == "search" for request in harness.hf.requests)
     async with harness.store.transaction() as repos:
         assert await repos.papers.by_arxiv_id("2405.90002") is not None
+
+
+async def test_a_store_that_answers_in_full_does_not_ask_hugging_face(
+    harness: Harness,
+) -> None:
+    harness.hf.days["2024-05-27"] = load_fixture("legacy-2024-05-27.json")
+    bot = Paperboy(
+        harness.store,
+        harness.platform,
+        config=BotConfig(search_budget=1.0, topic_count=2),
+        source=harness.bot.source,
+        clock=lambda: NOW,
+    )
+    answer = await bot.handle_command(CommandInvoked(CHANNEL, "alice", "topic diffusion", False))
+    assert len(answer.cards) == 2
+    assert "2405.90002" not in [card.paper_id for card in answer.cards]  # only HF knows it
+    assert harness.hf.requests_to("search") == []
+    answer = await bot.handle_command(CommandInvoked(CHANNEL, "alice", "topic manipulation", False))
+    assert [card.paper_id for card in answer.cards] == ["2405.90002"]  # too few: HF asked
 
 
 async def test_topic_answers_from_the_store_when_hugging_face_is_slow(harness: Harness) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import unicodedata
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -47,8 +46,11 @@ MIN_SUMMARY = 40  # don't bother with a summary squeezed into less than this
 
 PIPE_STAND_IN = "\u2223"  # DIVIDES: looks like `|` but can't end a link label
 ZWSP = "\u200b"
-# Explicit bidi embeddings, overrides and isolates: they can make text read backwards.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Control characters (category Cc) but the newline, lone surrogates (Cs), and the explicit
+# bidi embeddings, overrides and isolates that can make text read backwards.
+_UNSAFE_CHARACTERS = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
+)
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%"  # RFC 3986 reserved characters (and existing %-escapes)
 _HTTP_URL = re.compile(r"https?://[^/?#\s]", re.IGNORECASE)
 _BACKTICK_RUN = re.compile(r"`{3,}")
@@ -62,12 +64,7 @@ Block = dict[str, object]
 def _clean(text: str) -> str:
     """Drop control characters (tabs become spaces; newlines stay), lone surrogates and bidi
     controls."""
-    text = text.replace("\t", " ")
-    return "".join(
-        ch
-        for ch in text
-        if ch == "\n" or (unicodedata.category(ch) not in ("Cc", "Cs") and ch not in _BIDI_CONTROLS)
-    )
+    return _UNSAFE_CHARACTERS.sub("", text.replace("\t", " "))
 
 
 def escape(text: str) -> str:

@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -143,6 +143,8 @@ class FakeSlack:
         self._stall_after: int | None = None
         self._release = threading.Event()
         self.responses: list[tuple[str, Any]] = []  # (name, JSON body) posted to response_urls
+        # Called on the server thread as each response_url POST arrives (benchmarks time them).
+        self.on_response: Callable[[str, Any], None] | None = None
         self._ts = 0  # the last ts handed out, in microseconds
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -417,6 +419,7 @@ class _Server(QuietServer):
 
 class _Handler(JsonHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, as Slack's servers do
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -488,6 +491,8 @@ class _Handler(JsonHandler):
             body = raw.decode("utf-8", "replace")
         with fake._lock:
             fake.responses.append((name, body))
+        if fake.on_response is not None:
+            fake.on_response(name, body)
         fault = fake._next_fault(f"response:{name}")
         if fault is not None and fault.isdigit():
             self._send(int(fault), fault.encode(), "text/plain")

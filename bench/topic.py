@@ -1,0 +1,119 @@
+"""`/papers topic` end to end through the real Slack HTTP path, against the raw query.
+
+End to end: a signed slash command is POSTed to `paperboy serve` (a subprocess on a SQLite
+file holding N papers); the time runs until the answer arrives at the fake Slack's
+response_url. Hugging Face search is answered by a local fake. One client, one command at a
+time, after a warm-up. Raw: the full-text statement the command runs (`search_statement`),
+executed alone with Python's sqlite3 on the same file, so only the engine is timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.dialects import sqlite
+
+from bench.common import Section, ms, percentile
+from bench.corpus import database
+from bench.served import served
+from bot.search import CANDIDATES, search_terms
+from storage.papers import search_statement
+
+SIZES = (1_000, 10_000, 100_000)
+TOPICS = {
+    "rare": "watermark",
+    "common": "model",
+    "multi-word": "video diffusion transformer",
+}
+WARM_UP = 30
+RUNS = 300
+TARGET_P50, TARGET_P99, TARGET_RATIO = 0.015, 0.050, 2.0
+
+
+def raw_statement(topic: str) -> tuple[str, list[object]]:
+    statement = search_statement("sqlite", search_terms(topic), CANDIDATES)
+    compiled = statement.compile(dialect=sqlite.dialect())
+    return str(compiled), [compiled.params[name] for name in compiled.positiontup or ()]
+
+
+def raw_times(path: Path, topic: str, runs: int) -> tuple[list[float], int]:
+    """Seconds per run of the raw statement, and how many papers match `topic` at all."""
+    sql, params = raw_statement(topic)
+    with sqlite3.connect(path) as db:
+        db.execute(sql, params).fetchall()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            db.execute(sql, params).fetchall()
+            times.append(time.perf_counter() - start)
+        expression = " AND ".join(f'"{term}"' for term in search_terms(topic))
+        matches = db.execute(
+            "SELECT count(*) FROM papers_fts WHERE papers_fts MATCH ?", (expression,)
+        ).fetchone()[0]
+    return times, int(matches)
+
+
+async def end_to_end(path: Path, runs: int) -> dict[str, list[float]]:
+    async with served(path) as bot:
+        for i in range(WARM_UP):
+            await bot.client.command(f"topic {list(TOPICS.values())[i % len(TOPICS)]}")
+        times: dict[str, list[float]] = {}
+        for kind, topic in TOPICS.items():
+            times[kind] = []
+            for _ in range(runs):
+                timed = await bot.client.command(f"topic {topic}")
+                if timed.error:
+                    raise RuntimeError(f"/papers topic {topic}: {timed.error}")
+                times[kind].append(timed.seconds)
+        return times
+
+
+def run(quick: bool = False) -> Section:
+    sizes: Sequence[int] = SIZES[:2] if quick else SIZES
+    runs = RUNS // 3 if quick else RUNS
+    section = Section("`/papers topic` through the Slack HTTP path")
+    section.add(
+        f"{runs} sequential signed `/papers topic` requests per topic to `paperboy serve` "
+        "(SQLite), timed from the request to the answer at the fake Slack response_url; raw = "
+        "the search statement alone in Python's sqlite3 on the same file. Times in ms."
+    )
+    section.add()
+    rows = []
+    at_largest: dict[str, tuple[float, float, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-topic-") as tmp:
+        for size in sizes:
+            path, _ = database(size, Path(tmp))
+            e2e = asyncio.run(end_to_end(path, runs))
+            for kind, topic in TOPICS.items():
+                raw, matches = raw_times(path, topic, runs)
+                p50, p99 = percentile(e2e[kind], 50), percentile(e2e[kind], 99)
+                raw50, raw99 = percentile(raw, 50), percentile(raw, 99)
+                rows.append(
+                    [f"{size:,}", f"{kind}: `{topic}`", f"{matches:,}", ms(p50), ms(p99),
+                     ms(raw50), ms(raw99), f"{p50 / raw50:.1f}"]
+                )  # fmt: skip
+                at_largest[kind] = (p50, p99, p50 / raw50)
+            path.unlink()
+    section.table(
+        ["papers", "topic", "matches", "p50", "p99", "raw p50", "raw p99", "p50 ratio"], rows
+    )
+    largest = f"{sizes[-1]:,} papers"
+    worst50 = max(v[0] for v in at_largest.values())
+    worst99 = max(v[1] for v in at_largest.values())
+    worst_ratio = max(v[2] for v in at_largest.values())
+    section.target(
+        f"p50 <= 15 ms at {largest} (worst topic {ms(worst50)} ms)", worst50 <= TARGET_P50
+    )
+    section.target(
+        f"p99 <= 50 ms at {largest} (worst topic {ms(worst99)} ms)", worst99 <= TARGET_P99
+    )
+    section.target(
+        f"end to end within 2x of the raw query at {largest} (worst {worst_ratio:.1f}x)",
+        worst_ratio <= TARGET_RATIO,
+    )
+    return section
