@@ -21,7 +21,7 @@ from adapters.discord.client import (
 )
 from adapters.discord.gateway import LeasedGateway
 from adapters.slack.app import PLATFORM as SLACK
-from adapters.slack.app import create_slack_bot, create_slack_outbound
+from adapters.slack.app import SlackBot, create_slack_bot, create_slack_outbound
 from adapters.slack.server import http_server, run_socket_mode
 from bot.bootstrap import ensure_papers, keep_papers_fresh
 from bot.core import BotConfig, Paperboy
@@ -30,6 +30,7 @@ from bot.scheduler import DeliveryPolicy, DeliveryScheduler
 from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
 from bot.status import collect_status, render_status
 from config import ConfigError, Settings, load_settings
+from config.redact import install_redaction, settings_secrets
 from storage.db import create_engine, upgrade
 from storage.store import Store
 
@@ -105,7 +106,10 @@ async def _serve(settings: Settings) -> int:
         )
         refresh.add_done_callback(lambda task: task.cancelled() or log.info(task.result()))
         log.info("Slack over HTTP on %s:%d", settings.host, settings.port)
-        await http_server(slack.app, host=settings.host, port=settings.port).serve()
+        try:
+            await http_server(slack.app, host=settings.host, port=settings.port).serve()
+        finally:
+            await slack.close()
     finally:
         await source.aclose()
         await store.close()
@@ -121,6 +125,7 @@ async def _worker(settings: Settings) -> int:
     config = BotConfig.from_settings(settings)
     policy = DeliveryPolicy(lease=timedelta(seconds=settings.delivery_lease_seconds))
     jobs: list[Coroutine[None, None, None]] = []
+    slack: SlackBot | None = None
     try:
         if settings.slack_app_token is not None:
             slack = create_slack_bot(settings, store, source=source, socket_mode=True)
@@ -150,6 +155,8 @@ async def _worker(settings: Settings) -> int:
     finally:
         for job in jobs:
             job.close()  # those never started (a set-up error came first)
+        if slack is not None:
+            await slack.close()
         await source.aclose()
         await store.close()
     return 0
@@ -207,7 +214,7 @@ async def _status(settings: Settings, limit: int) -> int:
     store = await Store.open(settings.database_url, migrate=False)
     try:
         report = await collect_status(store, datetime.now(UTC), upcoming=limit, recent=limit)
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, OSError) as error:  # OSError: asyncpg's refused connection
         print(f"paperboy status: database unavailable or not migrated ({type(error).__name__}); "
               "run `paperboy db upgrade`", file=sys.stderr)  # fmt: skip
         return 1
@@ -241,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for chatty in ("alembic", "apscheduler"):  # a line per migration step, per job added
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    install_redaction(settings_secrets(settings))  # libraries log tokens at DEBUG
     try:
         return asyncio.run(_stoppable(_dispatch(args, settings)))
     except ConfigError as error:

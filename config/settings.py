@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -27,10 +29,22 @@ def normalise_database_url(url: str) -> str:
         )
     scheme = scheme.lower()
     if scheme in ("postgres", "postgresql", "postgresql+psycopg2", "postgresql+asyncpg"):
-        return f"postgresql+asyncpg://{rest}"
-    if scheme in ("sqlite", "sqlite+aiosqlite"):
-        return f"sqlite+aiosqlite://{rest}"
-    raise ValueError("only sqlite and postgresql databases are supported")
+        normalised = f"postgresql+asyncpg://{rest}"
+    elif scheme in ("sqlite", "sqlite+aiosqlite"):
+        normalised = f"sqlite+aiosqlite://{rest}"
+    else:
+        raise ValueError("only sqlite and postgresql databases are supported")
+    # A bad port would otherwise fail at the first connection, with a traceback. The messages
+    # never repeat the URL: it may hold a password.
+    try:
+        port = make_url(normalised).port
+    except ValueError:
+        raise ValueError("the port must be a number, e.g. postgresql://host:5432/name") from None
+    except ArgumentError:
+        raise ValueError("expected a URL such as postgresql://user:password@host/name") from None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError("the port must be a number from 1 to 65535")
+    return normalised
 
 
 def parse_hhmm(value: str) -> time:
@@ -45,7 +59,10 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
-    database_url: str = Field("sqlite+aiosqlite:///paperboy.db", validation_alias="DATABASE_URL")
+    # Out of repr: the URL may hold the database password.
+    database_url: str = Field(
+        "sqlite+aiosqlite:///paperboy.db", validation_alias="DATABASE_URL", repr=False
+    )
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")

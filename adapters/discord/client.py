@@ -119,6 +119,29 @@ def share_view(text: str) -> discord.ui.View | None:
     return view
 
 
+def _guard_parsers(parsers: dict[str, Callable[[Any], None]]) -> None:
+    """Make each gateway event parser drop an event it cannot parse, with a log line.
+
+    discord.py calls the parsers from its gateway loop without catching anything, so one
+    malformed event (a MESSAGE_REACTION_ADD without `user_id`, say) would end `connect()` and,
+    with it, the worker."""
+
+    def guarded(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+        def parse_or_drop(data: Any) -> None:
+            try:
+                parse(data)
+            except Exception as error:
+                log.warning(
+                    "dropped a malformed Discord %s event: %s: %s",
+                    event, type(error).__name__, error,
+                )  # fmt: skip
+
+        return parse_or_drop
+
+    for event, parse in list(parsers.items()):
+        parsers[event] = guarded(event, parse)
+
+
 class PaperboyClient(discord.Client):
     # The bot never joins voice: skip discord.py's start-up warnings about voice libraries.
     discord.VoiceClient.warn_nacl = False
@@ -143,6 +166,7 @@ class PaperboyClient(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self.on_command_error  # type: ignore[method-assign]
         self.tree.add_command(PapersCommands(self.answer, self.followed_topics))
+        _guard_parsers(self._connection.parsers)
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(ShareButton)

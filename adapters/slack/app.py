@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
@@ -18,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack.outbound import SlackOutbound, TokenLookup, web_client
 from adapters.slack.pacing import SlackPacer
@@ -44,11 +46,36 @@ ADMIN_CACHE_SECONDS = 300
 _SLACK_ID = re.compile(r"^[UW][A-Z0-9]+$")
 
 
+class ResponseUrls:
+    """Answers posted to slash commands' response_urls over one kept-alive HTTP session.
+
+    bolt's `respond` opens a new session per answer: a new connection, and against Slack a
+    new TLS handshake, on every command."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def send(self, url: str, **message: Any) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        response = await AsyncWebhookClient(url, session=self._session).send_dict(message)
+        if response.status_code != 200:
+            log.warning("response_url answered %s", response.status_code)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 @dataclass
 class SlackBot:
     app: AsyncApp
     bot: Paperboy
     outbound: SlackOutbound
+    responses: ResponseUrls
+
+    async def close(self) -> None:
+        await self.responses.close()
 
 
 class AdminCheck:
@@ -76,6 +103,10 @@ class AdminCheck:
 def _team(context: AsyncBoltContext, body: dict[str, Any]) -> str:
     team = context.team_id or body.get("team_id") or (body.get("team") or {}).get("id")
     return str(team or context.enterprise_id or "")
+
+
+def _nonempty_str(*values: object) -> TypeGuard[str]:
+    return all(isinstance(value, str) and value for value in values)
 
 
 def _share_blocks(message: Message, user: str) -> list[dict[str, Any]]:
@@ -152,12 +183,17 @@ def create_slack_bot(
         request_verification_enabled=signing_secret is not None,
         oauth_settings=oauth,
     )
-    register_listeners(app, bot, store, clock)
-    return SlackBot(app, bot, outbound)
+    responses = ResponseUrls()
+    register_listeners(app, bot, store, clock, responses)
+    return SlackBot(app, bot, outbound, responses)
 
 
 def register_listeners(
-    app: AsyncApp, bot: Paperboy, store: Store, clock: Callable[[], datetime]
+    app: AsyncApp,
+    bot: Paperboy,
+    store: Store,
+    clock: Callable[[], datetime],
+    responses: ResponseUrls,
 ) -> None:
     is_admin = AdminCheck()
 
@@ -179,26 +215,29 @@ def register_listeners(
     async def on_command(
         ack: Callable,
         command: dict[str, Any],
-        respond: Callable,
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
         await ack()
-        team, user = _team(context, command), str(command.get("user_id", ""))
+        team = _team(context, command)
+        user, channel, response_url = (
+            command.get(name) for name in ("user_id", "channel_id", "response_url")
+        )
+        if not (team and _nonempty_str(user, channel) and _nonempty_str(response_url)
+                and response_url.startswith("http")):  # fmt: skip
+            log.warning("ignoring a Slack command without team, user, channel or response_url")
+            return
         text = str(command.get("text") or "")
         event = CommandInvoked(
-            ChannelRef(Scope(PLATFORM, team), str(command.get("channel_id", ""))),
+            ChannelRef(Scope(PLATFORM, team), channel),
             user,
             text,
             is_admin=await is_admin(client, team, user),
         )
         answer = await bot.handle_command(event)
         share = " ".join(text.split()) if answer.shareable else None
-        await respond(
-            response_type="ephemeral",
-            text=fallback_text(answer),
-            blocks=blocks(answer, share_value=share),
-        )
+        reply = {"text": fallback_text(answer), "blocks": blocks(answer, share_value=share)}
+        await responses.send(response_url, response_type="ephemeral", **reply)
 
     @app.action(SHARE_ACTION)
     async def on_share(
@@ -252,10 +291,13 @@ def register_listeners(
         context: AsyncBoltContext,
     ) -> None:
         added = event.get("type") == "reaction_added"
-        item = event.get("item") or {}
-        if item.get("type") != "message" or not item.get("channel") or not item.get("ts"):
+        item = event.get("item")
+        if not isinstance(item, dict) or not event.get("user"):
+            log.warning("ignoring a Slack %s event without an item or user", event.get("type"))
             return
-        team, user = _team(context, body), str(event.get("user", ""))
+        if item.get("type") != "message" or not item.get("channel") or not item.get("ts"):
+            return  # a reaction to a file or file comment
+        team, user = _team(context, body), str(event["user"])
         channel = ChannelRef(Scope(PLATFORM, team), str(item["channel"]))
         emoji = str(event.get("reaction", "")).split("::")[0]  # drop a skin-tone suffix
         reaction = ReactionChanged(MessageRef(channel, str(item["ts"])), user, emoji, added)

@@ -10,6 +10,7 @@ import uvicorn
 from slack_bolt.adapter.asgi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 
 log = logging.getLogger(__name__)
 
@@ -19,24 +20,100 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 EVENTS_PATH = "/slack/events"
+# Slack's requests are a few KB (a slash command, an event, a button click); bolt would read any
+# body whole into memory before checking its signature, so longer ones are refused unread.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+        }
+    )
+    await send({"type": "http.response.body", "body": text.encode()})
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
+    """The request body, or None when it is longer than MAX_BODY_BYTES (or says it is)."""
+    for name, value in scope.get("headers") or []:
+        if name.lower() == b"content-length":
+            try:
+                if int(value) > MAX_BODY_BYTES:
+                    return None
+            except ValueError:
+                return None
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return bytes(body)
+        body.extend(message.get("body", b""))
+        if len(body) > MAX_BODY_BYTES:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _malformed(scope: Scope, body: bytes) -> str | None:
+    """Why bolt could not handle `body`, or None. Bolt parses a body before it checks the
+    signature and indexes into it without checks; a body it can't parse would be a 500."""
+    try:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request = AsyncBoltRequest(
+            body=body.decode("utf-8"),
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,  # type: ignore[arg-type]
+        )
+    except Exception as error:  # not UTF-8, not JSON, not a JSON object, ...
+        return type(error).__name__
+    payload = request.body
+    if "event" in payload and not isinstance(payload["event"], dict):
+        return "event is not an object"
+    actions = payload.get("actions")
+    if actions is not None and not (
+        isinstance(actions, list) and all(isinstance(action, dict) for action in actions)
+    ):
+        return "actions is not a list of objects"
+    return None
 
 
 def asgi_app(app: AsyncApp) -> ASGIApp:
-    """`/slack/events` (commands, events, interactivity), the OAuth paths, and `/healthz`."""
+    """`/slack/events` (commands, events, interactivity), the OAuth paths, and `/healthz`.
+
+    A body over MAX_BODY_BYTES gets 413 and one bolt can't parse gets 400, each with a log
+    line, before bolt sees it."""
     slack = AsyncSlackRequestHandler(app, path=EVENTS_PATH)
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/healthz":
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-                }
-            )
-            await send({"type": "http.response.body", "body": b"ok"})
+            await _plain(send, 200, "ok")
             return
-        await slack(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != EVENTS_PATH:
+            await slack(scope, receive, send)
+            return
+        body = await _read_body(scope, receive)
+        if body is None:
+            log.warning("refused a Slack request body over %d bytes", MAX_BODY_BYTES)
+            await _plain(send, 413, "Payload Too Large")
+            return
+        problem = _malformed(scope, body)
+        if problem is not None:
+            log.warning("refused a malformed Slack request: %s", problem)
+            await _plain(send, 400, "Bad Request")
+            return
+        replayed = False
+
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await slack(scope, replay, send)
 
     return serve
 
