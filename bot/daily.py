@@ -64,11 +64,9 @@ async def matching_any(
     repos: Repositories, topics: tuple[str, ...], candidates: list[Paper]
 ) -> list[Paper]:
     """`candidates` (kept in their order) that match at least one topic."""
-    ids = [paper.id for paper in candidates]
-    matched: set[int] = set()
-    for topic in topics:
-        hits = await repos.papers.search_ids(search_terms(topic), limit=len(ids), within=ids)
-        matched.update(hit.paper_id for hit in hits)
+    term_sets = [tuple(search_terms(topic)) for topic in topics]
+    matches = await repos.papers.matching_ids(term_sets, [paper.id for paper in candidates])
+    matched = set().union(*matches.values())
     return [paper for paper in candidates if paper.id in matched]
 
 

@@ -45,16 +45,12 @@ def rank(matches: Sequence[SearchMatch]) -> list[int]:
     return [match.paper_id for match in sorted(matches, key=key, reverse=True)]
 
 
-async def local_search(
-    store: Store, terms: Sequence[str], *, limit: int, within: Sequence[int] | None = None
-) -> list[Paper]:
+async def local_search(store: Store, terms: Sequence[str], *, limit: int) -> list[Paper]:
     """All words must match; when nothing does, any word may."""
     async with store.transaction() as repos:
-        matches = await repos.papers.search_ids(terms, limit=CANDIDATES, within=within)
+        matches = await repos.papers.search_ids(terms, limit=CANDIDATES)
         if not matches and len(terms) > 1:
-            matches = await repos.papers.search_ids(
-                terms, limit=CANDIDATES, match_all=False, within=within
-            )
+            matches = await repos.papers.search_ids(terms, limit=CANDIDATES, match_all=False)
         best = rank(matches)[:limit]
         papers = await repos.papers.by_ids(best)  # only the shown ones are loaded
     return [papers[paper_id] for paper_id in best]
