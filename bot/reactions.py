@@ -64,8 +64,10 @@ class SaveReactions:
                     scope.platform, scope.workspace, event.user, paper_id
                 )
                 verb = "Removed from your saved papers" if changed else "Not in your saved papers"
+        # Backticks in a Message's text mark our own code spans; a title's must stay text.
+        title = paper.title.replace("`", "\u2019")
         return Message(
-            text=f"{verb}: {paper.title}",
+            text=f"{verb}: {title}",
             lines=("See them with `/papers saved`.",),
             note=DEMO_NOTE if paper.is_demo else None,
         )

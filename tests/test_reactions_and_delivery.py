@@ -37,6 +37,18 @@ async def test_save_reaction_saves_and_removal_unsaves(harness: Harness) -> None
     assert await saved_ids(harness) == []
 
 
+async def test_a_title_in_a_confirmation_cannot_open_a_code_span(harness: Harness) -> None:
+    await harness.bot.post_daily(CHANNEL)
+    paper_id, ref = harness.paper_posts()[0]
+    async with harness.store.transaction() as repos:
+        paper = await repos.papers.by_arxiv_id(paper_id)
+        assert paper is not None
+        paper.title = "Use `rm -rf` and ``` fences"
+    confirmation = await harness.react(ref)
+    assert confirmation is not None
+    assert "`" not in confirmation.text and "rm -rf" in confirmation.text
+
+
 async def test_save_emoji_by_character_counts_too(harness: Harness) -> None:
     await harness.bot.post_daily(CHANNEL)
     paper_id, ref = harness.paper_posts()[0]
