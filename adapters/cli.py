@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -30,7 +31,7 @@ from bot.scheduler import DeliveryPolicy, DeliveryScheduler
 from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
 from bot.status import collect_status, render_status
 from config import ConfigError, Settings, load_settings
-from config.redact import install_redaction, settings_secrets
+from config.redact import Redactor, install_redaction, settings_secrets
 from storage.db import create_engine, upgrade
 from storage.store import Store
 
@@ -248,12 +249,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for chatty in ("alembic", "apscheduler"):  # a line per migration step, per job added
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    install_redaction(settings_secrets(settings))  # libraries log tokens at DEBUG
+    secrets = settings_secrets(settings)
+    install_redaction(secrets)  # libraries log tokens at DEBUG
     try:
         return asyncio.run(_stoppable(_dispatch(args, settings)))
     except ConfigError as error:
         print(f"paperboy: configuration error: {error}", file=sys.stderr)
         return 2
+    except (SQLAlchemyError, ConnectionError, socket.gaierror) as error:
+        # The database is down, unreachable or refuses us: one line, not a traceback.
+        reason = Redactor(secrets)(str(error).splitlines()[0] if str(error) else "")
+        print(f"paperboy: database unavailable ({type(error).__name__}: {reason[:200]}); "
+              "check DATABASE_URL", file=sys.stderr)  # fmt: skip
+        return 1
     except KeyboardInterrupt:
         return 130
 

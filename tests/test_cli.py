@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from alembic.script import ScriptDirectory
 
 from storage.db import alembic_config
@@ -160,3 +161,22 @@ def test_serve_without_a_signing_secret_stops_with_one_line(tmp_path: Path) -> N
         .startswith("paperboy: configuration error: SLACK_SIGNING_SECRET")
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["fetch"], ["worker"]])
+def test_an_unreachable_database_is_one_line_without_the_password(
+    tmp_path: Path, command: list[str]
+) -> None:
+    url = f"postgresql://paperboy:pw-never-shown@127.0.0.1:{free_port()}/paperboy"
+    result = subprocess.run(
+        [sys.executable, "-m", "adapters.cli", *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": url, "PAPERBOY_HF_BASE_URL": "http://127.0.0.1:9"},
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "paperboy: database unavailable (ConnectionRefusedError" in result.stderr
+    assert "Traceback" not in result.stderr and "pw-never-shown" not in result.stderr
