@@ -44,10 +44,14 @@ class DeliveryPolicy:
     max_attempts: int = 5
     first_retry: timedelta = timedelta(minutes=1)  # doubled per attempt, up to max_retry
     max_retry: timedelta = timedelta(minutes=30)
-    # Deliveries in flight per worker. Paced sends mostly wait, so many can be in flight; but
-    # (concurrency x messages per post / a workspace's send rate) must stay well under the
-    # lease: 64 x 6 / 4 per second is 96 s.
-    concurrency: int = 64
+    # Deliveries in flight per worker, and per workspace. Paced sends mostly wait, so many can
+    # be in flight. A workspace's sends share its rate: more of its deliveries in flight than
+    # that rate serves (4-5/s at 1 message/s per channel: about 5) only wait, holding worker
+    # slots other workspaces could use; and (per_workspace x messages per post / the rate)
+    # must stay well under the lease: 8 x 6 / 4 per second is 12 s. The worker-wide cap
+    # bounds memory and database load; under it, per_workspace x workspaces run at once.
+    concurrency: int = 512
+    per_workspace: int = 8
     resync_every: timedelta = timedelta(minutes=1)
     # A post whose list is not out yet waits, looking again every `list_poll`, for up to
     # `list_wait` after its slot; then it says the list is missing instead of posting.
@@ -149,12 +153,25 @@ class DeliveryRunner:
         self.policy = policy
         self.clock = clock
         self._slots = asyncio.Semaphore(policy.concurrency)
+        # (platform, workspace) -> its slots and how many runs hold or wait for them.
+        self._workspaces: dict[tuple[str, str], tuple[asyncio.Semaphore, list[int]]] = {}
 
     async def run(self, key: DeliveryKey) -> Status | None:
         """The outcome, or None when this worker did not get the claim (another worker has
         it, it is done, or its retry is not due)."""
-        async with self._slots:
-            return await self._run(key)
+        workspace = (key.platform, key.workspace)
+        slots, users = self._workspaces.setdefault(
+            workspace, (asyncio.Semaphore(self.policy.per_workspace), [0])
+        )
+        users[0] += 1
+        try:
+            # The workspace's slot first: a run waiting for it holds no worker-wide slot.
+            async with slots, self._slots:
+                return await self._run(key)
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._workspaces[workspace]
 
     async def _run(self, key: DeliveryKey) -> Status | None:
         policy = self.policy
