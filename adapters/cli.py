@@ -22,7 +22,7 @@ from adapters.discord.client import (
 )
 from adapters.discord.gateway import LeasedGateway
 from adapters.slack.app import PLATFORM as SLACK
-from adapters.slack.app import SlackBot, create_slack_bot, create_slack_outbound
+from adapters.slack.app import create_slack_bot, create_slack_outbound
 from adapters.slack.server import http_server, run_socket_mode
 from bot.bootstrap import ensure_papers, keep_papers_fresh
 from bot.core import BotConfig, Paperboy
@@ -126,16 +126,18 @@ async def _worker(settings: Settings) -> int:
     config = BotConfig.from_settings(settings)
     policy = DeliveryPolicy(lease=timedelta(seconds=settings.delivery_lease_seconds))
     jobs: list[Coroutine[None, None, None]] = []
-    slack: SlackBot | None = None
+    closing: list[Callable[[], Awaitable[None]]] = []  # HTTP sessions, at the end
     try:
         if settings.slack_app_token is not None:
             slack = create_slack_bot(settings, store, source=source, socket_mode=True)
+            closing.append(slack.close)
             log.info("Slack over Socket Mode")
             jobs.append(run_socket_mode(slack.app, settings.slack_app_token.get_secret_value()))
             jobs.append(_deliver(slack.bot, SLACK, policy))
         elif settings.slack_configured:
             log.info("Slack requests go to `paperboy serve`; this worker delivers to Slack")
             outbound = create_slack_outbound(settings, store)
+            closing.append(outbound.close)
             bot = Paperboy(store, outbound, config=config, source=source)
             jobs.append(_deliver(bot, SLACK, policy))
         if settings.discord_token is not None:
@@ -156,8 +158,8 @@ async def _worker(settings: Settings) -> int:
     finally:
         for job in jobs:
             job.close()  # those never started (a set-up error came first)
-        if slack is not None:
-            await slack.close()
+        for close in closing:
+            await close()
         await source.aclose()
         await store.close()
     return 0

@@ -221,6 +221,7 @@ async def morning(api_url: str, teams: Sequence[str], channels: int, tmp: Path) 
                 await scheduler.resync(catch_up=True)
             finally:
                 scheduler.shutdown()
+                await outbound.close()
         process_cpu = time.process_time() - cpu_before
         sched_after = _main_thread_schedstat()
         load = (load_before, os.getloadavg()[0])

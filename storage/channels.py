@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ChannelSubscription, ChannelTopic, Post
@@ -90,8 +90,10 @@ class ChannelRepository:
         paper_id: int,
         now: datetime,
     ) -> None:
-        self.session.add(
-            Post(
+        # A Core insert: this runs once per message sent, and the ORM's unit of work costs
+        # more than the insert itself.
+        await self.session.execute(
+            insert(Post).values(
                 platform=platform,
                 workspace=workspace,
                 channel=channel,
@@ -100,7 +102,6 @@ class ChannelRepository:
                 posted_at=now,
             )
         )
-        await self.session.flush()
 
     async def paper_for_message(
         self, platform: str, workspace: str, channel: str, message_id: str

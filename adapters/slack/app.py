@@ -76,6 +76,7 @@ class SlackBot:
 
     async def close(self) -> None:
         await self.responses.close()
+        await self.outbound.close()
 
 
 class AdminCheck:

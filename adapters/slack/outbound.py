@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
@@ -115,11 +116,16 @@ class RetryAfterHandler(AsyncRateLimitErrorRetryHandler):
 
 
 def web_client(
-    base_url: str, token: str | None = None, *, paced: frozenset[str] = frozenset()
+    base_url: str,
+    token: str | None = None,
+    *,
+    paced: frozenset[str] = frozenset(),
+    session: aiohttp.ClientSession | None = None,
 ) -> AsyncWebClient:
     """A Web API client that waits out 429s (`Retry-After`) instead of failing, except for
-    the `paced` methods: their 429s raise, for the caller to retry through its pacer."""
-    client = AsyncWebClient(token=token, base_url=base_url)
+    the `paced` methods: their 429s raise, for the caller to retry through its pacer. With a
+    `session`, its connections are kept alive between calls (else each call opens one)."""
+    client = AsyncWebClient(token=token, base_url=base_url, session=session)
     client.retry_handlers.append(RetryAfterHandler(RATE_LIMIT_RETRIES, paced=paced))
     return client
 
@@ -140,17 +146,27 @@ class SlackOutbound:
         self.token_for = token_for
         self.pacer = pacer or SlackPacer()
         self._clients: dict[str, AsyncWebClient] = {}
+        # One connection pool for every workspace's posts: a new connection (and against
+        # Slack a TLS handshake) per message would cost more CPU than the post itself.
+        self._session: aiohttp.ClientSession | None = None
 
     async def client(self, workspace: str) -> AsyncWebClient:
         token = await self.token_for(workspace)
         if token is None:
             raise DeliveryError("app_not_installed", permanent=True)
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._clients.clear()
         client = self._clients.get(workspace)
         if client is None or client.token != token:
             client = self._clients[workspace] = web_client(
-                self.base_url, token, paced=PACED_METHODS
+                self.base_url, token, paced=PACED_METHODS, session=self._session
             )
         return client
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
         workspace = channel.scope.workspace
