@@ -297,12 +297,19 @@ def search_statement(
         pool, paper_id = _sqlite_pool(terms, match_all), _papers_fts.c.rowid
     if within is not None:
         pool = pool.where(paper_id.in_(list(within)))
-    ranked = pool.limit(RANK_POOL).subquery()
-    return (
-        select(Paper.id, ranked.c.score, Paper.published_at, Paper.upvotes)
-        .join(ranked, ranked.c.id == Paper.id)
-        .order_by(ranked.c.score.desc(), Paper.id.desc())
+    newest = pool.limit(RANK_POOL).subquery()
+    # The best `limit` by relevance first, so only those rows of the (wide) papers table are
+    # read for their dates and upvotes.
+    best = (
+        select(newest.c.id, newest.c.score)
+        .order_by(newest.c.score.desc(), newest.c.id.desc())
         .limit(limit)
+        .subquery()
+    )
+    return (
+        select(Paper.id, best.c.score, Paper.published_at, Paper.upvotes)
+        .join(best, best.c.id == Paper.id)
+        .order_by(best.c.score.desc(), Paper.id.desc())
     )
 
 
