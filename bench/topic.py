@@ -36,9 +36,10 @@ TARGET_P50, TARGET_P99, TARGET_RATIO = 0.015, 0.050, 2.0
 
 
 def raw_statement(topic: str) -> tuple[str, list[object]]:
-    statement = search_statement("sqlite", search_terms(topic), CANDIDATES)
+    statement, params = search_statement("sqlite", search_terms(topic), CANDIDATES)
     compiled = statement.compile(dialect=sqlite.dialect())
-    return str(compiled), [compiled.params[name] for name in compiled.positiontup or ()]
+    values = {**compiled.params, **params}
+    return str(compiled), [values[name] for name in compiled.positiontup or ()]
 
 
 def raw_times(path: Path, topic: str, runs: int) -> tuple[list[float], int]:

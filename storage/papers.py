@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import (
+    BindParameter,
+    Integer,
     Select,
+    bindparam,
     case,
     column,
     delete,
@@ -197,8 +201,10 @@ class PaperRepository:
         terms = [t for t in terms if any(ch.isalnum() for ch in t)]
         if not terms or (within is not None and not within):
             return []
-        query = search_statement(self.dialect, terms, limit, match_all=match_all, within=within)
-        result = await self.session.execute(query)
+        query, params = search_statement(
+            self.dialect, terms, limit, match_all=match_all, within=within
+        )
+        result = await self.session.execute(query, params)
         return [
             SearchMatch(paper_id, float(score), published_at, upvotes)
             for paper_id, score, published_at, upvotes in result
@@ -289,21 +295,39 @@ def search_statement(
     *,
     match_all: bool = True,
     within: Sequence[int] | None = None,
-) -> Select:
-    """The one statement `search_ids` runs: (paper id, relevance, published_at, upvotes)."""
+) -> tuple[Select, dict[str, object]]:
+    """The one statement `search_ids` runs, (paper id, relevance, published_at, upvotes), and
+    its parameters. Without `within` the statement is built once per shape and reused: a
+    statement this size costs SQLAlchemy more to build than SQLite to run for a rare word."""
+    params: dict[str, object] = {"limit": limit, "pool": RANK_POOL}
     if dialect == "postgresql":
+        params |= {f"term_{n}": term for n, term in enumerate(terms)}
+        shape = (dialect, len(terms), match_all)
+    else:
+        params["expression"] = _fts5_expression(terms, match_all)
+        shape = (dialect, 0, True)  # AND or OR is inside the expression
+    if within is None:
+        return _reused_search(*shape), params
+    return _build_search(*shape, within), params
+
+
+def _build_search(
+    dialect: str, term_count: int, match_all: bool, within: Sequence[int] | None = None
+) -> Select:
+    if dialect == "postgresql":
+        terms = [bindparam(f"term_{n}") for n in range(term_count)]
         pool, paper_id = _postgres_pool(terms, match_all), Paper.id
     else:
-        pool, paper_id = _sqlite_pool(terms, match_all), _papers_fts.c.rowid
+        pool, paper_id = _sqlite_pool(bindparam("expression")), _papers_fts.c.rowid
     if within is not None:
         pool = pool.where(paper_id.in_(list(within)))
-    newest = pool.limit(RANK_POOL).subquery()
+    newest = pool.limit(bindparam("pool", type_=Integer)).subquery()
     # The best `limit` by relevance first, so only those rows of the (wide) papers table are
     # read for their dates and upvotes.
     best = (
         select(newest.c.id, newest.c.score)
         .order_by(newest.c.score.desc(), newest.c.id.desc())
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
         .subquery()
     )
     return (
@@ -313,11 +337,17 @@ def search_statement(
     )
 
 
-def _sqlite_pool(terms: Sequence[str], match_all: bool) -> Select:
-    """The newest matches (rowid is the paper id) with their relevance, newest first."""
+_reused_search = functools.cache(_build_search)
+
+
+def _fts5_expression(terms: Sequence[str], match_all: bool) -> str:
     # Each term becomes a quoted FTS5 string, so no user text is read as query syntax.
     quoted = ['"' + term.replace('"', '""') + '"' for term in terms]
-    expression = (" AND " if match_all else " OR ").join(quoted)
+    return (" AND " if match_all else " OR ").join(quoted)
+
+
+def _sqlite_pool(expression: str | BindParameter[str]) -> Select:
+    """The newest matches (rowid is the paper id) with their relevance, newest first."""
     # bm25 is smaller for better matches; weights: title, abstract, authors, keywords.
     score = literal_column("-bm25(papers_fts, 10.0, 1.0, 3.0, 5.0)")
     rowid = _papers_fts.c.rowid
@@ -328,7 +358,7 @@ def _sqlite_pool(terms: Sequence[str], match_all: bool) -> Select:
     )
 
 
-def _postgres_pool(terms: Sequence[str], match_all: bool) -> Select:
+def _postgres_pool(terms: Sequence[str | BindParameter[str]], match_all: bool) -> Select:
     parts = [func.plainto_tsquery(literal_column("'english'::regconfig"), term) for term in terms]
     query = parts[0]
     for part in parts[1:]:
@@ -352,7 +382,7 @@ def _match_arm(dialect: str, index: int, words: list[str], within: Sequence[int]
         )
     rowid = _papers_fts.c.rowid
     return (
-        _sqlite_pool(words, match_all=True)
+        _sqlite_pool(_fts5_expression(words, match_all=True))
         .with_only_columns(literal(index).label("topic"), rowid)
         .order_by(None)
         .where(rowid.between(min(within), max(within)))
