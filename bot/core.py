@@ -24,6 +24,7 @@ from bot.digest import send_digest
 from bot.events import ChannelRef, CommandInvoked, ReactionChanged, UserRef
 from bot.messages import Message, Visibility
 from bot.ports import Delivered, DeliveryError, Outbound, SendKey
+from bot.post_recorder import PostRecorder
 from bot.reactions import SaveReactions, display_emoji
 from bot.resume import already_sent, send_once, sent_earlier
 from bot.search import SearchSource
@@ -79,6 +80,7 @@ class Paperboy:
         self.source = source
         self.clock = clock
         self.reactions = SaveReactions(store, config.save_emojis)
+        self.posts = PostRecorder(store)
         # Called after a command changes when something is delivered (the scheduler listens).
         self.schedule_listeners: list[Callable[[], None]] = []
 
@@ -170,7 +172,9 @@ class Paperboy:
             )  # fmt: skip
         if post is None:
             return await sent_earlier(self.outbound, channel, key, "header")
-        return await deliver_daily_post(self.store, self.outbound, channel, post, now, key)
+        return await deliver_daily_post(
+            self.store, self.posts, self.outbound, channel, post, now, key
+        )
 
     async def _stop_channel(self, channel: ChannelRef, reason: str) -> None:
         scope = channel.scope

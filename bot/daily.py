@@ -10,8 +10,10 @@ from bot.cards import demo_note, paper_card
 from bot.events import ChannelRef
 from bot.messages import DailyPost, Message, PaperCard, Visibility
 from bot.ports import Delivered, Outbound, SendKey
+from bot.post_recorder import PostRecorder
 from bot.resume import already_sent, send_once
 from bot.search import search_terms
+from storage.channels import PostRecord
 from storage.models import Paper
 from storage.store import Repositories, Store
 
@@ -144,6 +146,7 @@ def list_title(day: date, cards: Sequence[PaperCard], what: str) -> str:
 
 async def deliver_daily_post(
     store: Store,
+    recorder: PostRecorder,
     outbound: Outbound,
     channel: ChannelRef,
     post: DailyPost,
@@ -168,8 +171,8 @@ async def deliver_daily_post(
         if paper_id in recorded:
             continue
         ref = await send_once(outbound.post, channel, message, key, f"paper:{paper_id}", sent)
-        async with store.transaction() as repos:
-            await repos.channels.record_post(
-                scope.platform, scope.workspace, channel.channel, ref.message_id, paper_id, now
-            )
+        await recorder.record(
+            PostRecord(scope.platform, scope.workspace, channel.channel, ref.message_id,
+                       paper_id, now)
+        )  # fmt: skip
     return Delivered(len(post.papers), header)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select
@@ -11,6 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import ChannelSubscription, ChannelTopic, Post
 
 _INSERT_POST = insert(Post.__table__)
+
+
+@dataclass(frozen=True)
+class PostRecord:
+    """A paper message sent to a channel: a reaction on it names the paper."""
+
+    platform: str
+    workspace: str
+    channel: str
+    message_id: str
+    paper_id: int
+    posted_at: datetime
 
 
 class ChannelRepository:
@@ -92,19 +105,15 @@ class ChannelRepository:
         paper_id: int,
         now: datetime,
     ) -> None:
-        # Core on the table, not the ORM: this runs once per message sent, and the ORM's
-        # insert path costs more than the insert itself.
-        await self.session.execute(
-            _INSERT_POST,
-            {
-                "platform": platform,
-                "workspace": workspace,
-                "channel": channel,
-                "message_id": message_id,
-                "paper_id": paper_id,
-                "posted_at": now,
-            },
+        await self.record_posts(
+            [PostRecord(platform, workspace, channel, message_id, paper_id, now)]
         )
+
+    async def record_posts(self, posts: Sequence[PostRecord]) -> None:
+        """Record paper messages sent to channels (one statement for all of them)."""
+        # Core on the table, not the ORM: this runs for every message sent, and the ORM's
+        # insert path costs more than the insert itself.
+        await self.session.execute(_INSERT_POST, [asdict(post) for post in posts])
 
     async def paper_for_message(
         self, platform: str, workspace: str, channel: str, message_id: str

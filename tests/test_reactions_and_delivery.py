@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from bot.daily import ChannelPlan, compose_daily_post
 from bot.digest import compose_digest
@@ -12,7 +15,10 @@ from bot.events import ChannelRef, MessageRef, Scope, UserRef
 from bot.ingest import ingest_day
 from bot.messages import Message
 from bot.ports import DeliveryError
+from bot.post_recorder import PostRecorder
 from bot.sources.huggingface import HuggingFaceClient
+from storage.channels import PostRecord
+from storage.models import Post
 from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform
 from tests.fakes.huggingface import load_fixture
 
@@ -240,3 +246,24 @@ async def test_a_transient_dm_failure_does_not_pause_the_digest(harness: Harness
     harness.bot.outbound = FlakyPlatform()
     assert "try again in a minute" in (await harness.say("digest now", user="bob")).text
     assert "comes daily at 08:00 UTC" in (await harness.say("digest", user="bob")).text
+
+
+async def test_concurrent_posts_are_recorded_together_and_a_bad_row_fails_alone(
+    harness: Harness,
+) -> None:
+    async with harness.store.transaction() as repos:
+        paper = await repos.papers.by_arxiv_id("2605.00001")
+    assert paper is not None
+    recorder = PostRecorder(harness.store)
+    rows = [PostRecord("test", "T1", "C9", f"m{n}", paper.id, NOW) for n in range(40)]
+    await asyncio.gather(*(recorder.record(row) for row in rows))
+    again = [PostRecord("test", "T1", "C9", f"new{n}", paper.id, NOW) for n in range(5)]
+    outcomes = await asyncio.gather(
+        *(recorder.record(row) for row in [*again, rows[0]]), return_exceptions=True
+    )
+    assert outcomes[:5] == [None] * 5
+    assert isinstance(outcomes[5], IntegrityError)  # the same message recorded twice
+    async with harness.store.transaction() as repos:
+        recorded = await repos.channels.posted_papers("test", "T1", "C9", [paper.id])
+        count = await repos.session.scalar(select(func.count()).select_from(Post))
+    assert recorded == {paper.id} and count == 45
