@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from multiprocessing.connection import Connection
@@ -155,6 +155,26 @@ def _in_worker_processes(
     return took, cpu
 
 
+def _delivering(
+    store: Store,
+    settings: Settings,
+    teams: Sequence[str],
+    clock: Callable[[], datetime],
+    name: str,
+) -> tuple[Paperboy, SlackOutbound, DeliveryScheduler]:
+    """What `paperboy worker` builds (adapters/cli.py `_worker`), one token per workspace."""
+    tokens = {team: f"xoxb-{team}" for team in teams}
+
+    async def token_for(team: str) -> str | None:
+        return tokens.get(team)
+
+    outbound = SlackOutbound(settings.slack_api_url, token_for, slack_pacer(settings))
+    bot = Paperboy(store, outbound, config=BotConfig.from_settings(settings), clock=clock)
+    policy = DeliveryPolicy(lease=timedelta(seconds=settings.delivery_lease_seconds))
+    scheduler = DeliveryScheduler(bot, platform="slack", worker=name, policy=policy, clock=clock)
+    return bot, outbound, scheduler
+
+
 def _worker_process(
     conn: Connection, settings: Settings, teams: list[str], now: datetime, name: str
 ) -> None:
@@ -164,17 +184,7 @@ def _worker_process(
 
     async def deliver() -> None:
         store = await Store.open(settings.database_url, migrate=False)
-        tokens = {team: f"xoxb-{team}" for team in teams}
-
-        async def token_for(team: str) -> str | None:
-            return tokens.get(team)
-
-        outbound = SlackOutbound(settings.slack_api_url, token_for, slack_pacer(settings))
-        bot = Paperboy(store, outbound, config=BotConfig.from_settings(settings), clock=lambda: now)
-        policy = DeliveryPolicy(lease=timedelta(seconds=settings.delivery_lease_seconds))
-        scheduler = DeliveryScheduler(
-            bot, platform="slack", worker=name, policy=policy, clock=lambda: now
-        )
+        _, outbound, scheduler = _delivering(store, settings, teams, lambda: now, name)
         conn.send("ready")
         await asyncio.to_thread(conn.recv)
         cpu = time.process_time()
@@ -267,16 +277,8 @@ async def morning(
         now = datetime(day.year, day.month, day.day, hours, minutes, tzinfo=UTC)
         async with HuggingFaceClient(hf.base_url) as source:
             listed = await ingest_day(store, source, day, now - timedelta(hours=6))
-        tokens = {team: f"xoxb-{team}" for team in teams}
-
-        async def token_for(team: str) -> str | None:
-            return tokens.get(team)
-
-        pacer = slack_pacer(settings)
-        outbound = SlackOutbound(settings.slack_api_url, token_for, pacer)
-        config = BotConfig.from_settings(settings)
         clock = [now - timedelta(hours=5)]  # the admins set it up early in the morning
-        bot = Paperboy(store, outbound, config=config, clock=lambda: clock[0])
+        bot, outbound, scheduler = _delivering(store, settings, teams, lambda: clock[0], "bench")
         for n in range(channels):
             team = teams[n % len(teams)]
             where = ChannelRef(Scope("slack", team), f"C{team}x{n:04d}")
@@ -285,11 +287,6 @@ async def morning(
             )
             assert answer.text.startswith("Daily post on"), answer.text
         clock[0] = now
-        # As `paperboy worker` builds it (adapters/cli.py `_worker`).
-        policy = DeliveryPolicy(lease=timedelta(seconds=settings.delivery_lease_seconds))
-        scheduler = DeliveryScheduler(
-            bot, platform="slack", worker="bench", policy=policy, clock=lambda: now
-        )
         load_before = os.getloadavg()[0]
         cpu_before, sched_before = time.process_time(), _main_thread_schedstat()
         if workers > 1:
@@ -317,11 +314,12 @@ async def morning(
     finally:
         await store.close()
         hf.stop()
-    per_post = 1 + min(listed, config.default_post_count)
+    per_post = 1 + min(listed, bot.config.default_post_count)
+    pacer = outbound.pacer
     return Morning(
         workspaces=len(teams), channels=channels, per_post=per_post, list_day=day,
         listed=listed, wall=took[0], statuses=statuses, recorded_posts=recorded or 0,
-        report=FakeReport([], {}, [], 0, 0, 0.0), policy=policy,
+        report=FakeReport([], {}, [], 0, 0, 0.0), policy=scheduler.policy,
         pacer_burst=round(pacer.tolerance / pacer.spacing) + 1, workers=workers,
         database=settings.database_url.split(":", 1)[0],
         process_cpu=process_cpu,

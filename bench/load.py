@@ -74,9 +74,7 @@ def run(quick: bool = False) -> Section:
     section = Section(f"Sustained load: {CLIENTS} concurrent clients for {duration:.0f} s")
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         path, corpus = database(size, Path(tmp))
-        results, wall, started_in = asyncio.run(
-            sustained(path, command_mix(corpus), duration)
-        )
+        results, wall, started_in = asyncio.run(sustained(path, command_mix(corpus), duration))
     errors = [timed for _, timed in results if timed.error]
     times = [timed.seconds for _, timed in results if not timed.error]
     kinds = Counter(text.split()[0] for text, _ in results)

@@ -47,6 +47,7 @@ from bot.daily import due_list_day
 from bot.ingest import ingest_day
 from bot.sources.huggingface import HuggingFaceClient
 from storage.store import Store
+from tests.fakes.http import free_port
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.slack import BOT_TOKEN, FakeSlack, sign, slash_command_body
 
@@ -322,14 +323,6 @@ def imports_only(env: dict[str, str], cwd: Path) -> tuple[float, float]:
         return float(done.stdout.strip()), took
     except ValueError:
         return math.nan, took
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run_serve(db_path: Path, slack: FakeSlack, hf: FakeHuggingFace) -> ServeRun:

@@ -8,7 +8,6 @@ import asyncio
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,13 @@ from typing import Any
 import httpx
 
 from bench.corpus import ARCHIVE, ROOT
+from tests.fakes.http import free_port
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.slack import BOT_TOKEN, FakeSlack, sign, slash_command_body
 
 SIGNING_SECRET = "bench-signing-secret"
 ANSWER_TIMEOUT = 10.0
 HF_SEARCH_DAYS = 10  # the archive's newest days answer the fake's searches
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def fake_huggingface() -> FakeHuggingFace:

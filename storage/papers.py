@@ -66,12 +66,6 @@ class SearchMatch:
     upvotes: int | None
 
 
-@dataclass(frozen=True)
-class SearchHit:
-    paper: Paper
-    relevance: float  # larger is better; comparable only within one query
-
-
 def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]
     """`insert` of the session's dialect, which has ON CONFLICT support."""
     return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
@@ -242,19 +236,6 @@ class PaperRepository:
                 if paper_id in wanted:  # SQLite's range may hold papers of no list
                     found[term_sets[index]].add(paper_id)
         return {terms: frozenset(ids) for terms, ids in found.items()}
-
-    async def search(
-        self,
-        terms: Sequence[str],
-        *,
-        limit: int,
-        match_all: bool = True,
-        within: Sequence[int] | None = None,
-    ) -> list[SearchHit]:
-        """`search_ids` with the papers loaded."""
-        matches = await self.search_ids(terms, limit=limit, match_all=match_all, within=within)
-        papers = await self.by_ids(match.paper_id for match in matches)
-        return [SearchHit(papers[m.paper_id], m.relevance) for m in matches]
 
 
 def _row(paper: PaperData, now: datetime) -> dict[str, object]:

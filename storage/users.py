@@ -165,17 +165,9 @@ class UserRepository:
     async def already_sent(
         self, platform: str, workspace: str, user: str, candidates: Sequence[int]
     ) -> set[int]:
-        if not candidates:
-            return set()
-        result = await self.session.scalars(
-            select(DigestItem.paper_id).where(
-                DigestItem.platform == platform,
-                DigestItem.workspace == workspace,
-                DigestItem.user == user,
-                DigestItem.paper_id.in_(list(candidates)),
-            )
-        )
-        return set(result)
+        """Which of `candidates` `user` already got in a digest."""
+        sent = await self.already_sent_many(platform, workspace, [user], candidates)
+        return sent.get(user, set())
 
     async def already_sent_many(
         self, platform: str, workspace: str, users: Sequence[str], candidates: Sequence[int]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from storage.db import alembic_config
+from tests.fakes.http import free_port
 from tests.fakes.huggingface import FakeHuggingFace
 
 
@@ -94,12 +94,6 @@ def test_db_upgrade_creates_the_schema_once(tmp_path: Path) -> None:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert version == [(head,)]
     assert head != "0001"  # the later migrations ran too
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_serve_answers_health_checks_and_rejects_unsigned_requests(tmp_path: Path) -> None:

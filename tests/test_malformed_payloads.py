@@ -17,7 +17,6 @@ import itertools
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ from tests.fakes.discord import (
     subcommand_group,
 )
 from tests.fakes.discord import component as click
+from tests.fakes.http import free_port
 from tests.fakes.slack import (
     BOT_TOKEN,
     FakeSlack,
@@ -274,12 +274,6 @@ async def test_a_body_just_under_the_cap_still_reaches_the_signature_check(
 
 
 # --- the real `paperboy serve` ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

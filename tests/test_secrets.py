@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +43,7 @@ from tests.fakes.discord import (
     subcommand,
     subcommand_group,
 )
+from tests.fakes.http import free_port
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.slack import (
     FakeSlack,
@@ -321,13 +321,6 @@ async def test_discord_commands_and_http_errors_log_no_token(
 
 
 # --- the database -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port nothing listens on (the probe closes it again)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_an_unreachable_database_fails_without_showing_its_password(

@@ -62,8 +62,9 @@ async def add_papers(store: Store, *papers: PaperData) -> dict[str, int]:
 async def search_ids(store: Store, terms: list[str], **kwargs: object) -> list[str]:
     kwargs.setdefault("limit", 20)
     async with store.transaction() as repos:
-        hits = await repos.papers.search(terms, **kwargs)  # type: ignore[arg-type]
-    return [hit.paper.arxiv_id for hit in hits]
+        matches = await repos.papers.search_ids(terms, **kwargs)  # type: ignore[arg-type]
+        papers = await repos.papers.by_ids(match.paper_id for match in matches)
+    return [papers[match.paper_id].arxiv_id for match in matches]
 
 
 async def fts_integrity_check(store: Store) -> None:
@@ -391,8 +392,8 @@ async def test_search_finds_title_abstract_author_and_keyword(store: Store) -> N
 async def test_search_ranks_title_match_above_abstract_only_match(store: Store) -> None:
     await add_papers(store, *CORPUS)
     async with store.transaction() as repos:
-        hits = await repos.papers.search(["latency"], limit=10)
-    assert [hit.paper.arxiv_id for hit in hits] == ["2401.00001", "2401.00002"]
+        hits = await repos.papers.search_ids(["latency"], limit=10)
+    assert await search_ids(store, ["latency"], limit=10) == ["2401.00001", "2401.00002"]
     assert hits[0].relevance > hits[1].relevance > 0
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
-import aiohttp
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
@@ -19,7 +18,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack.outbound import SlackOutbound, TokenLookup, web_client
 from adapters.slack.pacing import SlackPacer
@@ -46,36 +44,13 @@ ADMIN_CACHE_SECONDS = 300
 _SLACK_ID = re.compile(r"^[UW][A-Z0-9]+$")
 
 
-class ResponseUrls:
-    """Answers posted to slash commands' response_urls over one kept-alive HTTP session.
-
-    bolt's `respond` opens a new session per answer: a new connection, and against Slack a
-    new TLS handshake, on every command."""
-
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-
-    async def send(self, url: str, **message: Any) -> None:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-        response = await AsyncWebhookClient(url, session=self._session).send_dict(message)
-        if response.status_code != 200:
-            log.warning("response_url answered %s", response.status_code)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
 @dataclass
 class SlackBot:
     app: AsyncApp
     bot: Paperboy
     outbound: SlackOutbound
-    responses: ResponseUrls
 
     async def close(self) -> None:
-        await self.responses.close()
         await self.outbound.close()
 
 
@@ -184,9 +159,8 @@ def create_slack_bot(
         request_verification_enabled=signing_secret is not None,
         oauth_settings=oauth,
     )
-    responses = ResponseUrls()
-    register_listeners(app, bot, store, clock, responses)
-    return SlackBot(app, bot, outbound, responses)
+    register_listeners(app, bot, store, clock, outbound)
+    return SlackBot(app, bot, outbound)
 
 
 def register_listeners(
@@ -194,7 +168,7 @@ def register_listeners(
     bot: Paperboy,
     store: Store,
     clock: Callable[[], datetime],
-    responses: ResponseUrls,
+    outbound: SlackOutbound,
 ) -> None:
     is_admin = AdminCheck()
 
@@ -238,7 +212,7 @@ def register_listeners(
         answer = await bot.handle_command(event)
         share = " ".join(text.split()) if answer.shareable else None
         reply = {"text": fallback_text(answer), "blocks": blocks(answer, share_value=share)}
-        await responses.send(response_url, response_type="ephemeral", **reply)
+        await outbound.answer(response_url, response_type="ephemeral", **reply)
 
     @app.action(SHARE_ACTION)
     async def on_share(

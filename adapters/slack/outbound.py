@@ -21,6 +21,7 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack.pacing import SlackPacer
 from adapters.slack.render import blocks, fallback_text
@@ -146,23 +147,36 @@ class SlackOutbound:
         self.token_for = token_for
         self.pacer = pacer or SlackPacer()
         self._clients: dict[str, AsyncWebClient] = {}
-        # One connection pool for every workspace's posts: a new connection (and against
-        # Slack a TLS handshake) per message would cost more CPU than the post itself.
         self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """One connection pool for every call: a new connection (and against Slack a TLS
+        handshake) per message would cost more CPU than the post itself. Created in the
+        running event loop at first use."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._clients.clear()  # they hold the closed session
+        return self._session
 
     async def client(self, workspace: str) -> AsyncWebClient:
         token = await self.token_for(workspace)
         if token is None:
             raise DeliveryError("app_not_installed", permanent=True)
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-            self._clients.clear()
+        session = self.session()
         client = self._clients.get(workspace)
         if client is None or client.token != token:
             client = self._clients[workspace] = web_client(
-                self.base_url, token, paced=PACED_METHODS, session=self._session
+                self.base_url, token, paced=PACED_METHODS, session=session
             )
         return client
+
+    async def answer(self, response_url: str, **message: Any) -> None:
+        """Post to a slash command's response_url over the shared session (bolt's `respond`
+        opens a new connection per answer)."""
+        webhook = AsyncWebhookClient(response_url, session=self.session())
+        response = await webhook.send_dict(message)
+        if response.status_code != 200:
+            log.warning("response_url answered %s", response.status_code)
 
     async def close(self) -> None:
         if self._session is not None:
