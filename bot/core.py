@@ -4,7 +4,7 @@ returns; it reaches platforms only through the Outbound port."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -22,14 +22,14 @@ from bot.commands.parser import (
 from bot.daily import ChannelPlan, ListMissing, compose_daily_post, deliver_daily_post
 from bot.digest import send_digest
 from bot.events import ChannelRef, CommandInvoked, ReactionChanged, UserRef
-from bot.messages import Message, Visibility
+from bot.messages import DailyPost, Message, Visibility
 from bot.ports import Delivered, DeliveryError, Outbound, SendKey
 from bot.post_recorder import PostRecorder
 from bot.reactions import SaveReactions, display_emoji
 from bot.resume import already_sent, send_once, sent_earlier
 from bot.search import SearchSource
 from config import Settings
-from storage.store import Store
+from storage.store import Repositories, Store
 
 log = logging.getLogger(__name__)
 
@@ -135,46 +135,77 @@ class Paperboy:
         A permanent delivery error (channel gone, bot removed) turns the channel's daily post
         off, tells the admin who set it up, and is raised again for the caller to report.
         """
+        async with self.store.transaction() as repos:
+            send = await self.prepare_daily(repos, channel, day=day, give_up=give_up, key=key)
+        return await send()
+
+    async def prepare_daily(
+        self,
+        repos: Repositories,
+        channel: ChannelRef,
+        *,
+        day: date | None = None,
+        give_up: bool = False,
+        key: SendKey | None = None,
+    ) -> Callable[[], Awaitable[Delivered]]:
+        """`post_daily` in two steps: this one composes the post in the caller's transaction
+        (where ListMissing is raised); the step it returns sends it. The scheduler composes
+        in the transaction that claims the delivery: one database round per post."""
         try:
-            try:
-                return await self._post_daily(channel, day, key)
-            except ListMissing as missing:
-                if not give_up:
-                    raise
-                notice = Message(
-                    text="No trending papers today: Hugging Face has not published its Daily "
-                    f"Papers list for {missing.day:%A %d %B} yet.",
-                    lines=("I'll post the next list at the usual time.",),
-                    visibility=Visibility.PUBLIC,
-                )
+            post, now = await self._compose_daily(repos, channel, day, key)
+        except ListMissing as missing:
+            if not give_up:
+                raise
+            notice = Message(
+                text="No trending papers today: Hugging Face has not published its Daily "
+                f"Papers list for {missing.day:%A %d %B} yet.",
+                lines=("I'll post the next list at the usual time.",),
+                visibility=Visibility.PUBLIC,
+            )
+
+            async def send_notice() -> Delivered:
                 sent = await already_sent(self.outbound, channel, key)
                 ref = await send_once(self.outbound.post, channel, notice, key, "notice", sent)
                 return Delivered(0, ref, "list missing")
-        except DeliveryError as error:
-            if error.permanent:
-                await self._stop_channel(channel, error.reason)
-            raise
 
-    async def _post_daily(
-        self, channel: ChannelRef, day: date | None, key: SendKey | None
-    ) -> Delivered:
-        scope = channel.scope
-        async with self.store.transaction() as repos:
-            subscription = await repos.channels.subscription(
-                scope.platform, scope.workspace, channel.channel
+            return self._stopping_on_permanent_errors(channel, send_notice)
+
+        async def send_post() -> Delivered:
+            if post is None:
+                return await sent_earlier(self.outbound, channel, key, "header")
+            return await deliver_daily_post(
+                self.store, self.posts, self.outbound, channel, post, now, key
             )
-            topics = tuple(await repos.channels.topics(subscription.id)) if subscription else ()
-            count = subscription.count if subscription else self.config.default_post_count
-            now = self.clock()
-            post = await compose_daily_post(
-                repos, channel, ChannelPlan(count, topics), self.config.save_emoji, now,
-                day=day, posted_before=key.retry_since if key else None,
-            )  # fmt: skip
-        if post is None:
-            return await sent_earlier(self.outbound, channel, key, "header")
-        return await deliver_daily_post(
-            self.store, self.posts, self.outbound, channel, post, now, key
-        )
+
+        return self._stopping_on_permanent_errors(channel, send_post)
+
+    async def _compose_daily(
+        self, repos: Repositories, channel: ChannelRef, day: date | None, key: SendKey | None
+    ) -> tuple[DailyPost | None, datetime]:
+        scope = channel.scope
+        subscribed = await repos.channels.plan(scope.platform, scope.workspace, channel.channel)
+        count, topics = subscribed or (self.config.default_post_count, ())
+        now = self.clock()
+        post = await compose_daily_post(
+            repos, channel, ChannelPlan(count, topics), self.config.save_emoji, now,
+            day=day, posted_before=key.retry_since if key else None,
+        )  # fmt: skip
+        return post, now
+
+    def _stopping_on_permanent_errors(
+        self, channel: ChannelRef, send: Callable[[], Awaitable[Delivered]]
+    ) -> Callable[[], Awaitable[Delivered]]:
+        """`send`, but a permanent delivery error turns the channel's daily post off first."""
+
+        async def sending() -> Delivered:
+            try:
+                return await send()
+            except DeliveryError as error:
+                if error.permanent:
+                    await self._stop_channel(channel, error.reason)
+                raise
+
+        return sending
 
     async def _stop_channel(self, channel: ChannelRef, reason: str) -> None:
         scope = channel.scope

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     slack_messages_per_second: float = Field(
         4.0, gt=0, le=100, validation_alias="PAPERBOY_SLACK_MESSAGES_PER_SECOND"
     )
+    # How many of those posts may go out back to back after a quiet spell.
+    slack_burst: int = Field(4, ge=1, le=100, validation_alias="PAPERBOY_SLACK_BURST")
     log_level: str = Field("INFO", validation_alias="PAPERBOY_LOG_LEVEL")
     host: str = Field("0.0.0.0", validation_alias="PAPERBOY_HOST")
     port: int = Field(3000, ge=0, le=65535, validation_alias="PORT")

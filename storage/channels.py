@@ -72,6 +72,26 @@ class ChannelRepository:
         await self.session.flush()
         return subscription
 
+    async def plan(
+        self, platform: str, workspace: str, channel: str
+    ) -> tuple[int, tuple[str, ...]] | None:
+        """The subscription's (post count, topic filters), in one query; None without one."""
+        rows = (
+            await self.session.execute(
+                select(ChannelSubscription.count, ChannelTopic.topic)
+                .outerjoin(ChannelTopic, ChannelTopic.subscription_id == ChannelSubscription.id)
+                .where(
+                    ChannelSubscription.platform == platform,
+                    ChannelSubscription.workspace == workspace,
+                    ChannelSubscription.channel == channel,
+                )
+                .order_by(ChannelTopic.topic)
+            )
+        ).all()
+        if not rows:
+            return None
+        return rows[0][0], tuple(topic for _, topic in rows if topic is not None)
+
     async def topics(self, subscription_id: int) -> list[str]:
         result = await self.session.scalars(
             select(ChannelTopic.topic)

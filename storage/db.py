@@ -32,7 +32,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    # No pool_pre_ping: it costs a round trip per transaction, a third of a short one's CPU
+    # (bench: ~0.4 ms of ~1.5 ms). A connection a database restart dropped fails the one
+    # operation that finds it, and SQLAlchemy then discards every pooled connection;
+    # deliveries retry and commands apologise. Recycling idle connections keeps firewalls
+    # and proxies from dropping them silently.
+    return create_async_engine(url, pool_recycle=1800, **kwargs)
 
 
 def _json_dumps(value: Any) -> str:

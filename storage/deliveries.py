@@ -79,26 +79,20 @@ class DeliveryRepository:
     ) -> Delivery | None:
         """The delivery row if `worker` may send it now, else None (someone else has it, it
         is done, or its retry is not due yet)."""
-        created = await self._insert(
-            key, now, status=Status.CLAIMED, attempts=1, worker=worker, lease_until=now + lease
+        # One statement either way (RETURNING the row): a burst of claims at a busy
+        # morning's start is the worker's database load.
+        values = dict(status=Status.CLAIMED, worker=worker, lease_until=now + lease)
+        created = await self.session.scalar(
+            self._insert_statement(key, now, attempts=1, **values).returning(Delivery)
         )
-        if not created:
-            taken = await self.session.execute(
-                update(Delivery)
-                .where(key.where(), _claimable(now, max_attempts))
-                .values(
-                    status=Status.CLAIMED,
-                    attempts=Delivery.attempts + 1,
-                    worker=worker,
-                    lease_until=now + lease,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if not taken.rowcount:
-                return None
+        if created is not None:
+            return created
         return await self.session.scalar(
-            select(Delivery).where(key.where()).execution_options(populate_existing=True)
+            update(Delivery)
+            .where(key.where(), _claimable(now, max_attempts))
+            .values(attempts=Delivery.attempts + 1, updated_at=now, **values)
+            .returning(Delivery)
+            .execution_options(synchronize_session=False, populate_existing=True)
         )
 
     async def finish(
@@ -135,8 +129,13 @@ class DeliveryRepository:
 
     async def _insert(self, key: DeliveryKey, now: datetime, **values: object) -> bool:
         """Insert the slot's row unless it exists; True when this call created it."""
+        result = await self.session.execute(self._insert_statement(key, now, **values))
+        return bool(result.rowcount)
+
+    def _insert_statement(self, key: DeliveryKey, now: datetime, **values: object):  # type: ignore[no-untyped-def]
+        """INSERT of the slot's row, doing nothing when it exists."""
         insert = dialect_insert(self.session)
-        result = await self.session.execute(
+        return (
             insert(Delivery)
             .values(
                 kind=key.kind,
@@ -150,7 +149,6 @@ class DeliveryRepository:
             )
             .on_conflict_do_nothing()
         )
-        return bool(result.rowcount)
 
     async def get(self, key: DeliveryKey) -> Delivery | None:
         return await self.session.scalar(select(Delivery).where(key.where()))

@@ -132,7 +132,9 @@ def create_slack_outbound(settings: Settings, store: Store) -> SlackOutbound:
 
 
 def slack_pacer(settings: Settings) -> SlackPacer:
-    return SlackPacer(workspace_rate=settings.slack_messages_per_second)
+    return SlackPacer(
+        workspace_rate=settings.slack_messages_per_second, workspace_burst=settings.slack_burst
+    )
 
 
 def create_slack_bot(

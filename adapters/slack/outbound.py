@@ -1,12 +1,15 @@
-"""Posting to Slack: the core's Outbound port over the Web API, one client per workspace.
+"""Posting to Slack: the core's Outbound port over the Web API.
 
-Every chat.postMessage waits for its turn in a `SlackPacer` (per channel and per workspace),
+chat.postMessage goes straight over one shared aiohttp session (it is the hot path of a
+busy morning); the other calls go through slack_sdk, one client per workspace. Every
+chat.postMessage waits for its turn in a `SlackPacer` (per channel and per workspace),
 and so does each retry after a 429, whose `Retry-After` pauses the whole workspace's pacing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import random
@@ -52,8 +55,7 @@ PERMANENT_ERRORS = frozenset(
 RATE_LIMIT_RETRIES = 3
 MAX_RETRY_AFTER = 120.0  # seconds; a longer wait fails the send instead of hanging a worker
 
-# SlackOutbound retries these methods' 429s itself, each attempt paced (see SlackPacer).
-PACED_METHODS = frozenset({"chat.postMessage"})
+POST_TIMEOUT = aiohttp.ClientTimeout(total=30)  # slack_sdk's default for every call
 # Scheduled messages carry their delivery key as message metadata, so a retry can read back
 # (conversations.history) what already went out.
 DELIVERY_EVENT = "paperboy_delivery"
@@ -76,26 +78,7 @@ def retry_after(headers: Mapping[str, Any]) -> float:
 
 class RetryAfterHandler(AsyncRateLimitErrorRetryHandler):
     """Waits out a 429 for the whole `Retry-After`: slack_sdk's own handler reads only the
-    header's first character from the async client ("30" becomes 3 s). Leaves the 429s of
-    `paced` methods to the caller, which retries them through its pacer."""
-
-    def __init__(self, max_retry_count: int, *, paced: frozenset[str] = frozenset()) -> None:
-        super().__init__(max_retry_count=max_retry_count)
-        self.paced = paced
-
-    async def _can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if request.url.rsplit("/", 1)[-1] in self.paced:
-            return False
-        return await super()._can_retry_async(
-            state=state, request=request, response=response, error=error
-        )
+    header's first character from the async client ("30" becomes 3 s)."""
 
     async def prepare_for_next_attempt_async(
         self,
@@ -117,17 +100,12 @@ class RetryAfterHandler(AsyncRateLimitErrorRetryHandler):
 
 
 def web_client(
-    base_url: str,
-    token: str | None = None,
-    *,
-    paced: frozenset[str] = frozenset(),
-    session: aiohttp.ClientSession | None = None,
+    base_url: str, token: str | None = None, *, session: aiohttp.ClientSession | None = None
 ) -> AsyncWebClient:
-    """A Web API client that waits out 429s (`Retry-After`) instead of failing, except for
-    the `paced` methods: their 429s raise, for the caller to retry through its pacer. With a
+    """A Web API client that waits out 429s (`Retry-After`) instead of failing. With a
     `session`, its connections are kept alive between calls (else each call opens one)."""
     client = AsyncWebClient(token=token, base_url=base_url, session=session)
-    client.retry_handlers.append(RetryAfterHandler(RATE_LIMIT_RETRIES, paced=paced))
+    client.retry_handlers.append(RetryAfterHandler(RATE_LIMIT_RETRIES))
     return client
 
 
@@ -165,9 +143,7 @@ class SlackOutbound:
         session = self.session()
         client = self._clients.get(workspace)
         if client is None or client.token != token:
-            client = self._clients[workspace] = web_client(
-                self.base_url, token, paced=PACED_METHODS, session=session
-            )
+            client = self._clients[workspace] = web_client(self.base_url, token, session=session)
         return client
 
     async def answer(self, response_url: str, **message: Any) -> None:
@@ -184,29 +160,64 @@ class SlackOutbound:
 
     async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
         workspace = channel.scope.workspace
-        client = await self.client(workspace)
+        token = await self.token_for(workspace)
+        if token is None:
+            raise DeliveryError("app_not_installed", permanent=True)
+        body = json.dumps(
+            {
+                "channel": channel.channel,
+                "text": fallback_text(message),
+                "blocks": blocks(message),
+                "unfurl_links": False,  # one compact message per paper, no link previews
+                "unfurl_media": False,
+                **_metadata(message.delivery_key),
+            }
+        ).encode()
         attempts = 0
         while True:
             attempts += 1
-            try:
-                async with self.pacer.turn(workspace, channel.channel):
-                    response = await client.chat_postMessage(
-                        channel=channel.channel,
-                        text=fallback_text(message),
-                        blocks=blocks(message),
-                        unfurl_links=False,  # one compact message per paper, no link previews
-                        unfurl_media=False,
-                        metadata=_metadata(message.delivery_key),
-                    )
-            except SlackApiError as error:
-                if error.response.status_code != 429 or attempts > RATE_LIMIT_RETRIES:
-                    raise delivery_error(error) from None
-                delay = retry_after(error.response.headers)
+            async with self.pacer.turn(workspace, channel.channel):
+                status, headers, answer = await self._post_message(token, body)
+            if status == 429:
+                if attempts > RATE_LIMIT_RETRIES:
+                    raise DeliveryError("ratelimited", permanent=False)
+                delay = retry_after(headers)
                 log.warning("Slack rate limited posts in %s; pausing %.1fs", workspace, delay)
                 self.pacer.back_off(workspace, delay)  # this send and the queued ones wait
                 continue
-            ref = ChannelRef(channel.scope, str(response["channel"]))
-            return MessageRef(ref, str(response["ts"]))
+            if not answer.get("ok"):
+                code = str(answer.get("error") or f"http_{status}")
+                raise DeliveryError(code, permanent=code in PERMANENT_ERRORS)
+            ref = ChannelRef(channel.scope, str(answer["channel"]))
+            return MessageRef(ref, str(answer["ts"]))
+
+    async def _post_message(
+        self, token: str, body: bytes
+    ) -> tuple[int, Mapping[str, str], dict[str, Any]]:
+        """chat.postMessage over the shared session: (HTTP status, headers, JSON answer).
+        The Web API's JSON contract, without slack_sdk's client around it: on a busy morning
+        that client cost a third of each post's CPU (bench/RESULTS.md, fan-out)."""
+        try:
+            async with self.session().post(
+                f"{self.base_url}chat.postMessage",
+                data=body,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/json; charset=utf-8",
+                },
+                timeout=POST_TIMEOUT,
+            ) as response:
+                raw = await response.read()
+                status, headers = response.status, response.headers
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise DeliveryError(f"network_error: {type(error).__name__}", permanent=False) from None
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            answer = {"ok": False, "error": f"http_{status}"}
+        return status, headers, answer
 
     async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
         return await self.post(await self._dm_channel(user), message)
@@ -254,7 +265,7 @@ class SlackOutbound:
         return ChannelRef(user.scope, str(opened["channel"]["id"]))
 
 
-def _metadata(delivery_key: str | None) -> dict[str, Any] | None:
+def _metadata(delivery_key: str | None) -> dict[str, Any]:
     if delivery_key is None:
-        return None
-    return {"event_type": DELIVERY_EVENT, "event_payload": {"key": delivery_key}}
+        return {}
+    return {"metadata": {"event_type": DELIVERY_EVENT, "event_payload": {"key": delivery_key}}}

@@ -16,6 +16,10 @@ class QuietServer(ThreadingHTTPServer):
 
 
 class JsonHandler(BaseHTTPRequestHandler):
+    # Headers and body go out in separate writes; with Nagle's algorithm on, a kept-alive
+    # connection's body would wait for the client's delayed ACK (40 ms) of the headers.
+    disable_nagle_algorithm = True
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
