@@ -4,7 +4,7 @@ returns; it reaches platforms only through the Outbound port."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -19,7 +19,13 @@ from bot.commands.parser import (
     UsageError,
     parse,
 )
-from bot.daily import ChannelPlan, ListMissing, compose_daily_post, deliver_daily_post
+from bot.daily import (
+    ChannelPlan,
+    DailyRequest,
+    ListMissing,
+    compose_daily_posts,
+    deliver_daily_post,
+)
 from bot.digest import send_digest
 from bot.events import ChannelRef, CommandInvoked, ReactionChanged, UserRef
 from bot.messages import DailyPost, Message, Visibility
@@ -62,6 +68,21 @@ class BotConfig:
     def save_emoji(self) -> str:
         """How to show the save emoji in a message."""
         return display_emoji(self.save_emojis[0])
+
+
+@dataclass(frozen=True)
+class DuePost:
+    """A channel's daily post to send now: from `day`'s list (None: the newest); with
+    `give_up`, a missing list is said instead of waited for; `key` marks a scheduled one."""
+
+    channel: ChannelRef
+    day: date | None = None
+    give_up: bool = False
+    key: SendKey | None = None
+
+
+def _where(channel: ChannelRef) -> tuple[str, str, str]:
+    return channel.scope.platform, channel.scope.workspace, channel.channel
 
 
 class Paperboy:
@@ -136,61 +157,63 @@ class Paperboy:
         off, tells the admin who set it up, and is raised again for the caller to report.
         """
         async with self.store.transaction() as repos:
-            send = await self.prepare_daily(repos, channel, day=day, give_up=give_up, key=key)
+            (send,) = await self.prepare_daily(repos, [DuePost(channel, day, give_up, key)])
         return await send()
 
     async def prepare_daily(
-        self,
-        repos: Repositories,
-        channel: ChannelRef,
-        *,
-        day: date | None = None,
-        give_up: bool = False,
-        key: SendKey | None = None,
-    ) -> Callable[[], Awaitable[Delivered]]:
-        """`post_daily` in two steps: this one composes the post in the caller's transaction
-        (where ListMissing is raised); the step it returns sends it. The scheduler composes
-        in the transaction that claims the delivery: one database round per post."""
-        try:
-            post, now = await self._compose_daily(repos, channel, day, key)
-        except ListMissing as missing:
-            if not give_up:
-                raise
-            notice = Message(
-                text="No trending papers today: Hugging Face has not published its Daily "
-                f"Papers list for {missing.day:%A %d %B} yet.",
-                lines=("I'll post the next list at the usual time.",),
-                visibility=Visibility.PUBLIC,
+        self, repos: Repositories, due: Sequence[DuePost]
+    ) -> list[Callable[[], Awaitable[Delivered]]]:
+        """`post_daily` in two steps, for many channels at once: this one composes the posts
+        in the caller's transaction; each step it returns sends one (and raises ListMissing
+        there). The scheduler composes a morning's posts in the transaction that claims them:
+        a few queries for all of them instead of a transaction each."""
+        plans: dict[tuple[str, str, str], tuple[int, tuple[str, ...]]] = {}
+        for platform in {post.channel.scope.platform for post in due}:
+            pairs = [
+                (post.channel.scope.workspace, post.channel.channel)
+                for post in due
+                if post.channel.scope.platform == platform
+            ]
+            for where, plan in (await repos.channels.plans(platform, pairs)).items():
+                plans[(platform, *where)] = plan
+        now = self.clock()
+        requests = [
+            DailyRequest(
+                post.channel,
+                ChannelPlan(*plans.get(_where(post.channel), (self.config.default_post_count, ()))),
+                post.day,
+                post.key.retry_since if post.key else None,
             )
+            for post in due
+        ]
+        composed = await compose_daily_posts(repos, requests, self.config.save_emoji, now)
+        return [self._sender(post, answer, now) for post, answer in zip(due, composed, strict=True)]
 
-            async def send_notice() -> Delivered:
+    def _sender(
+        self, due: DuePost, composed: DailyPost | ListMissing | None, now: datetime
+    ) -> Callable[[], Awaitable[Delivered]]:
+        channel, key = due.channel, due.key
+
+        async def send_post() -> Delivered:
+            if isinstance(composed, ListMissing):
+                if not due.give_up:
+                    raise composed
+                notice = Message(
+                    text="No trending papers today: Hugging Face has not published its Daily "
+                    f"Papers list for {composed.day:%A %d %B} yet.",
+                    lines=("I'll post the next list at the usual time.",),
+                    visibility=Visibility.PUBLIC,
+                )
                 sent = await already_sent(self.outbound, channel, key)
                 ref = await send_once(self.outbound.post, channel, notice, key, "notice", sent)
                 return Delivered(0, ref, "list missing")
-
-            return self._stopping_on_permanent_errors(channel, send_notice)
-
-        async def send_post() -> Delivered:
-            if post is None:
+            if composed is None:
                 return await sent_earlier(self.outbound, channel, key, "header")
             return await deliver_daily_post(
-                self.store, self.posts, self.outbound, channel, post, now, key
+                self.store, self.posts, self.outbound, channel, composed, now, key
             )
 
         return self._stopping_on_permanent_errors(channel, send_post)
-
-    async def _compose_daily(
-        self, repos: Repositories, channel: ChannelRef, day: date | None, key: SendKey | None
-    ) -> tuple[DailyPost | None, datetime]:
-        scope = channel.scope
-        subscribed = await repos.channels.plan(scope.platform, scope.workspace, channel.channel)
-        count, topics = subscribed or (self.config.default_post_count, ())
-        now = self.clock()
-        post = await compose_daily_post(
-            repos, channel, ChannelPlan(count, topics), self.config.save_emoji, now,
-            day=day, posted_before=key.retry_since if key else None,
-        )  # fmt: skip
-        return post, now
 
     def _stopping_on_permanent_errors(
         self, channel: ChannelRef, send: Callable[[], Awaitable[Delivered]]

@@ -115,6 +115,18 @@ async def due_list(repos: Repositories, day: date) -> tuple[date, list[Paper]] |
     return await latest_list(repos, day)
 
 
+@dataclass(frozen=True)
+class DailyRequest:
+    """One channel's post to compose: from `day`'s list (None: the newest). A retry counts
+    only papers `posted_before` its first attempt as old, so it completes the post that
+    attempt chose rather than choosing anew."""
+
+    channel: ChannelRef
+    plan: ChannelPlan
+    day: date | None = None
+    posted_before: datetime | None = None
+
+
 async def compose_daily_post(
     repos: Repositories,
     channel: ChannelRef,
@@ -126,20 +138,85 @@ async def compose_daily_post(
     posted_before: datetime | None = None,
 ) -> DailyPost | None:
     """The post this channel would get at `now` from `day`'s list (default: the newest), or
-    None when there is nothing new for it. Raises ListMissing when `day`'s list is not in.
-    A retry counts only papers `posted_before` its first attempt as old, so it completes the
-    post that attempt chose rather than choosing anew."""
-    listed = await (due_list(repos, day) if day else latest_list(repos, now.date()))
-    if listed is None:
-        return None
-    day, papers = listed
-    if plan.topics:
-        papers = await matching_any(repos, plan.topics, papers)
-    scope = channel.scope
-    posted = await repos.channels.posted_papers(
-        scope.platform, scope.workspace, channel.channel, [paper.id for paper in papers],
-        before=posted_before,
-    )  # fmt: skip
+    None when there is nothing new for it. Raises ListMissing when `day`'s list is not in."""
+    request = DailyRequest(channel, plan, day, posted_before)
+    (composed,) = await compose_daily_posts(repos, [request], save_emoji, now)
+    if isinstance(composed, ListMissing):
+        raise composed
+    return composed
+
+
+async def compose_daily_posts(
+    repos: Repositories, requests: Sequence[DailyRequest], save_emoji: str, now: datetime
+) -> list[DailyPost | ListMissing | None]:
+    """`compose_daily_post` of many channels, in order, each answer a post, None (nothing
+    new) or the ListMissing it would raise. A morning's posts share the few lists they
+    carry, and which of those papers each channel already had is one query per list."""
+    lists: dict[date | None, tuple[date, list[Paper]] | ListMissing | None] = {}
+    for request in requests:
+        if request.day not in lists:
+            try:
+                lists[request.day] = await (
+                    due_list(repos, request.day) if request.day else latest_list(repos, now.date())
+                )
+            except ListMissing as missing:
+                lists[request.day] = missing
+    candidates: list[list[Paper] | None] = []
+    for request in requests:
+        listed = lists[request.day]
+        papers = None if listed is None or isinstance(listed, ListMissing) else listed[1]
+        if papers and request.plan.topics:
+            papers = await matching_any(repos, request.plan.topics, papers)
+        candidates.append(papers)
+    posted = await _posted(repos, requests, candidates)
+    composed: list[DailyPost | ListMissing | None] = []
+    for request, papers, old in zip(requests, candidates, posted, strict=True):
+        listed = lists[request.day]
+        if isinstance(listed, ListMissing):
+            composed.append(listed)
+        elif listed is None or not papers:
+            composed.append(None)
+        else:
+            composed.append(daily_post(listed[0], papers, old, request.plan, save_emoji))
+    return composed
+
+
+async def _posted(
+    repos: Repositories, requests: Sequence[DailyRequest], candidates: Sequence[list[Paper] | None]
+) -> list[set[int]]:
+    """For each request, which of its candidates its channel already had: one query per
+    platform and list for first attempts, one per retry (each has its own `posted_before`)."""
+    groups: dict[tuple[str, tuple[int, ...]], list[ChannelRef]] = {}
+    for request, papers in zip(requests, candidates, strict=True):
+        if papers and request.posted_before is None:
+            ids = tuple(sorted({paper.id for paper in papers}))
+            groups.setdefault((request.channel.scope.platform, ids), []).append(request.channel)
+    found: dict[tuple[str, str, str], set[int]] = {}
+    for (platform, ids), channels in groups.items():
+        pairs = [(channel.scope.workspace, channel.channel) for channel in channels]
+        for (workspace, channel), paper_ids in (
+            await repos.channels.posted_papers_many(platform, pairs, ids)
+        ).items():
+            found.setdefault((platform, workspace, channel), set()).update(paper_ids)
+    posted = []
+    for request, papers in zip(requests, candidates, strict=True):
+        scope, channel = request.channel.scope, request.channel.channel
+        if papers and request.posted_before is not None:
+            ids = [paper.id for paper in papers]
+            before = request.posted_before
+            old = await repos.channels.posted_papers(
+                scope.platform, scope.workspace, channel, ids, before=before
+            )
+        else:
+            old = found.get((scope.platform, scope.workspace, channel), set())
+        posted.append(old)
+    return posted
+
+
+def daily_post(
+    day: date, papers: Sequence[Paper], posted: set[int], plan: ChannelPlan, save_emoji: str
+) -> DailyPost | None:
+    """The post of the plan's count of `papers` (in order) not `posted` yet; None if none."""
     chosen = [paper for paper in papers if paper.id not in posted][: plan.count]
     if not chosen:
         return None

@@ -14,10 +14,11 @@ import functools
 import heapq
 import logging
 import os
+import random
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -27,8 +28,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
+from bot.batching import Batcher
 from bot.commands.parser import days_spec
-from bot.core import Paperboy
+from bot.core import DuePost, Paperboy
 from bot.daily import ListMissing, due_list_day
 from bot.events import ChannelRef, Scope, UserRef
 from bot.ports import Delivered, DeliveryError, SendKey
@@ -46,15 +48,14 @@ class DeliveryPolicy:
     first_retry: timedelta = timedelta(minutes=1)  # doubled per attempt, up to max_retry
     max_retry: timedelta = timedelta(minutes=30)
     # Deliveries in flight per worker, and per workspace. Paced sends mostly wait, so many can
-    # be in flight. A workspace's sends share its rate: more of its deliveries in flight than
-    # that rate serves (4-5/s at 1 message/s per channel: about 5) only wait, holding worker
-    # slots other workspaces could use, and each composes at once, so a morning's start is
-    # spent composing instead of sending (bench: 32 per workspace gave 76% of the allowed
-    # rate where 8 gave 84%). (per_workspace x messages per post / the rate) must stay well
-    # under the lease: 8 x 6 / 4 per second is 12 s. The worker-wide cap bounds memory and
-    # database load; under it, per_workspace x workspaces run at once.
-    concurrency: int = 512
-    per_workspace: int = 8
+    # be in flight. A workspace's posts share its rate: when all of them are in flight they
+    # progress together and end together; when only some are, the last ones to start are
+    # left alone at the end, each at 1 message/s per channel, and the workspace's rate goes
+    # unused (bench: 8 per workspace left the last 5 s of a morning at 80% of the rate).
+    # per_workspace x messages per post / the rate must stay well under the lease:
+    # 32 x 6 / 4 per second is 48 s against 300 s. The worker-wide cap bounds memory.
+    concurrency: int = 1024
+    per_workspace: int = 32
     resync_every: timedelta = timedelta(minutes=1)
     # A post whose list is not out yet waits, looking again every `list_poll`, for up to
     # `list_wait` after its slot; then it says the list is missing instead of posting.
@@ -150,6 +151,9 @@ def worker_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+Prepared = tuple[Delivery, Callable[[], Awaitable[Delivered]]]  # a claim, and its send step
+
+
 class DeliveryRunner:
     """Runs one ledger-keyed delivery: claim, send through the bot, record the outcome."""
 
@@ -166,6 +170,10 @@ class DeliveryRunner:
         self.policy = policy
         self.clock = clock
         self._slots = asyncio.Semaphore(policy.concurrency)
+        # Batches of 100: the first posts start sending while the next are composed, and
+        # a thousand first messages do not leave at once (the event loop's lag would bunch
+        # them past a workspace's burst).
+        self._preparing = Batcher(self._prepare, max_batch=100)
         # (platform, workspace) -> its slots and how many runs hold or wait for them.
         self._workspaces: dict[tuple[str, str], tuple[asyncio.Semaphore, list[int]]] = {}
 
@@ -188,21 +196,11 @@ class DeliveryRunner:
 
     async def _run(self, key: DeliveryKey) -> Status | None:
         policy = self.policy
-        # Claim and compose in one transaction: at a busy morning's start, hundreds of
-        # deliveries queue for the database at once, and a post is ready to send after one
-        # turn instead of two (its compose queued behind every other claim).
-        async with self.bot.store.transaction() as repos:
-            delivery = await repos.deliveries.claim(
-                key, self.worker, self.clock(),
-                lease=policy.lease, max_attempts=policy.max_attempts,
-            )  # fmt: skip
-            if delivery is None:
-                return None
-            started = time.monotonic()
-            try:
-                send = await self._prepare(repos, key, delivery)
-            except Exception as error:  # reported below; the claim still commits
-                send = functools.partial(_raise, error)
+        prepared = await self._preparing.submit(key)
+        if prepared is None:
+            return None
+        delivery, send = prepared
+        started = time.monotonic()
         status, retry_at, ref, detail = Status.FAILED, None, None, None
         try:
             delivered = await send()
@@ -237,31 +235,73 @@ class DeliveryRunner:
         )  # fmt: skip
         return status
 
-    async def _prepare(
-        self, repos: Repositories, key: DeliveryKey, delivery: Delivery
-    ) -> Callable[[], Awaitable[Delivered]]:
-        """Compose the delivery in `repos` (channel posts; a digest composes as it sends);
-        returns the step that sends it."""
-        scope = Scope(key.platform, key.workspace)
-        # After a first attempt, part of the delivery may be out (the worker died mid-way,
-        # a send timed out after reaching the platform): the platform is asked first.
-        retry_since = delivery.created_at if delivery.attempts > 1 else None
-        send_key = SendKey(f"{key.kind}:{key.period}", retry_since)
-        if key.kind == CHANNEL:
-            # The list is the one due when the slot first ran, however late a retry runs.
-            return await self.bot.prepare_daily(
-                repos,
-                ChannelRef(scope, key.target),
-                day=due_list_day(delivery.created_at),
-                give_up=self.clock() >= delivery.created_at + self.policy.list_wait,
-                key=send_key,
-            )
-        user = UserRef(scope, key.target)
-        return lambda: self.bot.send_digest(user, scheduled=True, key=send_key)
+    async def _prepare(self, keys: Sequence[DeliveryKey]) -> list[Prepared | None]:
+        """Claim `keys` and compose what they send, in one transaction: deliveries that fire
+        together share it (a morning's posts would otherwise queue for the database one by
+        one, the last composed long after the first went out). For each key, None when this
+        worker did not get the claim (or the key came twice), else the claim and the step
+        that sends. Channel posts are composed here; a digest composes as it sends."""
+        policy = self.policy
+        async with self.bot.store.transaction() as repos:
+            claimed = await repos.deliveries.claim_many(
+                keys, self.worker, self.clock(),
+                lease=policy.lease, max_attempts=policy.max_attempts,
+            )  # fmt: skip
+            posts = {key: row for key, row in claimed.items() if key.kind == CHANNEL}
+            due = [
+                DuePost(
+                    ChannelRef(Scope(key.platform, key.workspace), key.target),
+                    # The list due when the slot first ran, however late a retry runs.
+                    day=due_list_day(row.created_at),
+                    give_up=self.clock() >= row.created_at + policy.list_wait,
+                    key=_send_key(key, row),
+                )
+                for key, row in posts.items()
+            ]
+            senders = dict(zip(posts, await self._compose(repos, due), strict=True))
+        prepared: list[Prepared | None] = []
+        for key in keys:
+            row = claimed.pop(key, None)  # a key that came twice is claimed once
+            if row is None:
+                prepared.append(None)
+            elif key in senders:
+                prepared.append((row, senders[key]))
+            else:
+                user = UserRef(Scope(key.platform, key.workspace), key.target)
+                digest = functools.partial(
+                    self.bot.send_digest, user, scheduled=True, key=_send_key(key, row)
+                )
+                prepared.append((row, digest))
+        return prepared
+
+    async def _compose(
+        self, repos: Repositories, due: list[DuePost]
+    ) -> list[Callable[[], Awaitable[Delivered]]]:
+        """The posts' send steps. A post whose composing fails (a bug, bad data) fails alone:
+        its step raises the error, recorded as its outcome, and the claims still commit."""
+        try:
+            return await self.bot.prepare_daily(repos, due)
+        except Exception:
+            log.warning("composing %d posts together failed; composing them one by one", len(due))
+        senders: list[Callable[[], Awaitable[Delivered]]] = []
+        for post in due:
+            try:
+                (send,) = await self.bot.prepare_daily(repos, [post])
+            except Exception as error:
+                send = functools.partial(_raise, error)
+            senders.append(send)
+        return senders
 
 
 async def _raise(error: Exception) -> Delivered:
     raise error
+
+
+def _send_key(key: DeliveryKey, delivery: Delivery) -> SendKey:
+    # After a first attempt, part of the delivery may be out (the worker died mid-way, a
+    # send timed out after reaching the platform): the platform is asked first.
+    retry_since = delivery.created_at if delivery.attempts > 1 else None
+    return SendKey(f"{key.kind}:{key.period}", retry_since)
 
 
 class DeliveryScheduler:
@@ -315,7 +355,10 @@ class DeliveryScheduler:
             slots = await load_slots(self.bot.store, self.platform)
             wanted = {slot.job_id: slot for slot in slots}
             if catch_up:  # first: missed posts need not wait for a thousand jobs to be added
-                catching_up = [asyncio.create_task(self.catch_up(s)) for s in wanted.values()]
+                # In random order: workers starting together then claim a random half each
+                # (pacing is per worker), not whole batches in the same order.
+                missed = random.sample(list(wanted.values()), len(wanted))
+                catching_up = [asyncio.create_task(self.catch_up(slot)) for slot in missed]
             for job_id in set(self._slots) - set(wanted):
                 self.scheduler.remove_job(job_id)
                 del self._slots[job_id]

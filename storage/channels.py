@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import chunks
 from storage.models import ChannelSubscription, ChannelTopic, Post
 
 _INSERT_POST = insert(Post.__table__)
@@ -75,22 +76,35 @@ class ChannelRepository:
     async def plan(
         self, platform: str, workspace: str, channel: str
     ) -> tuple[int, tuple[str, ...]] | None:
-        """The subscription's (post count, topic filters), in one query; None without one."""
-        rows = (
-            await self.session.execute(
-                select(ChannelSubscription.count, ChannelTopic.topic)
+        """The subscription's (post count, topic filters); None without one."""
+        return (await self.plans(platform, [(workspace, channel)])).get((workspace, channel))
+
+    async def plans(
+        self, platform: str, channels: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, tuple[str, ...]]]:
+        """`plan` of many (workspace, channel) pairs, one query per IN_CHUNK of them; pairs
+        without a subscription are left out."""
+        found: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        for some in chunks(list(dict.fromkeys(channels))):
+            rows = await self.session.execute(
+                select(
+                    ChannelSubscription.workspace,
+                    ChannelSubscription.channel,
+                    ChannelSubscription.count,
+                    ChannelTopic.topic,
+                )
                 .outerjoin(ChannelTopic, ChannelTopic.subscription_id == ChannelSubscription.id)
                 .where(
                     ChannelSubscription.platform == platform,
-                    ChannelSubscription.workspace == workspace,
-                    ChannelSubscription.channel == channel,
+                    tuple_(ChannelSubscription.workspace, ChannelSubscription.channel).in_(some),
                 )
                 .order_by(ChannelTopic.topic)
             )
-        ).all()
-        if not rows:
-            return None
-        return rows[0][0], tuple(topic for _, topic in rows if topic is not None)
+            for workspace, channel, count, topic in rows:
+                _, topics = found.setdefault((workspace, channel), (count, []))
+                if topic is not None:
+                    topics.append(topic)
+        return {where: (count, tuple(topics)) for where, (count, topics) in found.items()}
 
     async def topics(self, subscription_id: int) -> list[str]:
         result = await self.session.scalars(
@@ -157,14 +171,32 @@ class ChannelRepository:
         before: datetime | None = None,
     ) -> set[int]:
         """Which of `candidates` were already posted in this channel (before `before`)."""
-        if not candidates:
-            return set()
-        query = select(Post.paper_id).where(
-            Post.platform == platform,
-            Post.workspace == workspace,
-            Post.channel == channel,
-            Post.paper_id.in_(list(candidates)),
+        posted = await self.posted_papers_many(
+            platform, [(workspace, channel)], candidates, before=before
         )
-        if before is not None:
-            query = query.where(Post.posted_at < before)
-        return set(await self.session.scalars(query))
+        return posted.get((workspace, channel), set())
+
+    async def posted_papers_many(
+        self,
+        platform: str,
+        channels: Sequence[tuple[str, str]],
+        candidates: Sequence[int],
+        *,
+        before: datetime | None = None,
+    ) -> dict[tuple[str, str], set[int]]:
+        """`posted_papers` of many (workspace, channel) pairs; pairs with none are left out.
+        At most a day's list of candidates, so they share the IN list's budget."""
+        found: dict[tuple[str, str], set[int]] = {}
+        if not candidates:
+            return found
+        for some in chunks(list(dict.fromkeys(channels))):
+            query = select(Post.workspace, Post.channel, Post.paper_id).where(
+                Post.platform == platform,
+                tuple_(Post.workspace, Post.channel).in_(some),
+                Post.paper_id.in_(list(candidates)),
+            )
+            if before is not None:
+                query = query.where(Post.posted_at < before)
+            for workspace, channel, paper_id in await self.session.execute(query):
+                found.setdefault((workspace, channel), set()).add(paper_id)
+        return found

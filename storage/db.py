@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -13,6 +14,20 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+T = TypeVar("T")
+
+# Values bound in one IN list. Every query that uses `chunks` binds at most one such list
+# (of values or pairs) plus a few scalars, so it stays under SQLite's oldest variable limit
+# (999) as well as PostgreSQL's (32767), whatever the number of users or channels.
+IN_CHUNK = 400
+
+
+def chunks(values: Sequence[T], size: int | None = None) -> Iterator[Sequence[T]]:
+    """`values` in slices of `size` (IN_CHUNK, read at call time so tests can shrink it)."""
+    size = size or IN_CHUNK
+    for first in range(0, len(values), size):
+        yield values[first : first + size]
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

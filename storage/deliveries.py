@@ -52,6 +52,23 @@ class DeliveryKey:
         )
 
 
+def _row(key: DeliveryKey, now: datetime, **values: object) -> dict[str, object]:
+    return dict(
+        kind=key.kind,
+        platform=key.platform,
+        workspace=key.workspace,
+        target=key.target,
+        period=key.period,
+        created_at=now,
+        updated_at=now,
+        **values,
+    )
+
+
+def _key(row: Delivery) -> DeliveryKey:
+    return DeliveryKey(row.kind, row.platform, row.workspace, row.target, row.period)
+
+
 def _claimable(now: datetime, max_attempts: int) -> ColumnElement[bool]:
     """A row another worker may take: its lease ran out (the worker died) or its retry (or
     wait) is due, and it has attempts left."""
@@ -79,21 +96,41 @@ class DeliveryRepository:
     ) -> Delivery | None:
         """The delivery row if `worker` may send it now, else None (someone else has it, it
         is done, or its retry is not due yet)."""
-        # One statement either way (RETURNING the row): a burst of claims at a busy
-        # morning's start is the worker's database load.
+        claimed = await self.claim_many([key], worker, now, lease=lease, max_attempts=max_attempts)
+        return claimed.get(key)
+
+    async def claim_many(
+        self,
+        keys: Sequence[DeliveryKey],
+        worker: str,
+        now: datetime,
+        *,
+        lease: timedelta,
+        max_attempts: int,
+    ) -> dict[DeliveryKey, Delivery]:
+        """`claim` of many keys: the rows `worker` may send now. Slots without a row (a
+        morning's posts) are claimed by one INSERT for all of them; an existing row (a
+        retry, a dead worker's lease) each by its own UPDATE."""
         values = dict(status=Status.CLAIMED, worker=worker, lease_until=now + lease)
-        created = await self.session.scalar(
-            self._insert_statement(key, now, attempts=1, **values).returning(Delivery)
+        insert = dialect_insert(self.session)
+        created = await self.session.scalars(
+            insert(Delivery).on_conflict_do_nothing().returning(Delivery),
+            [_row(key, now, attempts=1, **values) for key in dict.fromkeys(keys)],
         )
-        if created is not None:
-            return created
-        return await self.session.scalar(
-            update(Delivery)
-            .where(key.where(), _claimable(now, max_attempts))
-            .values(attempts=Delivery.attempts + 1, updated_at=now, **values)
-            .returning(Delivery)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )
+        claimed = {_key(row): row for row in created}
+        for key in keys:
+            if key in claimed:
+                continue
+            taken = await self.session.scalar(
+                update(Delivery)
+                .where(key.where(), _claimable(now, max_attempts))
+                .values(attempts=Delivery.attempts + 1, updated_at=now, **values)
+                .returning(Delivery)
+                .execution_options(synchronize_session=False, populate_existing=True)
+            )
+            if taken is not None:
+                claimed[key] = taken
+        return claimed
 
     async def finish(
         self,
@@ -129,26 +166,11 @@ class DeliveryRepository:
 
     async def _insert(self, key: DeliveryKey, now: datetime, **values: object) -> bool:
         """Insert the slot's row unless it exists; True when this call created it."""
-        result = await self.session.execute(self._insert_statement(key, now, **values))
-        return bool(result.rowcount)
-
-    def _insert_statement(self, key: DeliveryKey, now: datetime, **values: object):  # type: ignore[no-untyped-def]
-        """INSERT of the slot's row, doing nothing when it exists."""
         insert = dialect_insert(self.session)
-        return (
-            insert(Delivery)
-            .values(
-                kind=key.kind,
-                platform=key.platform,
-                workspace=key.workspace,
-                target=key.target,
-                period=key.period,
-                created_at=now,
-                updated_at=now,
-                **values,
-            )
-            .on_conflict_do_nothing()
+        result = await self.session.execute(
+            insert(Delivery).values(**_row(key, now, **values)).on_conflict_do_nothing()
         )
+        return bool(result.rowcount)
 
     async def get(self, key: DeliveryKey) -> Delivery | None:
         return await self.session.scalar(select(Delivery).where(key.where()))

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import chunks
 from storage.models import DigestItem, DigestSetting, Follow, Paper, Save
 from storage.papers import dialect_insert
-
-T = TypeVar("T")
-
-# Values bound in one IN list. Every query below binds at most one such list plus a few
-# scalars, so it stays under SQLite's oldest variable limit (999) as well as PostgreSQL's
-# (32767), whatever the number of users.
-IN_CHUNK = 400
-
-
-def chunks(values: Sequence[T], size: int | None = None) -> Iterator[Sequence[T]]:
-    """`values` in slices of `size` (IN_CHUNK, read at call time so tests can shrink it)."""
-    size = size or IN_CHUNK
-    for first in range(0, len(values), size):
-        yield values[first : first + size]
 
 
 class UserRepository:

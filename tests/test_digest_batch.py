@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import insert, select
 
 import bot.digest
+import storage.db
 import storage.papers
-import storage.users
 from bot.cards import demo_note, paper_card
 from bot.digest import WINDOW, Digest, WindowCache, compose_digest, compose_digests
 from bot.events import Scope, UserRef
@@ -132,7 +132,7 @@ async def test_batch_gives_every_user_their_one_user_digest(
     # "tiny" splits every IN list and every batch of topic matches into pairs, and cuts
     # digests short, so chunking and the MAX_PAPERS cut are exercised on this small store.
     if in_chunk is not None:
-        monkeypatch.setattr(storage.users, "IN_CHUNK", in_chunk)
+        monkeypatch.setattr(storage.db, "IN_CHUNK", in_chunk)
         monkeypatch.setattr(storage.papers, "TERM_SETS_PER_STATEMENT", in_chunk)
     monkeypatch.setattr(bot.digest, "MAX_PAPERS", max_papers)
     async with stocked(store, fake_hf):

@@ -9,11 +9,17 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bot.daily import ChannelPlan, compose_daily_post
+from bot.daily import (
+    ChannelPlan,
+    DailyRequest,
+    ListMissing,
+    compose_daily_post,
+    compose_daily_posts,
+)
 from bot.digest import compose_digest
 from bot.events import ChannelRef, MessageRef, Scope, UserRef
 from bot.ingest import ingest_day
-from bot.messages import Message
+from bot.messages import DailyPost, Message
 from bot.ports import DeliveryError
 from bot.post_recorder import PostRecorder
 from bot.sources.huggingface import HuggingFaceClient
@@ -130,6 +136,42 @@ async def test_daily_post_uses_the_newest_list(harness: Harness) -> None:
     assert post.papers[0][1].cards[0].paper_id == "2605.00001"
     # Composed for a moment before the 6th, the post is built from the 5th's list.
     assert as_of_today is not None and "05 May 2026" in as_of_today.header.text
+
+
+async def test_posts_composed_together_are_the_posts_composed_one_at_a_time(
+    harness: Harness,
+) -> None:
+    """The scheduler composes a morning's posts in one go: for channels with and without
+    topics, counts, papers already posted, a retry, another list and a missing one, each
+    answer is what composing that channel alone gives."""
+    await harness.bot.post_daily(CHANNEL)  # C1 has had the 5th's first four papers
+    first_attempt = NOW + timedelta(minutes=1)
+    await harness.bot.post_daily(ChannelRef(SCOPE, "C4"))  # posted before and after its retry
+    requests = [
+        DailyRequest(CHANNEL, ChannelPlan(count=5)),
+        DailyRequest(ChannelRef(SCOPE, "C2"), ChannelPlan(count=2)),
+        DailyRequest(ChannelRef(SCOPE, "C3"), ChannelPlan(5, ("diffusion", "agents"))),
+        DailyRequest(ChannelRef(SCOPE, "C4"), ChannelPlan(count=3), posted_before=NOW),
+        DailyRequest(ChannelRef(SCOPE, "C4"), ChannelPlan(3), posted_before=first_attempt),
+        DailyRequest(ChannelRef(Scope("test", "T2"), "C1"), ChannelPlan(3), date(2026, 5, 4)),
+        DailyRequest(ChannelRef(SCOPE, "C5"), ChannelPlan(count=3), date(2026, 5, 6)),
+    ]
+    async with harness.store.transaction() as repos:
+        together = await compose_daily_posts(repos, requests, "🔖", NOW)
+        alone: list[object] = []
+        for r in requests:
+            try:
+                post = await compose_daily_post(
+                    repos, r.channel, r.plan, "🔖", NOW, day=r.day, posted_before=r.posted_before
+                )
+            except ListMissing as missing:
+                post = missing
+            alone.append(post)
+    assert [type(answer) for answer in together] == [
+        type(None), DailyPost, DailyPost, DailyPost, type(None), DailyPost, ListMissing,
+    ]  # fmt: skip
+    assert together[:-1] == alone[:-1]
+    assert isinstance(alone[-1], ListMissing) and together[-1].day == alone[-1].day  # type: ignore[union-attr]
 
 
 async def test_digest_holds_new_matching_papers_only(harness: Harness) -> None:

@@ -8,6 +8,8 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from bot.core import BotConfig, Paperboy
 from bot.daily import due_list_day
 from bot.events import ChannelRef, MessageRef, UserRef
@@ -69,6 +71,59 @@ async def test_retries_wait_for_their_time_and_stop_after_the_last_attempt(store
     assert await claim(now + timedelta(days=1)) is None  # out of attempts
     async with store.transaction() as repos:
         assert await repos.deliveries.due_retries(now, POLICY.max_attempts) == []
+
+
+async def test_claims_made_together_are_the_claims_made_one_at_a_time(store: Store) -> None:
+    fresh = [DeliveryKey("channel", "test", "T1", f"C{n}", "2026-05-05") for n in (2, 3)]
+    done, expired, held = (DeliveryKey("digest", "test", "T1", u, "2026-05-05") for u in "abc")
+    async with store.transaction() as repos:
+        for key in (done, expired):
+            await repos.deliveries.claim(key, "old", NOW, lease=POLICY.lease, max_attempts=3)
+        row = await repos.deliveries.get(done)
+        assert row is not None
+        await repos.deliveries.finish(row.id, Status.SENT, NOW)
+    later = NOW + timedelta(minutes=3)
+    async with store.transaction() as repos:  # claimed later: its lease outlasts the others'
+        await repos.deliveries.claim(held, "old", later, lease=POLICY.lease, max_attempts=3)
+    async with store.transaction() as repos:
+        claimed = await repos.deliveries.claim_many(
+            [*fresh, done, expired, held, fresh[0]], "w", NOW + POLICY.lease + timedelta(seconds=1),
+            lease=POLICY.lease, max_attempts=3,
+        )  # fmt: skip
+    assert set(claimed) == {*fresh, expired}  # new rows, and the one whose lease ran out
+    assert [claimed[key].attempts for key in (*fresh, expired)] == [1, 1, 2]
+    assert {row.worker for row in claimed.values()} == {"w"}
+
+
+async def test_a_slot_fired_twice_at_once_is_sent_once(harness: Harness) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    runner = scheduler(harness).runner
+    outcomes = await asyncio.gather(runner.run(KEY), runner.run(KEY))  # one batch, twice
+    assert sorted(outcomes, key=str) == [None, Status.SENT]
+    assert delivered(harness.platform) == (1, 0)
+
+
+async def test_a_post_that_fails_to_compose_fails_alone_and_is_retried(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    await harness.say("channel on 09:00 UTC 3", channel=ChannelRef(SCOPE, "C2"), admin=True)
+    compose = harness.bot.prepare_daily
+
+    async def broken_for_c1(repos, due):  # type: ignore[no-untyped-def]
+        if any(post.channel.channel == "C1" for post in due):
+            raise ValueError("bad data in C1's list")
+        return await compose(repos, due)
+
+    monkeypatch.setattr(harness.bot, "prepare_daily", broken_for_c1)
+    runner = scheduler(harness).runner
+    other = DeliveryKey("channel", "test", "T1", "C2", "2026-05-05")
+    outcomes = await asyncio.gather(runner.run(KEY), runner.run(other))  # one batch
+    assert outcomes == [Status.RETRY, Status.SENT]
+    async with harness.store.transaction() as repos:
+        row = await repos.deliveries.get(KEY)
+    assert row is not None and row.detail == "internal_error: ValueError"
+    assert row.retry_at is not None
 
 
 # Slots -------------------------------------------------------------------------------------

@@ -1,0 +1,65 @@
+"""Many concurrent callers to one transaction: calls that arrive while a batch is being
+handled share the next one, and each caller still gets its own result or error.
+
+On a busy morning hundreds of deliveries are in flight, and a transaction per call costs
+more CPU than the work in it. A batch that fails is handled again one call at a time, so a
+bad item fails only its own caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+MAX_BATCH = 500
+
+
+class Batcher(Generic[T, R]):
+    def __init__(
+        self, handle: Callable[[Sequence[T]], Awaitable[Sequence[R]]], max_batch: int = MAX_BATCH
+    ) -> None:
+        self.handle = handle  # one result per item, in order
+        self.max_batch = max_batch
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        """`item`'s result, once its batch is handled; raises what handling it raised."""
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, done))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
+        return await done
+
+    async def _work(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self.max_batch]
+            self._waiting = self._waiting[self.max_batch :]
+            try:
+                results = await self.handle([item for item, _ in batch])
+            except Exception:
+                for item, done in batch:
+                    try:
+                        (result,) = await self.handle([item])
+                    except Exception as error:
+                        _settle(done, error=error)
+                    else:
+                        _settle(done, result)
+            else:
+                for (_, done), result in zip(batch, results, strict=True):
+                    _settle(done, result)
+
+
+def _settle(
+    done: asyncio.Future[R], result: R | None = None, *, error: BaseException | None = None
+) -> None:
+    if done.done():  # its caller was cancelled (the worker is stopping)
+        return
+    if error is None:
+        done.set_result(result)  # type: ignore[arg-type]
+    else:
+        done.set_exception(error)
