@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from time import monotonic
 
 from bot.cards import demo_note, paper_card
 from bot.events import ChannelRef
@@ -51,36 +49,6 @@ class ChannelPlan:
     topics: tuple[str, ...] = ()
 
 
-class ListingCache:
-    """Daily lists loaded in the last `ttl` seconds, per store (engine), checked against the
-    list's paper ids read afresh each time: a morning's posts compose from the same list,
-    and loading its papers for each of a thousand channels was a third of composing one.
-    A re-ingested list changes the ids and is loaded anew; only an edit to a listed paper's
-    text can go unseen, for at most `ttl`."""
-
-    def __init__(self, ttl: float = 60.0, clock: Callable[[], float] = monotonic) -> None:
-        self.ttl = ttl
-        self.clock = clock
-        self._stores: weakref.WeakKeyDictionary[
-            object, dict[date, tuple[float, tuple[int, ...], list[Paper]]]
-        ] = weakref.WeakKeyDictionary()
-
-    async def listing(self, repos: Repositories, day: date) -> list[Paper]:
-        ids = await repos.papers.listing_ids(day)
-        if not ids:
-            return []
-        lists = self._stores.setdefault(repos.session.bind, {})
-        loaded = lists.get(day)
-        if loaded is not None and loaded[1] == ids and self.clock() - loaded[0] < self.ttl:
-            return loaded[2]
-        papers = await repos.papers.listing(day)
-        lists[day] = (self.clock(), tuple(paper.id for paper in papers), papers)
-        return papers
-
-
-LISTINGS = ListingCache()
-
-
 async def latest_list(
     repos: Repositories, as_of: date | None = None
 ) -> tuple[date, list[Paper]] | None:
@@ -91,7 +59,7 @@ async def latest_list(
         day = await repos.papers.latest_listing_day(demo=True, on_or_before=as_of)
     if day is None:
         return None
-    return day, await LISTINGS.listing(repos, day)
+    return day, await repos.papers.listing(day)
 
 
 async def matching_any(
@@ -107,7 +75,7 @@ async def matching_any(
 async def due_list(repos: Repositories, day: date) -> tuple[date, list[Paper]] | None:
     """`day`'s list; raises ListMissing when real lists are stored but not that one. A store
     holding only the demo sample (offline) serves the sample."""
-    papers = await LISTINGS.listing(repos, day)
+    papers = await repos.papers.listing(day)
     if papers:
         return day, papers
     if await repos.papers.latest_listing_day(demo=False) is not None:

@@ -168,13 +168,6 @@ class PaperRepository:
         )
         return list(result)
 
-    async def listing_ids(self, day: date) -> tuple[int, ...]:
-        """The ids of `day`'s papers in rank order (what `listing` loads)."""
-        result = await self.session.scalars(
-            select(DailyListing.paper_id).where(DailyListing.day == day).order_by(DailyListing.rank)
-        )
-        return tuple(result)
-
     async def listed_between(self, first: date, last: date) -> list[int]:
         """Ids of papers listed on any day from `first` to `last`, inclusive."""
         result = await self.session.scalars(
