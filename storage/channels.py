@@ -73,17 +73,11 @@ class ChannelRepository:
         await self.session.flush()
         return subscription
 
-    async def plan(
-        self, platform: str, workspace: str, channel: str
-    ) -> tuple[int, tuple[str, ...]] | None:
-        """The subscription's (post count, topic filters); None without one."""
-        return (await self.plans(platform, [(workspace, channel)])).get((workspace, channel))
-
     async def plans(
         self, platform: str, channels: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[int, tuple[str, ...]]]:
-        """`plan` of many (workspace, channel) pairs, one query per IN_CHUNK of them; pairs
-        without a subscription are left out."""
+        """The subscriptions' (post count, topic filters) of many (workspace, channel) pairs,
+        one query per IN_CHUNK of them; pairs without a subscription are left out."""
         found: dict[tuple[str, str], tuple[int, list[str]]] = {}
         for some in chunks(list(dict.fromkeys(channels))):
             rows = await self.session.execute(
