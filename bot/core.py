@@ -192,43 +192,40 @@ class Paperboy:
     def _sender(
         self, due: DuePost, composed: DailyPost | ListMissing | None, now: datetime
     ) -> Callable[[], Awaitable[Delivered]]:
-        channel, key = due.channel, due.key
+        """The step that sends `composed`. A permanent delivery error turns the channel's
+        daily post off first."""
 
-        async def send_post() -> Delivered:
-            if isinstance(composed, ListMissing):
-                if not due.give_up:
-                    raise composed
-                notice = Message(
-                    text="No trending papers today: Hugging Face has not published its Daily "
-                    f"Papers list for {composed.day:%A %d %B} yet.",
-                    lines=("I'll post the next list at the usual time.",),
-                    visibility=Visibility.PUBLIC,
-                )
-                sent = await already_sent(self.outbound, channel, key)
-                ref = await send_once(self.outbound.post, channel, notice, key, "notice", sent)
-                return Delivered(0, ref, "list missing")
-            if composed is None:
-                return await sent_earlier(self.outbound, channel, key, "header")
-            return await deliver_daily_post(
-                self.store, self.posts, self.outbound, channel, composed, now, key
-            )
-
-        return self._stopping_on_permanent_errors(channel, send_post)
-
-    def _stopping_on_permanent_errors(
-        self, channel: ChannelRef, send: Callable[[], Awaitable[Delivered]]
-    ) -> Callable[[], Awaitable[Delivered]]:
-        """`send`, but a permanent delivery error turns the channel's daily post off first."""
-
-        async def sending() -> Delivered:
+        async def send() -> Delivered:
             try:
-                return await send()
+                return await self._send_daily(due, composed, now)
             except DeliveryError as error:
                 if error.permanent:
-                    await self._stop_channel(channel, error.reason)
+                    await self._stop_channel(due.channel, error.reason)
                 raise
 
-        return sending
+        return send
+
+    async def _send_daily(
+        self, due: DuePost, composed: DailyPost | ListMissing | None, now: datetime
+    ) -> Delivered:
+        channel, key = due.channel, due.key
+        if isinstance(composed, ListMissing):
+            if not due.give_up:
+                raise composed
+            notice = Message(
+                text="No trending papers today: Hugging Face has not published its Daily "
+                f"Papers list for {composed.day:%A %d %B} yet.",
+                lines=("I'll post the next list at the usual time.",),
+                visibility=Visibility.PUBLIC,
+            )
+            sent = await already_sent(self.outbound, channel, key)
+            ref = await send_once(self.outbound.post, channel, notice, key, "notice", sent)
+            return Delivered(0, ref, "list missing")
+        if composed is None:
+            return await sent_earlier(self.outbound, channel, key, "header")
+        return await deliver_daily_post(
+            self.store, self.posts, self.outbound, channel, composed, now, key
+        )
 
     async def _stop_channel(self, channel: ChannelRef, reason: str) -> None:
         scope = channel.scope

@@ -129,56 +129,56 @@ async def compose_daily_posts(
                 )
             except ListMissing as missing:
                 lists[request.day] = missing
-    candidates: list[list[Paper] | None] = []
-    for request in requests:
-        listed = lists[request.day]
-        papers = None if listed is None or isinstance(listed, ListMissing) else listed[1]
-        if papers and request.plan.topics:
-            papers = await matching_any(repos, request.plan.topics, papers)
-        candidates.append(papers)
-    posted = await _posted(repos, requests, candidates)
+    posted = await _posted(repos, requests, lists)
     composed: list[DailyPost | ListMissing | None] = []
-    for request, papers, old in zip(requests, candidates, posted, strict=True):
+    for request, old in zip(requests, posted, strict=True):
         listed = lists[request.day]
-        if isinstance(listed, ListMissing):
+        if listed is None or isinstance(listed, ListMissing):
             composed.append(listed)
-        elif listed is None or not papers:
-            composed.append(None)
-        else:
-            composed.append(daily_post(listed[0], papers, old, request.plan, save_emoji))
+            continue
+        day, papers = listed
+        if request.plan.topics:
+            papers = await matching_any(repos, request.plan.topics, papers)
+        composed.append(daily_post(day, papers, old, request.plan, save_emoji))
     return composed
 
 
 async def _posted(
-    repos: Repositories, requests: Sequence[DailyRequest], candidates: Sequence[list[Paper] | None]
+    repos: Repositories,
+    requests: Sequence[DailyRequest],
+    lists: dict[date | None, tuple[date, list[Paper]] | ListMissing | None],
 ) -> list[set[int]]:
-    """For each request, which of its candidates its channel already had: one query per
+    """For each request, which papers of its list its channel already had: one query per
     platform and list for first attempts, one per retry (each has its own `posted_before`)."""
-    groups: dict[tuple[str, tuple[int, ...]], list[ChannelRef]] = {}
-    for request, papers in zip(requests, candidates, strict=True):
-        if papers and request.posted_before is None:
-            ids = tuple(sorted({paper.id for paper in papers}))
-            groups.setdefault((request.channel.scope.platform, ids), []).append(request.channel)
-    found: dict[tuple[str, str, str], set[int]] = {}
-    for (platform, ids), channels in groups.items():
-        pairs = [(channel.scope.workspace, channel.channel) for channel in channels]
+    groups: dict[tuple[str, date | None], list[tuple[str, str]]] = {}
+    for request in requests:
+        if request.posted_before is None:
+            scope = request.channel.scope
+            pair = (scope.workspace, request.channel.channel)
+            groups.setdefault((scope.platform, request.day), []).append(pair)
+    found: dict[tuple[str, date | None, str, str], set[int]] = {}
+    for (platform, day), pairs in groups.items():
+        ids = _ids(lists[day])
         for (workspace, channel), paper_ids in (
             await repos.channels.posted_papers_many(platform, pairs, ids)
         ).items():
-            found.setdefault((platform, workspace, channel), set()).update(paper_ids)
+            found[(platform, day, workspace, channel)] = paper_ids
     posted = []
-    for request, papers in zip(requests, candidates, strict=True):
+    for request in requests:
         scope, channel = request.channel.scope, request.channel.channel
-        if papers and request.posted_before is not None:
-            ids = [paper.id for paper in papers]
-            before = request.posted_before
-            old = await repos.channels.posted_papers(
-                scope.platform, scope.workspace, channel, ids, before=before
-            )
+        if request.posted_before is None:
+            posted.append(found.get((scope.platform, request.day, scope.workspace, channel), set()))
         else:
-            old = found.get((scope.platform, scope.workspace, channel), set())
-        posted.append(old)
+            old = await repos.channels.posted_papers(
+                scope.platform, scope.workspace, channel, _ids(lists[request.day]),
+                before=request.posted_before,
+            )  # fmt: skip
+            posted.append(old)
     return posted
+
+
+def _ids(listed: tuple[date, list[Paper]] | ListMissing | None) -> list[int]:
+    return [paper.id for paper in listed[1]] if isinstance(listed, tuple) else []
 
 
 def daily_post(

@@ -110,7 +110,10 @@ def web_client(
 
 
 def delivery_error(error: SlackApiError) -> DeliveryError:
-    code = str(error.response.get("error", "unknown_error"))
+    return _failure(str(error.response.get("error", "unknown_error")))
+
+
+def _failure(code: str) -> DeliveryError:
     return DeliveryError(code, permanent=code in PERMANENT_ERRORS)
 
 
@@ -136,10 +139,14 @@ class SlackOutbound:
             self._clients.clear()  # they hold the closed session
         return self._session
 
-    async def client(self, workspace: str) -> AsyncWebClient:
+    async def _token(self, workspace: str) -> str:
         token = await self.token_for(workspace)
         if token is None:
             raise DeliveryError("app_not_installed", permanent=True)
+        return token
+
+    async def client(self, workspace: str) -> AsyncWebClient:
+        token = await self._token(workspace)
         session = self.session()
         client = self._clients.get(workspace)
         if client is None or client.token != token:
@@ -160,9 +167,7 @@ class SlackOutbound:
 
     async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
         workspace = channel.scope.workspace
-        token = await self.token_for(workspace)
-        if token is None:
-            raise DeliveryError("app_not_installed", permanent=True)
+        token = await self._token(workspace)
         body = json.dumps(
             {
                 "channel": channel.channel,
@@ -186,8 +191,7 @@ class SlackOutbound:
                 self.pacer.back_off(workspace, delay)  # this send and the queued ones wait
                 continue
             if not answer.get("ok"):
-                code = str(answer.get("error") or f"http_{status}")
-                raise DeliveryError(code, permanent=code in PERMANENT_ERRORS)
+                raise _failure(str(answer.get("error") or f"http_{status}"))
             ref = ChannelRef(channel.scope, str(answer["channel"]))
             return MessageRef(ref, str(answer["ts"]))
 
