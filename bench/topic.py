@@ -3,8 +3,9 @@
 End to end: a signed slash command is POSTed to `paperboy serve` (a subprocess on a SQLite
 file holding N papers); the time runs until the answer arrives at the fake Slack's
 response_url. Hugging Face search is answered by a local fake. One client, one command at a
-time, after a warm-up. Raw: the full-text statement the command runs (`search_statement`),
-executed alone with Python's sqlite3 on the same file, so only the engine is timed.
+time, after a warm-up. Raw: the statement the command runs (`search_statement`: the matches
+ranked and the shown papers loaded), executed alone with Python's sqlite3 on the same file, so
+only the engine is timed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from sqlalchemy.dialects import sqlite
 from bench.common import Section, ms, percentile
 from bench.corpus import database
 from bench.served import served
-from bot.search import CANDIDATES, search_terms
+from bot.core import BotConfig
+from bot.search import search_terms
 from storage.papers import RANK_POOL, search_statement
 
 SIZES = (1_000, 10_000, 100_000)
@@ -33,10 +35,11 @@ TOPICS = {
 WARM_UP = 30
 RUNS = 300
 TARGET_P50, TARGET_P99, TARGET_RATIO = 0.015, 0.050, 2.0
+TOPIC_COUNT = BotConfig().topic_count  # papers in an answer
 
 
 def raw_statement(topic: str) -> tuple[str, list[object]]:
-    statement, params = search_statement("sqlite", search_terms(topic), CANDIDATES)
+    statement, params = search_statement("sqlite", search_terms(topic), TOPIC_COUNT)
     compiled = statement.compile(dialect=sqlite.dialect())
     values = {**compiled.params, **params}
     return str(compiled), [values[name] for name in compiled.positiontup or ()]

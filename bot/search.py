@@ -1,7 +1,7 @@
 """`/papers topic`: local full-text search merged with Hugging Face search when it is quick.
 
-Ranking: full-text relevance first; papers within 10% of each other's relevance count as
-equally relevant and are ordered by recency, then upvotes.
+Ranking (done by the store's search statement): full-text relevance first; papers within 10%
+of each other's relevance count as equally relevant and are ordered by recency, then upvotes.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from storage.models import Paper
-from storage.papers import PaperData, SearchMatch
+from storage.papers import PaperData
 from storage.store import Store
 
 log = logging.getLogger(__name__)
-
-CANDIDATES = 50
 
 
 class SearchSource(Protocol):
@@ -31,29 +29,13 @@ def search_terms(topic: str) -> list[str]:
     return re.findall(r"\w+", topic)
 
 
-def rank(matches: Sequence[SearchMatch]) -> list[int]:
-    """Paper ids, best first."""
-    if not matches:
-        return []
-    best = max(match.relevance for match in matches)
-    epoch = datetime.min.replace(tzinfo=UTC)
-
-    def key(match: SearchMatch) -> tuple[int, datetime, int]:
-        tier = int(10 * match.relevance / best) if best > 0 else 0
-        return (tier, match.published_at or epoch, match.upvotes or 0)
-
-    return [match.paper_id for match in sorted(matches, key=key, reverse=True)]
-
-
 async def local_search(store: Store, terms: Sequence[str], *, limit: int) -> list[Paper]:
     """All words must match; when nothing does, any word may."""
     async with store.transaction() as repos:
-        matches = await repos.papers.search_ids(terms, limit=CANDIDATES)
-        if not matches and len(terms) > 1:
-            matches = await repos.papers.search_ids(terms, limit=CANDIDATES, match_all=False)
-        best = rank(matches)[:limit]
-        papers = await repos.papers.by_ids(best)  # only the shown ones are loaded
-    return [papers[paper_id] for paper_id in best]
+        papers = await repos.papers.search(terms, limit=limit)
+        if not papers and len(terms) > 1:
+            papers = await repos.papers.search(terms, limit=limit, match_all=False)
+    return papers
 
 
 async def find_papers(

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Select,
     bindparam,
     case,
+    cast,
     column,
     delete,
     func,
@@ -27,8 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import DailyListing, Paper
 
-# How many of a query's newest matches are ranked by relevance (see `search_ids`).
+# How many of a query's newest matches are scored, and how many of the most relevant of those
+# are ordered for display (see `_build_search`). Scoring every match of a word found in most
+# papers ("model") takes FTS5 over 100 ms at 100k papers (bench/RESULTS.md), and for such a
+# word the newest papers are the ones a reader is after.
 RANK_POOL = 1000
+CANDIDATES = 50
 # Term sets matched per statement by `matching_ids` (a UNION ALL of one SELECT each): a round
 # trip through aiosqlite costs more than SQLite's own work for one. Also bounded by the bound
 # values a statement may carry: SQLite's oldest limit is 999, PostgreSQL's 32767.
@@ -54,16 +59,6 @@ class PaperData:
     thumbnail: str | None = None
     organization: str | None = None
     is_demo: bool = False
-
-
-@dataclass(frozen=True)
-class SearchMatch:
-    """A search result without its paper loaded: enough to rank it."""
-
-    paper_id: int
-    relevance: float  # larger is better; comparable only within one query
-    published_at: datetime | None
-    upvotes: int | None
 
 
 def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]
@@ -175,20 +170,18 @@ class PaperRepository:
         )
         return list(result)
 
-    async def search_ids(
+    async def search(
         self,
         terms: Sequence[str],
         *,
         limit: int,
         match_all: bool = True,
         within: Sequence[int] | None = None,
-    ) -> list[SearchMatch]:
-        """Full-text search over title, abstract, authors and AI keywords, best first.
+    ) -> list[Paper]:
+        """Full-text search over title, abstract, authors and AI keywords, best first, in one
+        statement that ranks and loads the papers (`search_statement`).
 
         `terms` are plain words (no query syntax); `within` restricts to those paper ids.
-        Only the newest RANK_POOL matches are ranked: scoring every match of a word found in
-        most papers ("model") takes FTS5 over 100 ms at 100k papers (bench/RESULTS.md), and
-        for such a word the newest papers are the ones a reader is after.
         """
         # A term without a letter or digit (say "*" or "-") holds no word: FTS5 would read it
         # as an empty phrase that matches nothing, PostgreSQL as an empty query. Drop it.
@@ -198,19 +191,15 @@ class PaperRepository:
         query, params = search_statement(
             self.dialect, terms, limit, match_all=match_all, within=within
         )
-        result = await self.session.execute(query, params)
-        return [
-            SearchMatch(paper_id, float(score), published_at, upvotes)
-            for paper_id, score, published_at, upvotes in result
-        ]
+        return list(await self.session.scalars(query, params))
 
     async def matching_ids(
         self, term_sets: Sequence[tuple[str, ...]], within: Sequence[int]
     ) -> dict[tuple[str, ...], frozenset[int]]:
         """For each set of terms, which of `within` match all of them (unranked): what
-        `search_ids(terms, within=within)` finds, for many term sets at once.
+        `search(terms, within=within)` finds, for many term sets at once.
 
-        Why not `search_ids`: on SQLite it restricts FTS5 with `rowid IN (...)`, which FTS5
+        Why not `search`: on SQLite it restricts FTS5 with `rowid IN (...)`, which FTS5
         runs as one lookup per id, and scores every hit: ~60 ms per term set at 100k papers,
         30 s for a digest run's 500 topics. A rowid range over `within` is one scan and no
         scoring (~0.2 ms per term set), filtered here; UNION ALL sends up to 100 term sets
@@ -221,7 +210,7 @@ class PaperRepository:
             return {terms: frozenset() for terms in term_sets}
         arms = []
         for index, terms in enumerate(term_sets):
-            words = [t for t in terms if any(ch.isalnum() for ch in t)]  # as search_ids does
+            words = [t for t in terms if any(ch.isalnum() for ch in t)]  # as search does
             if words:
                 arms.append(_match_arm(self.dialect, index, words, within))
         # Each arm binds its words, its index, and the range (SQLite) or the ids (PostgreSQL).
@@ -276,11 +265,15 @@ def search_statement(
     *,
     match_all: bool = True,
     within: Sequence[int] | None = None,
-) -> tuple[Select, dict[str, object]]:
-    """The one statement `search_ids` runs, (paper id, relevance, published_at, upvotes), and
-    its parameters. Without `within` the statement is built once per shape and reused: a
-    statement this size costs SQLAlchemy more to build than SQLite to run for a rare word."""
-    params: dict[str, object] = {"limit": limit, "pool": RANK_POOL}
+) -> tuple[Select[tuple[Paper]], dict[str, object]]:
+    """The one statement `search` runs (the best `limit` papers, loaded) and its parameters.
+    Without `within` the statement is built once per shape and reused: a statement this size
+    costs SQLAlchemy more to build than SQLite to run for a rare word."""
+    params: dict[str, object] = {
+        "limit": limit,
+        "candidates": max(limit, CANDIDATES),
+        "pool": RANK_POOL,
+    }
     if dialect == "postgresql":
         params |= {f"term_{n}": term for n, term in enumerate(terms)}
         shape = (dialect, len(terms), match_all)
@@ -294,7 +287,11 @@ def search_statement(
 
 def _build_search(
     dialect: str, term_count: int, match_all: bool, within: Sequence[int] | None = None
-) -> Select:
+) -> Select[tuple[Paper]]:
+    """Ranking, as SQL: the newest RANK_POOL matches are scored; of those, the CANDIDATES
+    most relevant fall into tiers of a tenth of the best score each, so papers within about
+    10% of each other count as equally relevant; within a tier, newer first, then more
+    upvoted, then more relevant."""
     if dialect == "postgresql":
         terms = [bindparam(f"term_{n}") for n in range(term_count)]
         pool, paper_id = _postgres_pool(terms, match_all), Paper.id
@@ -303,18 +300,30 @@ def _build_search(
     if within is not None:
         pool = pool.where(paper_id.in_(list(within)))
     newest = pool.limit(bindparam("pool", type_=Integer)).subquery()
-    # The best `limit` by relevance first, so only those rows of the (wide) papers table are
-    # read for their dates and upvotes.
     best = (
         select(newest.c.id, newest.c.score)
         .order_by(newest.c.score.desc(), newest.c.id.desc())
-        .limit(bindparam("limit", type_=Integer))
+        .limit(bindparam("candidates", type_=Integer))
         .subquery()
     )
+    top = func.max(best.c.score).over()
+    share = 10 * best.c.score / top
+    # SQLite's CAST truncates (scores are positive, so that is floor); PostgreSQL's rounds.
+    tier = func.floor(share) if dialect == "postgresql" else cast(share, Integer)
+    tiered = select(
+        best.c.id, best.c.score, case((top > 0, tier), else_=0).label("tier")
+    ).subquery()
     return (
-        select(Paper.id, best.c.score, Paper.published_at, Paper.upvotes)
-        .join(best, best.c.id == Paper.id)
-        .order_by(best.c.score.desc(), Paper.id.desc())
+        select(Paper)
+        .join(tiered, tiered.c.id == Paper.id)
+        .order_by(
+            tiered.c.tier.desc(),
+            Paper.published_at.desc().nulls_last(),
+            func.coalesce(Paper.upvotes, 0).desc(),
+            tiered.c.score.desc(),
+            Paper.id.desc(),
+        )
+        .limit(bindparam("limit", type_=Integer))
     )
 
 

@@ -76,8 +76,8 @@ async def reference_digest(
     ids = [paper.id for paper in candidates]
     matched: set[int] = set()
     for topic in topics:  # one ranked search per topic, as before batching
-        hits = await repos.papers.search_ids(search_terms(topic), limit=len(ids), within=ids)
-        matched.update(hit.paper_id for hit in hits)
+        hits = await repos.papers.search(search_terms(topic), limit=len(ids), within=ids)
+        matched.update(hit.id for hit in hits)
     papers = [paper for paper in candidates if paper.id in matched][: bot.digest.MAX_PAPERS]
     if not papers:
         return None

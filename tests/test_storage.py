@@ -60,11 +60,11 @@ async def add_papers(store: Store, *papers: PaperData) -> dict[str, int]:
 
 
 async def search_ids(store: Store, terms: list[str], **kwargs: object) -> list[str]:
+    """arXiv ids of what `search` finds, best first."""
     kwargs.setdefault("limit", 20)
     async with store.transaction() as repos:
-        matches = await repos.papers.search_ids(terms, **kwargs)  # type: ignore[arg-type]
-        papers = await repos.papers.by_ids(match.paper_id for match in matches)
-    return [papers[match.paper_id].arxiv_id for match in matches]
+        papers = await repos.papers.search(terms, **kwargs)  # type: ignore[arg-type]
+    return [paper.arxiv_id for paper in papers]
 
 
 async def fts_integrity_check(store: Store) -> None:
@@ -391,10 +391,42 @@ async def test_search_finds_title_abstract_author_and_keyword(store: Store) -> N
 
 async def test_search_ranks_title_match_above_abstract_only_match(store: Store) -> None:
     await add_papers(store, *CORPUS)
-    async with store.transaction() as repos:
-        hits = await repos.papers.search_ids(["latency"], limit=10)
     assert await search_ids(store, ["latency"], limit=10) == ["2401.00001", "2401.00002"]
-    assert hits[0].relevance > hits[1].relevance > 0
+
+
+async def test_search_orders_equally_relevant_papers_by_recency_then_upvotes(
+    store: Store,
+) -> None:
+    # Columns of the same lengths holding the word the same number of times: equal scores.
+    def on_retrieval(arxiv_id: str, day: int | None, upvotes: int | None, title: str) -> PaperData:
+        return paper(
+            arxiv_id,
+            title,
+            abstract="We study how agents plan with tools.",
+            published_at=datetime(2024, 1, day, tzinfo=UTC) if day else None,
+            upvotes=upvotes,
+        )
+
+    await add_papers(
+        store,
+        on_retrieval("2401.00010", 1, 0, "Retrieval for planning agents"),  # oldest
+        on_retrieval("2401.00011", 9, 5, "Retrieval for coding agents"),
+        on_retrieval("2401.00012", 9, 50, "Retrieval for robotic agents"),  # same day, more votes
+        on_retrieval("2401.00013", 5, 0, "Retrieval for driving agents"),
+        # Newest of all, but the word is only in its abstract: a lower tier.
+        paper(
+            "2401.00014",
+            "Planning agents with tools",
+            abstract="Agents plan with tools and a retrieval step.",
+            published_at=datetime(2024, 1, 20, tzinfo=UTC),
+            upvotes=100,
+        ),
+        on_retrieval("2401.00015", None, None, "Retrieval for undated agents"),
+    )
+    assert await search_ids(store, ["retrieval"]) == [
+        "2401.00012", "2401.00011", "2401.00013", "2401.00010", "2401.00015", "2401.00014",
+    ]  # fmt: skip
+    assert await search_ids(store, ["retrieval"], limit=2) == ["2401.00012", "2401.00011"]
 
 
 async def test_search_matches_word_stems(store: Store) -> None:
