@@ -1,6 +1,10 @@
 """`paperboy serve` as operators run it (a subprocess, Slack over HTTP), wired to local fakes
 of Slack and Hugging Face on 127.0.0.1, and a client that times `/papers` commands from the
-signed request going in to the answer arriving at the response_url."""
+signed request going in to the answer arriving: in the acknowledgement, or at the fake's
+response_url when the answer was slow.
+
+The client is aiohttp's: it plays Slack, so its own cost is not the bot's. httpx spent about
+2.5 ms more per request on this path (p50 of `help`: 4.0 ms against 1.6 ms, 2 cores)."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from bench.corpus import ARCHIVE, ROOT
 from tests.fakes.http import free_port
@@ -50,7 +54,8 @@ class Timed:
 class SlackClient:
     """Sends signed slash commands and waits for their answers at the fake's response_url."""
 
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
+    base_url: str
     fake: FakeSlack
     _waiting: dict[str, asyncio.Future[tuple[float, Any]]] = field(default_factory=dict)
     _names: itertools.count[int] = field(default_factory=itertools.count)
@@ -78,18 +83,22 @@ class SlackClient:
         self._waiting[name] = answer
         start = time.perf_counter()
         try:
-            response = await self.http.post(
-                "/slack/events",
-                content=body.encode(),
+            async with self.http.post(
+                f"{self.base_url}/slack/events",
+                data=body.encode(),
                 headers={
                     "Content-Type": "application/x-www-form-urlencoded",
                     **sign(SIGNING_SECRET, body),
                 },
-            )
-            if response.status_code != 200:
-                return Timed(time.perf_counter() - start, f"HTTP {response.status_code}")
-            at, payload = await asyncio.wait_for(answer, ANSWER_TIMEOUT)
-        except (httpx.HTTPError, TimeoutError) as error:
+            ) as response:
+                if response.status != 200:
+                    return Timed(time.perf_counter() - start, f"HTTP {response.status}")
+                acknowledgement = await response.read()
+            if acknowledgement:
+                at, payload = time.perf_counter(), json.loads(acknowledgement)
+            else:
+                at, payload = await asyncio.wait_for(answer, ANSWER_TIMEOUT)
+        except (aiohttp.ClientError, TimeoutError) as error:
             return Timed(time.perf_counter() - start, type(error).__name__)
         finally:
             self._waiting.pop(name, None)
@@ -141,14 +150,16 @@ async def served(database: Path, *, connections: int = 100) -> AsyncIterator[Ser
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    base_url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", timeout=ANSWER_TIMEOUT, limits=limits
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=connections),
+            timeout=aiohttp.ClientTimeout(total=ANSWER_TIMEOUT),
         ) as http:
-            await _until_healthy(http, process)
+            await _until_healthy(http, base_url, process)
             started_in = time.perf_counter() - start
-            yield Served(process, SlackClient(http, fake_slack), fake_slack, fake_hf, started_in)
+            client = SlackClient(http, base_url, fake_slack)
+            yield Served(process, client, fake_slack, fake_hf, started_in)
     finally:
         process.terminate()
         try:
@@ -160,13 +171,16 @@ async def served(database: Path, *, connections: int = 100) -> AsyncIterator[Ser
         fake_hf.stop()
 
 
-async def _until_healthy(http: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
+async def _until_healthy(
+    http: aiohttp.ClientSession, base_url: str, process: subprocess.Popen[bytes]
+) -> None:
     deadline = time.monotonic() + 60
     while True:
         try:
-            if (await http.get("/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
+            async with http.get(f"{base_url}/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
             pass
         if process.poll() is not None:
             raise RuntimeError(f"paperboy serve exited with {process.returncode}")

@@ -50,7 +50,14 @@ from tests.fakes.slack import (
     sign,
     slash_command_body,
 )
-from tests.slack_fixtures import SIGNING_SECRET, SlackHarness, all_text, serve, slack_settings
+from tests.slack_fixtures import (
+    SIGNING_SECRET,
+    SlackHarness,
+    all_text,
+    answer_to,
+    serve,
+    slack_settings,
+)
 from tests.test_hostile_commands import Snapshot, snapshot
 
 # The `channel` subcommands that change something, as typed and as Discord options.
@@ -376,19 +383,21 @@ async def test_slack_requests_without_a_valid_signature_reach_no_handler(
                 headers={"Content-Type": content_type, **headers},
             )
             assert response.status_code == 401, (kind, problem)
+            assert "follow" not in response.text, "a listener ran: it answered in the ack"
     assert fake.calls() == [], "a listener ran: it called Slack (users.info, chat.*)"
     assert fake.responses == [], "a listener ran: it answered on a response_url"
     assert await snapshot(store) == before  # no inbox row, no follow, no save
 
     # The very same requests, correctly signed, reach their listeners.
-    for body, content_type in requests.values():
+    for kind, (body, content_type) in requests.items():
         response = await http.post(
             "/slack/events",
             content=body.encode(),
             headers={"Content-Type": content_type, **sign(SIGNING_SECRET, body)},
         )
         assert response.status_code == 200
-    await fake.wait_for_responses("slash-command", timeout=10)
+        if kind == "slash-command":
+            assert "now follow" in all_text(await answer_to(response, fake, kind))
     await fake.wait_for_responses("block-action", timeout=10)
     await fake.wait_for_calls("chat.postEphemeral", 1)  # "Saved: ..."
     after = await snapshot(store)

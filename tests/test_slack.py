@@ -3,15 +3,28 @@ calls into the fake Slack."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 from sqlalchemy import select
 
+from adapters.slack.app import create_slack_bot
 from adapters.slack.render import SHARE_ACTION
 from storage.models import Post
-from tests.fakes.slack import slash_command_body
-from tests.slack_fixtures import SIGNING_SECRET, SlackHarness, all_text
+from storage.store import Store
+from tests.core_fixtures import NOW, stocked
+from tests.fakes.huggingface import FakeHuggingFace
+from tests.fakes.slack import FakeSlack, slash_command_body
+from tests.slack_fixtures import (
+    SIGNING_SECRET,
+    SlackHarness,
+    all_text,
+    serve,
+    slack_settings,
+)
+
+FORM = "application/x-www-form-urlencoded"
 
 COMMANDS = [
     ("", "Trending papers"),
@@ -46,6 +59,41 @@ async def test_every_command_answers_ephemerally_with_blocks(
     assert answer["blocks"], answer
     assert expected in all_text(answer)
     assert "went wrong" not in all_text(answer)
+
+
+async def test_a_quick_answer_rides_in_the_acknowledgement(slack_harness: SlackHarness) -> None:
+    fake = slack_harness.fake
+    body = slash_command_body("topic speculative decoding", response_url=fake.response_url("q"))
+    response = await slack_harness.post(body, content_type=FORM)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["response_type"] == "ephemeral"
+    assert "Self-Speculative Decoding" in all_text(answer["blocks"])
+    await asyncio.sleep(0.3)  # time for a second answer to arrive, were one sent
+    assert fake.responses_to("q") == []
+
+
+async def test_a_slow_answer_is_acknowledged_first_and_sent_to_the_response_url(
+    store: Store, fake_slack: FakeSlack, fake_hf: FakeHuggingFace
+) -> None:
+    async with stocked(store, fake_hf) as source:
+        slack = create_slack_bot(
+            slack_settings(fake_slack, fake_hf), store, source=source, clock=lambda: NOW,
+            answer_in_ack_within=0.1,
+        )  # fmt: skip
+        async for http in serve(slack):
+            harness = SlackHarness(slack, fake_slack, http, store)
+            # Nothing stored matches, and Hugging Face search stalls past the 1 s budget.
+            fake_hf.faults["search"] = ["timeout"]
+            url = fake_slack.response_url("slow")
+            response = await harness.post(
+                slash_command_body("topic zebra finches", response_url=url), content_type=FORM
+            )
+            assert response.status_code == 200 and response.content == b""
+            assert fake_slack.responses_to("slow") == []  # acknowledged before the answer
+            [answer] = await fake_slack.wait_for_responses("slow", timeout=10)
+            assert answer["response_type"] == "ephemeral"
+            assert "No papers found for “zebra finches”" in all_text(answer)
 
 
 async def test_today_renders_paper_cards_with_links(slack_harness: SlackHarness) -> None:
@@ -98,6 +146,20 @@ async def test_non_admins_are_refused_and_admins_are_served(slack_harness: Slack
     assert "top 3 papers at 09:00 Europe/Berlin" in accepted
     slack_harness.fake.owners.add("U4")
     assert "Posted 3" in await answer_text(slack_harness, "channel post-now", user="U4")
+
+
+async def test_admin_commands_are_refused_while_users_info_is_unreachable(
+    slack_harness: SlackHarness,
+) -> None:
+    fake = slack_harness.fake
+    fake.admins.add("U5")
+    fake.faults["users.info"] = ["disconnect"] * 5  # more than the client's retries
+    assert "Only workspace admins" in await answer_text(slack_harness, "channel on", user="U5")
+    assert "users.info" in [call.method for call in fake.calls()]
+    fake.faults["users.info"] = ["disconnect"] * 5
+    assert "Papers on" in await answer_text(slack_harness, "topic diffusion", user="U6")
+    fake.faults["users.info"].clear()  # reachable again: the admin is served
+    assert "Daily post on" in await answer_text(slack_harness, "channel on", user="U5")
 
 
 async def test_daily_post_then_reaction_saves_and_unsaves(slack_harness: SlackHarness) -> None:

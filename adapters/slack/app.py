@@ -3,6 +3,7 @@ the core's answers as Block Kit. No business rules live here."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
@@ -19,6 +21,7 @@ from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstall
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.background import Background
 from adapters.slack.outbound import SlackOutbound, TokenLookup, web_client
 from adapters.slack.pacing import SlackPacer
 from adapters.slack.render import LINK_ACTION_PREFIX, SHARE_ACTION, blocks, fallback_text
@@ -41,6 +44,10 @@ BOT_SCOPES = [
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 ADMIN_CACHE_SECONDS = 300
+# An answer ready within this long rides in the command's acknowledgement, which Slack shows at
+# once; a slower one is acknowledged empty (Slack gives up on an acknowledgement after 3 s) and
+# goes to the response_url when it is ready.
+ANSWER_IN_ACK_WITHIN = 2.0
 _SLACK_ID = re.compile(r"^[UW][A-Z0-9]+$")
 
 
@@ -49,8 +56,10 @@ class SlackBot:
     app: AsyncApp
     bot: Paperboy
     outbound: SlackOutbound
+    background: Background
 
     async def close(self) -> None:
+        await self.background.close()
         await self.outbound.close()
 
 
@@ -71,6 +80,9 @@ class AdminCheck:
         except SlackApiError as error:
             log.warning("users.info failed for an admin check: %s", error.response.get("error"))
             return False  # refusing is the safe answer
+        except (aiohttp.ClientError, TimeoutError) as error:
+            log.warning("users.info unreachable for an admin check: %s", type(error).__name__)
+            return False
         is_admin = bool(info.get("is_admin") or info.get("is_owner"))
         self._seen[key] = (time.monotonic(), is_admin)
         return is_admin
@@ -144,6 +156,7 @@ def create_slack_bot(
     source: SearchSource | None,
     socket_mode: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    answer_in_ack_within: float = ANSWER_IN_ACK_WITHIN,
 ) -> SlackBot:
     """Wire the core to a bolt AsyncApp. Raises ConfigError for missing Slack settings."""
     if not socket_mode and settings.slack_signing_secret is None:
@@ -160,9 +173,12 @@ def create_slack_bot(
         signing_secret=signing_secret.get_secret_value() if signing_secret else None,
         request_verification_enabled=signing_secret is not None,
         oauth_settings=oauth,
+        # Acknowledge when the listener returns, so that a command's answer can ride in it.
+        process_before_response=True,
     )
-    register_listeners(app, bot, store, clock, outbound)
-    return SlackBot(app, bot, outbound)
+    background = Background()
+    register_listeners(app, bot, store, clock, outbound, background, answer_in_ack_within)
+    return SlackBot(app, bot, outbound, background)
 
 
 def register_listeners(
@@ -171,7 +187,11 @@ def register_listeners(
     store: Store,
     clock: Callable[[], datetime],
     outbound: SlackOutbound,
+    background: Background,
+    answer_in_ack_within: float,
 ) -> None:
+    """Every listener returns promptly, for it holds up the acknowledgement: work that may
+    take longer than an answer goes to `background`."""
     is_admin = AdminCheck()
 
     @app.middleware
@@ -195,7 +215,6 @@ def register_listeners(
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
-        await ack()
         team = _team(context, command)
         user, channel, response_url = (
             command.get(name) for name in ("user_id", "channel_id", "response_url")
@@ -203,18 +222,36 @@ def register_listeners(
         if not (team and _nonempty_str(user, channel) and _nonempty_str(response_url)
                 and response_url.startswith("http")):  # fmt: skip
             log.warning("ignoring a Slack command without team, user, channel or response_url")
+            await ack()
             return
         text = str(command.get("text") or "")
-        event = CommandInvoked(
-            ChannelRef(Scope(PLATFORM, team), channel),
-            user,
-            text,
-            is_admin=await is_admin(client, team, user),
-        )
-        answer = await bot.handle_command(event)
-        share = " ".join(text.split()) if answer.shareable else None
-        reply = {"text": fallback_text(answer), "blocks": blocks(answer, share_value=share)}
-        await outbound.answer(response_url, response_type="ephemeral", **reply)
+
+        async def reply() -> dict[str, Any]:
+            event = CommandInvoked(
+                ChannelRef(Scope(PLATFORM, team), channel),
+                user,
+                text,
+                is_admin=await is_admin(client, team, user),
+            )
+            answer = await bot.handle_command(event)
+            share = " ".join(text.split()) if answer.shareable else None
+            return {
+                "response_type": "ephemeral",
+                "text": fallback_text(answer),
+                "blocks": blocks(answer, share_value=share),
+            }
+
+        replying = asyncio.ensure_future(reply())
+        done, _ = await asyncio.wait({replying}, timeout=answer_in_ack_within)
+        if done:
+            await ack(**replying.result())
+            return
+        await ack()
+
+        async def answer_later() -> None:
+            await outbound.answer(response_url, **await replying)
+
+        background.start(answer_later(), name="late answer")
 
     @app.action(SHARE_ACTION)
     async def on_share(
@@ -226,6 +263,15 @@ def register_listeners(
         context: AsyncBoltContext,
     ) -> None:
         await ack()
+        background.start(share(body, action, respond, client, context), name="share")
+
+    async def share(
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: Callable,
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
         team, user = _team(context, body), str(body.get("user", {}).get("id", ""))
         channel = str((body.get("channel") or {}).get("id", ""))
         event = CommandInvoked(
@@ -278,13 +324,16 @@ def register_listeners(
         channel = ChannelRef(Scope(PLATFORM, team), str(item["channel"]))
         emoji = str(event.get("reaction", "")).split("::")[0]  # drop a skin-tone suffix
         reaction = ReactionChanged(MessageRef(channel, str(item["ts"])), user, emoji, added)
+        background.start(save_and_confirm(reaction, client), name="reaction")
+
+    async def save_and_confirm(reaction: ReactionChanged, client: AsyncWebClient) -> None:
         confirmation = await bot.handle_reaction(reaction)
         if confirmation is None:
             return
         try:
             await client.chat_postEphemeral(
-                channel=channel.channel,
-                user=user,
+                channel=reaction.message.channel.channel,
+                user=reaction.user,
                 text=fallback_text(confirmation),
                 blocks=blocks(confirmation),
             )

@@ -103,7 +103,8 @@ class FakeSlack:
 
     Faults: `faults[method]` is consumed in order before the method answers normally. "429" is
     HTTP 429 with `Retry-After: <retry_after>` and `{"ok": false, "error": "ratelimited"}`; a
-    three-digit status ("500", "503") is that status with a JSON error body; anything else
+    three-digit status ("500", "503") is that status with a JSON error body; "disconnect" closes
+    the connection without an answer, as a network failure does; anything else
     ("channel_not_found", "not_in_channel", "token_revoked", ...) is HTTP 200 with
     `{"ok": false, "error": <it>}`. Key `"response:<name>"` queues faults for a response_url.
 
@@ -466,7 +467,9 @@ class _Handler(JsonHandler):
         fake._record(call)
 
         fault = fake._next_fault(method)
-        if fault == "429":
+        if fault == "disconnect":
+            self.close_connection = True
+        elif fault == "429":
             retry = {"Retry-After": fake.retry_after}
             self._json(429, {"ok": False, "error": "ratelimited"}, retry)
         elif fault is not None and fault.isdigit():
