@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -277,8 +278,11 @@ async def test_a_body_just_under_the_cap_still_reaches_the_signature_check(
 
 
 @pytest.fixture
-def serve_process(tmp_path: Path, fake_slack: FakeSlack) -> Iterator[tuple[str, Path]]:
-    """`paperboy serve` (single workspace, the fake Slack); its base URL and output file."""
+def serve_process(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+    """`paperboy serve` (single workspace, the fake Slack); its base URL, output file and
+    process."""
     port = free_port()
     ours = ("SLACK_", "DISCORD_", "PAPERBOY_", "DATABASE_URL")
     env = {name: value for name, value in os.environ.items() if not name.startswith(ours)}
@@ -308,17 +312,16 @@ def serve_process(tmp_path: Path, fake_slack: FakeSlack) -> Iterator[tuple[str, 
                 assert process.poll() is None, output.read_text()
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.05)
-        yield base, output
-        assert process.poll() is None, output.read_text()  # still up after every request
+        yield base, output, process
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
 def test_paperboy_serve_survives_malformed_and_oversized_requests(
-    serve_process: tuple[str, Path], fake_slack: FakeSlack
+    serve_process: tuple[str, Path, subprocess.Popen[bytes]], fake_slack: FakeSlack
 ) -> None:
-    base, output = serve_process
+    base, output, process = serve_process
 
     def send(body: str | bytes, content_type: str, *, signed: bool = True) -> httpx.Response:
         raw = body.encode() if isinstance(body, str) else body
@@ -342,6 +345,11 @@ def test_paperboy_serve_survives_malformed_and_oversized_requests(
     assert written.count("refused a malformed Slack request") == 4, written
     assert "refused a Slack request body over" in written
     assert "Exception in ASGI application" not in written and "listener failed" not in written
+    # Still up after every request; stopped as a process manager does, it exits quietly.
+    assert process.poll() is None, written
+    process.terminate()
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert "Traceback" not in output.read_text() and "ERROR" not in output.read_text()
 
 
 # --- Discord ----------------------------------------------------------------------------------

@@ -119,8 +119,10 @@ def asgi_app(app: AsyncApp) -> ASGIApp:
 
 
 def http_server(app: AsyncApp, *, host: str, port: int) -> uvicorn.Server:
+    # No ASGI lifespan: nothing runs at its start or end, and SIGTERM cancels the server
+    # (`adapters.cli`), which would log the lifespan task's cancellation as an error.
     config = uvicorn.Config(
-        asgi_app(app), host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+        asgi_app(app), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
     )
     return uvicorn.Server(config)
 
