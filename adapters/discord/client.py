@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 SHARE_PREFIX = "share:"
+UNKNOWN_BUTTON = "That button no longer works here. Run the command again for a fresh one."
 MAX_CUSTOM_ID = 100  # Discord's limit for a component's custom_id
 # Past this, answer "thinking..." first: Discord drops an interaction not answered in 3 s.
 DEFER_AFTER = 2.0
@@ -253,6 +254,18 @@ class PaperboyClient(discord.Client):
             return
         with contextlib.suppress(discord.HTTPException):  # expired; the log has it
             await self._reply(interaction, Message(text=SOMETHING_WENT_WRONG))
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A button this client has no handler for (say, from an older version of the bot)
+        gets a short answer instead of Discord's "This interaction failed"."""
+        if interaction.type is not discord.InteractionType.component:
+            return  # commands and autocomplete go to the command tree
+        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        if custom_id.startswith(SHARE_PREFIX):
+            return  # ShareButton's
+        log.info("unknown Discord button %r", custom_id[:MAX_CUSTOM_ID])
+        with contextlib.suppress(discord.HTTPException):  # expired; the log has it
+            await self._reply(interaction, Message(text=UNKNOWN_BUTTON))
 
     # Reactions -------------------------------------------------------------------------------
 
