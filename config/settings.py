@@ -44,7 +44,23 @@ def normalise_database_url(url: str) -> str:
         raise ValueError("expected a URL such as postgresql://user:password@host/name") from None
     if port is not None and not 0 < port < 65536:
         raise ValueError("the port must be a number from 1 to 65535")
-    return normalised
+    return _asyncpg_ssl(normalised)
+
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _asyncpg_ssl(url: str) -> str:
+    """libpq's `?sslmode=` (what hosted PostgreSQL URLs carry) as asyncpg's `?ssl=`: the
+    driver would refuse the unknown keyword at the first connection."""
+    parsed = make_url(url)
+    mode = parsed.query.get("sslmode")
+    if mode is None or parsed.get_backend_name() != "postgresql":
+        return url
+    if mode not in SSL_MODES:
+        raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}")
+    parsed = parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
+    return parsed.render_as_string(hide_password=False)
 
 
 def parse_hhmm(value: str) -> time:

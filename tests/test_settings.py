@@ -30,6 +30,12 @@ def test_defaults() -> None:
         ("postgresql://u:p@localhost/app", "postgresql+asyncpg://u:p@localhost/app"),
         ("postgresql+asyncpg://u@h/app", "postgresql+asyncpg://u@h/app"),
         ("sqlite:///data/paperboy.db", "sqlite+aiosqlite:///data/paperboy.db"),
+        # Hosted PostgreSQL URLs carry libpq's sslmode; asyncpg calls it ssl.
+        ("postgres://u:p@h/app?sslmode=require", "postgresql+asyncpg://u:p@h/app?ssl=require"),
+        (
+            "postgresql://u:p%40ss@h/app?sslmode=verify-full&target_session_attrs=read-write",
+            "postgresql+asyncpg://u:p%40ss@h/app?ssl=verify-full&target_session_attrs=read-write",
+        ),
     ],
 )
 def test_database_urls_are_normalised_to_async_drivers(
@@ -53,6 +59,7 @@ def test_values_come_from_dotenv(tmp_path) -> None:  # type: ignore[no-untyped-d
     [
         ("DATABASE_URL", "not a url"),
         ("DATABASE_URL", "mysql://u:secret@h/db"),
+        ("DATABASE_URL", "postgres://u:secret@h/db?sslmode=always"),
         ("PAPERBOY_DEFAULT_TZ", "Mars/Olympus"),
         ("PAPERBOY_DEFAULT_POST_TIME", "25:00"),
         ("PAPERBOY_SAVE_EMOJIS", " , "),

@@ -12,6 +12,7 @@ from sqlalchemy import delete, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from config.settings import normalise_database_url
 from storage.db import alembic_config, create_engine, upgrade
 from storage.models import ChannelSubscription, DailyListing, Paper
 from storage.papers import PaperData
@@ -141,6 +142,19 @@ async def test_store_open_migrates(database_url: str) -> None:
         assert await table_names(store.engine) >= APP_TABLES
     finally:
         await store.close()
+
+
+async def test_a_postgresql_url_with_libpq_sslmode_connects(postgres_server: Any) -> None:
+    """Hosted PostgreSQL URLs end in `?sslmode=...`; asyncpg takes it as `ssl` (the test
+    server has no TLS, so the modes that may go without it)."""
+    with postgres_server.database() as url:
+        for mode in ("disable", "prefer"):
+            plain = url.replace("postgresql+asyncpg://", "postgres://")
+            store = await Store.open(normalise_database_url(f"{plain}?sslmode={mode}"))
+            try:
+                assert await table_names(store.engine) >= APP_TABLES
+            finally:
+                await store.close()
 
 
 async def test_transaction_rolls_back_on_error(store: Store) -> None:
