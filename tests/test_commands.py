@@ -7,6 +7,8 @@ from datetime import date
 from sqlalchemy import func, select, text
 
 from bot.bibtex import bibtex
+from bot.commands.channels import MAX_CHANNEL_TOPICS
+from bot.commands.library import MAX_FOLLOWED
 from bot.core import BotConfig, Paperboy
 from bot.events import CommandInvoked
 from bot.messages import Visibility
@@ -103,6 +105,26 @@ async def test_topic_with_no_match_says_so(harness: Harness) -> None:
     answer = await harness.say("topic quantum gravity")
     assert answer.cards == ()
     assert "No papers found" in answer.text
+
+
+async def test_followed_and_channel_topics_are_capped(harness: Harness) -> None:
+    for n in range(MAX_FOLLOWED):
+        assert "now follow" in (await harness.say(f"follow topic{n}")).text
+    refused = await harness.say("follow one more")
+    assert "the most there can be" in refused.text
+    assert "already follow" in (await harness.say("follow topic0")).text  # not a new one
+    assert len((await harness.say("following")).lines) == MAX_FOLLOWED
+    await harness.say("unfollow topic0")
+    assert "now follow" in (await harness.say("follow one more")).text
+
+    await harness.say("channel on", admin=True)
+    for n in range(MAX_CHANNEL_TOPICS):
+        assert "Added" in (await harness.say(f"channel topics add t{n}", admin=True)).text
+    refused = await harness.say("channel topics add one more", admin=True)
+    assert "the most there can be" in refused.text
+    status = await harness.say("channel status", admin=True)
+    shown = " ".join((status.text, *status.lines))
+    assert "t9" in shown and "one more" not in shown
 
 
 async def test_follow_unfollow_following(harness: Harness) -> None:

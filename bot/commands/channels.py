@@ -96,6 +96,10 @@ async def channel_topic_remove(ctx: CommandContext, command: ChannelTopicRemove)
     return await _change_topic(ctx, command.topic, add=False)
 
 
+# A channel's topics filter its daily post; past a handful, the filter filters little.
+MAX_CHANNEL_TOPICS = 10
+
+
 async def _change_topic(ctx: CommandContext, topic: str, *, add: bool) -> Message:
     async with ctx.bot.store.transaction() as repos:
         subscription = await repos.channels.subscription(
@@ -104,6 +108,12 @@ async def _change_topic(ctx: CommandContext, topic: str, *, add: bool) -> Messag
         if subscription is None:
             return Message(text="Turn the daily post on first: `/papers channel on`.")
         if add:
+            present = await repos.channels.topics(subscription.id)
+            if topic not in present and len(present) >= MAX_CHANNEL_TOPICS:
+                return Message(
+                    text=f"This channel already has {len(present)} topics, the most there can be.",
+                    lines=("Remove one first: `/papers channel topics remove <topic>`.",),
+                )
             changed = await repos.channels.add_topic(subscription.id, topic)
         else:
             changed = await repos.channels.remove_topic(subscription.id, topic)

@@ -9,10 +9,19 @@ from bot.commands.parser import ExportBibtex, Follow, Following, Saved, Unfollow
 from bot.messages import Attachment, Message
 
 MAX_LISTED = 20
+# Each followed topic is one more full-text match in every digest run; a few dozen cover any
+# reader's interests.
+MAX_FOLLOWED = 25
 
 
 async def follow(ctx: CommandContext, command: Follow) -> Message:
     async with ctx.bot.store.transaction() as repos:
+        topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
+        if command.topic not in topics and len(topics) >= MAX_FOLLOWED:
+            return Message(
+                text=f"You already follow {len(topics)} topics, the most there can be.",
+                lines=("Unfollow one first: `/papers unfollow <topic>`.",),
+            )
         added = await repos.users.follow(
             ctx.platform, ctx.workspace, ctx.user, command.topic, ctx.now
         )
