@@ -52,7 +52,8 @@ class Timed:
 
 @dataclass
 class SlackClient:
-    """Sends signed slash commands and waits for their answers at the fake's response_url."""
+    """Sends signed slash commands and takes their answers from the acknowledgement, or waits
+    for them at the fake's response_url."""
 
     http: aiohttp.ClientSession
     base_url: str
