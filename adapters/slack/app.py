@@ -263,20 +263,15 @@ def register_listeners(
         context: AsyncBoltContext,
     ) -> None:
         await ack()
-        background.start(share(body, action, respond, client, context), name="share")
-
-    async def share(
-        body: dict[str, Any],
-        action: dict[str, Any],
-        respond: Callable,
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
         team, user = _team(context, body), str(body.get("user", {}).get("id", ""))
         channel = str((body.get("channel") or {}).get("id", ""))
         event = CommandInvoked(
             ChannelRef(Scope(PLATFORM, team), channel), user, str(action.get("value", "")), False
         )
+        background.start(share(event, respond, client), name="share")
+
+    async def share(event: CommandInvoked, respond: Callable, client: AsyncWebClient) -> None:
+        channel, user = event.channel.channel, event.user
         answer = await bot.handle_command(event)
         if answer.is_usage_hint or not answer.shareable:
             await respond(

@@ -19,6 +19,9 @@ from bot.ports import DeliveryError
 from storage.deliveries import CHANNEL
 from storage.models import ChannelSubscription
 
+# A channel's topics filter its daily post; past a handful, the filter filters little.
+MAX_CHANNEL_TOPICS = 10
+
 
 def not_admin(admins: str) -> str:
     return f"Only {admins} can change this channel's daily post."
@@ -94,10 +97,6 @@ async def channel_topic_add(ctx: CommandContext, command: ChannelTopicAdd) -> Me
 
 async def channel_topic_remove(ctx: CommandContext, command: ChannelTopicRemove) -> Message:
     return await _change_topic(ctx, command.topic, add=False)
-
-
-# A channel's topics filter its daily post; past a handful, the filter filters little.
-MAX_CHANNEL_TOPICS = 10
 
 
 async def _change_topic(ctx: CommandContext, topic: str, *, add: bool) -> Message:
