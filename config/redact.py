@@ -25,6 +25,11 @@ MIN_SECRET = 6  # shorter values would mask ordinary words; no real secret is th
 # Bot, user, app-level, refresh and configuration tokens: xoxb-, xoxp-, xapp-, xoxe-, ...
 _SLACK_TOKEN = re.compile(r"\b(?:xox[a-z]|xapp)-[0-9A-Za-z-]+")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)[^@/\s]+@", re.IGNORECASE)
+# Whoever holds one can answer as the bot for a while: a Discord interaction token (base64 of
+# "interaction:<id>:..."; in webhook and callback URLs too) for 15 minutes, a Slack
+# response_url for 30.
+_INTERACTION_TOKEN = re.compile(r"\baW50ZXJhY3Rpb246[0-9A-Za-z_\-.:=]+")
+_SLACK_RESPONSE_URL = re.compile(r"(hooks\.slack\.com/(?:commands|actions)/)[^\s\"'<>,]+")
 
 
 def settings_secrets(settings: Settings) -> list[str]:
@@ -58,6 +63,8 @@ class Redactor:
         for secret in self.secrets:
             text = text.replace(secret, MASK)
         text = _SLACK_TOKEN.sub(MASK, text)
+        text = _INTERACTION_TOKEN.sub(MASK, text)
+        text = _SLACK_RESPONSE_URL.sub(rf"\g<1>{MASK}", text)
         return _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
 
     def scrub(self, record: logging.LogRecord) -> None:

@@ -300,22 +300,27 @@ async def test_discord_commands_and_http_errors_log_no_token(
         discord_bot = create_discord_bot(
             settings, store, source=source, clock=lambda: NOW, guild_ready_timeout=0.05
         )
-        answers = []
-        async with running(discord_bot):
-            # Posting fails: a 401, a 403, then a 500 (retried: the post goes out).
-            for status, body in [
-                (401, {"message": "401: Unauthorized", "code": 0}),
-                (403, {"message": "Missing Access", "code": 50001}),
-                (500, None),
-            ]:
-                fake.fail_next("POST", r"/channels/\d+/messages", status, body)
-                payload = slash_command(
-                    "papers",
-                    [subcommand_group("channel", subcommand("post-now"))],
-                    permissions=ADMIN_PERMISSIONS,
-                )
-                await fake.interact(payload)
-                answers.append(await fake.wait_for_response(payload, timeout=10))
+        answers, interaction_tokens = [], []
+        uninstall = install_redaction(SECRETS.values())  # as the CLI does
+        try:
+            async with running(discord_bot):
+                # Posting fails: a 401, a 403, then a 500 (retried: the post goes out).
+                for status, body in [
+                    (401, {"message": "401: Unauthorized", "code": 0}),
+                    (403, {"message": "Missing Access", "code": 50001}),
+                    (500, None),
+                ]:
+                    fake.fail_next("POST", r"/channels/\d+/messages", status, body)
+                    payload = slash_command(
+                        "papers",
+                        [subcommand_group("channel", subcommand("post-now"))],
+                        permissions=ADMIN_PERMISSIONS,
+                    )
+                    interaction_tokens.append(payload["token"])
+                    await fake.interact(payload)
+                    answers.append(await fake.wait_for_response(payload, timeout=10))
+        finally:
+            uninstall()
     texts = json.dumps([answer.json for answer in answers])
     assert "Posting failed for now (rejected" in texts, texts  # the 401
     assert "I can't post in this channel (missing" in texts, texts  # the 403
@@ -324,6 +329,10 @@ async def test_discord_commands_and_http_errors_log_no_token(
     bot_calls = [c for c in fake.calls if not c.path.startswith(("/interactions/", "/webhooks/"))]
     assert {c.headers.get("authorization") for c in bot_calls} == {f"Bot {token}"}
     assert_no_secrets(debug_logs, texts, at_least=100)
+    # discord.py logs the callback URLs, which hold the interactions' tokens.
+    logged = record_texts(debug_logs)
+    assert any("/interactions/" in text and "[redacted]" in text for text in logged)
+    assert [t for t in logged if any(token in t for token in interaction_tokens)] == []
 
 
 # --- the database -----------------------------------------------------------------------------
@@ -416,6 +425,11 @@ def test_redaction_covers_messages_arguments_exceptions_and_stacks(
         except RuntimeError:
             log.exception("client secret %s", SECRETS["SLACK_CLIENT_SECRET"], stack_info=True)
         log.warning("password %s in plain sight", DB_PASSWORD)
+        log.debug(
+            "POST https://discord.com/api/v10/interactions/1/%s/callback has returned 204",
+            "aW50ZXJhY3Rpb246MTIzOjk4NzY1:interaction-secret",
+        )
+        log.debug("Sending a request - url: https://hooks.slack.com/commands/T1/42/hook-secret")
     finally:
         uninstall()
         log.removeHandler(handler)
@@ -423,9 +437,12 @@ def test_redaction_covers_messages_arguments_exceptions_and_stacks(
     written = stream.getvalue()
     assert leaks([written]) == {}
     assert leaks(record_texts(caplog)[:-1]) == {}
-    for text in ("installed-token", "refresh", "other-password"):
+    for text in ("installed-token", "refresh", "other-password", "interaction-secret",
+                 "hook-secret"):  # fmt: skip
         assert text not in written
-    assert written.count("[redacted]") >= 9, written
+    assert written.count("[redacted]") >= 11, written
+    assert "interactions/1/[redacted]/callback" in written
+    assert "https://hooks.slack.com/commands/[redacted]" in written
     assert "RuntimeError: signature check with [redacted] failed" in written
     assert "postgresql+asyncpg://paperboy:[redacted]@db/paperboy" in written
     assert SECRETS["SLACK_BOT_TOKEN"] in caplog.records[-1].getMessage()  # uninstalled
