@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
+from bot.commands.parser import is_word_character
 from storage.models import Paper
 from storage.papers import PaperData
 from storage.store import Store
@@ -25,8 +25,17 @@ class SearchSource(Protocol):
 
 
 def search_terms(topic: str) -> list[str]:
-    """Plain words of a topic; query syntax never reaches the full-text engine."""
-    return re.findall(r"\w+", topic)
+    """Plain words of a topic (runs of letters, digits and their combining marks, as the
+    full-text tokenizers read words); query syntax never reaches the full-text engine."""
+    words: list[str] = []
+    word = ""
+    for ch in topic:
+        if is_word_character(ch):
+            word += ch
+        elif word:
+            words.append(word)
+            word = ""
+    return [*words, word] if word else words
 
 
 async def local_search(store: Store, terms: Sequence[str], *, limit: int) -> list[Paper]:

@@ -7,6 +7,7 @@ import pytest
 from bot.commands import HANDLERS
 from bot.commands import parser as p
 from bot.commands.parser import UsageError, parse
+from bot.search import search_terms
 
 
 @pytest.mark.parametrize(
@@ -145,6 +146,28 @@ def test_usage_hints_never_echo_the_input() -> None:
 
 def test_tabs_and_newlines_count_as_spaces() -> None:
     assert parse("topic\tspeculative\ndecoding") == p.Topic("speculative decoding")
+
+
+@pytest.mark.parametrize(
+    ("typed", "topic", "terms"),
+    [
+        ("cafe\u0301", "café", ["café"]),  # decomposed, as some keyboards type it
+        ("Scho\u0308lkopf", "schölkopf", ["schölkopf"]),
+        ("İstanbul", "i\u0307stanbul", ["i\u0307stanbul"]),  # "İ" lower-cases to i + a dot
+        ("हिन्दी मॉडल", "हिन्दी मॉडल", ["हिन्दी", "मॉडल"]),  # vowel signs are marks
+        ("llm-rag, c++", None, None),
+        ("diffusion-based video", "diffusion-based video", ["diffusion", "based", "video"]),
+    ],
+)
+def test_topics_keep_combining_marks_inside_their_words(
+    typed: str, topic: str | None, terms: list[str] | None
+) -> None:
+    if topic is None:
+        with pytest.raises(UsageError):
+            parse(f"follow {typed}")
+        return
+    assert parse(f"follow {typed}") == p.Follow(topic)
+    assert search_terms(topic) == terms
 
 
 def test_a_time_typed_without_its_colon_is_refused_as_a_time() -> None:

@@ -39,7 +39,7 @@ USAGE = {
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 # Words, numbers and the few joiners topics need ("c++", "text-to-speech", "bayes' rule").
-_TOPIC = re.compile(r"^\w[\w .+#'/-]*$")
+_TOPIC_PUNCTUATION = frozenset(" .+#'/-")
 _ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(v\d+)?$")
 _ARXIV_OLD = re.compile(r"^([a-z][a-z.-]*/\d{7})(v\d+)?$", re.IGNORECASE)
 _DEMO_ID = re.compile(r"^(demo-\d{3,})$")
@@ -178,7 +178,9 @@ def parse(text: str) -> Command:
             f"That command is too long ({MAX_COMMAND_LENGTH} characters at most). "
             "Try `/papers help`."
         )
-    text = text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    # One form for text that looks the same: a decomposed "é" (e + U+0301) as the composed one.
+    text = unicodedata.normalize("NFC", text.replace("\t", " ").replace("\r", " "))
+    text = text.replace("\n", " ")
     if any(_is_forbidden(ch) for ch in text):
         raise UsageError("Commands can't contain control characters. Try `/papers help`.")
     words = text.split()
@@ -206,10 +208,24 @@ def _no_args(command: Command, name: str):  # type: ignore[no-untyped-def]
     return parse_no_args
 
 
+def is_word_character(ch: str) -> bool:
+    """A letter, digit or underscore (what `\\w` matches), or a combining mark: a
+    Devanagari vowel sign, the dot of a lower-cased "İ"."""
+    return ch.isalnum() or ch == "_" or unicodedata.category(ch).startswith("M")
+
+
+def _is_topic(text: str) -> bool:
+    return (
+        bool(text)
+        and (text[0].isalnum() or text[0] == "_")
+        and all(is_word_character(ch) or ch in _TOPIC_PUNCTUATION for ch in text)
+    )
+
+
 def normalise_topic(words: list[str], name: str) -> str:
     """Lower-case, single-spaced topic text, or UsageError naming `name`'s form."""
     topic = " ".join(words).lower()
-    if not topic or len(topic) > MAX_TOPIC_LENGTH or not _TOPIC.match(topic):
+    if len(topic) > MAX_TOPIC_LENGTH or not _is_topic(topic):
         raise UsageError(
             f"Usage: {USAGE[name]} (a topic is letters, digits, spaces and - . + # ' /,"
             f" {MAX_TOPIC_LENGTH} characters at most)"
