@@ -1,4 +1,9 @@
-"""DM digests: new trending papers on the topics a user follows, none sent to them before.
+"""DM digests: new trending papers on the topics a user follows and like the papers they
+saved, none sent to them before.
+
+"Like a saved paper" means sharing one of its first AI keywords (Hugging Face's, such as
+"speculative decoding"), matched as a topic would be: the keywords of a user's latest saves
+act as topics they follow without typing them.
 
 Composition is batched. Every digest over the same window shares most of its work: which
 papers the recent lists hold, their cards, and which of them each topic matches (a full-text
@@ -31,6 +36,8 @@ from storage.store import Repositories, Store
 # How far back a digest looks: a daily digest covers a weekend, a weekly one its week.
 WINDOW = {"daily": timedelta(days=3), "weekly": timedelta(days=8)}
 MAX_PAPERS = 10
+RECENT_SAVES = 10  # the saves whose keywords count, latest first
+KEYWORDS_PER_SAVE = 3  # Hugging Face lists a paper's most telling keywords first
 NOTE = "Change topics with `/papers follow` / `unfollow`, timing with `/papers digest`."
 
 
@@ -38,6 +45,23 @@ NOTE = "Change topics with `/papers follow` / `unfollow`, timing with `/papers d
 class Digest:
     message: Message
     paper_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Interests:
+    """What one user's digest draws on: the topics they follow and what they saved."""
+
+    topics: tuple[str, ...] = ()
+    saved: frozenset[int] = frozenset()
+    saved_keywords: tuple[str, ...] = ()  # lower-cased, as topics are
+
+
+def interests(topics: Sequence[str], saves: Sequence[tuple[int, Sequence[str]]]) -> Interests:
+    """A user's interests from their topics and their latest saves (paper id, AI keywords)."""
+    keywords = dict.fromkeys(
+        keyword.lower() for _, words in saves for keyword in words[:KEYWORDS_PER_SAVE]
+    )
+    return Interests(tuple(topics), frozenset(paper_id for paper_id, _ in saves), tuple(keywords))
 
 
 @dataclass
@@ -119,27 +143,36 @@ async def compose_digests(
     by_scope: dict[Scope, list[str]] = {}
     for user in digests:
         by_scope.setdefault(user.scope, []).append(user.user)
-    follows = {
-        scope: await repos.users.following_many(scope.platform, scope.workspace, names)
-        for scope, names in by_scope.items()
-    }
-    if not any(follows.values()):
+    wants: dict[Scope, dict[str, Interests]] = {}
+    for scope, names in by_scope.items():
+        follows = await repos.users.following_many(scope.platform, scope.workspace, names)
+        saves = await repos.users.recent_saves_many(
+            scope.platform, scope.workspace, names, RECENT_SAVES
+        )
+        wants[scope] = {
+            name: interests(follows.get(name, ()), saves.get(name, ()))
+            for name in follows.keys() | saves.keys()
+        }
+    if not any(wants.values()):
         return digests
     window = await _window(repos, cadence, now, cache)
     if window is None:
         return digests
-    topics = {topic for found in follows.values() for ts in found.values() for topic in ts}
+    topics = {
+        topic
+        for scoped in wants.values()
+        for want in scoped.values()
+        for topic in (*want.topics, *want.saved_keywords)
+    }
     matches = await _match(repos, window, topics)
-    for scope, followed in follows.items():
-        if not followed:
+    for scope, scoped in wants.items():
+        if not scoped:
             continue
         sent = await repos.users.already_sent_many(
-            scope.platform, scope.workspace, list(followed), window.ranked
+            scope.platform, scope.workspace, list(scoped), window.ranked
         )
-        for name, topics in followed.items():
-            digests[UserRef(scope, name)] = _compose(
-                window, tuple(topics), matches, sent.get(name, set())
-            )
+        for name, want in scoped.items():
+            digests[UserRef(scope, name)] = _compose(window, want, matches, sent.get(name, set()))
     return digests
 
 
@@ -214,17 +247,21 @@ async def _match(
 
 def _compose(
     window: Window,
-    topics: tuple[str, ...],
+    want: Interests,
     matches: dict[str, frozenset[int]],
     sent: set[int],
 ) -> Digest | None:
-    """One user's digest from the shared window: pure Python, no queries."""
-    matched = frozenset().union(*(matches[topic] for topic in topics))
-    if not matched:
+    """One user's digest from the shared window: pure Python, no queries. A paper they saved
+    themselves is not news to them."""
+    on_topics = frozenset().union(*(matches[topic] for topic in want.topics))
+    like_saved = frozenset().union(*(matches[keyword] for keyword in want.saved_keywords))
+    if not on_topics and not like_saved:
         return None
     chosen: list[int] = []
     for paper_id in window.ranked:
-        if paper_id in matched and paper_id not in sent:
+        if paper_id in sent or paper_id in want.saved:
+            continue
+        if paper_id in on_topics or paper_id in like_saved:
             chosen.append(paper_id)
             if len(chosen) == MAX_PAPERS:
                 break
@@ -232,8 +269,13 @@ def _compose(
         return None
     cards = tuple(window.cards[paper_id] for paper_id in chosen)
     plural = "s" if len(chosen) != 1 else ""
+    reasons = []
+    if on_topics.intersection(chosen):
+        reasons.append(f"on {', '.join(want.topics)}")
+    if not on_topics.issuperset(chosen):
+        reasons.append("like ones you saved")
     message = Message(
-        text=f"Your paperboy digest: {len(chosen)} new paper{plural} on {', '.join(topics)}",
+        text=f"Your paperboy digest: {len(chosen)} new paper{plural} {' and '.join(reasons)}",
         cards=cards,
         note=demo_note(cards) or NOTE,
         visibility=Visibility.PUBLIC,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import chunks
@@ -53,6 +53,38 @@ class UserRepository:
             .order_by(Save.saved_at.desc(), Paper.id.desc())
         )
         return list(result)
+
+    async def recent_saves_many(
+        self, platform: str, workspace: str, users: Sequence[str], per_user: int
+    ) -> dict[str, list[tuple[int, list[str]]]]:
+        """(paper id, AI keywords) of each user's `per_user` latest saves, latest first;
+        users who saved nothing are absent."""
+        saves: dict[str, list[tuple[int, list[str]]]] = {}
+        latest_first = (Save.saved_at.desc(), Save.paper_id.desc())
+        connection = await self.session.connection()  # plain rows, as in following_many
+        for some in chunks(list(dict.fromkeys(users))):
+            numbered = (
+                select(
+                    Save.user,
+                    Save.paper_id,
+                    Paper.ai_keywords,
+                    Save.saved_at,
+                    func.row_number()
+                    .over(partition_by=Save.user, order_by=latest_first)
+                    .label("n"),
+                )
+                .join(Paper, Paper.id == Save.paper_id)
+                .where(Save.platform == platform, Save.workspace == workspace, Save.user.in_(some))
+                .subquery()
+            )
+            result = await connection.execute(
+                select(numbered.c.user, numbered.c.paper_id, numbered.c.ai_keywords)
+                .where(numbered.c.n <= per_user)
+                .order_by(numbered.c.user, numbered.c.n)
+            )
+            for user, paper_id, keywords in result:
+                saves.setdefault(user, []).append((paper_id, list(keywords or [])))
+        return saves
 
     # Follows
     async def follow(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import func, select, text
 
@@ -13,8 +13,9 @@ from bot.core import BotConfig, Paperboy
 from bot.events import CommandInvoked
 from bot.messages import Visibility
 from storage.models import Base, Paper
+from storage.papers import PaperData
 from storage.store import Store
-from tests.core_fixtures import CHANNEL, NOW, Harness, RecordingPlatform
+from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform
 from tests.fakes.huggingface import load_fixture
 
 
@@ -205,6 +206,32 @@ async def test_digest_now_sends_new_papers_once(harness: Harness) -> None:
     assert {card.paper_id for card in message.cards} == {"2605.00003", "2605.00004", "2605.00103"}
     assert "Nothing new" in (await harness.say("digest now")).text
     assert len(harness.platform.dms) == 1
+
+
+async def test_digest_carries_papers_like_saved_ones(harness: Harness) -> None:
+    async with harness.store.transaction() as repos:
+        saved = await repos.papers.by_arxiv_id("2605.00001")  # keywords: speculative decoding, ...
+        assert saved is not None
+        await repos.users.save(SCOPE.platform, SCOPE.workspace, "alice", saved.id, NOW)
+    answer = await harness.say("digest now")  # no followed topic: the save is enough
+    assert "Sent you a digest of 1" in answer.text
+    _, message, _ = harness.platform.dms[-1]
+    assert [card.paper_id for card in message.cards] == ["2605.00101"]  # Self-Speculative ...
+    assert message.text.endswith("1 new paper like ones you saved")
+
+    await harness.say("follow diffusion transformers")
+    harness.clock[0] += timedelta(days=1)
+    async with harness.store.transaction() as repos:  # a new paper like the saved one
+        await repos.papers.upsert(
+            [PaperData("2605.00201", "Speculative decoding for speech", upvotes=1)], NOW
+        )
+        listed = await repos.papers.by_arxiv_id("2605.00201")
+        assert listed is not None
+        await repos.papers.record_listing(date(2026, 5, 6), [(listed.id, 1)])
+    answer = await harness.say("digest now")
+    _, message, _ = harness.platform.dms[-1]
+    assert [card.paper_id for card in message.cards] == ["2605.00103", "2605.00201"]
+    assert message.text.endswith("on diffusion transformers and like ones you saved")
 
 
 async def test_channel_commands_are_admin_only(harness: Harness) -> None:

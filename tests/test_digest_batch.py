@@ -45,6 +45,12 @@ SENT: dict[UserRef, tuple[str, ...]] = {
     ),
     UserRef(OTHER_WORKSPACE, "bob"): ("2605.00003",),  # not T1's bob
 }  # fmt: skip
+# Saves, latest last: their papers' first AI keywords act as followed topics.
+SAVES: dict[UserRef, tuple[str, ...]] = {
+    UserRef(SCOPE, "alice"): ("2605.00003",),  # diffusion models, memorization, retrieval
+    UserRef(SCOPE, "henry"): ("2605.00103", "2605.00001"),  # saves and follows nothing
+    UserRef(SCOPE, "erin"): ("2605.00101",),  # everything matching already sent
+}
 NOBODY = (UserRef(SCOPE, "carol"), UserRef(OTHER_WORKSPACE, "zed"))  # follow nothing
 # NOW: both lists in either window; +3 days: the daily window holds only the 5 May list;
 # +6 days: no list in the daily window, which falls back to the newest list.
@@ -54,10 +60,19 @@ MOMENTS = (NOW, NOW + timedelta(days=3), NOW + timedelta(days=6))
 async def reference_digest(
     repos: Repositories, user: UserRef, cadence: str, now: datetime
 ) -> Digest | None:
-    """The one-user composition as it was before batching, query for query: the oracle."""
+    """The one-user composition, query for query, as it was before batching (plus the
+    keywords of saves): the oracle."""
     scope = user.scope
     topics = tuple(await repos.users.following(scope.platform, scope.workspace, user.user))
-    if not topics:
+    saves = (await repos.users.saved(scope.platform, scope.workspace, user.user))[
+        : bot.digest.RECENT_SAVES
+    ]
+    keywords = tuple(
+        dict.fromkeys(
+            k.lower() for paper in saves for k in paper.ai_keywords[: bot.digest.KEYWORDS_PER_SAVE]
+        )
+    )
+    if not topics and not saves:
         return None
     last = now.date()
     candidate_ids = await repos.papers.listed_between(last - WINDOW[cadence], last)
@@ -67,6 +82,7 @@ async def reference_digest(
             return None
         candidate_ids = await repos.papers.listed_between(newest, newest)
     sent = await repos.users.already_sent(scope.platform, scope.workspace, user.user, candidate_ids)
+    sent |= {paper.id for paper in saves}
     fresh = [pid for pid in candidate_ids if pid not in sent]
     candidates = sorted(
         (await repos.papers.by_ids(fresh)).values(),
@@ -74,17 +90,27 @@ async def reference_digest(
         reverse=True,
     )
     ids = [paper.id for paper in candidates]
-    matched: set[int] = set()
+    on_topics: set[int] = set()
     for topic in topics:  # one ranked search per topic, as before batching
         hits = await repos.papers.search(search_terms(topic), limit=len(ids), within=ids)
-        matched.update(hit.id for hit in hits)
+        on_topics.update(hit.id for hit in hits)
+    like_saved: set[int] = set()
+    for keyword in keywords:
+        hits = await repos.papers.search(search_terms(keyword), limit=len(ids), within=ids)
+        like_saved.update(hit.id for hit in hits)
+    matched = on_topics | like_saved
     papers = [paper for paper in candidates if paper.id in matched][: bot.digest.MAX_PAPERS]
     if not papers:
         return None
     cards = tuple(paper_card(paper) for paper in papers)
     plural = "s" if len(papers) != 1 else ""
+    reasons = []
+    if any(paper.id in on_topics for paper in papers):
+        reasons.append(f"on {', '.join(topics)}")
+    if any(paper.id not in on_topics for paper in papers):
+        reasons.append("like ones you saved")
     message = Message(
-        text=f"Your paperboy digest: {len(papers)} new paper{plural} on {', '.join(topics)}",
+        text=f"Your paperboy digest: {len(papers)} new paper{plural} {' and '.join(reasons)}",
         cards=cards,
         note=demo_note(cards)
         or "Change topics with `/papers follow` / `unfollow`, timing with `/papers digest`.",
@@ -111,6 +137,12 @@ async def set_up_users(store: Store) -> None:
                 user.scope.platform, user.scope.workspace, user.user,
                 [ids[a] for a in arxiv_ids], NOW,
             )  # fmt: skip
+        for user, arxiv_ids in SAVES.items():
+            for minute, arxiv_id in enumerate(arxiv_ids):
+                await repos.users.save(
+                    user.scope.platform, user.scope.workspace, user.user, ids[arxiv_id],
+                    NOW + timedelta(minutes=minute),
+                )  # fmt: skip
 
 
 EVERY_CASE = [(cadence, now) for cadence in ("daily", "weekly") for now in MOMENTS]
@@ -137,7 +169,7 @@ async def test_batch_gives_every_user_their_one_user_digest(
     monkeypatch.setattr(bot.digest, "MAX_PAPERS", max_papers)
     async with stocked(store, fake_hf):
         await set_up_users(store)
-    users = [*FOLLOWS, *NOBODY, UserRef(SCOPE, "alice")]  # a duplicate is composed once
+    users = [*FOLLOWS, *SAVES, *NOBODY, UserRef(SCOPE, "alice")]  # a duplicate: composed once
     for cadence, now in cases:
         cache = WindowCache()
         async with store.transaction() as repos:
@@ -155,6 +187,7 @@ async def test_batch_gives_every_user_their_one_user_digest(
         nothing_new = {*NOBODY, UserRef(SCOPE, "erin"), UserRef(SCOPE, "frank")}
         assert {u for u, d in cold.items() if d is None} >= nothing_new
         assert cold[UserRef(SCOPE, "alice")] is not None
+        assert cold[UserRef(SCOPE, "henry")] is not None  # saves alone make a digest
         assert cold[UserRef(SCOPE, "alice")] != cold[UserRef(OTHER_WORKSPACE, "alice")]
 
 

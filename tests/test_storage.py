@@ -679,6 +679,15 @@ async def test_saved_is_most_recent_first(store: Store) -> None:
         await repos.users.save(*USER, c, NOW + timedelta(minutes=1))
     async with store.transaction() as repos:
         assert [p.id for p in await repos.users.saved(*USER)] == [a, c, b]
+        platform, workspace, user = USER
+        await repos.users.save(platform, workspace, "other", b, NOW)
+        recent = await repos.users.recent_saves_many(
+            platform, workspace, [user, "other", "nobody"], 2
+        )
+    assert recent == {
+        user: [(a, ["speculative decoding"]), (c, ["diffusion transformer", "holography"])],
+        "other": [(b, ["molecular graphs"])],
+    }
 
 
 async def test_follow_unfollow_following(store: Store) -> None:

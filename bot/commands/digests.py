@@ -77,8 +77,12 @@ async def digest_status(ctx: CommandContext, command: DigestStatus) -> Message:
 async def digest_now(ctx: CommandContext, command: DigestNow) -> Message:
     async with ctx.bot.store.transaction() as repos:
         topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
-    if not topics:
-        return Message(text="You follow no topics yet: `/papers follow <topic>` first.")
+        saves = await repos.users.recent_saves_many(ctx.platform, ctx.workspace, [ctx.user], 1)
+    if not topics and not saves:
+        return Message(
+            text="You follow no topics yet: `/papers follow <topic>` first.",
+            lines=("Papers you save (react with the save emoji) count too.",),
+        )
     try:
         sent = (await ctx.bot.send_digest(ctx.actor)).papers
     except DeliveryError as error:
@@ -89,5 +93,5 @@ async def digest_now(ctx: CommandContext, command: DigestNow) -> Message:
             lines=(PAUSED_HINT,),
         )
     if not sent:
-        return Message(text="Nothing new on your topics since your last digest.")
+        return Message(text="Nothing new on your topics or like your saves since your last digest.")
     return Message(text=f"Sent you a digest of {sent} paper(s) by DM.")
