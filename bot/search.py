@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from bot.commands.parser import is_word_character
+from bot.words import is_word_character
 from storage.models import Paper
 from storage.papers import PaperData
 from storage.store import Store

@@ -36,13 +36,17 @@ def test_core_packages_import_no_platform_library_or_adapter(package: str) -> No
     assert offenders == []
 
 
-def test_importing_the_whole_core_loads_no_platform_library() -> None:
-    modules = sorted(
+def core_modules() -> list[str]:
+    return sorted(
         ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
         for package in CORE_PACKAGES
         for path in (ROOT / package).rglob("*.py")
         if "migrations" not in path.parts
     )
+
+
+def test_importing_the_whole_core_loads_no_platform_library() -> None:
+    modules = core_modules()
     script = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
@@ -53,6 +57,27 @@ def test_importing_the_whole_core_loads_no_platform_library() -> None:
     )
     assert len(modules) > 20
     assert result.stdout.strip() == "[]"
+
+
+def test_every_core_module_imports_first() -> None:
+    """No import cycle: each module imports in a fresh interpreter, before any other (a
+    cycle only breaks when one of its modules is the first imported)."""
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", f"import {name}"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in core_modules()
+    }
+    failed = {}
+    for name, process in running.items():
+        _, errors = process.communicate(timeout=120)
+        if process.returncode != 0:
+            failed[name] = errors.strip().splitlines()[-1]
+    assert failed == {}
 
 
 @pytest.mark.parametrize(

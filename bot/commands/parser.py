@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from zoneinfo import available_timezones
 
+from bot.words import is_word_character
 from config.settings import parse_hhmm
 
 MAX_COMMAND_LENGTH = 500
@@ -206,12 +207,6 @@ def _no_args(command: Command, name: str):  # type: ignore[no-untyped-def]
         return command
 
     return parse_no_args
-
-
-def is_word_character(ch: str) -> bool:
-    """A letter, digit or underscore (what `\\w` matches), or a combining mark: a
-    Devanagari vowel sign, the dot of a lower-cased "İ"."""
-    return ch.isalnum() or ch == "_" or unicodedata.category(ch).startswith("M")
 
 
 def _is_topic(text: str) -> bool:
