@@ -217,6 +217,10 @@ async def test_slack_every_flow_escapes_hostile_paper_text(
     # Answers on the response_url.
     flows["today"] = await slack.command("today")
     flows["topic"] = await slack.command(f"topic {WORD}")
+    # The DM digest of a followed topic (before the save below: a saved paper is not news).
+    await slack.command(f"follow {WORD}")
+    assert "digest of 3" in json.dumps(await slack.command("digest now"))
+    [flows["digest"]] = slack.posted("DU1")
     # Saving the third paper (links and backticks in its title) by reaction.
     third = (await paper_post_ids(slack.store))[2]
     assert (await slack.react(third, event_id="EvHostile")).status_code == 200
@@ -224,10 +228,6 @@ async def test_slack_every_flow_escapes_hostile_paper_text(
     flows["confirmation"] = confirmation.args
     flows["saved"] = await slack.command("saved")
     flows["export"] = await slack.command("export bibtex")
-    # The DM digest of a followed topic.
-    await slack.command(f"follow {WORD}")
-    assert "digest of 3" in json.dumps(await slack.command("digest now"))
-    [flows["digest"]] = slack.posted("DU1")
     # Someone else shares the topic answer to the channel.
     name = await slack.click(SHARE_ACTION, f"topic {WORD}", user="U7")
     await slack.fake.wait_for_responses(name, timeout=10)
@@ -338,18 +338,19 @@ async def test_discord_every_flow_disables_mentions_and_escapes_paper_markdown(
     flows |= {"header": daily[0], "paper 1": daily[1], "paper 2": daily[2], "paper 3": daily[3]}
     flows["today"] = await discord.command("today")
     flows["topic"] = await discord.command("topic", words=WORD)
+    # The DM digest of a followed topic (before the save below: a saved paper is not news).
+    await discord.command("follow", topic=WORD)
+    assert "digest of 3" in discord_data(await discord.command("digest now"))["content"]
+    dm_messages = rf"/channels/{fake.dm_channel_for(USER_ID)['id']}/messages"
+    [flows["digest"]] = fake.calls_to("POST", dm_messages)
     # Saving the third paper (links and backticks in its title) by reaction: confirmed by DM.
     third = int((await paper_post_ids(discord.store))[2])
     start = len(fake.calls)
     await fake.dispatch("MESSAGE_REACTION_ADD", reaction_add(message_id=third))
-    dm_messages = rf"/channels/{fake.dm_channel_for(USER_ID)['id']}/messages"
     flows["confirmation"] = await fake.wait_for_call(
         lambda c: c.matches("POST", dm_messages), start=start
     )
     flows["saved"] = await discord.command("saved")
-    await discord.command("follow", topic=WORD)
-    assert "digest of 3" in discord_data(await discord.command("digest now"))["content"]
-    [flows["digest"]] = fake.calls_to("POST", dm_messages)[1:]
     # Someone else shares the topic answer to the channel.
     answer = next(m for m in fake.messages[CHANNEL_ID] if "share:topic" in json.dumps(m))
     other = USER_ID + 7
