@@ -14,6 +14,8 @@ from typing import Any, TypeGuard
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.logger import get_bolt_logger
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
@@ -149,6 +151,12 @@ def slack_pacer(settings: Settings) -> SlackPacer:
     )
 
 
+def _same_token_warning(record: logging.LogRecord) -> bool:
+    """Drop bolt's start-up warning that SLACK_BOT_TOKEN (which bolt also reads from the
+    environment) is unused because the client has a token: it is the same token."""
+    return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
 def create_slack_bot(
     settings: Settings,
     store: Store,
@@ -168,6 +176,9 @@ def create_slack_bot(
     )
     signing_secret = settings.slack_signing_secret
     token = None if oauth else settings.slack_bot_token.get_secret_value()  # type: ignore[union-attr]
+    bolt_log = get_bolt_logger(AsyncApp)
+    if _same_token_warning not in bolt_log.filters:
+        bolt_log.addFilter(_same_token_warning)
     app = AsyncApp(
         client=web_client(settings.slack_api_url, token),  # bolt takes the token from here
         signing_secret=signing_secret.get_secret_value() if signing_secret else None,
