@@ -130,6 +130,8 @@ async def compose_daily_posts(
             except ListMissing as missing:
                 lists[request.day] = missing
     posted = await _posted(repos, requests, lists)
+    # Channels filtering the same list by the same topics share one match.
+    filtered: dict[tuple[date | None, tuple[str, ...]], list[Paper]] = {}
     composed: list[DailyPost | ListMissing | None] = []
     for request, old in zip(requests, posted, strict=True):
         listed = lists[request.day]
@@ -138,7 +140,10 @@ async def compose_daily_posts(
             continue
         day, papers = listed
         if request.plan.topics:
-            papers = await matching_any(repos, request.plan.topics, papers)
+            shared = (request.day, request.plan.topics)
+            if shared not in filtered:
+                filtered[shared] = await matching_any(repos, request.plan.topics, papers)
+            papers = filtered[shared]
         composed.append(daily_post(day, papers, old, request.plan, save_emoji))
     return composed
 

@@ -10,7 +10,7 @@ SQLite (one writer at a time) exactly one contender sees a changed row.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -53,16 +53,7 @@ class DeliveryKey:
 
 
 def _row(key: DeliveryKey, now: datetime, **values: object) -> dict[str, object]:
-    return dict(
-        kind=key.kind,
-        platform=key.platform,
-        workspace=key.workspace,
-        target=key.target,
-        period=key.period,
-        created_at=now,
-        updated_at=now,
-        **values,
-    )
+    return {**asdict(key), "created_at": now, "updated_at": now, **values}
 
 
 def _key(row: Delivery) -> DeliveryKey:

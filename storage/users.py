@@ -68,7 +68,6 @@ class UserRepository:
                     Save.user,
                     Save.paper_id,
                     Paper.ai_keywords,
-                    Save.saved_at,
                     func.row_number()
                     .over(partition_by=Save.user, order_by=latest_first)
                     .label("n"),
