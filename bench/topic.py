@@ -3,9 +3,9 @@
 End to end: a signed slash command is POSTed to `paperboy serve` (a subprocess on a SQLite
 file holding N papers); the time runs until the answer arrives (in the acknowledgement: these
 answers are quick). Hugging Face search is answered by a local fake. One client, one command
-at a time, after a warm-up. Raw: the statement the command runs (`search_statement`: the
-matches ranked and the shown papers loaded), executed alone with Python's sqlite3 on the same
-file, so only the engine is timed.
+at a time, after a warm-up. Raw: the SQL text and parameters the command hands to SQLite
+(`sqlite_search`: the matches ranked and the shown papers loaded), executed alone with
+Python's sqlite3 on the same file, so only the engine is timed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bench.corpus import database
 from bench.served import served
 from bot.core import BotConfig
 from bot.search import local_search, search_terms
-from storage.papers import RANK_POOL, search_statement
+from storage.papers import RANK_POOL, sqlite_search
 from storage.store import Store
 
 SIZES = (1_000, 10_000, 100_000)
@@ -41,10 +41,7 @@ TOPIC_COUNT = BotConfig().topic_count  # papers in an answer
 
 
 def raw_statement(topic: str) -> tuple[str, list[object]]:
-    statement, params = search_statement("sqlite", search_terms(topic), TOPIC_COUNT)
-    compiled = statement.compile(dialect=sqlite.dialect())
-    values = {**compiled.params, **params}
-    return str(compiled), [values[name] for name in compiled.positiontup or ()]
+    return sqlite_search(sqlite.dialect(), search_terms(topic), TOPIC_COUNT)
 
 
 @dataclass

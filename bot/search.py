@@ -40,7 +40,7 @@ def search_terms(topic: str) -> list[str]:
 
 async def local_search(store: Store, terms: Sequence[str], *, limit: int) -> list[Paper]:
     """All words must match; when nothing does, any word may."""
-    async with store.transaction() as repos:
+    async with store.reading() as repos:
         papers = await repos.papers.search(terms, limit=limit)
         if not papers and len(terms) > 1:
             papers = await repos.papers.search(terms, limit=limit, match_all=False)

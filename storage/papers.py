@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     BindParameter,
@@ -24,7 +25,10 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from storage.models import DailyListing, Paper
 
@@ -188,10 +192,33 @@ class PaperRepository:
         terms = [t for t in terms if any(ch.isalnum() for ch in t)]
         if not terms or (within is not None and not within):
             return []
+        if self.dialect == "sqlite":
+            return await self._sqlite_search(terms, limit, match_all, within)
         query, params = search_statement(
             self.dialect, terms, limit, match_all=match_all, within=within
         )
         return list(await self.session.scalars(query, params))
+
+    async def _sqlite_search(
+        self, terms: Sequence[str], limit: int, match_all: bool, within: Sequence[int] | None
+    ) -> list[Paper]:
+        """The search statement's papers from one call into aiosqlite's thread, detached (as
+        after a transaction). Through the session the same statement makes four calls there,
+        with SQLAlchemy's cursor and ORM work besides: about 2 ms more than SQLite's own time
+        per search at 100k papers, twice what a rare word's query takes (bench/RESULTS.md)."""
+        await self.session.flush()  # as the session does before a query
+        connection = await self.session.connection()
+        dialect = connection.dialect
+        sql, values = sqlite_search(dialect, terms, limit, match_all=match_all, within=within)
+        driver = (await connection.get_raw_connection()).driver_connection
+        rows = await driver.execute_fetchall(sql, values)
+        papers = []
+        for row in rows:
+            columns = zip(_paper_columns(dialect), row, strict=True)
+            paper = Paper(**{key: load(value) if load else value for (key, load), value in columns})
+            make_transient_to_detached(paper)
+            papers.append(paper)
+        return papers
 
     async def matching_ids(
         self, term_sets: Sequence[tuple[str, ...]], within: Sequence[int]
@@ -328,6 +355,40 @@ def _build_search(
 
 
 _reused_search = functools.cache(_build_search)
+
+
+def sqlite_search(
+    dialect: Dialect,
+    terms: Sequence[str],
+    limit: int,
+    *,
+    match_all: bool = True,
+    within: Sequence[int] | None = None,
+) -> tuple[str, list[object]]:
+    """`search_statement` on SQLite as SQL text and its positional (`?`) parameters: what
+    `search` hands to SQLite, and what the benchmark times alone. The parameters are words
+    and numbers, which SQLite takes as they are (no type needs converting them)."""
+    query, params = search_statement("sqlite", terms, limit, match_all=match_all, within=within)
+    # Without `within` the statement is the same each time; with it, the id list is new.
+    compiled = _compiled_search(dialect) if within is None else query.compile(dialect=dialect)
+    expanded = compiled.construct_expanded_state(params)  # an IN list becomes one `?` per id
+    return expanded.statement, list(expanded.positional_parameters)
+
+
+# Keyed by dialect: one per engine (a few in a process, more in the test suite).
+@functools.lru_cache(maxsize=8)
+def _compiled_search(dialect: Dialect) -> SQLCompiler:
+    return _reused_search("sqlite", 0, True).compile(dialect=dialect)
+
+
+@functools.lru_cache(maxsize=8)
+def _paper_columns(dialect: Dialect) -> list[tuple[str, Callable[[Any], Any] | None]]:
+    """Each `papers` column's attribute and how `dialect` turns its stored value into
+    Python's (JSON text to lists, timestamps to UTC datetimes, 0/1 to booleans)."""
+    return [
+        (column.key, column.type.dialect_impl(dialect).result_processor(dialect, None))
+        for column in Paper.__table__.columns
+    ]
 
 
 def _fts5_expression(terms: Sequence[str], match_all: bool) -> str:

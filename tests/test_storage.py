@@ -443,6 +443,49 @@ async def test_search_orders_equally_relevant_papers_by_recency_then_upvotes(
     assert await search_ids(store, ["retrieval"], limit=2) == ["2401.00012", "2401.00011"]
 
 
+async def test_search_results_hold_what_was_stored(store: Store) -> None:
+    full = paper(
+        "2401.00020",
+        "Sparse attention for tiny devices",
+        abstract="Attention at the edge.",
+        authors=("Łukasz Kaiser", "李飞飞"),
+        ai_summary="Sparse attention fits on phones.",
+        ai_keywords=("sparse attention", "edge"),
+        published_at=datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+        upvotes=7,
+        github_repo="https://github.com/example/sparse",
+        github_stars=12,
+        project_page="https://example.org/sparse",
+        thumbnail="https://example.org/sparse.png",
+        organization="Example Lab",
+    )
+    bare = paper("demo-1", "Sparse attention, the demo", is_demo=True)
+    ids = await add_papers(store, full, bare)
+
+    def fields(found: Paper) -> dict[str, Any]:
+        return {column.key: getattr(found, column.key) for column in Paper.__table__.columns}
+
+    async with store.transaction() as repos:
+        stored = {p.arxiv_id: fields(p) for p in (await repos.papers.by_ids(ids.values())).values()}
+    async with store.transaction() as repos:
+        found = await repos.papers.search(["sparse", "attention"], limit=5)
+    assert {p.arxiv_id: fields(p) for p in found} == stored
+    assert stored["2401.00020"]["published_at"] == full.published_at  # tz-aware, microseconds
+    assert stored["demo-1"]["is_demo"] is True and stored["demo-1"]["authors"] == []
+
+    # Inside a transaction, the search sees what that transaction wrote and has not committed.
+    class RolledBack(Exception):
+        pass
+
+    with pytest.raises(RolledBack):
+        async with store.transaction() as repos:
+            await repos.papers.upsert([paper("2401.00021", "Sparse attention again")], NOW)
+            found = await repos.papers.search(["sparse"], limit=5)
+            assert "2401.00021" in {p.arxiv_id for p in found}
+            raise RolledBack
+    assert "2401.00021" not in await search_ids(store, ["sparse"])
+
+
 async def test_search_matches_word_stems(store: Store) -> None:
     await add_papers(store, *CORPUS)
     assert await search_ids(store, ["latencies"]) == ["2401.00001", "2401.00002"]

@@ -11,7 +11,7 @@ from bot.search import find_papers
 
 
 async def today(ctx: CommandContext, command: Today) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.bot.store.reading() as repos:
         latest = await latest_list(repos, ctx.now.date())
     if latest is None or not latest[1]:
         return Message(
