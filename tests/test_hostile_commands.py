@@ -14,6 +14,7 @@ import asyncio
 import inspect as pyinspect
 import itertools
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -178,13 +179,15 @@ def test_the_parser_returns_a_command_or_a_short_usage_error(typed: str) -> None
 
 @settings(max_examples=150, deadline=None)
 @given(shaped(st.sampled_from(["follow", "unfollow", "topic"]), topicish))
+@example("follow e\u0301")
 def test_accepted_topics_are_the_typed_words_lower_cased_and_single_spaced(typed: str) -> None:
     try:
         command = parse(typed)
     except UsageError:
         return
     assert isinstance(command, p.Follow | p.Unfollow | p.Topic)
-    assert command.topic == " ".join(typed.split()[1:]).lower()
+    # Commands are read in NFC, so a decomposed "e" + U+0301 arrives as the one letter "é".
+    assert command.topic == " ".join(unicodedata.normalize("NFC", typed).split()[1:]).lower()
     assert 0 < len(command.topic) <= MAX_TOPIC_LENGTH
     assert not set(command.topic) & set('<>@`*~|%\\";:^()!&$?{}\x00')
     assert command.topic[0].isalnum() or command.topic[0] == "_"
@@ -386,9 +389,9 @@ def check_effect(
     command: p.Command, typed: str, was: dict[str, Any], now: dict[str, Any], admin: bool
 ) -> None:
     """What an accepted command stored is exactly what was typed (as the parser normalised
-    it: lower-cased, single-spaced topics; canonical times, timezones and days), and what it
-    left unsaid keeps its earlier value or the default."""
-    words = typed.split()
+    it: NFC, lower-cased, single-spaced topics; canonical times, timezones and days), and
+    what it left unsaid keeps its earlier value or the default."""
+    words = unicodedata.normalize("NFC", typed).split()
     if isinstance(command, p.Follow):
         assert command.topic == " ".join(words[1:]).lower(), typed
         assert now["follows"] == was["follows"] | {command.topic}, typed
