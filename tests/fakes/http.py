@@ -10,6 +10,10 @@ from typing import Any
 
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5. A worker opening a hundred connections at
+    # once on a loaded machine overflows it; the kernel drops the SYNs and the client's
+    # retransmissions back off past its 30 s timeout. Real servers queue far more.
+    request_queue_size = 1024
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that gave up (timeouts) leave broken pipes behind; nothing to report
