@@ -7,6 +7,7 @@ of each other's relevance count as equally relevant and are ordered by recency, 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,15 +28,8 @@ class SearchSource(Protocol):
 def search_terms(topic: str) -> list[str]:
     """Plain words of a topic (runs of letters, digits and their combining marks, as the
     full-text tokenizers read words); query syntax never reaches the full-text engine."""
-    words: list[str] = []
-    word = ""
-    for ch in topic:
-        if is_word_character(ch):
-            word += ch
-        elif word:
-            words.append(word)
-            word = ""
-    return [*words, word] if word else words
+    runs = itertools.groupby(topic, key=is_word_character)
+    return ["".join(run) for is_word, run in runs if is_word]
 
 
 async def local_search(store: Store, terms: Sequence[str], *, limit: int) -> list[Paper]:

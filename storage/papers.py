@@ -370,15 +370,15 @@ def sqlite_search(
     and numbers, which SQLite takes as they are (no type needs converting them)."""
     query, params = search_statement("sqlite", terms, limit, match_all=match_all, within=within)
     # Without `within` the statement is the same each time; with it, the id list is new.
-    compiled = _compiled_search(dialect) if within is None else query.compile(dialect=dialect)
+    compiled = _compiled(dialect, query) if within is None else query.compile(dialect=dialect)
     expanded = compiled.construct_expanded_state(params)  # an IN list becomes one `?` per id
     return expanded.statement, list(expanded.positional_parameters)
 
 
-# Keyed by dialect: one per engine (a few in a process, more in the test suite).
+# One dialect per engine (a few in a process, more in the test suite), one reused statement.
 @functools.lru_cache(maxsize=8)
-def _compiled_search(dialect: Dialect) -> SQLCompiler:
-    return _reused_search("sqlite", 0, True).compile(dialect=dialect)
+def _compiled(dialect: Dialect, query: Select[tuple[Paper]]) -> SQLCompiler:
+    return query.compile(dialect=dialect)
 
 
 @functools.lru_cache(maxsize=8)
