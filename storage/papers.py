@@ -26,8 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from storage.models import DailyListing, Paper
@@ -206,16 +207,28 @@ class PaperRepository:
         after a transaction). Through the session the same statement makes four calls there,
         with SQLAlchemy's cursor and ORM work besides: about 1 ms more per search, measured in
         `paperboy serve` at 100k papers, where SQLite takes 2-3 ms for a rare word."""
-        await self.session.flush()  # as the session does before a query
-        connection = await self.session.connection()
-        dialect = connection.dialect
-        sql, values = sqlite_search(dialect, terms, limit, match_all=match_all, within=within)
-        driver = (await connection.get_raw_connection()).driver_connection
-        rows = await driver.execute_fetchall(sql, values)
+        bind = self.session.bind
+        if isinstance(bind, AsyncEngine) and not self.session.in_transaction():
+            # Nothing uncommitted to see (`Store.reading`): the statement takes a pooled
+            # connection of its own, which goes back with no transaction to end. Joining the
+            # session would begin one, and ending it costs another call into the thread.
+            async with bind.connect() as connection:
+                dialect, rows = await _search_rows(connection, terms, limit, match_all, within)
+        else:
+            await self.session.flush()  # as the session does before a query
+            connection = await self.session.connection()
+            dialect, rows = await _search_rows(connection, terms, limit, match_all, within)
+        columns = _paper_columns(dialect)
+        new_paper = manager_of_class(Paper).new_instance
         papers = []
         for row in rows:
-            columns = zip(_paper_columns(dialect), row, strict=True)
-            paper = Paper(**{key: load(value) if load else value for (key, load), value in columns})
+            paper = new_paper()
+            # Into the instance's dict, as the ORM loads a row: setting each attribute would
+            # record it as a change, which make_transient_to_detached then commits.
+            paper.__dict__.update(
+                (key, load(value) if load else value)
+                for (key, load), value in zip(columns, row, strict=True)
+            )
             make_transient_to_detached(paper)
             papers.append(paper)
         return papers
@@ -379,6 +392,20 @@ def sqlite_search(
 @functools.lru_cache(maxsize=8)
 def _compiled(dialect: Dialect, query: Select[tuple[Paper]]) -> SQLCompiler:
     return query.compile(dialect=dialect)
+
+
+async def _search_rows(
+    connection: AsyncConnection,
+    terms: Sequence[str],
+    limit: int,
+    match_all: bool,
+    within: Sequence[int] | None,
+) -> tuple[Dialect, list[Any]]:
+    """The rows of `sqlite_search` on `connection`, fetched by aiosqlite in one call."""
+    dialect = connection.dialect
+    sql, values = sqlite_search(dialect, terms, limit, match_all=match_all, within=within)
+    driver = (await connection.get_raw_connection()).driver_connection
+    return dialect, list(await driver.execute_fetchall(sql, values))
 
 
 @functools.lru_cache(maxsize=8)

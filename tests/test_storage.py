@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -470,6 +471,10 @@ async def test_search_results_hold_what_was_stored(store: Store) -> None:
     async with store.transaction() as repos:
         found = await repos.papers.search(["sparse", "attention"], limit=5)
     assert {p.arxiv_id: fields(p) for p in found} == stored
+    async with store.reading() as repos:  # on SQLite, outside the session's transaction
+        found = await repos.papers.search(["sparse", "attention"], limit=5)
+        assert not repos.session.dirty
+    assert {p.arxiv_id: fields(p) for p in found} == stored
     assert stored["2401.00020"]["published_at"] == full.published_at  # tz-aware, microseconds
     assert stored["demo-1"]["is_demo"] is True and stored["demo-1"]["authors"] == []
 
@@ -484,6 +489,32 @@ async def test_search_results_hold_what_was_stored(store: Store) -> None:
             assert "2401.00021" in {p.arxiv_id for p in found}
             raise RolledBack
     assert "2401.00021" not in await search_ids(store, ["sparse"])
+
+
+async def test_a_sqlite_connection_comes_back_to_the_pool_with_no_transaction_open(
+    tmp_path: Path,
+) -> None:
+    """The pool's reset on SQLite (`create_engine`): a transaction SQLAlchemy did not begin
+    (here, the driver's own) is rolled back when its connection is returned, so the write is
+    lost and the next user of that connection starts clean."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'reset.db'}", pool_size=1)
+    try:
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            await driver.execute(
+                "INSERT INTO papers (arxiv_id, title, abstract, authors, ai_keywords, is_demo,"
+                " fetched_at) VALUES ('2401.00099', 'Left open', '', '[]', '[]', 0, '2026-11-23')"
+            )
+            assert driver.in_transaction
+        async with engine.connect() as connection:
+            again = (await connection.get_raw_connection()).driver_connection
+            assert again is driver  # the pool's one connection
+            assert not again.in_transaction
+        async with Store(engine).reading() as repos:
+            assert await repos.papers.count() == 0
+    finally:
+        await engine.dispose()
 
 
 async def test_search_matches_word_stems(store: Store) -> None:
