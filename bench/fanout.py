@@ -17,7 +17,8 @@ a deploy; the wall time runs from that start until every ledger row has its outc
 the start, plus its refill; or every channel at 1 message per interval), summed over the
 workspaces. The product's pacer is set to the fake's workspace rate through
 `PAPERBOY_SLACK_MESSAGES_PER_SECOND` and `PAPERBOY_SLACK_BURST`, as an operator would set them
-to their Slack limits (each worker process gets its share: pacing is per process).
+to their Slack limits, the same in every worker process: one worker at a time sends to a
+workspace (`bot.sender_leases`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from bot.ingest import ingest_day
 from bot.scheduler import DeliveryPolicy, DeliveryScheduler
 from bot.sources.huggingface import HuggingFaceClient
 from config import Settings
+from storage.deliveries import DeliveryKey, Status
 from storage.models import Delivery, Post
 from storage.store import Store
 from tests.fakes.huggingface import FakeHuggingFace
@@ -131,7 +133,9 @@ def _in_worker_processes(
     workers: int, settings: Settings, teams: Sequence[str], now: datetime
 ) -> tuple[list[float], float]:
     """Run the scheduler in `workers` processes at once; ([wall time], their CPU seconds).
-    The clock starts when every process is ready, so start-up is not counted."""
+    The clock starts when every process is ready, so start-up is not counted, and stops at
+    the last outcome any of them recorded: a worker's runs for the workspaces another one
+    sent wait for their sender leases and then find nothing to do, which delays no post."""
     context = multiprocessing.get_context("spawn")
     pipes, processes = [], []
     for n in range(workers):
@@ -146,14 +150,15 @@ def _in_worker_processes(
         for pipe in pipes:
             if not pipe.poll(120) or pipe.recv() != "ready":
                 raise RuntimeError("a worker process did not start")
-        with stopwatch() as took:
-            for pipe in pipes:
-                pipe.send("go")
-            cpu = sum(float(pipe.recv()) for pipe in pipes)
+        started = time.monotonic()  # the same clock in every process on Linux
+        for pipe in pipes:
+            pipe.send("go")
+        reports = [pipe.recv() for pipe in pipes]
     finally:
         for process in processes:
             process.join(timeout=30)
-    return took, cpu
+    last_outcome = max(at for _, at in reports)
+    return [last_outcome - started], sum(cpu for cpu, _ in reports)
 
 
 def _delivering(
@@ -186,6 +191,16 @@ def _worker_process(
     async def deliver() -> None:
         store = await Store.open(settings.database_url, migrate=False)
         _, outbound, scheduler = _delivering(store, settings, teams, lambda: now, name)
+        last_outcome = [0.0]
+        run = scheduler.runner.run
+
+        async def run_and_note_its_time(key: DeliveryKey) -> Status | None:
+            outcome = await run(key)
+            if outcome is not None:  # this worker recorded an outcome in the ledger
+                last_outcome[0] = time.monotonic()
+            return outcome
+
+        scheduler.runner.run = run_and_note_its_time  # type: ignore[method-assign]
         conn.send("ready")
         await asyncio.to_thread(conn.recv)
         cpu = time.process_time()
@@ -195,7 +210,7 @@ def _worker_process(
             scheduler.shutdown()
             await outbound.close()
             await store.close()
-        conn.send(time.process_time() - cpu)
+        conn.send((time.process_time() - cpu, last_outcome[0]))
 
     asyncio.run(deliver())
 
@@ -249,6 +264,7 @@ class Morning:
     loop_waiting: float  # seconds the event loop's thread was runnable but had no CPU
     load: tuple[float, float]  # 1-minute load average before and after
     busier_share: float  # mean share of a workspace's posts its busier worker sent
+    workspaces_of: Counter[str]  # worker -> how many workspaces it sent posts to
 
 
 async def morning(
@@ -261,16 +277,16 @@ async def morning(
 ) -> Morning:
     """Set up `channels` subscriptions over `teams` on a fresh store holding a real day's
     list, then start the scheduler after their slot and wait until all are delivered: in this
-    process, or in `workers` worker processes sharing the store, each pacing at its share of
-    the workspace rate (pacing is per process)."""
+    process, or in `workers` worker processes sharing the store, each paced to the workspace
+    limits (one at a time sends to a workspace)."""
     day, items = newest_day()
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         DATABASE_URL=database_url or f"sqlite+aiosqlite:///{tmp / 'paperboy.db'}",
         SLACK_BOT_TOKEN="xoxb-unused",  # each workspace has its own token below
         PAPERBOY_SLACK_API_URL=api_url,
-        PAPERBOY_SLACK_MESSAGES_PER_SECOND=WORKSPACE_RATE / workers,
-        PAPERBOY_SLACK_BURST=max(1, (WORKSPACE_BURST - 2) // workers),
+        PAPERBOY_SLACK_MESSAGES_PER_SECOND=WORKSPACE_RATE,
+        PAPERBOY_SLACK_BURST=WORKSPACE_BURST - 2,
     )
     hf = FakeHuggingFace().start()
     hf.days[day.isoformat()] = items
@@ -320,8 +336,10 @@ async def morning(
                 )
             )
             by_workspace: dict[str, list[int]] = {}
-            for workspace, _, count in taken.all():
+            workspaces_of: Counter[str] = Counter()  # worker -> workspaces it sent to
+            for workspace, worker, count in taken.all():
                 by_workspace.setdefault(workspace, []).append(int(count))
+                workspaces_of[worker] += 1
     finally:
         await store.close()
         hf.stop()
@@ -337,6 +355,7 @@ async def morning(
         loop_cpu=sched_after[0] - sched_before[0], loop_waiting=sched_after[1] - sched_before[1],
         load=load,
         busier_share=sum(max(n) / sum(n) for n in by_workspace.values()) / len(by_workspace),
+        workspaces_of=workspaces_of,
     )  # fmt: skip
 
 
@@ -450,9 +469,9 @@ def section(m: Morning) -> Section:
     )
     s.add(
         f"- Product: {m.workers} worker process{plural} sharing the store, "
-        f"`PAPERBOY_SLACK_MESSAGES_PER_SECOND={WORKSPACE_RATE / m.workers:g}` and "
-        f"`PAPERBOY_SLACK_BURST={m.pacer_burst}` each (the fake's workspace limits, shared: "
-        "pacing is per process) and "
+        f"`PAPERBOY_SLACK_MESSAGES_PER_SECOND={WORKSPACE_RATE:g}` and "
+        f"`PAPERBOY_SLACK_BURST={m.pacer_burst}` each (the fake's workspace limits; one worker "
+        "at a time sends to a workspace, holding its sender lease) and "
         f"the worker's `DeliveryPolicy` (in flight: {policy.concurrency} per worker, "
         f"{policy.per_workspace} per workspace)."
     )
@@ -517,16 +536,20 @@ def section(m: Morning) -> Section:
             [f"{int(b * window)}-{int((b + 1) * window)} s" for b in sorted(buckets)],
             [[f"{buckets[b] / window:.0f}" for b in sorted(buckets)]],
         )
+    if m.workers > 1:
+        split = ", ".join(f"{worker} {n}" for worker, n in sorted(m.workspaces_of.items()))
+        s.add(
+            f"Of each workspace's posts, its busier worker sent {m.busier_share:.0%} on average "
+            f"(100%: every workspace had one sender). Workspaces sent to, by worker: {split} "
+            f"(of {m.workspaces}; a worker takes the lease of every free workspace it has "
+            "posts for)."
+        )
     if fraction < 0.9 and m.workers > 1:
         s.add(
             f"Missed by {(0.9 - fraction) * 100:.1f} percentage points "
             f"({m.process_cpu / max(delivered, 1) * 1000:.1f} ms of worker CPU per message over "
-            f"{m.workers} processes). Pacing is per process: each worker sends at most its "
-            f"share (1/{m.workers}) of a workspace's rate, while the posts go to whichever "
-            f"worker claims them first; the busier worker of a workspace sent "
-            f"{m.busier_share:.0%} of its posts on average, at {1 / m.workers:.0%} of the rate, "
-            f"while the other had run out. The {m.workers} workers also share this machine's "
-            f"{cores()} cores with PostgreSQL and the fake Slack."
+            f"{m.workers} processes, which share this machine's {cores()} cores with "
+            "PostgreSQL and the fake Slack)."
         )
     elif fraction < 0.9:
         busy = (m.loop_cpu + m.loop_waiting) / m.wall

@@ -34,11 +34,14 @@ from bot.core import DuePost, Paperboy
 from bot.daily import ListMissing, due_list_day
 from bot.events import ChannelRef, Scope, UserRef
 from bot.ports import Delivered, DeliveryError, SendKey
+from bot.sender_leases import SenderLeases
 from storage.deliveries import CHANNEL, DIGEST, DeliveryKey, Status
 from storage.models import ChannelSubscription, Delivery, DigestSetting
 from storage.store import Repositories, Store
 
 log = logging.getLogger(__name__)
+
+SENDER_LEASE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,15 @@ class DeliveryPolicy:
     # `list_wait` after its slot; then it says the list is missing instead of posting.
     list_wait: timedelta = timedelta(hours=4)
     list_poll: timedelta = timedelta(minutes=10)
+    # One worker at a time sends to a workspace (`bot.sender_leases`); the others look again
+    # every `sender_poll` for its lease to be free.
+    sender_poll: timedelta = timedelta(seconds=1)
+
+    @property
+    def sender_lease(self) -> timedelta:
+        """How long a workspace's sender lease lasts unrenewed: what a dead worker holds its
+        workspaces up by. Never longer than a claim's lease, which it would outlast."""
+        return min(self.lease, SENDER_LEASE)
 
     def retry_delay(self, attempts: int) -> timedelta:
         return min(self.first_retry * 2 ** max(attempts - 1, 0), self.max_retry)
@@ -176,23 +188,28 @@ class DeliveryRunner:
         self._preparing = Batcher(self._prepare, max_batch=100)
         # (platform, workspace) -> its slots and how many runs hold or wait for them.
         self._workspaces: dict[tuple[str, str], tuple[asyncio.Semaphore, list[int]]] = {}
+        self._senders = SenderLeases(
+            bot.store, worker, ttl=policy.sender_lease, poll=policy.sender_poll, clock=clock
+        )
 
     async def run(self, key: DeliveryKey) -> Status | None:
         """The outcome, or None when this worker did not get the claim (another worker has
         it, it is done, or its retry is not due)."""
         workspace = (key.platform, key.workspace)
-        slots, users = self._workspaces.setdefault(
-            workspace, (asyncio.Semaphore(self.policy.per_workspace), [0])
-        )
-        users[0] += 1
-        try:
-            # The workspace's slot first: a run waiting for it holds no worker-wide slot.
-            async with slots, self._slots:
-                return await self._run(key)
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._workspaces[workspace]
+        # The workspace's sender lease first, then its slot: a run waiting for either holds
+        # no worker-wide slot.
+        async with self._senders.sending(key.platform, key.workspace):
+            slots, users = self._workspaces.setdefault(
+                workspace, (asyncio.Semaphore(self.policy.per_workspace), [0])
+            )
+            users[0] += 1
+            try:
+                async with slots, self._slots:
+                    return await self._run(key)
+            finally:
+                users[0] -= 1
+                if not users[0]:
+                    del self._workspaces[workspace]
 
     async def _run(self, key: DeliveryKey) -> Status | None:
         policy = self.policy

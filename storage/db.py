@@ -11,11 +11,16 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 T = TypeVar("T")
+
+# What a database that is down or unreachable raises: SQLAlchemy's errors, and the OSError a
+# driver's connect can raise before SQLAlchemy wraps anything.
+DB_ERRORS = (SQLAlchemyError, OSError)
 
 # Values bound in one IN list. Every query that uses `chunks` binds at most one such list
 # (of values or pairs) plus a few scalars, so it stays under SQLite's oldest variable limit

@@ -1,16 +1,19 @@
 """Named leases: a role (such as holding the Discord gateway) that one process at a time holds.
 
 `acquire` is one INSERT … ON CONFLICT DO NOTHING or one UPDATE guarded by "mine or expired",
-so of several processes racing for a lease exactly one sees its row changed.
+so of several processes racing for a lease exactly one sees its row changed; `acquire_many`
+does the same for many leases in two statements.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import chunks
 from storage.models import Lease
 from storage.papers import dialect_insert
 
@@ -21,21 +24,34 @@ class LeaseRepository:
 
     async def acquire(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
         """Take or renew the lease `name` for `ttl`; False while another holder's is valid."""
+        return name in await self.acquire_many([name], holder, now, ttl)
+
+    async def acquire_many(
+        self, names: Sequence[str], holder: str, now: datetime, ttl: timedelta
+    ) -> set[str]:
+        """`acquire` of many leases at once: the names `holder` now holds. New ones are taken
+        by one INSERT; the others by one UPDATE (in chunks of IN_CHUNK)."""
+        # Sorted: rows are locked in one order by every process, so that two batches taking
+        # the same leases wait for each other at worst, and never deadlock.
+        wanted = sorted(set(names))
+        if not wanted:
+            return set()
         insert = dialect_insert(self.session)
-        created = await self.session.execute(
-            insert(Lease)
-            .values(name=name, holder=holder, expires_at=now + ttl)
-            .on_conflict_do_nothing()
+        created = await self.session.scalars(
+            insert(Lease).on_conflict_do_nothing().returning(Lease.name),
+            [{"name": name, "holder": holder, "expires_at": now + ttl} for name in wanted],
         )
-        if created.rowcount:
-            return True
-        taken = await self.session.execute(
-            update(Lease)
-            .where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at < now))
-            .values(holder=holder, expires_at=now + ttl)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(taken.rowcount)
+        held = set(created)
+        for chunk in chunks([name for name in wanted if name not in held]):
+            taken = await self.session.scalars(
+                update(Lease)
+                .where(Lease.name.in_(chunk), or_(Lease.holder == holder, Lease.expires_at < now))
+                .values(holder=holder, expires_at=now + ttl)
+                .returning(Lease.name)
+                .execution_options(synchronize_session=False)
+            )
+            held.update(taken)
+        return held
 
     async def release(self, name: str, holder: str) -> None:
         """Give the lease up at once (a clean shutdown) so another process need not wait."""

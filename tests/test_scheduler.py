@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,7 @@ from bot.ingest import ingest_days
 from bot.messages import Message
 from bot.ports import DeliveryError, SendKey
 from bot.scheduler import DeliveryPolicy, DeliveryScheduler, Slot, last_fire
+from bot.sender_leases import SenderLeases, lease_name
 from bot.sources.huggingface import HuggingFaceClient
 from storage.deliveries import DeliveryKey, Status
 from storage.store import Store
@@ -343,6 +345,103 @@ async def test_two_workers_in_separate_event_loops_deliver_each_slot_once(
     async with harness.store.transaction() as repos:
         rows = await repos.deliveries.recent(limit=1000)
     assert len(rows) == CHANNELS + USERS and {r.status for r in rows} == {"sent"}
+
+
+# Workers look for a free sender lease every 20 ms.
+SENDING = replace(POLICY, sender_poll=timedelta(seconds=0.02))
+
+
+async def test_one_worker_at_a_time_sends_a_workspaces_posts(harness: Harness) -> None:
+    """Pacing is per process: the worker holding the workspace's sender lease sends all of
+    its posts; another worker's runs wait for the lease, then find every claim taken."""
+    await configure(harness, NOW - timedelta(hours=5))
+    keys = [KEY]
+    for index in range(2, 6):
+        channel = ChannelRef(SCOPE, f"C{index}")
+        await harness.say("channel on 09:00 UTC 3", user="admin", admin=True, channel=channel)
+        keys.append(DeliveryKey("channel", "test", "T1", f"C{index}", "2026-05-05"))
+    holder_platform = RecordingPlatform()
+    holder_bot = Paperboy(harness.store, holder_platform, config=BotConfig(), clock=lambda: NOW)
+    waiter, holder = (
+        DeliveryScheduler(bot, worker=name, policy=SENDING, clock=lambda: NOW).runner
+        for bot, name in ((harness.bot, "w1"), (holder_bot, "w2"))
+    )
+    async with harness.store.transaction() as repos:  # w2 is sending to T1 already
+        await repos.leases.acquire(lease_name("test", "T1"), "w2", NOW, SENDING.sender_lease)
+    waiting = [asyncio.create_task(waiter.run(key)) for key in keys]  # w1 fires first
+    await asyncio.sleep(0.3)
+    assert not any(run.done() for run in waiting) and delivered(harness.platform) == (0, 0)
+    assert await asyncio.gather(*(holder.run(key) for key in keys)) == [Status.SENT] * 5
+    assert await asyncio.wait_for(asyncio.gather(*waiting), 10) == [None] * 5
+    assert delivered(holder_platform)[0] == 5 and delivered(harness.platform) == (0, 0)
+    async with harness.store.transaction() as repos:
+        assert await repos.leases.held(NOW) == []  # each let go when its last run ended
+
+
+async def test_a_dead_workers_sender_lease_holds_its_workspace_up_until_it_runs_out(
+    harness: Harness,
+) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    async with harness.store.transaction() as repos:
+        await repos.leases.acquire(lease_name("test", "T1"), "dead", NOW, SENDING.sender_lease)
+    runner = DeliveryScheduler(
+        harness.bot, worker="w1", policy=SENDING, clock=lambda: harness.clock[0]
+    ).runner
+    running = asyncio.create_task(runner.run(KEY))
+    await asyncio.sleep(0.3)  # fifteen looks at the lease
+    assert not running.done() and delivered(harness.platform) == (0, 0)
+    harness.clock[0] = NOW + SENDING.sender_lease + timedelta(seconds=1)
+    assert await asyncio.wait_for(running, 10) is Status.SENT
+    assert delivered(harness.platform) == (1, 0)
+
+
+async def test_a_workspace_id_as_long_as_its_column_still_names_a_lease(store: Store) -> None:
+    workspaces = ["W" * 64, "W" * 63 + "X"]  # Ident's full length
+    names = [lease_name("discord", workspace) for workspace in workspaces]
+    assert names[0] != names[1] and lease_name("slack", "T1") == "send:slack:T1"
+    async with store.transaction() as repos:  # PostgreSQL checks the column's length
+        for name in names:
+            assert await repos.leases.acquire(name, "w1", NOW, SENDING.sender_lease)
+    async with store.transaction() as repos:
+        assert {lease.name for lease in await repos.leases.held(NOW)} == set(names)
+
+
+async def test_a_sender_lease_is_renewed_while_held_and_passed_on_when_let_go(
+    store: Store,
+) -> None:
+    clock = [NOW]
+    ttl, poll = timedelta(seconds=0.3), timedelta(seconds=0.02)  # renewed every 0.1 s
+    first, second = (
+        SenderLeases(store, name, ttl=ttl, poll=poll, clock=lambda: clock[0])
+        for name in ("w1", "w2")
+    )
+    name = lease_name("slack", "T1")
+
+    async def lease() -> tuple[str, datetime]:
+        async with store.transaction() as repos:
+            held = await repos.leases.get(name)
+        assert held is not None
+        return held.holder, held.expires_at
+
+    async with first.sending("slack", "T1"):
+        assert await lease() == ("w1", NOW + ttl)
+        clock[0] = NOW + timedelta(minutes=1)
+        for _ in range(100):  # up to 5 s
+            if await lease() == ("w1", clock[0] + ttl):
+                break
+            await asyncio.sleep(0.05)
+        assert await lease() == ("w1", clock[0] + ttl)  # renewed at the new time
+
+        async def holder_inside_second() -> str:
+            async with second.sending("slack", "T1"):
+                return (await lease())[0]
+
+        waiting = asyncio.create_task(holder_inside_second())
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+    assert await asyncio.wait_for(waiting, 5) == "w2"
+    async with store.transaction() as repos:
+        assert await repos.leases.get(name) is None  # the second let go too
 
 
 async def test_a_paused_digest_is_not_scheduled(harness: Harness) -> None:

@@ -15,16 +15,14 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from adapters.discord.client import DiscordBot, log_in
 from bot.scheduler import worker_name
+from storage.db import DB_ERRORS
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
 LEASE_PREFIX = "discord-gateway:"
-DB_ERRORS = (SQLAlchemyError, OSError)
 NEVER = datetime.min.replace(tzinfo=UTC)
 
 
