@@ -17,6 +17,7 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import chunks
 from storage.models import Delivery
 from storage.papers import dialect_insert
 
@@ -100,8 +101,9 @@ class DeliveryRepository:
         max_attempts: int,
     ) -> dict[DeliveryKey, Delivery]:
         """`claim` of many keys: the rows `worker` may send now. Slots without a row (a
-        morning's posts) are claimed by one INSERT for all of them; an existing row (a
-        retry, a dead worker's lease) each by its own UPDATE."""
+        morning's posts) are claimed by one INSERT for all of them; existing rows (retries,
+        a dead worker's lease, or a morning another worker already sent) by one UPDATE per
+        workspace and period, its targets in an IN list (on the unique index's columns)."""
         values = dict(status=Status.CLAIMED, worker=worker, lease_until=now + lease)
         insert = dialect_insert(self.session)
         created = await self.session.scalars(
@@ -109,18 +111,28 @@ class DeliveryRepository:
             [_row(key, now, attempts=1, **values) for key in dict.fromkeys(keys)],
         )
         claimed = {_key(row): row for row in created}
-        for key in keys:
-            if key in claimed:
-                continue
-            taken = await self.session.scalar(
-                update(Delivery)
-                .where(key.where(), _claimable(now, max_attempts))
-                .values(attempts=Delivery.attempts + 1, updated_at=now, **values)
-                .returning(Delivery)
-                .execution_options(synchronize_session=False, populate_existing=True)
-            )
-            if taken is not None:
-                claimed[key] = taken
+        existing: dict[tuple[str, str, str, str], list[str]] = {}
+        for key in dict.fromkeys(keys):
+            if key not in claimed:
+                group = (key.kind, key.platform, key.workspace, key.period)
+                existing.setdefault(group, []).append(key.target)
+        for (kind, platform, workspace, period), targets in existing.items():
+            for chunk in chunks(targets):
+                taken = await self.session.scalars(
+                    update(Delivery)
+                    .where(
+                        Delivery.kind == kind,
+                        Delivery.platform == platform,
+                        Delivery.workspace == workspace,
+                        Delivery.target.in_(chunk),
+                        Delivery.period == period,
+                        _claimable(now, max_attempts),
+                    )
+                    .values(attempts=Delivery.attempts + 1, updated_at=now, **values)
+                    .returning(Delivery)
+                    .execution_options(synchronize_session=False, populate_existing=True)
+                )
+                claimed.update((_key(row), row) for row in taken)
         return claimed
 
     async def finish(

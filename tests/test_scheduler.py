@@ -78,8 +78,9 @@ async def test_retries_wait_for_their_time_and_stop_after_the_last_attempt(store
 async def test_claims_made_together_are_the_claims_made_one_at_a_time(store: Store) -> None:
     fresh = [DeliveryKey("channel", "test", "T1", f"C{n}", "2026-05-05") for n in (2, 3)]
     done, expired, held = (DeliveryKey("digest", "test", "T1", u, "2026-05-05") for u in "abc")
+    elsewhere = DeliveryKey("digest", "test", "T2", "a", "2026-05-05")  # another workspace
     async with store.transaction() as repos:
-        for key in (done, expired):
+        for key in (done, expired, elsewhere):
             await repos.deliveries.claim(key, "old", NOW, lease=POLICY.lease, max_attempts=3)
         row = await repos.deliveries.get(done)
         assert row is not None
@@ -89,11 +90,11 @@ async def test_claims_made_together_are_the_claims_made_one_at_a_time(store: Sto
         await repos.deliveries.claim(held, "old", later, lease=POLICY.lease, max_attempts=3)
     async with store.transaction() as repos:
         claimed = await repos.deliveries.claim_many(
-            [*fresh, done, expired, held, fresh[0]], "w", NOW + POLICY.lease + timedelta(seconds=1),
-            lease=POLICY.lease, max_attempts=3,
+            [*fresh, done, expired, held, fresh[0], elsewhere], "w",
+            NOW + POLICY.lease + timedelta(seconds=1), lease=POLICY.lease, max_attempts=3,
         )  # fmt: skip
-    assert set(claimed) == {*fresh, expired}  # new rows, and the one whose lease ran out
-    assert [claimed[key].attempts for key in (*fresh, expired)] == [1, 1, 2]
+    assert set(claimed) == {*fresh, expired, elsewhere}  # new rows, and leases that ran out
+    assert [claimed[key].attempts for key in (*fresh, expired, elsewhere)] == [1, 1, 2, 2]
     assert {row.worker for row in claimed.values()} == {"w"}
 
 
