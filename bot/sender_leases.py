@@ -131,16 +131,21 @@ class SenderLeases:
                 if holding.held and holding.released is None
             ]
             try:
-                renewed = await self._acquire(held)
+                async with self.store.transaction() as repos:
+                    renewed = await repos.leases.renew_many(
+                        held, self.holder, self.clock(), self.ttl
+                    )
             except DB_ERRORS as error:  # try again next time; the leases last till then
                 log.warning("sender leases not renewed: %s", type(error).__name__)
                 continue
-            for name, still_held in zip(held, renewed, strict=True):
-                if not still_held:  # it ran out (a stall longer than the lease)
+            for name in set(held) - renewed:  # released meanwhile, or lost after a stall
+                holding = self._holdings.get(name)
+                if holding is not None and holding.held and holding.released is None:
                     log.warning("sender lease %s lost; sending on under the ledger's claims", name)
 
     async def _acquire(self, names: Sequence[str]) -> list[bool]:
-        """Take or renew the leases `names`, in one transaction: whether each is held."""
+        """Take the leases `names` (or extend those this worker holds), in one transaction:
+        whether each is held."""
         async with self.store.transaction() as repos:
             held = await repos.leases.acquire_many(names, self.holder, self.clock(), self.ttl)
         return [name in held for name in names]

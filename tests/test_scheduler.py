@@ -407,6 +407,26 @@ async def test_a_workspace_id_as_long_as_its_column_still_names_a_lease(store: S
         assert {lease.name for lease in await repos.leases.held(NOW)} == set(names)
 
 
+async def test_renewing_never_takes_back_a_released_or_taken_lease(store: Store) -> None:
+    """A renewal racing the holder's own release must not bring the lease back: the other
+    workers would wait for it to run out."""
+    ttl, later = SENDING.sender_lease, NOW + timedelta(minutes=5)
+    mine, released, theirs = (lease_name("slack", team) for team in ("T1", "T2", "T3"))
+    async with store.transaction() as repos:
+        assert await repos.leases.acquire_many([mine, released], "w1", NOW, ttl) == {
+            mine,
+            released,
+        }
+        assert await repos.leases.acquire(theirs, "w2", NOW, ttl)
+        await repos.leases.release(released, "w1")
+    async with store.transaction() as repos:
+        assert await repos.leases.renew_many([mine, released, theirs], "w1", later, ttl) == {mine}
+    async with store.transaction() as repos:
+        held = {lease.name: lease for lease in await repos.leases.held(NOW)}
+    assert set(held) == {mine, theirs} and held[mine].expires_at == later + ttl
+    assert held[theirs].holder == "w2" and held[theirs].expires_at == NOW + ttl
+
+
 async def test_a_sender_lease_is_renewed_while_held_and_passed_on_when_let_go(
     store: Store,
 ) -> None:
