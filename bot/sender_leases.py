@@ -47,6 +47,11 @@ class _Holding:
     held: bool = False
     released: asyncio.Future[None] | None = None  # set when the last run has ended
 
+    @property
+    def sending(self) -> bool:
+        """Holds the lease and has not begun letting it go."""
+        return self.held and self.released is None
+
 
 class SenderLeases:
     def __init__(
@@ -103,7 +108,7 @@ class SenderLeases:
             self._renewing = asyncio.create_task(self._renew(), name="sender lease renewal")
 
     async def _let_go(self, name: str, holding: _Holding) -> None:
-        release = self._release(name) if holding.held else _nothing()
+        release = self._release(name) if holding.held else asyncio.sleep(0)
         holding.released = asyncio.ensure_future(release)
         try:
             await asyncio.shield(holding.released)
@@ -125,11 +130,7 @@ class SenderLeases:
         """Every third of the lease, renew the leases this worker holds."""
         while True:
             await asyncio.sleep(self.ttl.total_seconds() / 3)
-            held = [
-                name
-                for name, holding in self._holdings.items()
-                if holding.held and holding.released is None
-            ]
+            held = [name for name, holding in self._holdings.items() if holding.sending]
             try:
                 async with self.store.transaction() as repos:
                     renewed = await repos.leases.renew_many(
@@ -140,7 +141,7 @@ class SenderLeases:
                 continue
             for name in set(held) - renewed:  # released meanwhile, or lost after a stall
                 holding = self._holdings.get(name)
-                if holding is not None and holding.held and holding.released is None:
+                if holding is not None and holding.sending:
                     log.warning("sender lease %s lost; sending on under the ledger's claims", name)
 
     async def _acquire(self, names: Sequence[str]) -> list[bool]:
@@ -149,7 +150,3 @@ class SenderLeases:
         async with self.store.transaction() as repos:
             held = await repos.leases.acquire_many(names, self.holder, self.clock(), self.ttl)
         return [name in held for name in names]
-
-
-async def _nothing() -> None:
-    return None

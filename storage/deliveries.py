@@ -105,14 +105,15 @@ class DeliveryRepository:
         a dead worker's lease, or a morning another worker already sent) by one UPDATE per
         workspace and period, its targets in an IN list (on the unique index's columns)."""
         values = dict(status=Status.CLAIMED, worker=worker, lease_until=now + lease)
+        distinct = list(dict.fromkeys(keys))
         insert = dialect_insert(self.session)
         created = await self.session.scalars(
             insert(Delivery).on_conflict_do_nothing().returning(Delivery),
-            [_row(key, now, attempts=1, **values) for key in dict.fromkeys(keys)],
+            [_row(key, now, attempts=1, **values) for key in distinct],
         )
         claimed = {_key(row): row for row in created}
         existing: dict[tuple[str, str, str, str], list[str]] = {}
-        for key in dict.fromkeys(keys):
+        for key in distinct:
             if key not in claimed:
                 group = (key.kind, key.platform, key.workspace, key.period)
                 existing.setdefault(group, []).append(key.target)
