@@ -32,6 +32,7 @@ from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
 from bot.status import collect_status, render_status
 from config import ConfigError, Settings, load_settings
 from config.redact import Redactor, install_redaction, settings_secrets
+from storage import search_index
 from storage.db import create_engine, upgrade
 from storage.store import Store
 
@@ -203,6 +204,7 @@ async def _fetch(settings: Settings, first: date, last: date) -> int:
     try:
         async with HuggingFaceClient(settings.hf_base_url) as source:
             counts = await ingest_days(store, source, first, last, datetime.now(UTC))
+        await search_index.compact(store.engine)
     except SourceUnavailable as exc:
         print(f"paperboy fetch: Hugging Face unavailable: {exc}", file=sys.stderr)
         return 1

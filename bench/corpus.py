@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bot.demo import load_demo_corpus
 from bot.sources.hf_items import parse_items
+from storage import search_index
 from storage.papers import PaperData
 from storage.store import Store
 
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARCHIVE = ROOT.parent / "shared" / "data" / "hf-daily-papers"
 CACHE = ROOT / "bench" / ".cache"
 # Bump when the generator changes, so cached databases are rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SEED = 20260423
 LISTED_PER_DAY = 25
 GENERATED_SPAN = timedelta(days=3 * 365)
@@ -191,7 +192,8 @@ def _generated_listings(
 
 
 async def fill(store: Store, corpus: Corpus, now: datetime) -> None:
-    """Upsert every paper, oldest first as a store grows in use, and record every listing."""
+    """Upsert every paper, oldest first as a store grows in use, record every listing, and
+    compact the full-text index as a refresh does after its writes."""
     oldest_first = sorted(corpus.papers, key=lambda p: p.published_at or now)
     ids: dict[str, int] = {}
     for first in range(0, len(oldest_first), BATCH):
@@ -205,6 +207,7 @@ async def fill(store: Store, corpus: Corpus, now: datetime) -> None:
                 await repos.papers.record_listing(
                     day, [(ids[p.arxiv_id], p.upvotes) for p in papers]
                 )
+    await search_index.compact(store.engine)
 
 
 def database(count: int, directory: Path) -> tuple[Path, Corpus]:

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from bot.demo import load_demo_corpus
 from bot.ingest import DailySource, ingest_days
+from storage import search_index
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,15 @@ async def load_demo(store: Store, today: date, now: datetime) -> int:
 async def refresh_papers(
     store: Store, source: DailySource, now: datetime, *, deadline: float
 ) -> dict[date, int]:
-    """Ingest the recent lists within `deadline` seconds; papers per day. Failures propagate."""
+    """Ingest the recent lists within `deadline` seconds, then compact the full-text index
+    should the writes have left it in pieces; papers per day. Failures propagate."""
     today = now.date()
     async with asyncio.timeout(deadline):
-        return await ingest_days(store, source, today - timedelta(days=RECENT_DAYS - 1), today, now)
+        counts = await ingest_days(
+            store, source, today - timedelta(days=RECENT_DAYS - 1), today, now
+        )
+    await search_index.compact(store.engine)
+    return counts
 
 
 async def ensure_papers(

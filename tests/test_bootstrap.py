@@ -19,6 +19,8 @@ from bot.bootstrap import (
     refresh_interval,
 )
 from bot.sources.huggingface import HuggingFaceClient
+from storage import search_index
+from storage.papers import PaperData
 from storage.store import Store
 from tests.fakes.huggingface import FakeHuggingFace
 
@@ -47,6 +49,21 @@ async def test_live_lists_are_fetched_for_the_recent_days(
     assert status == "Fetched 9 papers from Hugging Face Daily Papers."
     dates = sorted({r.query["date"] for r in fake_hf.requests_to("daily")})
     assert dates == ["2026-05-03", "2026-05-04", "2026-05-05"]
+
+
+async def test_a_refresh_merges_a_full_text_index_left_in_pieces(
+    store: Store, fake_hf: FakeHuggingFace
+) -> None:
+    for n in range(6):  # papers learnt one search at a time: a segment each on SQLite
+        async with store.transaction() as repos:
+            await repos.papers.upsert([PaperData(f"2401.{n:05d}", f"Learnt paper {n}")], TODAY)
+    sqlite = store.engine.dialect.name == "sqlite"
+    assert len(await search_index.segment_sizes(store.engine)) == (6 if sqlite else 0)
+    fake_hf.load_day("2026-05-05")
+    async with HuggingFaceClient(fake_hf.base_url, max_retries=0) as source:
+        status = await ensure_papers(store, source, TODAY, deadline=5)
+    assert status.startswith("Fetched")
+    assert len(await search_index.segment_sizes(store.engine)) == (1 if sqlite else 0)
 
 
 async def test_the_worker_keeps_refreshing(store: Store, fake_hf: FakeHuggingFace) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.settings import normalise_database_url
+from storage import search_index
 from storage.db import alembic_config, create_engine, upgrade
 from storage.models import ChannelSubscription, DailyListing, Paper
 from storage.papers import PaperData
@@ -634,6 +635,57 @@ async def test_search_index_follows_updates_and_deletes(store: Store) -> None:
     await add_papers(store, paper("2401.00004", "Batching requests for serving"))
     assert await search_ids(store, ["batching"]) == ["2401.00004"]
     await fts_integrity_check(store)
+
+
+# Full-text index upkeep
+
+
+async def test_a_full_text_index_in_pieces_is_merged_into_one(store: Store) -> None:
+    # A transaction per paper, as refreshes and searches that learn papers write: on SQLite,
+    # each leaves FTS5 a segment.
+    for n in range(6):
+        await add_papers(store, paper(f"2401.{n:05d}", f"Paper {n} on serving latency"))
+    found = await search_ids(store, ["serving", "latency"])
+    assert len(found) == 6
+    if store.engine.dialect.name == "sqlite":
+        assert len(await search_index.segment_sizes(store.engine)) == 6
+        assert await search_index.compact(store.engine) >= 1
+        assert len(await search_index.segment_sizes(store.engine)) == 1
+    else:  # PostgreSQL's GIN index is left to PostgreSQL
+        assert await search_index.segment_sizes(store.engine) == []
+    assert await search_index.compact(store.engine) == 0
+    assert await search_ids(store, ["serving", "latency"]) == found
+    await fts_integrity_check(store)
+
+
+async def test_small_writes_beside_a_merged_index_wait_and_unchanged_ones_write_nothing(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'papers.db'}")
+    try:
+        papers = [
+            paper(f"2401.{n:05d}", f"Paper {n}", abstract=" ".join(f"w{n}x{k}" for k in range(40)))
+            for n in range(300)
+        ]
+        await add_papers(store, *papers)
+        (largest,) = await search_index.segment_sizes(store.engine)
+        assert largest >= 20
+        # Re-upserting unchanged papers, as each refresh does, leaves the index as it was.
+        await add_papers(store, *papers)
+        assert await search_index.segment_sizes(store.engine) == [largest]
+        # One new paper is a small segment: a merge would rewrite the index to fold it in.
+        await add_papers(store, paper("2401.99999", "Speculative decoding"))
+        assert await search_index.segment_sizes(store.engine) == [largest, 1]
+        assert await search_index.compact(store.engine) == 0
+        assert len(await search_index.segment_sizes(store.engine)) == 2
+        assert await search_ids(store, ["speculative"]) == ["2401.99999"]
+        # A changed title is re-indexed: found by its new words only.
+        await add_papers(store, paper("2401.00007", "Holographic memory"))
+        assert await search_ids(store, ["holographic"]) == ["2401.00007"]
+        assert await search_ids(store, ["paper", "7"]) == []
+        await fts_integrity_check(store)
+    finally:
+        await store.close()
 
 
 # Channels
