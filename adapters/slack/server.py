@@ -8,6 +8,7 @@ from typing import Any
 
 import uvicorn
 from slack_bolt.adapter.asgi.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.asgi.http_response import AsgiHttpResponse
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -57,9 +58,10 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
             return bytes(body)
 
 
-def _malformed(scope: Scope, body: bytes) -> str | None:
-    """Why bolt could not handle `body`, or None. Bolt parses a body before it checks the
-    signature and indexes into it without checks; a body it can't parse would be a 500."""
+def _parse(scope: Scope, body: bytes) -> AsyncBoltRequest | str:
+    """The request bolt dispatches, or why it could not handle `body`. Bolt parses a body
+    before it checks the signature and indexes into it without checks, so a body it can't
+    parse would be a 500."""
     try:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request = AsyncBoltRequest(
@@ -77,14 +79,14 @@ def _malformed(scope: Scope, body: bytes) -> str | None:
         isinstance(actions, list) and all(isinstance(action, dict) for action in actions)
     ):
         return "actions is not a list of objects"
-    return None
+    return request
 
 
 def asgi_app(app: AsyncApp) -> ASGIApp:
     """`/slack/events` (commands, events, interactivity), the OAuth paths, and `/healthz`.
 
     A body over MAX_BODY_BYTES gets 413 and one bolt can't parse gets 400, each with a log
-    line, before bolt sees it."""
+    line, before bolt sees it. A request that parses goes to bolt as parsed here."""
     slack = AsyncSlackRequestHandler(app, path=EVENTS_PATH)
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
@@ -99,21 +101,15 @@ def asgi_app(app: AsyncApp) -> ASGIApp:
             log.warning("refused a Slack request body over %d bytes", MAX_BODY_BYTES)
             await _plain(send, 413, "Payload Too Large")
             return
-        problem = _malformed(scope, body)
-        if problem is not None:
-            log.warning("refused a malformed Slack request: %s", problem)
+        request = _parse(scope, body)
+        if isinstance(request, str):
+            log.warning("refused a malformed Slack request: %s", request)
             await _plain(send, 400, "Bad Request")
             return
-        replayed = False
-
-        async def replay() -> MutableMapping[str, Any]:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await slack(scope, replay, send)
+        answer = await app.async_dispatch(request)
+        response = AsgiHttpResponse(answer.status, answer.headers, answer.body)
+        await send(response.get_response_start())
+        await send(response.get_response_body())
 
     return serve
 
