@@ -95,31 +95,13 @@ class DailyRequest:
     posted_before: datetime | None = None
 
 
-async def compose_daily_post(
-    repos: Repositories,
-    channel: ChannelRef,
-    plan: ChannelPlan,
-    save_emoji: str,
-    now: datetime,
-    *,
-    day: date | None = None,
-    posted_before: datetime | None = None,
-) -> DailyPost | None:
-    """The post this channel would get at `now` from `day`'s list (default: the newest), or
-    None when there is nothing new for it. Raises ListMissing when `day`'s list is not in."""
-    request = DailyRequest(channel, plan, day, posted_before)
-    (composed,) = await compose_daily_posts(repos, [request], save_emoji, now)
-    if isinstance(composed, ListMissing):
-        raise composed
-    return composed
-
-
 async def compose_daily_posts(
     repos: Repositories, requests: Sequence[DailyRequest], save_emoji: str, now: datetime
 ) -> list[DailyPost | ListMissing | None]:
-    """`compose_daily_post` of many channels, in order, each answer a post, None (nothing
-    new) or the ListMissing it would raise. A morning's posts share the few lists they
-    carry, and which of those papers each channel already had is one query per list."""
+    """The posts these channels would get at `now`, in order: each answer a post, None
+    (nothing new for it) or ListMissing (its day's list is not in). A morning's posts share
+    the few lists they carry, and which of those papers each channel already had is one
+    query per list."""
     lists: dict[date | None, tuple[date, list[Paper]] | ListMissing | None] = {}
     for request in requests:
         if request.day not in lists:

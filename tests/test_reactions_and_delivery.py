@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -13,7 +13,6 @@ from bot.daily import (
     ChannelPlan,
     DailyRequest,
     ListMissing,
-    compose_daily_post,
     compose_daily_posts,
 )
 from bot.digest import compose_digest
@@ -25,10 +24,28 @@ from bot.post_recorder import PostRecorder
 from bot.sources.huggingface import HuggingFaceClient
 from storage.channels import PostRecord
 from storage.models import Post
+from storage.store import Repositories
 from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform
 from tests.fakes.huggingface import load_fixture
 
 ALICE = UserRef(SCOPE, "alice")
+
+
+async def compose_daily_post(
+    repos: Repositories,
+    channel: ChannelRef,
+    plan: ChannelPlan,
+    now: datetime,
+    *,
+    day: date | None = None,
+    posted_before: datetime | None = None,
+) -> DailyPost | None:
+    """One channel's post, as `compose_daily_posts` composes it; raises its ListMissing."""
+    request = DailyRequest(channel, plan, day, posted_before)
+    (composed,) = await compose_daily_posts(repos, [request], "🔖", now)
+    if isinstance(composed, ListMissing):
+        raise composed
+    return composed
 
 
 async def saved_ids(harness: Harness, user: str = "alice") -> list[str]:
@@ -91,7 +108,7 @@ async def test_reactions_save_per_user(harness: Harness) -> None:
 
 async def test_daily_post_is_header_then_one_message_per_paper(harness: Harness) -> None:
     async with harness.store.transaction() as repos:
-        post = await compose_daily_post(repos, CHANNEL, ChannelPlan(count=2), "🔖", NOW)
+        post = await compose_daily_post(repos, CHANNEL, ChannelPlan(count=2), NOW)
     assert post is not None
     assert "Tuesday 05 May 2026" in post.header.text
     assert post.header.cards == ()
@@ -107,13 +124,13 @@ async def test_daily_post_skips_papers_already_posted_and_ends_with_nothing(
     other = ChannelRef(SCOPE, "C2")
     assert (await harness.bot.post_daily(other)).papers == 4  # another channel saw none
     async with harness.store.transaction() as repos:
-        assert await compose_daily_post(repos, CHANNEL, ChannelPlan(count=5), "🔖", NOW) is None
+        assert await compose_daily_post(repos, CHANNEL, ChannelPlan(count=5), NOW) is None
 
 
 async def test_daily_post_filters_by_channel_topics(harness: Harness) -> None:
     async with harness.store.transaction() as repos:
         post = await compose_daily_post(
-            repos, CHANNEL, ChannelPlan(count=5, topics=("diffusion", "agents")), "🔖", NOW
+            repos, CHANNEL, ChannelPlan(count=5, topics=("diffusion", "agents")), NOW
         )
     assert post is not None
     assert [message.cards[0].paper_id for _, message in post.papers] == [
@@ -129,9 +146,9 @@ async def test_daily_post_uses_the_newest_list(harness: Harness) -> None:
     await client.aclose()
     async with harness.store.transaction() as repos:
         post = await compose_daily_post(
-            repos, CHANNEL, ChannelPlan(count=1), "🔖", NOW + timedelta(days=1)
+            repos, CHANNEL, ChannelPlan(count=1), NOW + timedelta(days=1)
         )
-        as_of_today = await compose_daily_post(repos, CHANNEL, ChannelPlan(count=1), "🔖", NOW)
+        as_of_today = await compose_daily_post(repos, CHANNEL, ChannelPlan(count=1), NOW)
     assert post is not None and "06 May 2026" in post.header.text
     assert post.papers[0][1].cards[0].paper_id == "2605.00001"
     # Composed for a moment before the 6th, the post is built from the 5th's list.
@@ -162,7 +179,7 @@ async def test_posts_composed_together_are_the_posts_composed_one_at_a_time(
         for r in requests:
             try:
                 post = await compose_daily_post(
-                    repos, r.channel, r.plan, "🔖", NOW, day=r.day, posted_before=r.posted_before
+                    repos, r.channel, r.plan, NOW, day=r.day, posted_before=r.posted_before
                 )
             except ListMissing as missing:
                 post = missing
