@@ -60,24 +60,44 @@ def test_importing_the_whole_core_loads_no_platform_library() -> None:
 
 
 def test_every_core_module_imports_first() -> None:
-    """No import cycle: each module imports in a fresh interpreter, before any other (a
-    cycle only breaks when one of its modules is the first imported)."""
-    running = {
-        name: subprocess.Popen(
-            [sys.executable, "-c", f"import {name}"],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in core_modules()
-    }
-    failed = {}
-    for name, process in running.items():
-        _, errors = process.communicate(timeout=120)
-        if process.returncode != 0:
-            failed[name] = errors.strip().splitlines()[-1]
-    assert failed == {}
+    """No import cycle: each module imports before any other of ours (a cycle only breaks
+    when one of its modules is the first imported). One interpreter loads the libraries the
+    core imports, then forks a child per module, which starts with none of ours loaded and
+    spends no time loading the libraries: 8 s where an interpreter per module took 29 s."""
+    modules = core_modules()
+    ours = {*CORE_PACKAGES, "adapters", "tests", "bench", "__future__"}
+    libraries = sorted(
+        {
+            name
+            for module in modules
+            for name in imported_modules(ROOT / module_path(module))
+            if name.split(".")[0] not in ours
+        }
+    )
+    script = (
+        "import importlib, os\n"
+        f"for name in {libraries!r}: importlib.import_module(name)\n"
+        f"for name in {modules!r}:\n"
+        "    if os.fork() == 0:\n"
+        "        try:\n"
+        "            importlib.import_module(name)\n"
+        "        except BaseException as error:\n"
+        "            print(name, type(error).__name__, error, flush=True)\n"
+        "            os._exit(1)\n"
+        "        os._exit(0)\n"
+        "    os.wait()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert len(modules) > 20 and "sqlalchemy" in libraries
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == ""
+
+
+def module_path(module: str) -> Path:
+    path = Path(*module.split("."))
+    return path / "__init__.py" if (ROOT / path).is_dir() else path.with_suffix(".py")
 
 
 @pytest.mark.parametrize(
