@@ -1,13 +1,15 @@
 """Shared fixtures: a migrated store on a real SQLite file and on a real PostgreSQL server.
 
-Every test that uses `database_url` (or `store`) runs twice, with ids `sqlite` and
-`postgresql`. The PostgreSQL server is started once per test run (see tests/postgres.py) and
-each test gets its own fresh database, dropped afterwards. Without PostgreSQL binaries the
-`postgresql` runs are skipped, unless PAPERBOY_REQUIRE_POSTGRES=1, which makes them fail.
+Every test that uses `database_url` (an empty database) or `store` (a migrated one) runs twice,
+with ids `sqlite` and `postgresql`. The PostgreSQL server is started once per test run (see
+tests/postgres.py) and each test gets its own fresh database, dropped afterwards. Without
+PostgreSQL binaries the `postgresql` runs are skipped, unless PAPERBOY_REQUIRE_POSTGRES=1,
+which makes them fail.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from tests.postgres import (
     PostgresServer,
     find_bindir,
     postgres_required,
+    run_in_thread,
     running_server,
 )
 
@@ -38,12 +41,19 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
-@pytest.fixture(
-    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql")]
-)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+DIALECTS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql")]
+
+
+@pytest.fixture(params=DIALECTS)
+def dialect(request: pytest.FixtureRequest) -> str:
+    """Which database `database_url` and `store` are on; a module may override it."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(dialect: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database: a SQLite file, or a fresh database on the test PostgreSQL server."""
-    if request.param == "sqlite":
+    if dialect == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'paperboy.db'}"
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
@@ -51,11 +61,46 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    store = await Store.open(database_url)
-    yield store
+async def _migrate(url: str) -> None:
+    store = await Store.open(url)
     await store.close()
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per run, which `store` copies."""
+    path = tmp_path_factory.mktemp("migrated") / "paperboy.db"
+    run_in_thread(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_server: PostgresServer) -> str:
+    """A PostgreSQL database migrated once per run, the template of each test's."""
+    name = "paperboy_migrated"
+    run_in_thread(_migrate(postgres_server.create_database(name)))
+    return name
+
+
+@pytest.fixture
+async def store(
+    dialect: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Store]:
+    """A migrated store of its own: a copy of a database migrated once per run (migrating
+    each test's took 0.1 s on SQLite and 0.25 s on PostgreSQL). Migrations have tests of
+    their own, on `database_url`."""
+    if dialect == "sqlite":
+        path = tmp_path / "store.db"  # beside `database_url`'s paperboy.db
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        store = await Store.open(f"sqlite+aiosqlite:///{path}", migrate=False)
+        yield store
+        await store.close()
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    with server.database(template=request.getfixturevalue("migrated_postgres")) as url:
+        store = await Store.open(url, migrate=False)
+        yield store
+        await store.close()
 
 
 from tests.core_fixtures import harness  # noqa: E402,F401

@@ -45,6 +45,11 @@ def core_modules() -> list[str]:
     )
 
 
+def module_path(module: str) -> Path:
+    path = Path(*module.split("."))
+    return path / "__init__.py" if (ROOT / path).is_dir() else path.with_suffix(".py")
+
+
 def test_importing_the_whole_core_loads_no_platform_library() -> None:
     modules = core_modules()
     script = (
@@ -93,11 +98,6 @@ def test_every_core_module_imports_first() -> None:
     assert len(modules) > 20 and "sqlalchemy" in libraries
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == ""
-
-
-def module_path(module: str) -> Path:
-    path = Path(*module.split("."))
-    return path / "__init__.py" if (ROOT / path).is_dir() else path.with_suffix(".py")
 
 
 @pytest.mark.parametrize(

@@ -60,9 +60,9 @@ JSON = "application/json"
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def dialect() -> str:
     """SQLite only (overrides the two-backend fixture of conftest.py)."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'paperboy.db'}"
+    return "sqlite"
 
 
 async def logged(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 5.0) -> str:

@@ -299,8 +299,9 @@ USERS = 25
 
 
 async def test_two_workers_in_separate_event_loops_deliver_each_slot_once(
-    harness: Harness, database_url: str
+    harness: Harness,
 ) -> None:
+    database_url = harness.store.engine.url.render_as_string(hide_password=False)
     harness.clock[0] = NOW - timedelta(hours=5)
     for index in range(CHANNELS):
         channel = ChannelRef(SCOPE, f"C{index}")

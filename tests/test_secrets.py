@@ -70,9 +70,9 @@ LOGGERS = ("slack_sdk", "slack_bolt", "discord", "httpx", "httpcore", "sqlalchem
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def dialect() -> str:
     """SQLite only (overrides conftest's two backends): what is logged doesn't depend on it."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'paperboy.db'}"
+    return "sqlite"
 
 
 @pytest.fixture
