@@ -131,6 +131,8 @@ class SenderLeases:
         while True:
             await asyncio.sleep(self.ttl.total_seconds() / 3)
             held = [name for name, holding in self._holdings.items() if holding.sending]
+            if not held:  # only waiting for other workers' leases, or letting go
+                continue
             try:
                 async with self.store.transaction() as repos:
                     renewed = await repos.leases.renew_many(

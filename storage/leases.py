@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import chunks
@@ -42,34 +42,34 @@ class LeaseRepository:
             [{"name": name, "holder": holder, "expires_at": now + ttl} for name in wanted],
         )
         held = set(created)
-        for chunk in chunks([name for name in wanted if name not in held]):
-            taken = await self.session.scalars(
-                update(Lease)
-                .where(Lease.name.in_(chunk), or_(Lease.holder == holder, Lease.expires_at < now))
-                .values(holder=holder, expires_at=now + ttl)
-                .returning(Lease.name)
-                .execution_options(synchronize_session=False)
-            )
-            held.update(taken)
-        return held
+        others = [name for name in wanted if name not in held]
+        guard = or_(Lease.holder == holder, Lease.expires_at < now)
+        return held | await self._update(others, guard, holder=holder, expires_at=now + ttl)
 
     async def renew_many(
         self, names: Sequence[str], holder: str, now: datetime, ttl: timedelta
     ) -> set[str]:
         """Extend the leases `names` that `holder` still holds: the names renewed. Unlike
         `acquire`, never takes a lease back: one released meanwhile stays released."""
-        renewed: set[str] = set()
-        for chunk in chunks(sorted(set(names))):
-            renewed.update(
+        return await self._update(sorted(set(names)), Lease.holder == holder, expires_at=now + ttl)
+
+    async def _update(
+        self, names: Sequence[str], guard: ColumnElement[bool], **values: object
+    ) -> set[str]:
+        """Set `values` on the leases `names` whose rows meet `guard` (in chunks of IN_CHUNK):
+        the names updated."""
+        updated: set[str] = set()
+        for chunk in chunks(names):
+            updated.update(
                 await self.session.scalars(
                     update(Lease)
-                    .where(Lease.name.in_(chunk), Lease.holder == holder)
-                    .values(expires_at=now + ttl)
+                    .where(Lease.name.in_(chunk), guard)
+                    .values(**values)
                     .returning(Lease.name)
                     .execution_options(synchronize_session=False)
                 )
             )
-        return renewed
+        return updated
 
     async def release(self, name: str, holder: str) -> None:
         """Give the lease up at once (a clean shutdown) so another process need not wait."""
