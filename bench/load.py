@@ -51,7 +51,7 @@ async def sustained(path: Path, commands: list[str], duration: float) -> tuple[
     list[tuple[str, Timed]], float, float
 ]:  # fmt: skip
     """Every (command, outcome), the measured wall time, and the server's start-up time."""
-    async with served(path, connections=CLIENTS * 2) as bot:
+    async with served(path) as bot:
         for text in ("help", "today", "topic agents"):  # warm caches and the admin check
             await bot.client.command(text)
         results: list[tuple[str, Timed]] = []
