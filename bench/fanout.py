@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 
 from adapters.slack.app import slack_pacer
 from adapters.slack.outbound import DELIVERY_EVENT, SlackOutbound
-from bench.common import Section, cores, stopwatch
+from bench.common import Section, cores
 from bench.corpus import ARCHIVE
 from bot.core import BotConfig, Paperboy
 from bot.events import ChannelRef, CommandInvoked, Scope
@@ -131,8 +131,9 @@ def _fake_slack(conn: Connection, teams: Sequence[str]) -> None:
 
 def _in_worker_processes(
     workers: int, settings: Settings, teams: Sequence[str], now: datetime
-) -> tuple[list[float], float]:
-    """Run the scheduler in `workers` processes at once; ([wall time], their CPU seconds).
+) -> tuple[float, list[float], float]:
+    """Run the scheduler in `workers` processes at once; (the start's time.monotonic(),
+    [wall time], their CPU seconds).
     The clock starts when every process is ready, so start-up is not counted, and stops at
     the last outcome any of them recorded: a worker's runs for the workspaces another one
     sent wait for their sender leases and then find nothing to do, which delays no post."""
@@ -158,7 +159,7 @@ def _in_worker_processes(
         for process in processes:
             process.join(timeout=30)
     last_outcome = max(at for _, at in reports)
-    return [last_outcome - started], sum(cpu for cpu, _ in reports)
+    return started, [last_outcome - started], sum(cpu for cpu, _ in reports)
 
 
 def _delivering(
@@ -191,16 +192,7 @@ def _worker_process(
     async def deliver() -> None:
         store = await Store.open(settings.database_url, migrate=False)
         _, outbound, scheduler = _delivering(store, settings, teams, lambda: now, name)
-        last_outcome = [0.0]
-        run = scheduler.runner.run
-
-        async def run_and_note_its_time(key: DeliveryKey) -> Status | None:
-            outcome = await run(key)
-            if outcome is not None:  # this worker recorded an outcome in the ledger
-                last_outcome[0] = time.monotonic()
-            return outcome
-
-        scheduler.runner.run = run_and_note_its_time  # type: ignore[method-assign]
+        last_outcome = _note_last_outcome(scheduler)
         conn.send("ready")
         await asyncio.to_thread(conn.recv)
         cpu = time.process_time()
@@ -213,6 +205,23 @@ def _worker_process(
         conn.send((time.process_time() - cpu, last_outcome[0]))
 
     asyncio.run(deliver())
+
+
+def _note_last_outcome(scheduler: DeliveryScheduler) -> list[float]:
+    """[time.monotonic() of the last outcome `scheduler`'s runs record in the ledger], kept
+    up to date from now on: where the wall time ends (not at the lease releases and the
+    shutdown that follow)."""
+    last_outcome = [0.0]
+    run = scheduler.runner.run
+
+    async def run_and_note_its_time(key: DeliveryKey) -> Status | None:
+        outcome = await run(key)
+        if outcome is not None:  # this worker recorded an outcome in the ledger
+            last_outcome[0] = time.monotonic()
+        return outcome
+
+    scheduler.runner.run = run_and_note_its_time  # type: ignore[method-assign]
+    return last_outcome
 
 
 def _main_thread_schedstat() -> tuple[float, float]:
@@ -252,6 +261,7 @@ class Morning:
     list_day: date
     listed: int
     wall: float
+    started: float  # time.monotonic() at the scheduler's start (the fake's `at` clock)
     statuses: Counter[str]
     recorded_posts: int
     report: FakeReport
@@ -310,17 +320,19 @@ async def morning(
         cpu_before, sched_before = time.process_time(), _main_thread_schedstat()
         if workers > 1:
             await outbound.close()
-            took, process_cpu = await asyncio.to_thread(
+            started, took, process_cpu = await asyncio.to_thread(
                 _in_worker_processes, workers, settings, teams, now
             )
             sched_after = (math.nan, math.nan)
         else:
-            with stopwatch() as took:
-                try:
-                    await scheduler.resync(catch_up=True)
-                finally:
-                    scheduler.shutdown()
-                    await outbound.close()
+            last_outcome = _note_last_outcome(scheduler)
+            started = time.monotonic()
+            try:
+                await scheduler.resync(catch_up=True)
+            finally:
+                scheduler.shutdown()
+                await outbound.close()
+            took = [last_outcome[0] - started]
             process_cpu = time.process_time() - cpu_before
             sched_after = _main_thread_schedstat()
         load = (load_before, os.getloadavg()[0])
@@ -347,7 +359,8 @@ async def morning(
     pacer = outbound.pacer
     return Morning(
         workspaces=len(teams), channels=channels, per_post=per_post, list_day=day,
-        listed=listed, wall=took[0], statuses=statuses, recorded_posts=recorded or 0,
+        listed=listed, wall=took[0], started=started, statuses=statuses,
+        recorded_posts=recorded or 0,
         report=FakeReport([], {}, [], 0, 0, 0.0), policy=scheduler.policy,
         pacer_burst=round(pacer.tolerance / pacer.spacing) + 1, workers=workers,
         database=settings.database_url.split(":", 1)[0],
@@ -487,6 +500,12 @@ def section(m: Morning) -> Section:
             ["channels / workspaces", f"{m.channels} / {m.workspaces}"],
             ["wall time T (scheduler start to last ledger outcome)", f"{m.wall:.1f} s"],
             ["first to last post accepted by the fake", f"{span:.1f} s"],
+            [
+                "start to first post / last post to last outcome",
+                f"{times[0] - m.started:.2f} s / {m.started + m.wall - times[-1]:.2f} s"
+                if times
+                else "none",
+            ],
             ["achieved", f"{achieved_rate:.1f} msgs/s"],
             ["allowed over T", f"{allowed_rate:.1f} msgs/s ({allowed:.0f} messages)"],
             ["achieved / allowed", f"{fraction:.1%}"],
