@@ -1,7 +1,9 @@
 """Scheduled delivery: channel daily posts and DM digests at their local times, exactly once.
 
-Every worker runs an APScheduler `AsyncIOScheduler` with one `CronTrigger` per subscription
-or digest, in its IANA timezone (DST is the trigger's business). Jobs live in memory only:
+Every worker runs an APScheduler `AsyncIOScheduler` with one job per schedule (days, local
+time and IANA timezone, as a `CronTrigger`; DST is the trigger's business), which delivers
+every subscription and digest on it: most channels post at the same few times, and a
+thousand jobs firing at once cost more than the posts' claims. Jobs live in memory only:
 they are rebuilt from the database at start and re-synced every minute (and at once after a
 command changes a schedule in this process), so workers never share a job store. Several
 workers fire the same slot; the deliveries ledger lets exactly one of them send it.
@@ -95,6 +97,11 @@ class Slot:
     @property
     def job_id(self) -> str:
         return f"{self.kind}:{self.platform}:{self.workspace}:{self.target}"
+
+    @property
+    def schedule_id(self) -> str:
+        """The APScheduler job of every slot on this slot's schedule."""
+        return f"schedule:{self.day_of_week}:{self.hour:02d}:{self.minute:02d}:{self.timezone}"
 
     def trigger(self) -> CronTrigger:
         return _cron(self.day_of_week, self.hour, self.minute, self.timezone)
@@ -345,7 +352,8 @@ class DeliveryScheduler:
             bot, worker=worker or worker_name(), policy=self.policy, clock=clock
         )
         self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self._slots: dict[str, Slot] = {}
+        self._slots: dict[str, Slot] = {}  # job id -> slot
+        self._schedules: dict[str, list[Slot]] = {}  # schedule id -> its slots
         self._resync_lock = asyncio.Lock()
         bot.schedule_listeners.append(self.schedule_changed)
 
@@ -375,32 +383,37 @@ class DeliveryScheduler:
         async with self._resync_lock:
             slots = await load_slots(self.bot.store, self.platform)
             wanted = {slot.job_id: slot for slot in slots}
-            if catch_up:  # first: missed posts need not wait for a thousand jobs to be added
+            if catch_up:  # first, so that the missed posts' claims start at once
                 # In random order: workers starting together then claim a random half each
                 # (pacing is per worker), not whole batches in the same order.
                 missed = random.sample(list(wanted.values()), len(wanted))
                 now = self.clock()
                 catching_up = [asyncio.create_task(self.catch_up(slot, now)) for slot in missed]
-            for job_id in set(self._slots) - set(wanted):
-                self.scheduler.remove_job(job_id)
-                del self._slots[job_id]
-            for n, (job_id, slot) in enumerate(wanted.items()):
-                if self._slots.get(job_id) != slot:
+            schedules: dict[str, list[Slot]] = {}
+            for slot in wanted.values():
+                schedules.setdefault(slot.schedule_id, []).append(slot)
+            for schedule_id in self._schedules.keys() - schedules.keys():
+                self.scheduler.remove_job(schedule_id)
+            for schedule_id, (slot, *_) in schedules.items():
+                if schedule_id not in self._schedules:
                     self.scheduler.add_job(
-                        self.fire, slot.trigger(), args=(job_id,), id=job_id,
+                        self.fire, slot.trigger(), args=(schedule_id,), id=schedule_id,
                         replace_existing=True, coalesce=True, max_instances=1,
                         misfire_grace_time=int(self.policy.lease.total_seconds()),
                     )  # fmt: skip
-                    self._slots[job_id] = slot
-                if n % 100 == 99:
-                    await asyncio.sleep(0)  # let the catch-up run meanwhile
+            self._slots, self._schedules = wanted, schedules
         await asyncio.gather(*catching_up)
 
-    async def fire(self, job_id: str) -> Status | None:
-        slot = self._slots.get(job_id)
-        if slot is None:
-            return None
-        return await self.runner.run(slot.key(self.clock()))
+    async def fire(self, schedule_id: str) -> None:
+        """Deliver every slot on the schedule that fired; one failing fails alone."""
+        slots = self._schedules.get(schedule_id, [])
+        now = self.clock()
+        outcomes = await asyncio.gather(
+            *(self.runner.run(slot.key(now)) for slot in slots), return_exceptions=True
+        )
+        for slot, outcome in zip(slots, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("delivery %s failed to run", slot.job_id, exc_info=outcome)
 
     async def catch_up(self, slot: Slot, now: datetime) -> Status | None:
         """A slot missed while no worker ran (judged at `now`): delivered once if it was

@@ -204,6 +204,33 @@ async def test_jobs_are_built_from_the_database_in_local_time(harness: Harness) 
         worker.shutdown()
 
 
+async def test_a_schedule_is_one_job_that_delivers_every_slot_on_it(harness: Harness) -> None:
+    await configure(harness, NOW - timedelta(hours=5))  # C1 at 09:00, alice's digest at 10:30
+    harness.clock[0] = NOW - timedelta(hours=5)
+    c2 = ChannelRef(SCOPE, "C2")
+    await harness.say("channel on 09:00 UTC 3", user="admin", admin=True, channel=c2)
+    harness.clock[0] = datetime(2026, 5, 5, 8, 0, tzinfo=UTC)  # before today's slots
+    worker = scheduler(harness)
+    await worker.start()
+    try:
+        assert delivered(harness.platform) == (0, 0)  # nothing missed to catch up
+        assert worker.slot_count == 3
+        schedules = [job for job in worker.scheduler.get_jobs() if job.id.startswith("schedule:")]
+        assert len(schedules) == 2  # the two channels share 09:00 UTC
+        (nine,) = [job for job in schedules if ":09:00:" in job.id]
+        harness.clock[0] = datetime(2026, 5, 5, 9, 0, tzinfo=UTC)
+        nine.modify(next_run_time=datetime.now(UTC))  # APScheduler runs it now
+        for _ in range(100):
+            if delivered(harness.platform)[0] == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert delivered(harness.platform) == (2, 0)  # both channels; the digest's job waits
+        assert {channel for channel, m, _ in harness.platform.posts
+                if m.text.startswith("Trending papers")} == {CHANNEL, c2}  # fmt: skip
+    finally:
+        worker.shutdown()
+
+
 async def test_todays_missed_slots_are_delivered_once_at_start(harness: Harness) -> None:
     await configure(harness, NOW - timedelta(hours=5))  # 07:00, before both slots
     first = scheduler(harness)
