@@ -41,6 +41,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from adapters.cli import settled
 from adapters.slack.app import slack_pacer
 from adapters.slack.outbound import DELIVERY_EVENT, SlackOutbound
 from bench.common import Section, cores
@@ -193,6 +194,7 @@ def _worker_process(
         store = await Store.open(settings.database_url, migrate=False)
         _, outbound, scheduler = _delivering(store, settings, teams, lambda: now, name)
         last_outcome = _note_last_outcome(scheduler)
+        settled()  # as `paperboy worker` does before it runs
         conn.send("ready")
         await asyncio.to_thread(conn.recv)
         cpu = time.process_time()
@@ -326,6 +328,7 @@ async def morning(
             sched_after = (math.nan, math.nan)
         else:
             last_outcome = _note_last_outcome(scheduler)
+            settled()  # as `paperboy worker` does before it runs
             started = time.monotonic()
             try:
                 await scheduler.resync(catch_up=True)
