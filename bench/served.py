@@ -58,6 +58,7 @@ class HttpConnection:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.reusable = True  # until a response says the server closes the connection
 
     @classmethod
     async def open(cls, host: str, port: int) -> HttpConnection:
@@ -83,6 +84,7 @@ class HttpConnection:
             if not data:
                 raise ConnectionError("connection closed before the response ended")
             parser.feed_data(data)
+        self.reusable = parser.should_keep_alive()
         return parser.get_status_code(), bytes(body)
 
     def close(self) -> None:
@@ -144,7 +146,10 @@ class SlackClient:
             status, acknowledgement = await asyncio.wait_for(
                 connection.exchange(request), ANSWER_TIMEOUT
             )
-            self._idle.append(connection)
+            if connection.reusable:
+                self._idle.append(connection)
+            else:
+                connection.close()
             if status != 200:
                 return Timed(time.perf_counter() - start, f"HTTP {status}")
             if acknowledgement:
