@@ -307,6 +307,37 @@ async def test_a_permanent_failure_is_recorded_and_stops_the_channel(harness: Ha
     assert slots_left is not None and not slots_left.enabled
 
 
+async def test_outcomes_recorded_together_each_land_on_their_own_row(harness: Harness) -> None:
+    """Runs ending together share the transaction that records their outcomes."""
+    await configure(harness, NOW - timedelta(hours=5))
+    harness.clock[0] = NOW - timedelta(hours=5)
+    for channel in ("C2", "C3"):
+        where = ChannelRef(SCOPE, channel)
+        await harness.say("channel on 09:00 UTC 3", user="admin", admin=True, channel=where)
+    harness.clock[0] = NOW
+
+    class C3Gone(RecordingPlatform):
+        async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+            if channel.channel == "C3":
+                raise DeliveryError("channel_not_found", permanent=True)
+            return await super().post(channel, message)
+
+    platform = harness.bot.outbound = C3Gone()
+    keys = [replace(KEY, target=channel) for channel in ("C1", "C2", "C3")]
+    worker = scheduler(harness).runner
+    statuses = await asyncio.gather(*(worker.run(key) for key in keys))
+    assert statuses == [Status.SENT, Status.SENT, Status.FAILED]
+    async with harness.store.transaction() as repos:
+        rows = [await repos.deliveries.get(key) for key in keys]
+    headers = {to.channel: ref.message_id for to, m, ref in platform.posts
+               if m.text.startswith("Trending papers")}  # fmt: skip
+    assert [(r.status, r.message_ref, r.detail) for r in rows if r is not None] == [
+        ("sent", headers["C1"], "3 papers"),
+        ("sent", headers["C2"], "3 papers"),
+        ("failed", None, "channel_not_found"),
+    ]
+
+
 async def test_a_dead_workers_claim_is_taken_over_after_its_lease(harness: Harness) -> None:
     await configure(harness, NOW - timedelta(hours=5))
     async with harness.store.transaction() as repos:  # a worker claimed, then died
