@@ -183,7 +183,7 @@ def _generated_paper(
             f"{rng.choice(pools.first_names)} {rng.choice(pools.family_names)}"
             for _ in range(author_count)
         ),
-        ai_keywords=tuple(rng.sample(keywords, len(anchor.ai_keywords))),
+        ai_keywords=tuple(rng.sample(keywords, min(len(keywords), len(anchor.ai_keywords)))),
         published_at=published,
         upvotes=anchor.upvotes,
         thumbnail=f"https://cdn-thumbnails.huggingface.co/social-thumbnails/papers/{arxiv_id}.png",
