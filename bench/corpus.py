@@ -21,6 +21,7 @@ archive's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -106,6 +107,7 @@ def archive_days(archive: Path = ARCHIVE) -> list[tuple[date, list[PaperData]]]:
     return days
 
 
+@functools.cache  # read once a run: every corpus size is made from it, and none changes it
 def seed_corpus() -> Corpus:
     """The real archive, or the demo sample (listed as one day) when the archive is absent."""
     days = archive_days()

@@ -199,14 +199,21 @@ def _worker_process(
         await asyncio.to_thread(conn.recv)
         cpu = time.process_time()
         try:
-            await scheduler.resync(catch_up=True)
+            await _deliver_morning(scheduler, outbound)
         finally:
-            scheduler.shutdown()
-            await outbound.close()
             await store.close()
         conn.send((time.process_time() - cpu, last_outcome[0]))
 
     asyncio.run(deliver())
+
+
+async def _deliver_morning(scheduler: DeliveryScheduler, outbound: SlackOutbound) -> None:
+    """The worker's start: its catch-up delivers the morning; then it stops."""
+    try:
+        await scheduler.resync(catch_up=True)
+    finally:
+        scheduler.shutdown()
+        await outbound.close()
 
 
 def _note_last_outcome(scheduler: DeliveryScheduler) -> list[float]:
@@ -330,11 +337,7 @@ async def morning(
             last_outcome = _note_last_outcome(scheduler)
             settled()  # as `paperboy worker` does before it runs
             started = time.monotonic()
-            try:
-                await scheduler.resync(catch_up=True)
-            finally:
-                scheduler.shutdown()
-                await outbound.close()
+            await _deliver_morning(scheduler, outbound)
             took = [last_outcome[0] - started]
             process_cpu = time.process_time() - cpu_before
             sched_after = _main_thread_schedstat()

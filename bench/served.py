@@ -53,6 +53,20 @@ class Timed:
     answer: Any = None
 
 
+class _Response:
+    """One response's body as httptools parses it (it calls these methods)."""
+
+    def __init__(self) -> None:
+        self.body = bytearray()
+        self.complete = False
+
+    def on_body(self, chunk: bytes) -> None:
+        self.body.extend(chunk)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
 class HttpConnection:
     """One kept-alive HTTP/1.1 connection: a request out, its whole response back."""
 
@@ -66,26 +80,16 @@ class HttpConnection:
 
     async def exchange(self, request: bytes) -> tuple[int, bytes]:
         """Send `request` (complete, headers and body) and read its response: status, body."""
-        body = bytearray()
-        complete = False
-
-        class Callbacks:  # httptools calls these while parsing
-            def on_body(self, chunk: bytes) -> None:
-                body.extend(chunk)
-
-            def on_message_complete(self) -> None:
-                nonlocal complete
-                complete = True
-
-        parser = httptools.HttpResponseParser(Callbacks())
+        response = _Response()
+        parser = httptools.HttpResponseParser(response)
         self.writer.write(request)
-        while not complete:
+        while not response.complete:
             data = await self.reader.read(65536)
             if not data:
                 raise ConnectionError("connection closed before the response ended")
             parser.feed_data(data)
         self.reusable = parser.should_keep_alive()
-        return parser.get_status_code(), bytes(body)
+        return parser.get_status_code(), bytes(response.body)
 
     def close(self) -> None:
         self.writer.close()
