@@ -25,12 +25,13 @@ from adapters.discord.gateway import LeasedGateway
 from adapters.slack.app import PLATFORM as SLACK
 from adapters.slack.app import create_slack_bot, create_slack_outbound
 from adapters.slack.server import http_server, run_socket_mode
-from bot.bootstrap import ensure_papers, keep_papers_fresh
-from bot.core import BotConfig, Paperboy
-from bot.ingest import ingest_days
-from bot.scheduler import DeliveryPolicy, DeliveryScheduler
+from bot.app import Paperboy
+from bot.config import BotConfig
+from bot.delivery.runner import DeliveryPolicy
+from bot.delivery.status import collect_status, render_status
 from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
-from bot.status import collect_status, render_status
+from bot.sources.ingest import ingest_days
+from bot.sources.refresh import ensure_papers, keep_papers_fresh
 from config import ConfigError, Settings, load_settings
 from config.redact import Redactor, install_redaction, settings_secrets
 from storage import search_index
@@ -188,9 +189,9 @@ async def _deliver(
     """Run `platform`'s scheduled deliveries (once `ready` says it can send) until cancelled."""
     if ready is not None:
         await ready()
-    scheduler = DeliveryScheduler(bot, platform=platform, policy=policy)
+    scheduler = bot.scheduler(platform=platform, policy=policy)
     await scheduler.start()
-    log.info("%s: %d scheduled slot(s)", platform, scheduler.slot_count)
+    log.info("%s: %d scheduled slot(s)", platform, len(scheduler.slots))
     try:
         await asyncio.Event().wait()
     finally:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
-from bot.core import Paperboy
+from bot.app import Paperboy
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope, UserRef
 from bot.messages import Message, PaperCard, Visibility
 
@@ -148,10 +148,10 @@ class ConsoleSession:
         elif word in ("/react", "/unreact"):
             await self._react(rest, added=word == "/react")
         elif word == "/post-daily" and not rest:
-            if not (await self.bot.post_daily(CHANNEL)).papers:
+            if not (await self.bot.daily.post(CHANNEL)).papers:
                 self.outbound.say("Nothing new to post in #general.")
         elif word == "/digest" and not rest:
-            if not (await self.bot.send_digest(UserRef(SCOPE, self.user))).papers:
+            if not (await self.bot.digests.send(UserRef(SCOPE, self.user))).papers:
                 self.outbound.say(
                     "Nothing new for your digest (follow topics with /papers follow)."
                 )

@@ -18,7 +18,7 @@ the start, plus its refill; or every channel at 1 message per interval), summed 
 workspaces. The product's pacer is set to the fake's workspace rate through
 `PAPERBOY_SLACK_MESSAGES_PER_SECOND` and `PAPERBOY_SLACK_BURST`, as an operator would set them
 to their Slack limits, the same in every worker process: one worker at a time sends to a
-workspace (`bot.sender_leases`).
+workspace (`bot.delivery.leases`).
 """
 
 from __future__ import annotations
@@ -46,11 +46,13 @@ from adapters.slack.app import slack_pacer
 from adapters.slack.outbound import DELIVERY_EVENT, SlackOutbound
 from bench.common import Section, cores
 from bench.corpus import ARCHIVE
-from bot.core import BotConfig, Paperboy
+from bot.app import Paperboy
+from bot.config import BotConfig
+from bot.delivery.runner import DeliveryPolicy
+from bot.delivery.scheduler import DeliveryScheduler
 from bot.events import ChannelRef, CommandInvoked, Scope
-from bot.ingest import ingest_day
-from bot.scheduler import DeliveryPolicy, DeliveryScheduler
 from bot.sources.huggingface import HuggingFaceClient
+from bot.sources.ingest import ingest_day
 from config import Settings
 from storage.deliveries import DeliveryKey, Status
 from storage.models import Delivery, Post
@@ -179,7 +181,7 @@ def _delivering(
     outbound = SlackOutbound(settings.slack_api_url, token_for, slack_pacer(settings))
     bot = Paperboy(store, outbound, config=BotConfig.from_settings(settings), clock=clock)
     policy = DeliveryPolicy(lease=timedelta(seconds=settings.delivery_lease_seconds))
-    scheduler = DeliveryScheduler(bot, platform="slack", worker=name, policy=policy, clock=clock)
+    scheduler = bot.scheduler(platform="slack", worker=name, policy=policy, clock=clock)
     return bot, outbound, scheduler
 
 
@@ -475,7 +477,7 @@ def section(m: Morning) -> Section:
         f"each) subscribed to a daily post of {m.per_post - 1} papers from the real Daily "
         f"Papers list of {m.list_day} ({m.listed} papers): {due} messages due. The real worker "
         "path: `DeliveryScheduler` started at 12:00 UTC catches up every 09:00 slot at once, "
-        f"claims each post in the deliveries ledger ({engine}), `Paperboy.post_daily` sends "
+        f"claims each post in the deliveries ledger ({engine}), `DailyPosts` composes and sends "
         "through `SlackOutbound` + `SlackPacer` over HTTP to the fake Slack, which runs in its "
         f"own process on 127.0.0.1. Machine: {cores()} cores, shared (1-minute load average "
         f"{m.load[0]:.1f} before the run, {m.load[1]:.1f} after)."

@@ -44,8 +44,8 @@ import httpx
 from bench.common import Section, cores
 from bench.corpus import ARCHIVE, database
 from bot.daily import due_list_day
-from bot.ingest import ingest_day
 from bot.sources.huggingface import HuggingFaceClient
+from bot.sources.ingest import ingest_day
 from storage.store import Store
 from tests.fakes.http import free_port
 from tests.fakes.huggingface import FakeHuggingFace

@@ -26,7 +26,7 @@ from bench.common import Section, ms, percentile
 from bench.corpus import Corpus, FullText, database, seed_corpus
 from bench.served import served
 from bot.cards import paper_cards
-from bot.core import BotConfig
+from bot.config import BotConfig
 from bot.messages import Message
 from bot.search import local_search, search_terms
 from storage.models import Paper

@@ -1,21 +1,28 @@
-"""Daily channel posts: compose the top papers of the latest list, post them, record them."""
+"""Daily channel posts: which papers a channel gets (the top of the newest list it has not
+had), as a header and one message per paper; and the daily post as a kind of scheduled
+delivery (`DailyPosts`), whose sending `bot.delivery` does once."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from bot.cards import demo_note, paper_card
-from bot.events import ChannelRef
+from bot.delivery.batching import Batcher
+from bot.delivery.resumable import Part, ResumableSend, SendKey
+from bot.delivery.runner import Claim, NotReady, Send
+from bot.events import ChannelRef, MessageRef, UserRef
 from bot.messages import DailyPost, Message, PaperCard, Visibility
-from bot.ports import Delivered, Outbound, SendKey
-from bot.post_recorder import PostRecorder
-from bot.resume import already_sent, send_once
+from bot.ports import Delivered, DeliveryError, Outbound
 from bot.search import search_terms
 from storage.channels import PostRecord
 from storage.models import Paper
 from storage.store import Repositories, Store
+
+log = logging.getLogger(__name__)
 
 PUBLISHING_DAYS = "mon-fri"  # Hugging Face publishes Daily Papers on weekdays
 # A day's list fills up from 00:00 UTC; by 08:00 UTC it holds most of its papers (the
@@ -23,11 +30,11 @@ PUBLISHING_DAYS = "mon-fri"  # Hugging Face publishes Daily Papers on weekdays
 LIST_OUT_UTC = time(8, 0)
 
 
-class ListMissing(Exception):
+class ListMissing(NotReady):
     """The Daily Papers list a scheduled post is due to carry is not in the store yet."""
 
     def __init__(self, day: date) -> None:
-        super().__init__(f"Daily Papers list for {day} not in yet")
+        super().__init__(f"the {day} list")
         self.day = day
 
 
@@ -208,35 +215,185 @@ def list_title(day: date, cards: Sequence[PaperCard], what: str) -> str:
     return f"{what} from Hugging Face Daily Papers, {day:%A %d %B %Y}"
 
 
-async def deliver_daily_post(
-    store: Store,
-    recorder: PostRecorder,
-    outbound: Outbound,
-    channel: ChannelRef,
-    post: DailyPost,
-    now: datetime,
-    key: SendKey | None = None,
-) -> Delivered:
-    """Send the header and each paper, recording every paper message as soon as it is out so
-    a reaction on it names the paper and the paper is never posted here again. A retry of a
-    scheduled post (`key`) skips the messages the platform shows already went out."""
-    sent = await already_sent(outbound, channel, key)
-    header = await send_once(outbound.post, channel, post.header, key, "header", sent)
-    scope = channel.scope
-    recorded: set[int] = set()
-    if key is not None and key.retry_since is not None:
-        # A retry: papers out and recorded by an earlier attempt are done, whether or not the
-        # platform can list what went out (Discord cannot).
-        async with store.transaction() as repos:
-            recorded = await repos.channels.posted_papers(
-                scope.platform, scope.workspace, channel.channel, [p for p, _ in post.papers]
+@dataclass(frozen=True)
+class DuePost:
+    """A channel's daily post to send now: from `day`'s list (None: the newest); with
+    `give_up`, a missing list is said instead of waited for; `key` marks a scheduled one."""
+
+    channel: ChannelRef
+    day: date | None = None
+    give_up: bool = False
+    key: SendKey | None = None
+
+
+class DailyPosts:
+    """The daily post as a kind of delivery (`bot.delivery.runner.DeliveryKind`), and
+    `/papers channel post-now`. A permanent delivery error (channel gone, bot removed) turns
+    the channel's post off and tells the admin who set it up."""
+
+    def __init__(
+        self,
+        store: Store,
+        outbound: Outbound,
+        *,
+        default_count: int,
+        save_emoji: str,
+        clock: Callable[[], datetime],
+        schedule_changed: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.outbound = outbound
+        self.default_count = default_count
+        self.save_emoji = save_emoji
+        self.clock = clock
+        self.schedule_changed = schedule_changed
+        # Each paper message is recorded before the next one is sent; on a busy morning
+        # hundreds of posts are in flight, and the rows that arrive while one transaction
+        # commits share the next (a transaction each costs more CPU than the send).
+        self._records: Batcher[PostRecord, None] = Batcher(self._commit_posts)
+
+    async def post(self, channel: ChannelRef) -> Delivered:
+        """Post the newest list's papers the channel has not had, now."""
+        async with self.store.transaction() as repos:
+            (send,) = await self._prepare(repos, [DuePost(channel)])
+        return await send()
+
+    async def prepare(self, repos: Repositories, claims: Sequence[Claim]) -> list[Send]:
+        """The claimed posts, composed in the claims' transaction: a morning's posts share
+        the lists they carry and a few queries. Each carries the list due when its slot first
+        ran, however late a retry runs."""
+        due = [
+            DuePost(
+                ChannelRef(claim.scope, claim.key.target),
+                day=due_list_day(claim.first_run),
+                give_up=claim.give_up,
+                key=claim.send_key,
             )
-    for paper_id, message in post.papers:
-        if paper_id in recorded:
-            continue
-        ref = await send_once(outbound.post, channel, message, key, f"paper:{paper_id}", sent)
-        await recorder.record(
-            PostRecord(scope.platform, scope.workspace, channel.channel, ref.message_id,
-                       paper_id, now)
+            for claim in claims
+        ]
+        return await self._prepare(repos, due)
+
+    async def record_post(self, post: PostRecord) -> None:
+        """Record which message holds which paper (so a reaction names it and the paper is
+        never posted there again); return once it is committed."""
+        await self._records.submit(post)
+
+    async def _commit_posts(self, posts: Sequence[PostRecord]) -> list[None]:
+        async with self.store.transaction() as repos:
+            await repos.channels.record_posts(posts)
+        return [None] * len(posts)
+
+    async def _prepare(self, repos: Repositories, due: Sequence[DuePost]) -> list[Send]:
+        plans: dict[tuple[str, str, str], tuple[int, tuple[str, ...]]] = {}
+        for platform in {post.channel.scope.platform for post in due}:
+            pairs = [
+                (post.channel.scope.workspace, post.channel.channel)
+                for post in due
+                if post.channel.scope.platform == platform
+            ]
+            for (workspace, channel), plan in (await repos.channels.plans(platform, pairs)).items():
+                plans[(platform, workspace, channel)] = plan
+        now = self.clock()
+        requests = [
+            DailyRequest(
+                post.channel,
+                ChannelPlan(*plans.get(_where(post.channel), (self.default_count, ()))),
+                post.day,
+                post.key.retry_since if post.key else None,
+            )
+            for post in due
+        ]
+        composed = await compose_daily_posts(repos, requests, self.save_emoji, now)
+        return [
+            self._step(post, await self._resumable(repos, post, answer, now))
+            for post, answer in zip(due, composed, strict=True)
+        ]
+
+    async def _resumable(
+        self,
+        repos: Repositories,
+        due: DuePost,
+        composed: DailyPost | ListMissing | None,
+        now: datetime,
+    ) -> ResumableSend | ListMissing:
+        """What sending `composed` takes: its messages (a notice when the list is missing and
+        the post gives up waiting), or the ListMissing to wait on."""
+        channel = due.channel
+        if isinstance(composed, ListMissing):
+            if not due.give_up:
+                return composed
+            notice = Message(
+                text="No trending papers today: Hugging Face has not published its Daily "
+                f"Papers list for {composed.day:%A %d %B} yet.",
+                lines=("I'll post the next list at the usual time.",),
+                visibility=Visibility.PUBLIC,
+            )
+            return ResumableSend(channel, "notice", (Part("notice", notice),), note="list missing")
+        if composed is None:
+            return ResumableSend(channel, "header")
+        recorded: set[int] = set()
+        if due.key is not None and due.key.retry_since is not None:
+            # A retry: papers out and recorded by an earlier attempt are done, whether or not
+            # the platform can list what went out (Discord cannot).
+            scope = channel.scope
+            recorded = await repos.channels.posted_papers(
+                scope.platform, scope.workspace, channel.channel, [p for p, _ in composed.papers]
+            )
+        papers = [
+            Part(f"paper:{paper_id}", message, functools.partial(self._record, due, paper_id, now))
+            for paper_id, message in composed.papers
+            if paper_id not in recorded
+        ]
+        return ResumableSend(
+            channel, "header", (Part("header", composed.header), *papers), len(composed.papers)
+        )
+
+    async def _record(self, due: DuePost, paper_id: int, now: datetime, ref: MessageRef) -> None:
+        platform, workspace, channel = _where(due.channel)
+        await self.record_post(
+            PostRecord(platform, workspace, channel, ref.message_id, paper_id, now)
+        )
+
+    def _step(self, due: DuePost, send: ResumableSend | ListMissing) -> Send:
+        async def step() -> Delivered:
+            if isinstance(send, ListMissing):
+                raise send
+            try:
+                return await send.run(self.outbound, due.key)
+            except DeliveryError as error:
+                if error.permanent:
+                    await self._stop(due.channel, error.reason)
+                raise
+
+        return step
+
+    async def _stop(self, channel: ChannelRef, reason: str) -> None:
+        scope = channel.scope
+        async with self.store.transaction() as repos:
+            subscription = await repos.channels.subscription(
+                scope.platform, scope.workspace, channel.channel
+            )
+            if subscription is None:
+                return
+            subscription.enabled = False
+            subscription.disabled_reason = reason[:200]
+            subscription.updated_at = self.clock()
+            admin = UserRef(scope, subscription.created_by)
+        self.schedule_changed()
+        log.warning(
+            "daily post stopped: platform=%s workspace=%s channel=%s reason=%s",
+            scope.platform, scope.workspace, channel.channel, reason,
         )  # fmt: skip
-    return Delivered(len(post.papers), header)
+        notice = Message(
+            text=f"I stopped the daily post in channel {channel.channel}: {reason}.",
+            lines=("Fix that (e.g. invite me back), then run `/papers channel on` there.",),
+            visibility=Visibility.PUBLIC,
+        )
+        try:
+            await self.outbound.send_dm(admin, notice)
+        except DeliveryError as error:
+            log.warning("could not tell %s about it: %s", admin.user, error.reason)
+
+
+def _where(channel: ChannelRef) -> tuple[str, str, str]:
+    return channel.scope.platform, channel.scope.workspace, channel.channel

@@ -1,5 +1,6 @@
 """DM digests: new trending papers on the topics a user follows and like the papers they
-saved, none sent to them before.
+saved, none sent to them before; and the digest as a kind of scheduled delivery (`Digests`),
+whose sending `bot.delivery` does once.
 
 "Like a saved paper" means sharing one of its first AI keywords (Hugging Face's, such as
 "speculative decoding"), matched as a topic would be: the keywords of a user's latest saves
@@ -19,6 +20,8 @@ each distinct topic's search once rather than 30,000 times.
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -26,12 +29,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from bot.cards import demo_note, paper_card
-from bot.events import Scope, UserRef
+from bot.delivery.resumable import Part, ResumableSend, SendKey
+from bot.delivery.runner import Claim, Send
+from bot.events import MessageRef, Scope, UserRef
 from bot.messages import Message, PaperCard, Visibility
-from bot.ports import Delivered, Outbound, SendKey
-from bot.resume import already_sent, send_once, sent_earlier
+from bot.ports import Delivered, DeliveryError, Outbound
 from bot.search import search_terms
 from storage.store import Repositories, Store
+
+log = logging.getLogger(__name__)
 
 # How far back a digest looks: a daily digest covers a weekend, a weekly one its week.
 WINDOW = {"daily": timedelta(days=3), "weekly": timedelta(days=8)}
@@ -283,25 +289,83 @@ def _compose(
     return Digest(message, tuple(chosen))
 
 
-async def send_digest(
-    store: Store,
-    outbound: Outbound,
-    user: UserRef,
-    cadence: str,
-    now: datetime,
-    key: SendKey | None = None,
-) -> Delivered:
-    """Compose and DM the digest; a retry of a scheduled one (`key`) that finds it already
-    out only records it."""
-    async with store.transaction() as repos:
-        digest = await compose_digest(repos, user, cadence, now)
-    if digest is None:
-        return await sent_earlier(outbound, user, key, "dm")
-    sent = await already_sent(outbound, user, key)
-    ref = await send_once(outbound.send_dm, user, digest.message, key, "dm", sent)
-    scope = user.scope
-    async with store.transaction() as repos:
-        await repos.users.record_sent(
-            scope.platform, scope.workspace, user.user, digest.paper_ids, now
-        )
-    return Delivered(len(digest.paper_ids), ref)
+class Digests:
+    """The DM digest as a kind of delivery (`bot.delivery.runner.DeliveryKind`), and
+    `/papers digest now`. A permanent delivery error (DMs closed, user gone) pauses the
+    user's digest with the reason; scheduled runs skip a paused digest instead of retrying
+    forever, and a later successful send (the user asking for one) lifts the pause."""
+
+    def __init__(
+        self,
+        store: Store,
+        outbound: Outbound,
+        *,
+        clock: Callable[[], datetime],
+        schedule_changed: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.outbound = outbound
+        self.clock = clock
+        self.schedule_changed = schedule_changed
+
+    async def prepare(self, repos: Repositories, claims: Sequence[Claim]) -> list[Send]:
+        """Digests compose as they send, each in its own transaction: a morning's digests
+        share their window's work through `WINDOWS` instead."""
+        users = [UserRef(claim.scope, claim.key.target) for claim in claims]
+        return [
+            functools.partial(self.send, user, scheduled=True, key=claim.send_key)
+            for user, claim in zip(users, claims, strict=True)
+        ]
+
+    async def send(
+        self, user: UserRef, *, scheduled: bool = False, key: SendKey | None = None
+    ) -> Delivered:
+        """Compose and DM `user`'s digest now; a retry of a scheduled one (`key`) that finds
+        it already out only records it."""
+        scope, now = user.scope, self.clock()
+        async with self.store.transaction() as repos:
+            setting = await repos.users.digest_setting(scope.platform, scope.workspace, user.user)
+            paused = setting is not None and setting.disabled_reason is not None
+            if scheduled and paused:
+                log.info("digest paused, skipped: user=%s", user.user)
+                return Delivered(0)
+            cadence = setting.cadence if setting else "daily"
+            digest = await compose_digest(repos, user, cadence, now)
+        if digest is None:
+            send = ResumableSend(user, "dm")
+        else:
+            record = functools.partial(self._record_sent, user, digest.paper_ids, now)
+            part = Part("dm", digest.message, record)
+            send = ResumableSend(user, "dm", (part,), len(digest.paper_ids))
+        try:
+            sent = await send.run(self.outbound, key)
+        except DeliveryError as error:
+            if error.permanent:
+                await self._pause(user, error.reason)
+            raise
+        if sent.papers and paused:
+            await self._pause(user, None)
+        return sent
+
+    async def _record_sent(
+        self, user: UserRef, paper_ids: Sequence[int], now: datetime, ref: MessageRef
+    ) -> None:
+        scope = user.scope
+        async with self.store.transaction() as repos:
+            await repos.users.record_sent(
+                scope.platform, scope.workspace, user.user, paper_ids, now
+            )
+
+    async def _pause(self, user: UserRef, reason: str | None) -> None:
+        """Pause the digest with `reason`, or lift the pause (None)."""
+        scope = user.scope
+        async with self.store.transaction() as repos:
+            setting = await repos.users.digest_setting(scope.platform, scope.workspace, user.user)
+            if setting is not None:
+                setting.disabled_reason = reason[:200] if reason else None
+        self.schedule_changed()
+        if reason:
+            log.warning(
+                "digest paused: platform=%s workspace=%s user=%s reason=%s",
+                scope.platform, scope.workspace, user.user, reason,
+            )  # fmt: skip

@@ -41,10 +41,6 @@ class CommandInvoked:
     text: str
     is_admin: bool
 
-    @property
-    def actor(self) -> UserRef:
-        return UserRef(self.channel.scope, self.user)
-
 
 @dataclass(frozen=True)
 class ReactionChanged:
@@ -54,7 +50,3 @@ class ReactionChanged:
     user: str
     emoji: str
     added: bool
-
-    @property
-    def actor(self) -> UserRef:
-        return UserRef(self.message.channel.scope, self.user)

@@ -20,19 +20,6 @@ class Delivered:
     note: str = ""  # what was sent instead of papers, e.g. "list missing"
 
 
-@dataclass(frozen=True)
-class SendKey:
-    """Marks the messages of one scheduled delivery (`tag`: unique per target and period) so
-    that a retry can tell which of them already went out. A worker that died, or a send that
-    timed out, leaves that unknown: `retry_since` then asks to look on the platform first."""
-
-    tag: str
-    retry_since: datetime | None = None
-
-    def of(self, part: str) -> str:
-        return f"{self.tag}:{part}"
-
-
 class DeliveryError(Exception):
     """A send failed. `permanent` means retrying cannot help (channel gone, DMs closed)."""
 

@@ -10,11 +10,13 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from bot.core import BotConfig, Paperboy
+from bot.app import Paperboy
+from bot.config import BotConfig
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope, UserRef
-from bot.ingest import ingest_days
 from bot.messages import Message
+from bot.search import SearchSource
 from bot.sources.huggingface import HuggingFaceClient
+from bot.sources.ingest import ingest_days
 from storage.store import Store
 from tests.fakes.huggingface import FakeHuggingFace
 
@@ -69,6 +71,11 @@ class Harness:
                     added: bool = True) -> Message | None:  # fmt: skip
         return await self.bot.handle_reaction(ReactionChanged(ref, user, emoji, added))
 
+    def use(self, platform: RecordingPlatform) -> RecordingPlatform:
+        """From now on the bot sends through `platform` (same store, clock and sources)."""
+        self.bot = bot_on(self.store, platform, self.bot.source, self.clock)
+        return platform
+
     def paper_posts(self) -> list[tuple[str, MessageRef]]:
         """(arXiv id, message ref) of every single-paper message posted so far."""
         return [(m.cards[0].paper_id, ref) for _, m, ref in self.platform.posts if len(m.cards) == 1
@@ -91,11 +98,13 @@ async def harness(store: Store, fake_hf: FakeHuggingFace) -> AsyncIterator[Harne
     async with stocked(store, fake_hf) as client:
         clock = [NOW]
         platform = RecordingPlatform()
-        bot = Paperboy(
-            store,
-            platform,
-            config=BotConfig(search_budget=1.0),
-            source=client,
-            clock=lambda: clock[0],
-        )
-        yield Harness(bot, platform, store, fake_hf, clock)
+        yield Harness(bot_on(store, platform, client, clock), platform, store, fake_hf, clock)
+
+
+def bot_on(
+    store: Store, platform: RecordingPlatform, source: SearchSource | None, clock: list[datetime]
+) -> Paperboy:
+    return Paperboy(
+        store, platform, config=BotConfig(search_budget=1.0), source=source,
+        clock=lambda: clock[0],
+    )  # fmt: skip

@@ -6,10 +6,11 @@ from datetime import date, timedelta
 
 from sqlalchemy import func, select, text
 
+from bot.app import Paperboy
 from bot.bibtex import bibtex
 from bot.commands.channels import MAX_CHANNEL_TOPICS
 from bot.commands.library import MAX_FOLLOWED
-from bot.core import BotConfig, Paperboy
+from bot.config import BotConfig
 from bot.events import CommandInvoked
 from bot.messages import Visibility
 from storage.models import Base, Paper

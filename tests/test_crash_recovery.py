@@ -14,7 +14,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.core import BotConfig, Paperboy
+from bot.app import Paperboy
+from bot.config import BotConfig
 from bot.events import ChannelRef, CommandInvoked, Scope
 from storage.store import Store
 from tests.core_fixtures import RecordingPlatform, stocked

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from adapters.discord.client import intents
-from bot.scheduler import DeliveryPolicy, DeliveryRunner
+from bot.delivery.runner import DeliveryPolicy
 from storage.deliveries import DeliveryKey, Status
 from storage.models import ChannelSubscription, Post
 from tests.core_fixtures import NOW
@@ -413,9 +413,9 @@ async def test_a_scheduled_post_whose_answers_were_lost_is_posted_once(
     await discord_harness.command("channel on", admin=True, time="09:00", count=2)
     fake = discord_harness.fake
     fake.lose_answers = 2  # the header and the first paper go out, their answers are lost
-    runner = DeliveryRunner(
-        discord_harness.discord.bot, worker="w1", policy=DeliveryPolicy(), clock=lambda: NOW
-    )
+    runner = discord_harness.discord.bot.scheduler(
+        worker="w1", policy=DeliveryPolicy(), clock=lambda: NOW
+    ).runner
     key = DeliveryKey("channel", "discord", str(GUILD_ID), str(CHANNEL_ID), "2026-05-05")
     assert await runner.run(key) is Status.SENT
     sends = [c for c in fake.calls if c.method == "POST" and re.fullmatch(CHANNEL_MESSAGES, c.path)]

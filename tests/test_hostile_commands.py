@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, inspect, select, text
 
 from bot import commands, core
+from bot.app import SOMETHING_WENT_WRONG
 from bot.commands import channels, digests, library, outcomes, papers
 from bot.commands import parser as p
 from bot.commands.parser import MAX_COMMAND_LENGTH, MAX_TOPIC_LENGTH, UsageError, parse
-from bot.core import SOMETHING_WENT_WRONG
 from bot.events import ChannelRef, CommandInvoked, Scope
 from bot.messages import Message
 from storage.models import ChannelSubscription, ChannelTopic, DigestSetting, Follow

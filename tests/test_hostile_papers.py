@@ -24,8 +24,8 @@ from sqlalchemy import select
 
 from adapters.slack.pacing import SlackPacer
 from adapters.slack.render import SHARE_ACTION
-from bot.ingest import ingest_days
 from bot.sources.huggingface import HuggingFaceClient
+from bot.sources.ingest import ingest_days
 from storage.models import Post
 from storage.store import Store
 from tests.core_fixtures import NOW

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from bot.ingest import ingest_day, ingest_days
 from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
+from bot.sources.ingest import ingest_day, ingest_days
 from storage.store import Store
 from tests.fakes.huggingface import FakeHuggingFace
 

@@ -17,11 +17,10 @@ from bot.daily import (
 )
 from bot.digest import compose_digest
 from bot.events import ChannelRef, MessageRef, Scope, UserRef
-from bot.ingest import ingest_day
 from bot.messages import DailyPost, Message
 from bot.ports import DeliveryError
-from bot.post_recorder import PostRecorder
 from bot.sources.huggingface import HuggingFaceClient
+from bot.sources.ingest import ingest_day
 from storage.channels import PostRecord
 from storage.models import Post
 from storage.store import Repositories
@@ -53,7 +52,7 @@ async def saved_ids(harness: Harness, user: str = "alice") -> list[str]:
 
 
 async def test_save_reaction_saves_and_removal_unsaves(harness: Harness) -> None:
-    await harness.bot.post_daily(CHANNEL)
+    await harness.bot.daily.post(CHANNEL)
     paper_id, ref = harness.paper_posts()[1]
     confirmation = await harness.react(ref)
     assert confirmation is not None and confirmation.text.startswith("Saved:")
@@ -67,7 +66,7 @@ async def test_save_reaction_saves_and_removal_unsaves(harness: Harness) -> None
 
 
 async def test_a_title_in_a_confirmation_cannot_open_a_code_span(harness: Harness) -> None:
-    await harness.bot.post_daily(CHANNEL)
+    await harness.bot.daily.post(CHANNEL)
     paper_id, ref = harness.paper_posts()[0]
     async with harness.store.transaction() as repos:
         paper = await repos.papers.by_arxiv_id(paper_id)
@@ -79,14 +78,14 @@ async def test_a_title_in_a_confirmation_cannot_open_a_code_span(harness: Harnes
 
 
 async def test_save_emoji_by_character_counts_too(harness: Harness) -> None:
-    await harness.bot.post_daily(CHANNEL)
+    await harness.bot.daily.post(CHANNEL)
     paper_id, ref = harness.paper_posts()[0]
     assert await harness.react(ref, "🔖") is not None
     assert await saved_ids(harness) == [paper_id]
 
 
 async def test_other_emojis_and_other_messages_are_ignored(harness: Harness) -> None:
-    await harness.bot.post_daily(CHANNEL)
+    await harness.bot.daily.post(CHANNEL)
     _, ref = harness.paper_posts()[0]
     header_ref = harness.platform.posts[0][2]
     assert await harness.react(ref, "thumbsup") is None
@@ -98,7 +97,7 @@ async def test_other_emojis_and_other_messages_are_ignored(harness: Harness) -> 
 
 
 async def test_reactions_save_per_user(harness: Harness) -> None:
-    await harness.bot.post_daily(CHANNEL)
+    await harness.bot.daily.post(CHANNEL)
     first, second = harness.paper_posts()[:2]
     await harness.react(first[1], user="alice")
     await harness.react(second[1], user="bob")
@@ -119,10 +118,10 @@ async def test_daily_post_is_header_then_one_message_per_paper(harness: Harness)
 async def test_daily_post_skips_papers_already_posted_and_ends_with_nothing(
     harness: Harness,
 ) -> None:
-    assert (await harness.bot.post_daily(CHANNEL)).papers == 4
-    assert (await harness.bot.post_daily(CHANNEL)).papers == 0
+    assert (await harness.bot.daily.post(CHANNEL)).papers == 4
+    assert (await harness.bot.daily.post(CHANNEL)).papers == 0
     other = ChannelRef(SCOPE, "C2")
-    assert (await harness.bot.post_daily(other)).papers == 4  # another channel saw none
+    assert (await harness.bot.daily.post(other)).papers == 4  # another channel saw none
     async with harness.store.transaction() as repos:
         assert await compose_daily_post(repos, CHANNEL, ChannelPlan(count=5), NOW) is None
 
@@ -161,9 +160,9 @@ async def test_posts_composed_together_are_the_posts_composed_one_at_a_time(
     """The scheduler composes a morning's posts in one go: for channels with and without
     topics, counts, papers already posted, a retry, another list and a missing one, each
     answer is what composing that channel alone gives."""
-    await harness.bot.post_daily(CHANNEL)  # C1 has had the 5th's first four papers
+    await harness.bot.daily.post(CHANNEL)  # C1 has had the 5th's first four papers
     first_attempt = NOW + timedelta(minutes=1)
-    await harness.bot.post_daily(ChannelRef(SCOPE, "C4"))  # posted before and after its retry
+    await harness.bot.daily.post(ChannelRef(SCOPE, "C4"))  # posted before and after its retry
     requests = [
         DailyRequest(CHANNEL, ChannelPlan(count=5)),
         DailyRequest(ChannelRef(SCOPE, "C2"), ChannelPlan(count=2)),
@@ -208,8 +207,8 @@ async def test_digest_never_repeats_and_sends_nothing_when_nothing_is_new(
     harness: Harness,
 ) -> None:
     await harness.say("follow diffusion")
-    assert (await harness.bot.send_digest(ALICE)).papers == 3
-    assert (await harness.bot.send_digest(ALICE)).papers == 0
+    assert (await harness.bot.digests.send(ALICE)).papers == 3
+    assert (await harness.bot.digests.send(ALICE)).papers == 0
     assert len(harness.platform.dms) == 1
     # A new day lists one more diffusion paper (and repeats an old one): only it is new.
     client = HuggingFaceClient(harness.hf.base_url, max_retries=0)
@@ -219,7 +218,7 @@ async def test_digest_never_repeats_and_sends_nothing_when_nothing_is_new(
     await ingest_day(harness.store, client, date(2026, 5, 6), NOW)
     await client.aclose()
     harness.clock[0] = NOW + timedelta(days=1)
-    assert (await harness.bot.send_digest(ALICE)).papers == 1
+    assert (await harness.bot.digests.send(ALICE)).papers == 1
     assert [card.paper_id for card in harness.platform.dms[-1][1].cards] == ["2405.90002"]
 
 
@@ -248,7 +247,7 @@ async def test_a_permanent_delivery_error_stops_the_channel_and_tells_its_admin(
 ) -> None:
     await harness.say("channel on 09:00 UTC 3", user="admin", admin=True)
     platform = LostChannelPlatform()
-    harness.bot.outbound = platform
+    harness.use(platform)
     answer = await harness.say("channel post-now", user="admin", admin=True)
     assert "can't post in this channel (channel_not_found)" in answer.text
     status = await harness.say("channel status")
@@ -256,7 +255,7 @@ async def test_a_permanent_delivery_error_stops_the_channel_and_tells_its_admin(
     assert [user.user for user, _, _ in platform.dms] == ["admin"]
     assert "channel_not_found" in platform.dms[0][1].text
     with pytest.raises(DeliveryError):
-        await harness.bot.post_daily(CHANNEL)  # the scheduler sees it too, and nothing loops
+        await harness.bot.daily.post(CHANNEL)  # the scheduler sees it too, and nothing loops
     assert len(platform.dms) == 2
     await harness.say("channel on", user="admin", admin=True)
     assert "stopped" not in (await harness.say("channel status")).text
@@ -274,7 +273,7 @@ class ClosedDmsPlatform(RecordingPlatform):
 async def test_closed_dms_pause_the_digest_until_it_is_set_again(harness: Harness) -> None:
     await harness.say("follow agents", user="bob")
     await harness.say("digest daily 08:00 UTC", user="bob")
-    harness.bot.outbound = ClosedDmsPlatform()
+    harness.use(ClosedDmsPlatform())
     answer = await harness.say("digest now", user="bob")
     assert "can't send you direct messages (dms_closed)" in answer.text
     status = await harness.say("digest", user="bob")
@@ -284,12 +283,12 @@ async def test_closed_dms_pause_the_digest_until_it_is_set_again(harness: Harnes
         assert setting is not None and setting.disabled_reason == "dms_closed"
         assert not await repos.users.already_sent("test", "T1", "bob", [1, 2, 3, 4, 5])
     platform = RecordingPlatform()
-    harness.bot.outbound = platform
-    assert (await harness.bot.send_digest(UserRef(SCOPE, "bob"), scheduled=True)).papers == 0
+    harness.use(platform)
+    assert (await harness.bot.digests.send(UserRef(SCOPE, "bob"), scheduled=True)).papers == 0
     assert platform.dms == []  # a scheduled run skips the paused digest
-    assert (await harness.bot.send_digest(UserRef(SCOPE, "bob"))).papers  # asking lifts it
+    assert (await harness.bot.digests.send(UserRef(SCOPE, "bob"))).papers  # asking lifts it
     assert "comes daily at 08:00 UTC" in (await harness.say("digest", user="bob")).text
-    harness.bot.outbound = ClosedDmsPlatform()
+    harness.use(ClosedDmsPlatform())
     await harness.say("digest now", user="bob")
     await harness.say("digest daily 09:00 UTC", user="bob")  # setting it again lifts it too
     assert "comes daily at 09:00 UTC" in (await harness.say("digest", user="bob")).text
@@ -302,7 +301,7 @@ async def test_a_transient_dm_failure_does_not_pause_the_digest(harness: Harness
 
     await harness.say("follow agents", user="bob")
     await harness.say("digest daily 08:00 UTC", user="bob")
-    harness.bot.outbound = FlakyPlatform()
+    harness.use(FlakyPlatform())
     assert "try again in a minute" in (await harness.say("digest now", user="bob")).text
     assert "comes daily at 08:00 UTC" in (await harness.say("digest", user="bob")).text
 
@@ -313,12 +312,12 @@ async def test_concurrent_posts_are_recorded_together_and_a_bad_row_fails_alone(
     async with harness.store.transaction() as repos:
         paper = await repos.papers.by_arxiv_id("2605.00001")
     assert paper is not None
-    recorder = PostRecorder(harness.store)
+    recorder = harness.bot.daily
     rows = [PostRecord("test", "T1", "C9", f"m{n}", paper.id, NOW) for n in range(40)]
-    await asyncio.gather(*(recorder.record(row) for row in rows))
+    await asyncio.gather(*(recorder.record_post(row) for row in rows))
     again = [PostRecord("test", "T1", "C9", f"new{n}", paper.id, NOW) for n in range(5)]
     outcomes = await asyncio.gather(
-        *(recorder.record(row) for row in [*again, rows[0]]), return_exceptions=True
+        *(recorder.record_post(row) for row in [*again, rows[0]]), return_exceptions=True
     )
     assert outcomes[:5] == [None] * 5
     assert isinstance(outcomes[5], IntegrityError)  # the same message recorded twice

@@ -11,66 +11,88 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.core import BotConfig, Paperboy
+from bot.app import Paperboy
+from bot.config import BotConfig
 from bot.daily import due_list_day
+from bot.delivery.leases import SenderLeases, lease_name
+from bot.delivery.runner import Claim, DeliveryPolicy, Send
+from bot.delivery.scheduler import DeliveryScheduler
+from bot.delivery.slots import Slot, last_fire, next_fires
 from bot.events import ChannelRef, MessageRef, UserRef
-from bot.ingest import ingest_days
 from bot.messages import Message
-from bot.ports import DeliveryError, SendKey
-from bot.scheduler import DeliveryPolicy, DeliveryScheduler, Slot, last_fire
-from bot.sender_leases import SenderLeases, lease_name
+from bot.ports import DeliveryError
 from bot.sources.huggingface import HuggingFaceClient
+from bot.sources.ingest import ingest_days
 from storage.deliveries import DeliveryKey, Status
-from storage.store import Store
+from storage.models import Delivery
+from storage.store import Repositories, Store
 from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform
 
 POLICY = DeliveryPolicy(lease=timedelta(minutes=5), max_attempts=3)
 KEY = DeliveryKey("channel", "test", "T1", "C1", "2026-05-05")
 
 
+async def claim(
+    repos: Repositories, key: DeliveryKey, worker: str, now: datetime
+) -> Delivery | None:
+    """`key`'s ledger row if `worker` wins its claim at `now`."""
+    claimed = await repos.deliveries.claim_many(
+        [key], worker, now, lease=POLICY.lease, max_attempts=POLICY.max_attempts
+    )
+    return claimed.get(key)
+
+
+async def ledger_row(repos: Repositories, key: DeliveryKey) -> Delivery | None:
+    """The ledger's row of `key` (each target here has rows of one period)."""
+    row = await repos.deliveries.latest(key.kind, key.platform, key.workspace, key.target)
+    return row if row is not None and row.period == key.period else None
+
+
+def next_slots(worker: DeliveryScheduler) -> dict[str, datetime]:
+    """job id -> next fire time of the worker's slots."""
+    upcoming = next_fires(worker.slots, worker.clock(), 10)
+    return {slot.job_id: fire for slot, fire in upcoming}
+
+
 # The ledger ------------------------------------------------------------------------------
 
 
 async def test_a_slot_is_claimed_once_and_taken_over_only_after_its_lease(store: Store) -> None:
-    async def claim(worker: str, now: datetime):  # type: ignore[no-untyped-def]
+    async def claim_key(worker: str, now: datetime) -> Delivery | None:
         async with store.transaction() as repos:
-            return await repos.deliveries.claim(
-                KEY, worker, now, lease=POLICY.lease, max_attempts=POLICY.max_attempts
-            )
+            return await claim(repos, KEY, worker, now)
 
-    first = await claim("a", NOW)
+    first = await claim_key("a", NOW)
     assert first is not None and first.worker == "a" and first.attempts == 1
-    assert await claim("b", NOW) is None  # a holds the lease
-    assert await claim("b", NOW + timedelta(minutes=4)) is None
-    taken = await claim("b", NOW + timedelta(minutes=6))  # a died: its lease ran out
+    assert await claim_key("b", NOW) is None  # a holds the lease
+    assert await claim_key("b", NOW + timedelta(minutes=4)) is None
+    taken = await claim_key("b", NOW + timedelta(minutes=6))  # a died: its lease ran out
     assert taken is not None and taken.worker == "b" and taken.attempts == 2
     async with store.transaction() as repos:
         await repos.deliveries.finish(taken.id, Status.SENT, NOW, message_ref="m1")
-    assert await claim("c", NOW + timedelta(hours=1)) is None  # sent is final
+    assert await claim_key("c", NOW + timedelta(hours=1)) is None  # sent is final
     async with store.transaction() as repos:
-        row = await repos.deliveries.get(KEY)
+        row = await ledger_row(repos, KEY)
     assert row is not None and row.status == "sent" and row.message_ref == "m1"
 
 
 async def test_retries_wait_for_their_time_and_stop_after_the_last_attempt(store: Store) -> None:
-    async def claim(now: datetime):  # type: ignore[no-untyped-def]
+    async def claim_at(now: datetime) -> Delivery | None:
         async with store.transaction() as repos:
-            return await repos.deliveries.claim(
-                KEY, "w", now, lease=POLICY.lease, max_attempts=POLICY.max_attempts
-            )
+            return await claim(repos, KEY, "w", now)
 
     now = NOW
     for attempt in (1, 2, 3):
-        delivery = await claim(now)
+        delivery = await claim_at(now)
         assert delivery is not None and delivery.attempts == attempt
         retry_at = now + timedelta(minutes=10)
         async with store.transaction() as repos:
             await repos.deliveries.finish(
                 delivery.id, Status.RETRY, now, detail="rate_limited", retry_at=retry_at
             )
-        assert await claim(retry_at - timedelta(seconds=1)) is None
+        assert await claim_at(retry_at - timedelta(seconds=1)) is None
         now = retry_at
-    assert await claim(now + timedelta(days=1)) is None  # out of attempts
+    assert await claim_at(now + timedelta(days=1)) is None  # out of attempts
     async with store.transaction() as repos:
         assert await repos.deliveries.due_retries(now, POLICY.max_attempts) == []
 
@@ -81,13 +103,13 @@ async def test_claims_made_together_are_the_claims_made_one_at_a_time(store: Sto
     elsewhere = DeliveryKey("digest", "test", "T2", "a", "2026-05-05")  # another workspace
     async with store.transaction() as repos:
         for key in (done, expired, elsewhere):
-            await repos.deliveries.claim(key, "old", NOW, lease=POLICY.lease, max_attempts=3)
-        row = await repos.deliveries.get(done)
+            await claim(repos, key, "old", NOW)
+        row = await ledger_row(repos, done)
         assert row is not None
         await repos.deliveries.finish(row.id, Status.SENT, NOW)
     later = NOW + timedelta(minutes=3)
     async with store.transaction() as repos:  # claimed later: its lease outlasts the others'
-        await repos.deliveries.claim(held, "old", later, lease=POLICY.lease, max_attempts=3)
+        await claim(repos, held, "old", later)
     async with store.transaction() as repos:
         claimed = await repos.deliveries.claim_many(
             [*fresh, done, expired, held, fresh[0], elsewhere], "w",
@@ -111,20 +133,20 @@ async def test_a_post_that_fails_to_compose_fails_alone_and_is_retried(
 ) -> None:
     await configure(harness, NOW - timedelta(hours=5))
     await harness.say("channel on 09:00 UTC 3", channel=ChannelRef(SCOPE, "C2"), admin=True)
-    compose = harness.bot.prepare_daily
+    compose = harness.bot.daily.prepare
 
-    async def broken_for_c1(repos, due):  # type: ignore[no-untyped-def]
-        if any(post.channel.channel == "C1" for post in due):
+    async def broken_for_c1(repos: Repositories, claims: list[Claim]) -> list[Send]:
+        if any(claim.key.target == "C1" for claim in claims):
             raise ValueError("bad data in C1's list")
-        return await compose(repos, due)
+        return await compose(repos, claims)
 
-    monkeypatch.setattr(harness.bot, "prepare_daily", broken_for_c1)
+    monkeypatch.setattr(harness.bot.daily, "prepare", broken_for_c1)
     runner = scheduler(harness).runner
     other = DeliveryKey("channel", "test", "T1", "C2", "2026-05-05")
     outcomes = await asyncio.gather(runner.run(KEY), runner.run(other))  # one batch
     assert outcomes == [Status.RETRY, Status.SENT]
     async with harness.store.transaction() as repos:
-        row = await repos.deliveries.get(KEY)
+        row = await ledger_row(repos, KEY)
     assert row is not None and row.detail == "internal_error: ValueError"
     assert row.retry_at is not None
 
@@ -164,9 +186,7 @@ async def configure(harness: Harness, at: datetime) -> None:
 
 
 def scheduler(harness: Harness) -> DeliveryScheduler:
-    return DeliveryScheduler(
-        harness.bot, worker="w1", policy=POLICY, clock=lambda: harness.clock[0]
-    )
+    return harness.bot.scheduler(worker="w1", policy=POLICY, clock=lambda: harness.clock[0])
 
 
 def delivered(platform: RecordingPlatform) -> tuple[int, int]:
@@ -180,26 +200,26 @@ async def test_jobs_are_built_from_the_database_in_local_time(harness: Harness) 
     worker = scheduler(harness)
     await worker.start()
     try:
-        slots = dict(worker.next_slots())
+        slots = next_slots(worker)
         assert set(slots) == {"channel:test:T1:C1", "digest:test:T1:alice"}
         channel = slots["channel:test:T1:C1"].astimezone(UTC)
         assert (channel.hour, channel.minute, channel.weekday() < 5) == (9, 0, True)
         await harness.say("digest daily 07:45 Europe/Berlin")  # picked up at once, not in a minute
         for _ in range(50):
-            digest = worker.next_slots()
-            if dict(digest)["digest:test:T1:alice"].astimezone(ZoneInfo("Europe/Berlin")).hour == 7:
+            digest = next_slots(worker)
+            if digest["digest:test:T1:alice"].astimezone(ZoneInfo("Europe/Berlin")).hour == 7:
                 break
             await asyncio.sleep(0.05)
-        local = dict(worker.next_slots())["digest:test:T1:alice"].astimezone(
+        local = next_slots(worker)["digest:test:T1:alice"].astimezone(
             ZoneInfo("Europe/Berlin")
         )
         assert (local.hour, local.minute) == (7, 45)
         await harness.say("channel off", user="admin", admin=True)
         for _ in range(50):
-            if "channel:test:T1:C1" not in dict(worker.next_slots()):
+            if "channel:test:T1:C1" not in next_slots(worker):
                 break
             await asyncio.sleep(0.05)
-        assert "channel:test:T1:C1" not in dict(worker.next_slots())
+        assert "channel:test:T1:C1" not in next_slots(worker)
     finally:
         worker.shutdown()
 
@@ -214,7 +234,7 @@ async def test_a_schedule_is_one_job_that_delivers_every_slot_on_it(harness: Har
     await worker.start()
     try:
         assert delivered(harness.platform) == (0, 0)  # nothing missed to catch up
-        assert worker.slot_count == 3
+        assert len(worker.slots) == 3
         schedules = [job for job in worker.scheduler.get_jobs() if job.id.startswith("schedule:")]
         assert len(schedules) == 2  # the two channels share 09:00 UTC
         (nine,) = [job for job in schedules if ":09:00:" in job.id]
@@ -240,7 +260,7 @@ async def test_todays_missed_slots_are_delivered_once_at_start(harness: Harness)
     await again.resync(catch_up=True)
     assert delivered(harness.platform) == (1, 1)
     async with harness.store.transaction() as repos:
-        row = await repos.deliveries.get(DeliveryKey("channel", "test", "T1", "C1", "2026-05-05"))
+        row = await ledger_row(repos, DeliveryKey("channel", "test", "T1", "C1", "2026-05-05"))
     assert row is not None and row.status == "sent" and row.detail == "3 papers"
     assert row.message_ref == harness.platform.posts[0][2].message_id
     first.shutdown()
@@ -275,11 +295,11 @@ class FlakyPlatform(RecordingPlatform):
 async def test_a_transient_failure_is_retried_with_backoff(harness: Harness) -> None:
     await configure(harness, NOW - timedelta(hours=5))
     platform = FlakyPlatform(failures=1)
-    harness.bot.outbound = platform
+    harness.use(platform)
     worker = scheduler(harness)
     await worker.runner.run(KEY)
     async with harness.store.transaction() as repos:
-        row = await repos.deliveries.get(KEY)
+        row = await ledger_row(repos, KEY)
     assert row is not None and (row.status, row.detail) == ("retry", "rate_limited")
     await worker.retry_due()
     assert platform.posts == []  # not due yet
@@ -287,7 +307,7 @@ async def test_a_transient_failure_is_retried_with_backoff(harness: Harness) -> 
     await worker.retry_due()
     assert delivered(platform)[0] == 1
     async with harness.store.transaction() as repos:
-        row = await repos.deliveries.get(KEY)
+        row = await ledger_row(repos, KEY)
     assert row is not None and (row.status, row.attempts) == ("sent", 2)
 
 
@@ -298,10 +318,10 @@ async def test_a_permanent_failure_is_recorded_and_stops_the_channel(harness: Ha
         async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
             raise DeliveryError("channel_not_found", permanent=True)
 
-    harness.bot.outbound = GonePlatform()
+    harness.use(GonePlatform())
     assert await scheduler(harness).runner.run(KEY) is Status.FAILED
     async with harness.store.transaction() as repos:
-        row = await repos.deliveries.get(KEY)
+        row = await ledger_row(repos, KEY)
         slots_left = await repos.channels.subscription("test", "T1", "C1")
     assert row is not None and (row.status, row.detail) == ("failed", "channel_not_found")
     assert slots_left is not None and not slots_left.enabled
@@ -322,13 +342,13 @@ async def test_outcomes_recorded_together_each_land_on_their_own_row(harness: Ha
                 raise DeliveryError("channel_not_found", permanent=True)
             return await super().post(channel, message)
 
-    platform = harness.bot.outbound = C3Gone()
+    platform = harness.use(C3Gone())
     keys = [replace(KEY, target=channel) for channel in ("C1", "C2", "C3")]
     worker = scheduler(harness).runner
     statuses = await asyncio.gather(*(worker.run(key) for key in keys))
     assert statuses == [Status.SENT, Status.SENT, Status.FAILED]
     async with harness.store.transaction() as repos:
-        rows = [await repos.deliveries.get(key) for key in keys]
+        rows = [await ledger_row(repos, key) for key in keys]
     headers = {to.channel: ref.message_id for to, m, ref in platform.posts
                if m.text.startswith("Trending papers")}  # fmt: skip
     assert [(r.status, r.message_ref, r.detail) for r in rows if r is not None] == [
@@ -341,7 +361,7 @@ async def test_outcomes_recorded_together_each_land_on_their_own_row(harness: Ha
 async def test_a_dead_workers_claim_is_taken_over_after_its_lease(harness: Harness) -> None:
     await configure(harness, NOW - timedelta(hours=5))
     async with harness.store.transaction() as repos:  # a worker claimed, then died
-        await repos.deliveries.claim(KEY, "dead", NOW, lease=POLICY.lease, max_attempts=3)
+        await claim(repos, KEY, "dead", NOW)
     worker = scheduler(harness)
     await worker.retry_due()
     assert delivered(harness.platform)[0] == 0
@@ -374,7 +394,7 @@ async def test_two_workers_in_separate_event_loops_deliver_each_slot_once(
     async def work(platform: RecordingPlatform, name: str) -> None:
         store = await Store.open(database_url, migrate=False)
         bot = Paperboy(store, platform, config=BotConfig(), clock=lambda: NOW)
-        worker = DeliveryScheduler(bot, worker=name, policy=POLICY, clock=lambda: NOW)
+        worker = bot.scheduler(worker=name, policy=POLICY, clock=lambda: NOW)
         try:
             start.wait(timeout=30)
             await worker.resync(catch_up=True)
@@ -423,7 +443,7 @@ async def test_one_worker_at_a_time_sends_a_workspaces_posts(harness: Harness) -
     holder_platform = RecordingPlatform()
     holder_bot = Paperboy(harness.store, holder_platform, config=BotConfig(), clock=lambda: NOW)
     waiter, holder = (
-        DeliveryScheduler(bot, worker=name, policy=SENDING, clock=lambda: NOW).runner
+        bot.scheduler(worker=name, policy=SENDING, clock=lambda: NOW).runner
         for bot, name in ((harness.bot, "w1"), (holder_bot, "w2"))
     )
     async with harness.store.transaction() as repos:  # w2 is sending to T1 already
@@ -444,8 +464,8 @@ async def test_a_dead_workers_sender_lease_holds_its_workspace_up_until_it_runs_
     await configure(harness, NOW - timedelta(hours=5))
     async with harness.store.transaction() as repos:
         await repos.leases.acquire(lease_name("test", "T1"), "dead", NOW, SENDING.sender_lease)
-    runner = DeliveryScheduler(
-        harness.bot, worker="w1", policy=SENDING, clock=lambda: harness.clock[0]
+    runner = harness.bot.scheduler(
+        worker="w1", policy=SENDING, clock=lambda: harness.clock[0]
     ).runner
     running = asyncio.create_task(runner.run(KEY))
     await asyncio.sleep(0.3)  # fifteen looks at the lease
@@ -533,7 +553,7 @@ async def test_a_paused_digest_is_not_scheduled(harness: Harness) -> None:
     worker = scheduler(harness)
     await worker.resync(catch_up=True)
     assert delivered(harness.platform) == (1, 0)
-    assert "digest:test:T1:alice" not in dict(worker.next_slots())
+    assert "digest:test:T1:alice" not in next_slots(worker)
 
 
 # Publishing days and the day's list ------------------------------------------------------
@@ -545,7 +565,8 @@ async def test_a_channel_posts_on_its_own_days(harness: Harness) -> None:
     worker = scheduler(harness)
     await worker.resync()
     fires = []
-    trigger = worker._slots["channel:test:T1:C1"].trigger()
+    (slot,) = worker.slots
+    trigger = slot.trigger()
     fire = trigger.get_next_fire_time(None, NOW)
     for _ in range(4):
         assert fire is not None
@@ -580,7 +601,7 @@ async def test_a_post_waits_for_the_days_list_then_posts_it(harness: Harness) ->
     assert await worker.runner.run(WEDNESDAY_KEY) is Status.WAITING
     assert delivered(harness.platform) == (0, 0)
     async with harness.store.transaction() as repos:
-        row = await repos.deliveries.get(WEDNESDAY_KEY)
+        row = await ledger_row(repos, WEDNESDAY_KEY)
     assert row is not None and (row.status, row.attempts) == ("waiting", 0)
     assert row.detail == "waiting for the 2026-05-06 list"
     for _ in range(POLICY.max_attempts + 2):  # waiting never uses up the attempts
@@ -596,7 +617,7 @@ async def test_a_post_waits_for_the_days_list_then_posts_it(harness: Harness) ->
     header = harness.platform.posts[0][1].text
     assert header.endswith("Wednesday 06 May 2026")
     async with harness.store.transaction() as repos:
-        row = await repos.deliveries.get(WEDNESDAY_KEY)
+        row = await ledger_row(repos, WEDNESDAY_KEY)
     assert row is not None and (row.status, row.attempts, row.detail) == ("sent", 1, "3 papers")
 
 
@@ -614,7 +635,7 @@ async def test_a_list_that_never_comes_is_reported_once_not_replaced(harness: Ha
     assert "Wednesday 06 May" in posts[0]
     assert harness.paper_posts() == []  # Tuesday's papers were not posted again
     async with harness.store.transaction() as repos:
-        row = await repos.deliveries.get(WEDNESDAY_KEY)
+        row = await ledger_row(repos, WEDNESDAY_KEY)
     assert row is not None and (row.status, row.detail) == ("sent", "list missing")
 
 
@@ -648,7 +669,7 @@ class LostAnswerPlatform(RecordingPlatform):
 async def test_a_retry_does_not_repeat_what_already_went_out(harness: Harness) -> None:
     await configure(harness, NOW - timedelta(hours=5))
     platform = LostAnswerPlatform(lose=3)  # the header and a paper are out, a second is lost
-    harness.bot.outbound = platform
+    harness.use(platform)
     worker = scheduler(harness)
     assert await worker.runner.run(KEY) is Status.RETRY
     harness.clock[0] = NOW + POLICY.first_retry
@@ -660,7 +681,7 @@ async def test_a_retry_does_not_repeat_what_already_went_out(harness: Harness) -
     posted = [message.cards[0].paper_id for _, message, _ in platform.posts if message.cards]
     assert len(posted) > 3 and len(set(posted)) == len(posted)  # the lost one was recorded
     async with harness.store.transaction() as repos:
-        row = await repos.deliveries.get(KEY)
+        row = await ledger_row(repos, KEY)
     assert row is not None and (row.status, row.attempts) == ("sent", 2)
 
 
@@ -678,7 +699,7 @@ async def test_a_retry_never_reposts_papers_recorded_by_the_first_attempt(
 ) -> None:
     await configure(harness, NOW - timedelta(hours=5))
     platform = BlindPlatform(lose=3)  # the header and a paper are out and known, then a loss
-    harness.bot.outbound = platform
+    harness.use(platform)
     worker = scheduler(harness)
     assert await worker.runner.run(KEY) is Status.RETRY
     harness.clock[0] = NOW + POLICY.first_retry
@@ -691,7 +712,7 @@ async def test_a_retry_never_reposts_papers_recorded_by_the_first_attempt(
 async def test_a_digest_retry_finds_the_dm_that_went_out(harness: Harness) -> None:
     await configure(harness, NOW - timedelta(hours=5))
     platform = LostAnswerPlatform(lose=1)
-    harness.bot.outbound = platform
+    harness.use(platform)
     worker = scheduler(harness)
     digest = DeliveryKey("digest", "test", "T1", "alice", "2026-05-05")
     assert await worker.runner.run(digest) is Status.RETRY
@@ -705,15 +726,20 @@ async def test_a_post_sent_by_a_worker_that_died_before_noting_it_is_not_sent_ag
     harness: Harness,
 ) -> None:
     await configure(harness, NOW - timedelta(hours=5))
+    # A worker claimed and composed the post, sent and recorded all of it, then died before
+    # the ledger heard.
     async with harness.store.transaction() as repos:
-        await repos.deliveries.claim(KEY, "dead", NOW, lease=POLICY.lease, max_attempts=3)
-    # The dead worker sent and recorded the whole post, then died before the ledger heard.
-    await harness.bot.post_daily(CHANNEL, day=date(2026, 5, 5), key=SendKey("channel:2026-05-05"))
+        row = await claim(repos, KEY, "dead", NOW)
+        assert row is not None
+        (send,) = await harness.bot.daily.prepare(
+            repos, [Claim(KEY, row.created_at, row.attempts, give_up=False)]
+        )
+    await send()
     sent_before = len(harness.platform.posts)
     harness.clock[0] = NOW + POLICY.lease + timedelta(seconds=1)
     await scheduler(harness).retry_due()
     assert len(harness.platform.posts) == sent_before
     async with harness.store.transaction() as repos:
-        row = await repos.deliveries.get(KEY)
+        row = await ledger_row(repos, KEY)
     assert row is not None and (row.status, row.detail) == ("sent", "3 papers")
     assert row.message_ref == harness.platform.posts[0][2].message_id  # the header it found

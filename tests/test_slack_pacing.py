@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 
 from adapters.slack.outbound import SlackOutbound
 from adapters.slack.pacing import FORGET_EVERY, MAX_SLOWDOWN, RECOVERY, Claim, SlackPacer
-from bot.core import BotConfig, Paperboy
+from bot.app import Paperboy
+from bot.config import BotConfig
+from bot.delivery.runner import DeliveryPolicy
 from bot.events import ChannelRef, CommandInvoked, Scope, UserRef
 from bot.messages import Message
-from bot.scheduler import DeliveryPolicy, DeliveryScheduler
 from storage.models import Delivery, Post
 from storage.store import Store
 from tests.core_fixtures import NOW, stocked
@@ -236,8 +237,7 @@ async def morning(
                     answer = await bot.handle_command(CommandInvoked(where, "UADMIN", text, True))
                     assert answer.text.startswith("Daily post on"), answer.text
             clock[0] = NOW
-            worker = DeliveryScheduler(
-                bot,
+            worker = bot.scheduler(
                 platform="slack",
                 worker="w1",
                 policy=DeliveryPolicy(concurrency=concurrency),

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from datetime import timedelta
 
-from bot.scheduler import DeliveryPolicy, DeliveryScheduler
-from bot.status import collect_status, render_status
+from bot.delivery.runner import DeliveryPolicy
+from bot.delivery.status import collect_status, render_status
 from tests.core_fixtures import NOW, Harness
 from tests.postgres import PostgresServer
 
@@ -26,8 +26,8 @@ async def deliver_today(harness: Harness) -> None:
     await harness.say("follow retrieval")
     await harness.say("digest daily 10:30 Europe/Berlin")
     harness.clock[0] = NOW
-    worker = DeliveryScheduler(
-        harness.bot, worker="w1", policy=DeliveryPolicy(), clock=lambda: harness.clock[0]
+    worker = harness.bot.scheduler(
+        worker="w1", policy=DeliveryPolicy(), clock=lambda: harness.clock[0]
     )
     await worker.resync(catch_up=True)
     worker.shutdown()

@@ -20,7 +20,8 @@ from discord import app_commands
 from adapters.discord.commands import PapersCommands
 from adapters.discord.outbound import DiscordOutbound
 from adapters.discord.render import render
-from bot.core import BotConfig, Paperboy
+from bot.app import Paperboy
+from bot.config import BotConfig
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope, UserRef
 from bot.messages import Message, Visibility
 from bot.ports import DeliveryError

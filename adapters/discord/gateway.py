@@ -16,7 +16,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from adapters.discord.client import DiscordBot, log_in
-from bot.scheduler import worker_name
+from bot.delivery.runner import worker_name
 from storage.db import DB_ERRORS
 from storage.store import Store
 

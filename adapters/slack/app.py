@@ -27,7 +27,8 @@ from adapters.slack.background import Background
 from adapters.slack.outbound import SlackOutbound, TokenLookup, web_client
 from adapters.slack.pacing import SlackPacer
 from adapters.slack.render import LINK_ACTION_PREFIX, SHARE_ACTION, blocks, fallback_text
-from bot.core import BotConfig, Paperboy
+from bot.app import Paperboy
+from bot.config import BotConfig
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope
 from bot.messages import Message, Visibility
 from bot.search import SearchSource

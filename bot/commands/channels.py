@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bot.commands.context import CommandContext
-from bot.commands.outcomes import last_delivery_line
 from bot.commands.parser import (
     ChannelOff,
     ChannelOn,
@@ -14,6 +13,7 @@ from bot.commands.parser import (
     describe_days,
 )
 from bot.daily import PUBLISHING_DAYS
+from bot.delivery.status import last_delivery_line
 from bot.messages import Message
 from bot.ports import DeliveryError
 from storage.deliveries import CHANNEL
@@ -28,8 +28,8 @@ def not_admin(admins: str) -> str:
 
 
 async def channel_on(ctx: CommandContext, command: ChannelOn) -> Message:
-    config = ctx.bot.config
-    async with ctx.bot.store.transaction() as repos:
+    config = ctx.config
+    async with ctx.store.transaction() as repos:
         current = await repos.channels.subscription(
             ctx.platform, ctx.workspace, ctx.event.channel.channel
         )
@@ -52,7 +52,7 @@ async def channel_on(ctx: CommandContext, command: ChannelOn) -> Message:
 
 
 async def channel_off(ctx: CommandContext, command: ChannelOff) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         subscription = await repos.channels.subscription(
             ctx.platform, ctx.workspace, ctx.event.channel.channel
         )
@@ -64,7 +64,7 @@ async def channel_off(ctx: CommandContext, command: ChannelOff) -> Message:
 
 
 async def channel_status(ctx: CommandContext, command: ChannelStatus) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         subscription = await repos.channels.subscription(
             ctx.platform, ctx.workspace, ctx.event.channel.channel
         )
@@ -100,7 +100,7 @@ async def channel_topic_remove(ctx: CommandContext, command: ChannelTopicRemove)
 
 
 async def _change_topic(ctx: CommandContext, topic: str, *, add: bool) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         subscription = await repos.channels.subscription(
             ctx.platform, ctx.workspace, ctx.event.channel.channel
         )
@@ -126,7 +126,7 @@ async def _change_topic(ctx: CommandContext, topic: str, *, add: bool) -> Messag
 
 async def channel_post_now(ctx: CommandContext, command: ChannelPostNow) -> Message:
     try:
-        sent = (await ctx.bot.post_daily(ctx.event.channel)).papers
+        sent = (await ctx.daily.post(ctx.event.channel)).papers
     except DeliveryError as error:
         if error.permanent:
             return Message(

@@ -1,26 +1,31 @@
-"""What every command handler receives."""
+"""What every command handler receives: the event and what it may use, nothing more."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from bot.config import BotConfig
+from bot.daily import DailyPosts
+from bot.digest import Digests
 from bot.events import CommandInvoked, UserRef
-
-if TYPE_CHECKING:
-    from bot.core import Paperboy
+from bot.search import SearchSource
+from storage.store import Store
 
 
 @dataclass(frozen=True)
 class CommandContext:
-    bot: Paperboy
     event: CommandInvoked
     now: datetime
+    store: Store
+    config: BotConfig
+    source: SearchSource | None  # Hugging Face search, when the store has too few papers
+    daily: DailyPosts  # `channel post-now`
+    digests: Digests  # `digest now`
 
     @property
     def actor(self) -> UserRef:
-        return self.event.actor
+        return UserRef(self.event.channel.scope, self.event.user)
 
     @property
     def platform(self) -> str:

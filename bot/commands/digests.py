@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bot.commands.context import CommandContext
-from bot.commands.outcomes import last_delivery_line
 from bot.commands.parser import WEEKDAYS, DigestNow, DigestOff, DigestSet, DigestStatus
+from bot.delivery.status import last_delivery_line
 from bot.messages import Message
 from bot.ports import DeliveryError
 from storage.deliveries import DIGEST
@@ -24,9 +24,9 @@ def describe(setting: DigestSetting) -> str:
 
 
 async def digest_set(ctx: CommandContext, command: DigestSet) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         current = await repos.users.digest_setting(ctx.platform, ctx.workspace, ctx.user)
-        timezone = command.timezone or (current.timezone if current else ctx.bot.config.default_tz)
+        timezone = command.timezone or (current.timezone if current else ctx.config.default_tz)
         setting = await repos.users.set_digest(
             ctx.platform,
             ctx.workspace,
@@ -48,13 +48,13 @@ async def digest_set(ctx: CommandContext, command: DigestSet) -> Message:
 
 
 async def digest_off(ctx: CommandContext, command: DigestOff) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         removed = await repos.users.digest_off(ctx.platform, ctx.workspace, ctx.user)
     return Message(text="Your digest is off." if removed else "Your digest was already off.")
 
 
 async def digest_status(ctx: CommandContext, command: DigestStatus) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         setting = await repos.users.digest_setting(ctx.platform, ctx.workspace, ctx.user)
         topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
         last = await repos.deliveries.latest(DIGEST, ctx.platform, ctx.workspace, ctx.user)
@@ -75,7 +75,7 @@ async def digest_status(ctx: CommandContext, command: DigestStatus) -> Message:
 
 
 async def digest_now(ctx: CommandContext, command: DigestNow) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
         saves = await repos.users.recent_saves_many(ctx.platform, ctx.workspace, [ctx.user], 1)
     if not topics and not saves:
@@ -84,7 +84,7 @@ async def digest_now(ctx: CommandContext, command: DigestNow) -> Message:
             lines=("Papers you save (react with the save emoji) count too.",),
         )
     try:
-        sent = (await ctx.bot.send_digest(ctx.actor)).papers
+        sent = (await ctx.digests.send(ctx.actor)).papers
     except DeliveryError as error:
         if not error.permanent:
             return Message(text="I couldn't send your digest just now; try again in a minute.")

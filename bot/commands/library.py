@@ -15,7 +15,7 @@ MAX_FOLLOWED = 25
 
 
 async def follow(ctx: CommandContext, command: Follow) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
         if command.topic not in topics and len(topics) >= MAX_FOLLOWED:
             return Message(
@@ -38,7 +38,7 @@ async def follow(ctx: CommandContext, command: Follow) -> Message:
 
 
 async def unfollow(ctx: CommandContext, command: Unfollow) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         removed = await repos.users.unfollow(ctx.platform, ctx.workspace, ctx.user, command.topic)
     if removed:
         return Message(text=f"You no longer follow “{command.topic}”.")
@@ -46,7 +46,7 @@ async def unfollow(ctx: CommandContext, command: Unfollow) -> Message:
 
 
 async def following(ctx: CommandContext, command: Following) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
     if not topics:
         return Message(text="You follow no topics yet. Try `/papers follow latency`.")
@@ -54,7 +54,7 @@ async def following(ctx: CommandContext, command: Following) -> Message:
 
 
 async def saved(ctx: CommandContext, command: Saved) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         papers = await repos.users.saved(ctx.platform, ctx.workspace, ctx.user)
     if not papers:
         return Message(
@@ -69,7 +69,7 @@ async def saved(ctx: CommandContext, command: Saved) -> Message:
 
 
 async def unsave(ctx: CommandContext, command: Unsave) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         paper = await repos.papers.by_arxiv_id(command.paper_id)
         removed = paper is not None and await repos.users.unsave(
             ctx.platform, ctx.workspace, ctx.user, paper.id
@@ -80,7 +80,7 @@ async def unsave(ctx: CommandContext, command: Unsave) -> Message:
 
 
 async def export_bibtex(ctx: CommandContext, command: ExportBibtex) -> Message:
-    async with ctx.bot.store.transaction() as repos:
+    async with ctx.store.transaction() as repos:
         papers = await repos.users.saved(ctx.platform, ctx.workspace, ctx.user)
     if not papers:
         return Message(text="You have no saved papers to export.")

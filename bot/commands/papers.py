@@ -11,7 +11,7 @@ from bot.search import find_papers
 
 
 async def today(ctx: CommandContext, command: Today) -> Message:
-    async with ctx.bot.store.reading() as repos:
+    async with ctx.store.reading() as repos:
         latest = await latest_list(repos, ctx.now.date())
     if latest is None or not latest[1]:
         return Message(
@@ -19,7 +19,7 @@ async def today(ctx: CommandContext, command: Today) -> Message:
             "Try again in a few minutes."
         )
     day, papers = latest
-    cards = paper_cards(papers[: ctx.bot.config.today_count])
+    cards = paper_cards(papers[: ctx.config.today_count])
     return Message(
         text=list_title(day, cards, "Trending papers"),
         cards=cards,
@@ -30,11 +30,11 @@ async def today(ctx: CommandContext, command: Today) -> Message:
 
 async def topic(ctx: CommandContext, command: Topic) -> Message:
     papers = await find_papers(
-        ctx.bot.store,
+        ctx.store,
         command.topic,
-        limit=ctx.bot.config.topic_count,
-        source=ctx.bot.source,
-        budget=ctx.bot.config.search_budget,
+        limit=ctx.config.topic_count,
+        source=ctx.source,
+        budget=ctx.config.search_budget,
     )
     follow_hint = f"Follow it for a DM digest: `/papers follow {command.topic}`"
     if not papers:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from zoneinfo import available_timezones
 
+from bot.delivery.slots import days_spec
 from bot.words import is_word_character
 from config.settings import parse_hhmm
 
@@ -403,21 +404,6 @@ def _weekday_index(value: str) -> int:
         if len(value) >= 3 and day.startswith(value):
             return index
     raise ValueError(value)
-
-
-def days_spec(days: set[int]) -> str:
-    """Weekday numbers (0 = Monday) as cron day_of_week, runs of three or more as ranges."""
-    runs: list[list[int]] = []
-    for day in sorted(days):
-        if runs and day == runs[-1][-1] + 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    names = [day[:3] for day in WEEKDAYS]
-    return ",".join(
-        f"{names[run[0]]}-{names[run[-1]]}" if len(run) >= 3 else ",".join(names[d] for d in run)
-        for run in runs
-    )
 
 
 def describe_days(spec: str) -> str:

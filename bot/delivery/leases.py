@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.batching import Batcher
+from bot.delivery.batching import Batcher
 from storage.db import DB_ERRORS
 from storage.models import Lease
 from storage.store import Store

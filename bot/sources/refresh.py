@@ -1,4 +1,5 @@
-"""Make sure the bot has papers to talk about: recent Daily Papers lists, or the demo sample."""
+"""Keeping the store fresh: the recent Daily Papers lists fetched at start and refreshed on a
+schedule, or the demo sample when Hugging Face cannot be reached and nothing is stored."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 from bot.demo import load_demo_corpus
-from bot.ingest import DailySource, ingest_days
+from bot.sources.ingest import DailySource, ingest_days
 from storage import search_index
 from storage.store import Store
 

@@ -10,7 +10,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from bot.bootstrap import (
+from bot.sources.huggingface import HuggingFaceClient
+from bot.sources.refresh import (
     PUBLISHING_INTERVAL,
     RETRY_BASE,
     WEEKEND_INTERVAL,
@@ -18,7 +19,6 @@ from bot.bootstrap import (
     keep_papers_fresh,
     refresh_interval,
 )
-from bot.sources.huggingface import HuggingFaceClient
 from storage import search_index
 from storage.papers import PaperData
 from storage.store import Store
@@ -121,7 +121,7 @@ async def listed(store: Store, day: date) -> list[str]:
 
 
 def logged(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "bot.bootstrap" and r.levelno == level]
+    return [r for r in caplog.records if r.name == "bot.sources.refresh" and r.levelno == level]
 
 
 async def test_the_worker_survives_an_outage_and_catches_up(
@@ -134,7 +134,7 @@ async def test_the_worker_survives_an_outage_and_catches_up(
         fake_hf.load_day("2026-05-05")
         fake_hf.faults["daily"] = ["503", "badjson", "429", "500"]  # four failed refreshes
 
-        with caplog.at_level(logging.INFO, logger="bot.bootstrap"):
+        with caplog.at_level(logging.INFO, logger="bot.sources.refresh"):
             task = asyncio.create_task(
                 keep_papers_fresh(
                     store, source, lambda: TODAY, interval=0.05, retry_base=0.01, deadline=5

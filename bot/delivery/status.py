@@ -1,6 +1,9 @@
-"""`paperboy status`: what the workers will deliver next, what they delivered, and how fresh
-the store is. Read from the database only, so it works beside running workers, and it shows
-no secret (the database password is masked)."""
+"""What scheduled delivery did and will do, as people read it: `paperboy status` for an
+operator (the next slots, the recent deliveries, how fresh the store is), and one line on a
+channel's post or a user's digest for `/papers channel status` and `/papers digest`.
+
+Read from the database only, so it works beside running workers, and it shows no secret (the
+database password is masked)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from bot.scheduler import Slot, load_slots, next_fires
+from bot.delivery.slots import Slot, load_slots, next_fires
 from storage.models import Delivery, Lease
 from storage.store import Store
 
@@ -123,3 +126,24 @@ def _ago(elapsed: timedelta) -> str:
     if minutes < 48 * 60:
         return f"{minutes // 60} h"
     return f"{minutes // (24 * 60)} days"
+
+
+def last_delivery_line(delivery: Delivery | None, what: str) -> str | None:
+    """One line on `delivery` (the latest period's), e.g. "Last post (2026-11-23): sent, 3
+    papers."; None when nothing was scheduled yet."""
+    if delivery is None:
+        return None
+    detail = delivery.detail or ""
+    outcome = {
+        "sent": "a notice that the day's list was missing"
+        if detail == "list missing"
+        else f"sent, {detail}",
+        "empty": "nothing new to send",
+        "claimed": "being sent now",
+        "waiting": "waiting for the day's Daily Papers list",
+        "retry": f"failed for now ({detail}), will retry"
+        + (f" at {delivery.retry_at:%H:%M} UTC" if delivery.retry_at else ""),
+        "failed": f"failed ({detail})",
+        "skipped": f"skipped ({detail})",
+    }.get(delivery.status, delivery.status)
+    return f"{what} ({delivery.period}): {outcome}."

@@ -1,0 +1,121 @@
+"""Paperboy: the platform-neutral bot's front door. Adapters hand it neutral events and render
+what it returns: commands and reactions come in here; scheduled delivery is handed to
+`bot.delivery`, with the daily post and the digest as its kinds. It reaches platforms only
+through the Outbound port."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bot.commands import HANDLERS, CommandContext
+from bot.commands.channels import not_admin
+from bot.commands.parser import (
+    ADMIN_COMMANDS,
+    ChannelOff,
+    ChannelOn,
+    DigestOff,
+    DigestSet,
+    UsageError,
+    parse,
+)
+from bot.config import BotConfig
+from bot.daily import DailyPosts
+from bot.delivery.runner import DeliveryPolicy
+from bot.delivery.scheduler import DeliveryScheduler
+from bot.digest import Digests
+from bot.events import CommandInvoked, ReactionChanged, UserRef
+from bot.messages import Message
+from bot.ports import Outbound
+from bot.reactions import SaveReactions
+from bot.search import SearchSource
+from storage.deliveries import CHANNEL, DIGEST
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_COMMANDS = (ChannelOn, ChannelOff, DigestSet, DigestOff)
+SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
+
+
+class Paperboy:
+    def __init__(
+        self,
+        store: Store,
+        outbound: Outbound,
+        *,
+        config: BotConfig,
+        source: SearchSource | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.source = source
+        self.clock = clock
+        self.reactions = SaveReactions(store, config.save_emojis)
+        self.daily = DailyPosts(
+            store, outbound, default_count=config.default_post_count,
+            save_emoji=config.save_emoji, clock=clock, schedule_changed=self._schedule_changed,
+        )  # fmt: skip
+        self.digests = Digests(
+            store, outbound, clock=clock, schedule_changed=self._schedule_changed
+        )
+        # Called after a command or a failed send changes when something is delivered.
+        self._schedule_listeners: list[Callable[[], None]] = []
+
+    async def handle_command(self, event: CommandInvoked) -> Message:
+        """The answer to `/papers <text>`: a result, a usage hint, or an apology; never raises."""
+        try:
+            command = parse(event.text)
+        except UsageError as error:
+            return Message(text=str(error), is_usage_hint=True)
+        if isinstance(command, ADMIN_COMMANDS) and not event.is_admin:
+            return Message(text=not_admin(self.config.admins))
+        context = CommandContext(
+            event=event, now=self.clock(), store=self.store, config=self.config,
+            source=self.source, daily=self.daily, digests=self.digests,
+        )  # fmt: skip
+        try:
+            answer = await HANDLERS[type(command)](context, command)
+        except Exception:
+            log.exception("command %s failed", type(command).__name__)
+            return Message(text=SOMETHING_WENT_WRONG)
+        if isinstance(command, SCHEDULE_COMMANDS):
+            self._schedule_changed()
+        return answer
+
+    async def handle_reaction(self, event: ReactionChanged) -> Message | None:
+        """A confirmation for the reacting user, or None when the reaction is not a save."""
+        try:
+            return await self.reactions.handle(event, self.clock())
+        except Exception:
+            log.exception("reaction handling failed")
+            return None
+
+    async def followed_topics(self, user: UserRef) -> list[str]:
+        """The topics `user` follows (for pickers such as Discord's autocomplete)."""
+        scope = user.scope
+        async with self.store.reading() as repos:
+            return list(await repos.users.following(scope.platform, scope.workspace, user.user))
+
+    def scheduler(
+        self,
+        *,
+        platform: str | None = None,
+        worker: str | None = None,
+        policy: DeliveryPolicy | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> DeliveryScheduler:
+        """Scheduled delivery of this bot's daily posts and digests (on `platform`, the one
+        its outbound reaches), told at once when a command here changes a schedule."""
+        scheduler = DeliveryScheduler(
+            self.store, {CHANNEL: self.daily, DIGEST: self.digests}, platform=platform,
+            worker=worker, policy=policy, clock=clock or self.clock,
+        )  # fmt: skip
+        self._schedule_listeners.append(scheduler.schedule_changed)
+        return scheduler
+
+    def _schedule_changed(self) -> None:
+        for listener in self._schedule_listeners:
+            listener()

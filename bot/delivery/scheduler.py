@@ -1,0 +1,142 @@
+"""The worker's clock: APScheduler fires each schedule's slots at their local time, catches
+up today's missed ones at start, and retries what is due.
+
+Every worker runs an APScheduler `AsyncIOScheduler` with one job per schedule (days, local
+time and IANA timezone, as a `CronTrigger`; DST is the trigger's business), which delivers
+every slot on it: most channels post at the same few times, and a thousand jobs firing at
+once cost more than the posts' claims. Jobs live in memory only: they are rebuilt from the
+database at start and re-synced every minute (and at once after a command changes a schedule
+in this process), so workers never share a job store. Several workers fire the same slot; the
+deliveries ledger lets exactly one of them send it (`bot.delivery.runner`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.delivery.runner import DeliveryKind, DeliveryPolicy, DeliveryRunner, worker_name
+from bot.delivery.slots import Slot, last_fire, load_slots
+from storage.deliveries import DeliveryKey, Status
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryScheduler:
+    """The worker's clock: fires slots, catches up today's missed ones, retries failures."""
+
+    def __init__(
+        self,
+        store: Store,
+        kinds: Mapping[str, DeliveryKind],
+        *,
+        platform: str | None = None,
+        worker: str | None = None,
+        policy: DeliveryPolicy | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.platform = platform  # the slots the kinds' outbound can deliver; None: all
+        self.policy = policy or DeliveryPolicy()
+        self.clock = clock
+        self.runner = DeliveryRunner(
+            store, kinds, worker=worker or worker_name(), policy=self.policy, clock=clock
+        )
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._schedules: dict[str, list[Slot]] = {}  # schedule id -> its slots
+        self._resync_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Build the jobs from the database, deliver today's missed slots, then run."""
+        self.scheduler.start()
+        await self.resync(catch_up=True)
+        every = self.policy.resync_every.total_seconds()
+        self.scheduler.add_job(
+            self.resync, IntervalTrigger(seconds=every), id="resync", coalesce=True
+        )
+        self.scheduler.add_job(
+            self.retry_due, IntervalTrigger(seconds=every), id="retries", coalesce=True
+        )
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def schedule_changed(self) -> None:
+        """A command changed a schedule in this process: pick it up now, not in a minute."""
+        if self.scheduler.running:
+            self.scheduler.add_job(self.resync, id="resync-now", replace_existing=True)
+
+    async def resync(self, *, catch_up: bool = False) -> None:
+        catching_up: list[asyncio.Task[Status | None]] = []
+        async with self._resync_lock:
+            slots = await load_slots(self.store, self.platform)
+            wanted = {slot.job_id: slot for slot in slots}
+            if catch_up:  # first, so that the missed posts' claims start at once
+                # In random order: workers starting together then claim a random half each
+                # (pacing is per worker), not whole batches in the same order.
+                missed = random.sample(list(wanted.values()), len(wanted))
+                now = self.clock()
+                catching_up = [asyncio.create_task(self.catch_up(slot, now)) for slot in missed]
+            schedules: dict[str, list[Slot]] = {}
+            for slot in wanted.values():
+                schedules.setdefault(slot.schedule_id, []).append(slot)
+            for schedule_id in self._schedules.keys() - schedules.keys():
+                self.scheduler.remove_job(schedule_id)
+            for schedule_id, (slot, *_) in schedules.items():
+                if schedule_id not in self._schedules:
+                    self.scheduler.add_job(
+                        self.fire, slot.trigger(), args=(schedule_id,), id=schedule_id,
+                        replace_existing=True, coalesce=True, max_instances=1,
+                        misfire_grace_time=int(self.policy.lease.total_seconds()),
+                    )  # fmt: skip
+            self._schedules = schedules
+        await asyncio.gather(*catching_up)
+
+    async def fire(self, schedule_id: str) -> None:
+        """Deliver every slot on the schedule that fired; one failing fails alone."""
+        slots = self._schedules.get(schedule_id, [])
+        now = self.clock()
+        outcomes = await asyncio.gather(
+            *(self.runner.run(slot.key(now)) for slot in slots), return_exceptions=True
+        )
+        for slot, outcome in zip(slots, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("delivery %s failed to run", slot.job_id, exc_info=outcome)
+
+    async def catch_up(self, slot: Slot, now: datetime) -> Status | None:
+        """A slot missed while no worker ran (judged at `now`): delivered once if it was
+        today (local), else recorded as skipped, so a worker back after a long outage never
+        floods."""
+        fired = last_fire(slot.trigger(), now, lookback=timedelta(days=8))
+        if fired is None or fired < slot.since:
+            return None
+        key = slot.key(fired)
+        today = now.astimezone(ZoneInfo(slot.timezone)).date().isoformat()
+        if key.period == today:
+            return await self.runner.run(key)
+        async with self.store.transaction() as repos:
+            skipped = await repos.deliveries.skip(key, now, "missed while no worker ran")
+        if skipped:
+            log.warning("missed slot skipped: %s", key)
+        return None
+
+    async def retry_due(self) -> None:
+        """Retries that are due, and deliveries whose worker died mid-way (lease expired)."""
+        async with self.store.transaction() as repos:
+            rows = await repos.deliveries.due_retries(self.clock(), self.policy.max_attempts)
+            keys = [DeliveryKey(r.kind, r.platform, r.workspace, r.target, r.period) for r in rows]
+        await asyncio.gather(*(self.runner.run(key) for key in keys))
+
+    @property
+    def slots(self) -> list[Slot]:
+        """The slots this worker's jobs deliver, as of the last resync."""
+        return [slot for slots in self._schedules.values() for slot in slots]
