@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.commands import HANDLERS, CommandContext
@@ -26,7 +27,7 @@ from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.scheduler import DeliveryScheduler
 from bot.digest import Digests
 from bot.events import CommandInvoked, ReactionChanged, UserRef
-from bot.messages import Message
+from bot.messages import Message, Visibility
 from bot.ports import Outbound
 from bot.reactions import SaveReactions
 from bot.search import SearchSource
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SCHEDULE_COMMANDS = (ChannelOn, ChannelOff, DigestSet, DigestOff)
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
+NOTHING_TO_SHARE = "Nothing to share: that answer has changed or is no longer available."
 
 
 class Paperboy:
@@ -70,7 +72,7 @@ class Paperboy:
             command = parse(event.text)
         except UsageError as error:
             return Message(text=str(error), is_usage_hint=True)
-        if isinstance(command, ADMIN_COMMANDS) and not event.is_admin:
+        if isinstance(command, ADMIN_COMMANDS) and not await event.by_admin():
             return Message(text=not_admin(self.config.admins))
         context = CommandContext(
             event=event, now=self.clock(), store=self.store, config=self.config,
@@ -84,6 +86,15 @@ class Paperboy:
         if isinstance(command, SCHEDULE_COMMANDS):
             self._schedule_changed()
         return answer
+
+    async def share(self, event: CommandInvoked) -> Message | None:
+        """What "Share to channel" posts: the command run again for a fresh answer, public and
+        marked as shared by the caller; None when that answer is not one to share. It runs
+        as a plain member's: the command comes back from a button, which anyone can forge."""
+        answer = await self.handle_command(replace(event, is_admin=False))
+        if answer.is_usage_hint or not answer.shareable:
+            return None
+        return replace(answer, visibility=Visibility.PUBLIC, shareable=False, shared_by=event.user)
 
     async def handle_reaction(self, event: ReactionChanged) -> Message | None:
         """A confirmation for the reacting user, or None when the reaction is not a save."""

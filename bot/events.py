@@ -3,6 +3,7 @@ the core never knows what a Slack `ts` or a Discord snowflake is."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 
@@ -32,14 +33,24 @@ class MessageRef:
     message_id: str
 
 
+AdminCheck = Callable[[], Awaitable[bool]]
+
+
 @dataclass(frozen=True)
 class CommandInvoked:
-    """`/papers <text>` typed by `user` in `channel`; `is_admin` as the platform judges it."""
+    """`/papers <text>` typed by `user` in `channel`. `is_admin` is the platform's judgement:
+    known at once (Discord sends the member's permissions along), or a check the core makes
+    only for a command that needs it (Slack asks its Web API)."""
 
     channel: ChannelRef
     user: str
     text: str
-    is_admin: bool
+    is_admin: bool | AdminCheck
+
+    async def by_admin(self) -> bool:
+        if isinstance(self.is_admin, bool):
+            return self.is_admin
+        return await self.is_admin()
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ class Attachment:
 class Message:
     """One message: a heading line, optional body lines, paper cards and a note.
 
-    `shareable` asks the adapter to offer "Share to channel"; `share_text` is what that posts.
+    `shareable` asks the adapter to offer "Share to channel"; `shared_by` names the user who
+    shared the message to the channel (the adapter shows it as its platform's mention).
     `is_usage_hint` marks a rejected command (nothing was changed). `reaction` is an emoji the
     adapter adds to the sent message itself, where the platform allows, so people can click it.
     `delivery_key` marks a scheduled message so a retry can find it on the platform (see
@@ -64,6 +65,7 @@ class Message:
     is_usage_hint: bool = False
     reaction: str | None = None
     delivery_key: str | None = None
+    shared_by: str | None = None
 
 
 @dataclass(frozen=True)

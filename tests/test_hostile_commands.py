@@ -25,11 +25,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, inspect, select, text
 
-from bot import commands, core
+from bot import app, commands, daily, digest
 from bot.app import SOMETHING_WENT_WRONG
-from bot.commands import channels, digests, library, outcomes, papers
+from bot.commands import channels, digests, library, papers
 from bot.commands import parser as p
 from bot.commands.parser import MAX_COMMAND_LENGTH, MAX_TOPIC_LENGTH, UsageError, parse
+from bot.delivery import status
 from bot.events import ChannelRef, CommandInvoked, Scope
 from bot.messages import Message
 from storage.models import ChannelSubscription, ChannelTopic, DigestSetting, Follow
@@ -151,7 +152,7 @@ PARSER_SOURCE = pyinspect.getsource(p).lower()
 # Everything the command handlers could say on their own.
 BOT_TEXT = "\n".join(
     pyinspect.getsource(module).lower()
-    for module in (p, commands, channels, digests, library, papers, outcomes, core)
+    for module in (p, commands, channels, digests, library, papers, status, app, daily, digest)
 )
 
 

@@ -232,6 +232,11 @@ async def test_slack_oauth_installs_log_no_client_secret_nor_installed_token(
             )
             assert response.status_code == 200
             assert "follow no topics" in all_text(await answer_to(response, fake_slack, "t5"))
+            body["text"] = "channel off"  # asks Slack whether the caller is an admin
+            response = await slack.post(
+                urlencode(body), content_type=FORM, secret=SECRETS["SLACK_SIGNING_SECRET"]
+            )
+            assert "Only workspace admins" in all_text(await answer_to(response, fake_slack, "t5"))
     finally:
         uninstall()
     exchanges = fake_slack.calls("oauth.v2.access")
@@ -502,6 +507,11 @@ def test_paperboy_serve_at_debug_writes_no_secret_nor_installed_token(
                 response = http.post("/slack/events", content=body, headers=headers)
                 assert response.status_code == status
                 assert ("paperboy" in response.text) == (status == 200)  # the answer
+            # A channel change asks Slack whether the caller is an admin, with T5's token.
+            body = urlencode(slash_command_payload("channel off", team_id="T5"))
+            headers = {"Content-Type": FORM, **sign(SECRETS["SLACK_SIGNING_SECRET"], body)}
+            response = http.post("/slack/events", content=body, headers=headers)
+            assert "Only workspace admins" in response.text
     finally:
         process.terminate()
         process.wait(timeout=30)

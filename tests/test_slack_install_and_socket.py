@@ -70,7 +70,10 @@ async def test_oauth_installs_keep_workspaces_apart(oauth_harness: SlackHarness)
     in_t2 = all_text(await oauth_harness.command("following", team="T2"))
     assert "follow no topics" in in_t2
     assert "diffusion" in all_text(await oauth_harness.command("following", team="T1"))
-    # Each workspace's calls carry its own bot token (the admin check is cached per team).
+    # Each workspace's calls carry its own bot token: a channel change asks who is an admin.
+    for team in ("T1", "T2"):
+        answer = all_text(await oauth_harness.command("channel off", team=team))
+        assert "Only workspace admins" in answer
     tokens = [call.token for call in oauth_harness.fake.calls("users.info")]
     assert tokens == ["xoxb-T1", "xoxb-T2"]
 

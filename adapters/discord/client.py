@@ -8,10 +8,10 @@ import base64
 import binascii
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 import yarl
@@ -20,7 +20,7 @@ from discord import app_commands
 from adapters.discord.commands import PapersCommands
 from adapters.discord.outbound import DiscordOutbound
 from adapters.discord.render import render
-from bot.app import Paperboy
+from bot.app import NOTHING_TO_SHARE, Paperboy
 from bot.config import BotConfig
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope, UserRef
 from bot.messages import Message, Visibility
@@ -30,6 +30,8 @@ from config import ConfigError, Settings
 from storage.store import Store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 PLATFORM = "discord"
 SHARE_PREFIX = "share:"
@@ -48,7 +50,6 @@ PERMISSIONS = discord.Permissions(
     read_message_history=True,
 )
 ADMINS = "members with the Manage Server permission"
-NOTHING_TO_SHARE = "Nothing to share: that answer has changed or is no longer available."
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
 
 
@@ -197,8 +198,8 @@ class PaperboyClient(discord.Client):
         await self._reply(interaction, answer, view=view)
 
     async def _within_deadline(
-        self, interaction: discord.Interaction, work: Any, *, thinking: bool = True
-    ) -> Message:
+        self, interaction: discord.Interaction, work: Awaitable[T], *, thinking: bool = True
+    ) -> T:
         """Await `work`, telling Discord we're on it if it outlasts DEFER_AFTER: "thinking..."
         for a command, a silent acknowledgement for a button."""
         task = asyncio.ensure_future(work)
@@ -228,24 +229,24 @@ class PaperboyClient(discord.Client):
         return await self.paperboy.followed_topics(user)
 
     async def share(self, interaction: discord.Interaction, text: str) -> None:
-        """Run the shared command again (for a fresh answer) and post it in the channel."""
+        """Post the shared command's fresh answer in the channel (`Paperboy.share`)."""
         event = CommandInvoked(channel_ref(interaction), str(interaction.user.id), text, False)
-        answer = await self._within_deadline(
-            interaction, self.paperboy.handle_command(event), thinking=False
+        shared = await self._within_deadline(
+            interaction, self.paperboy.share(event), thinking=False
         )
-        if answer.is_usage_hint or not answer.shareable:
+        if shared is None:
             await self._reply(interaction, Message(text=NOTHING_TO_SHARE))
             return
-        public = replace(answer, visibility=Visibility.PUBLIC, shareable=False)
-        kwargs = render(public).send_kwargs()
-        # The user's own mention, built here; AllowedMentions.none() keeps it from pinging.
-        kwargs["content"] = f"Shared by <@{interaction.user.id}>\n{kwargs.get('content', '')}"
-        done = {"content": "Shared to the channel.", "embeds": [], "attachments": [], "view": None}
+        done = "Shared to the channel."
         if interaction.response.is_done():
-            await interaction.edit_original_response(**done)
+            await interaction.edit_original_response(
+                content=done, embeds=[], attachments=[], view=None
+            )
         else:
-            await interaction.response.edit_message(**done)
-        await interaction.followup.send(**kwargs)
+            await interaction.response.edit_message(
+                content=done, embeds=[], attachments=[], view=None
+            )
+        await interaction.followup.send(**render(shared).send_kwargs())
 
     async def on_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

@@ -410,6 +410,9 @@ def render(message: Message) -> DiscordMessage:
     note = _one_line(message.note or "")
     embeds = _embeds(message.cards, _footer_text(note)) if message.cards else []
     lines = [_markup(message.text).strip(), *(_markup(line) for line in message.lines)]
+    if message.shared_by is not None and message.shared_by.isdigit():
+        # The sharer's own mention, built here; AllowedMentions.none() keeps it from pinging.
+        lines.insert(0, f"Shared by <@{message.shared_by}>")
     lines += _overflow_lines(message.cards[len(embeds) :])
     if note and not embeds:
         lines.append(f"-# {_markup(note)}")

@@ -7,13 +7,13 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 import aiohttp
-from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_bolt.logger import get_bolt_logger
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
@@ -27,10 +27,9 @@ from adapters.slack.background import Background
 from adapters.slack.outbound import SlackOutbound, TokenLookup, web_client
 from adapters.slack.pacing import SlackPacer
 from adapters.slack.render import LINK_ACTION_PREFIX, SHARE_ACTION, blocks, fallback_text
-from bot.app import Paperboy
+from bot.app import NOTHING_TO_SHARE, Paperboy
 from bot.config import BotConfig
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope
-from bot.messages import Message, Visibility
 from bot.search import SearchSource
 from config import ConfigError, Settings
 from storage.store import Store
@@ -51,7 +50,6 @@ ADMIN_CACHE_SECONDS = 300
 # once; a slower one is acknowledged empty (Slack gives up on an acknowledgement after 3 s) and
 # goes to the response_url when it is ready.
 ANSWER_IN_ACK_WITHIN = 2.0
-_SLACK_ID = re.compile(r"^[UW][A-Z0-9]+$")
 
 
 @dataclass
@@ -96,16 +94,8 @@ def _team(context: AsyncBoltContext, body: dict[str, Any]) -> str:
     return str(team or context.enterprise_id or "")
 
 
-def _nonempty_str(*values: object) -> TypeGuard[str]:
-    return all(isinstance(value, str) and value for value in values)
-
-
-def _share_blocks(message: Message, user: str) -> list[dict[str, Any]]:
-    shared_by = f"Shared by <@{user}>" if _SLACK_ID.match(user) else "Shared"
-    return [
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": shared_by}]},
-        *blocks(message),
-    ]
+def _nonempty_str(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value)
 
 
 def _token_lookup(
@@ -189,63 +179,82 @@ def create_slack_bot(
         process_before_response=True,
     )
     background = Background()
-    register_listeners(app, bot, store, clock, outbound, background, answer_in_ack_within)
+    listeners = Listeners(bot, store, outbound, background, clock, answer_in_ack_within)
+    listeners.register(app)
     return SlackBot(app, bot, outbound, background)
 
 
-def register_listeners(
-    app: AsyncApp,
-    bot: Paperboy,
-    store: Store,
-    clock: Callable[[], datetime],
-    outbound: SlackOutbound,
-    background: Background,
-    answer_in_ack_within: float,
-) -> None:
-    """Every listener returns promptly, for it holds up the acknowledgement: work that may
-    take longer than an answer goes to `background`."""
-    is_admin = AdminCheck()
+class Listeners:
+    """The bolt listeners, one method per kind of Slack request. Each returns promptly, for
+    it holds up the acknowledgement: work that may take longer than an answer goes to
+    `background`."""
 
-    @app.middleware
-    async def process_each_event_once(body: dict[str, Any], next: Callable) -> BoltResponse | None:
+    def __init__(
+        self,
+        bot: Paperboy,
+        store: Store,
+        outbound: SlackOutbound,
+        background: Background,
+        clock: Callable[[], datetime],
+        answer_in_ack_within: float,
+    ) -> None:
+        self.bot = bot
+        self.store = store
+        self.outbound = outbound
+        self.background = background
+        self.clock = clock
+        self.answer_in_ack_within = answer_in_ack_within
+        self.admin_check = AdminCheck()
+
+    def register(self, app: AsyncApp) -> None:
+        app.middleware(self.process_each_event_once)
+        app.command(COMMAND)(self.on_command)
+        app.action(SHARE_ACTION)(self.on_share)
+        app.event(re.compile("^reaction_(added|removed)$"))(self.on_reaction)
+        app.action(re.compile(f"^{LINK_ACTION_PREFIX}"))(self.on_link_click)
+        app.error(self.on_error)
+
+    async def process_each_event_once(
+        self, body: dict[str, Any], next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
         """Slack redelivers events it thinks were missed (`X-Slack-Retry-Num`); the inbox
         table makes every process agree on which delivery is the first."""
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         if event_id:
-            async with store.transaction() as repos:
-                first = await repos.inbox.first_delivery(PLATFORM, str(event_id), clock())
+            async with self.store.transaction() as repos:
+                first = await repos.inbox.first_delivery(PLATFORM, str(event_id), self.clock())
             if not first:
                 log.info("skipping redelivered Slack event %s", event_id)
                 return BoltResponse(status=200, body="")
         await next()
         return None
 
-    @app.command(COMMAND)
     async def on_command(
-        ack: Callable,
+        self,
+        ack: AsyncAck,
         command: dict[str, Any],
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
+        """`/papers ...`: answered in the acknowledgement when the answer is ready in time,
+        else on the command's response_url."""
         team = _team(context, command)
         user, channel, response_url = (
             command.get(name) for name in ("user_id", "channel_id", "response_url")
         )
-        if not (team and _nonempty_str(user, channel) and _nonempty_str(response_url)
-                and response_url.startswith("http")):  # fmt: skip
+        if not (team and _nonempty_str(user) and _nonempty_str(channel)
+                and _nonempty_str(response_url) and response_url.startswith("http")):  # fmt: skip
             log.warning("ignoring a Slack command without team, user, channel or response_url")
             await ack()
             return
         text = str(command.get("text") or "")
 
+        async def is_admin() -> bool:  # asked by the core only for admin commands
+            return await self.admin_check(client, team, user)
+
         async def reply() -> dict[str, Any]:
-            event = CommandInvoked(
-                ChannelRef(Scope(PLATFORM, team), channel),
-                user,
-                text,
-                is_admin=await is_admin(client, team, user),
-            )
-            answer = await bot.handle_command(event)
+            event = CommandInvoked(ChannelRef(Scope(PLATFORM, team), channel), user, text, is_admin)
+            answer = await self.bot.handle_command(event)
             share = " ".join(text.split()) if answer.shareable else None
             return {
                 "response_type": "ephemeral",
@@ -254,48 +263,49 @@ def register_listeners(
             }
 
         replying = asyncio.ensure_future(reply())
-        done, _ = await asyncio.wait({replying}, timeout=answer_in_ack_within)
+        done, _ = await asyncio.wait({replying}, timeout=self.answer_in_ack_within)
         if done:
             await ack(**replying.result())
             return
         await ack()
 
         async def answer_later() -> None:
-            await outbound.answer(response_url, **await replying)
+            await self.outbound.answer(response_url, **await replying)
 
-        background.start(answer_later(), name="late answer")
+        self.background.start(answer_later(), name="late answer")
 
-    @app.action(SHARE_ACTION)
     async def on_share(
-        ack: Callable,
+        self,
+        ack: AsyncAck,
         body: dict[str, Any],
         action: dict[str, Any],
-        respond: Callable,
+        respond: AsyncRespond,
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
+        """"Share to channel": the button carries the command; its answer is posted."""
         await ack()
         team, user = _team(context, body), str(body.get("user", {}).get("id", ""))
         channel = str((body.get("channel") or {}).get("id", ""))
-        event = CommandInvoked(
-            ChannelRef(Scope(PLATFORM, team), channel), user, str(action.get("value", "")), False
-        )
-        background.start(share(event, respond, client), name="share")
+        text = str(action.get("value", ""))
+        event = CommandInvoked(ChannelRef(Scope(PLATFORM, team), channel), user, text, False)
+        self.background.start(self._share(event, respond, client), name="share")
 
-    async def share(event: CommandInvoked, respond: Callable, client: AsyncWebClient) -> None:
-        channel, user = event.channel.channel, event.user
-        answer = await bot.handle_command(event)
-        if answer.is_usage_hint or not answer.shareable:
+    async def _share(
+        self, event: CommandInvoked, respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        shared = await self.bot.share(event)
+        if shared is None:
             await respond(
-                response_type="ephemeral", replace_original=False, text="Nothing to share."
+                response_type="ephemeral", replace_original=False, text=NOTHING_TO_SHARE
             )
             return
-        public = replace(answer, visibility=Visibility.PUBLIC, shareable=False)
+        channel = event.channel.channel
         try:
             await client.chat_postMessage(
                 channel=channel,
-                text=fallback_text(public),
-                blocks=_share_blocks(public, user),
+                text=fallback_text(shared),
+                blocks=blocks(shared),
                 unfurl_links=False,
                 unfurl_media=False,
             )
@@ -313,13 +323,14 @@ def register_listeners(
             response_type="ephemeral", replace_original=True, text="Shared to the channel."
         )
 
-    @app.event(re.compile("^reaction_(added|removed)$"))
     async def on_reaction(
+        self,
         event: dict[str, Any],
         body: dict[str, Any],
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
+        """`reaction_added` / `reaction_removed`: maybe a save; confirmed privately."""
         added = event.get("type") == "reaction_added"
         item = event.get("item")
         if not isinstance(item, dict) or not event.get("user"):
@@ -331,10 +342,10 @@ def register_listeners(
         channel = ChannelRef(Scope(PLATFORM, team), str(item["channel"]))
         emoji = str(event.get("reaction", "")).split("::")[0]  # drop a skin-tone suffix
         reaction = ReactionChanged(MessageRef(channel, str(item["ts"])), user, emoji, added)
-        background.start(save_and_confirm(reaction, client), name="reaction")
+        self.background.start(self._save_and_confirm(reaction, client), name="reaction")
 
-    async def save_and_confirm(reaction: ReactionChanged, client: AsyncWebClient) -> None:
-        confirmation = await bot.handle_reaction(reaction)
+    async def _save_and_confirm(self, reaction: ReactionChanged, client: AsyncWebClient) -> None:
+        confirmation = await self.bot.handle_reaction(reaction)
         if confirmation is None:
             return
         try:
@@ -347,10 +358,8 @@ def register_listeners(
         except SlackApiError as error:
             log.info("reaction confirmation not shown: %s", error.response.get("error"))
 
-    @app.action(re.compile(f"^{LINK_ACTION_PREFIX}"))
-    async def on_link_click(ack: Callable) -> None:
+    async def on_link_click(self, ack: AsyncAck) -> None:
         await ack()  # the browser opens the link; Slack still wants the click acknowledged
 
-    @app.error
-    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+    async def on_error(self, error: Exception, body: dict[str, Any]) -> None:
         log.error("Slack listener failed: %s", type(error).__name__, exc_info=error)

@@ -54,6 +54,7 @@ _UNSAFE_CHARACTERS = re.compile(
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%"  # RFC 3986 reserved characters (and existing %-escapes)
 _HTTP_URL = re.compile(r"https?://[^/?#\s]", re.IGNORECASE)
 _BACKTICK_RUN = re.compile(r"`{3,}")
+_SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
 
 Block = dict[str, object]
 
@@ -326,13 +327,20 @@ def _share_block(value: str) -> Block:
     }
 
 
+def _shared_by(user: str) -> Block:
+    """Who shared a message to the channel: a mention of a real user id, built here."""
+    return _context(f"Shared by <@{user}>" if _SLACK_USER_ID.match(user) else "Shared")
+
+
 def blocks(message: Message, *, share_value: str | None = None) -> list[Block]:
-    """Block Kit for `message`: heading, lines, cards, note, attachment, share button.
+    """Block Kit for `message`: who shared it, heading, lines, cards, note, attachment, share
+    button.
 
     Never more than 50 blocks: cards and then the attachment are cut (with a note) to fit.
     Raises ValueError only for a `share_value` over Slack's 2000 characters.
     """
-    head = _heading_blocks(message)
+    shared = [_shared_by(message.shared_by)] if message.shared_by is not None else []
+    head = [*shared, *_heading_blocks(message)]
     note = escape(message.note or "").strip()
     tail = [_context(_shorten(note, MAX_TEXT))] if note else []
     share = [_share_block(share_value)] if share_value is not None else []
