@@ -11,7 +11,6 @@ import re
 import secrets
 import sys
 import textwrap
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
@@ -19,6 +18,7 @@ from typing import TextIO
 from bot.app import Paperboy
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope, UserRef
 from bot.messages import Message, PaperCard, Visibility
+from bot.text import strip_unsafe
 
 SCOPE = Scope("console", "local")
 CHANNEL = ChannelRef(SCOPE, "general")
@@ -39,8 +39,9 @@ _USER_NAME = re.compile(r"^[\w.-]{1,32}$")
 
 
 def clean(text: str) -> str:
-    """Terminal-safe text: control and bidi characters (escape sequences) are dropped."""
-    return "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) not in ("Cc", "Cf"))
+    """Terminal-safe text: unsafe characters (`bot.text`: the controls that start escape
+    sequences, lone surrogates, bidi controls) are dropped; a terminal has no markup to escape."""
+    return strip_unsafe(text)
 
 
 def render_card(index: int, card: PaperCard) -> list[str]:

@@ -15,10 +15,11 @@ markdown. Escaping `[` defuses masked links.
 `https://x/[a](https://evil)` keeps a live masked link) and misses `1.` lists, `<`, `>` and
 `#`/`-` after leading spaces. Bare http(s) URLs are kept verbatim so they still autolink, but
 only while they consist of characters that can't open a link, mention or code span (`_` and
-`~` may stay: at worst some URL text turns italic). Control characters, lone surrogates and
-bidi controls are dropped everywhere. The core marks inline code with backticks in
-`Message.text`, `lines` and `note`: those spans stay code (nothing inside needs escaping; an
-unpaired backtick is dropped). Footers don't render markdown, so they get plain text.
+`~` may stay: at worst some URL text turns italic). Unsafe characters (`bot.text`: control
+characters, lone surrogates, bidi controls) are dropped everywhere. The core marks inline
+code with backticks in `Message.text`, `lines` and `note`: those spans stay code (nothing
+inside needs escaping; an unpaired backtick is dropped). Footers don't render markdown, so
+they get plain text.
 AllowedMentions.none() in `send_kwargs` is the first layer against pings; escaping the second.
 
 Layout. Content is the heading and lines; each paper card is an embed (title linking to the
@@ -49,6 +50,7 @@ import discord
 from discord.utils import escape_mentions
 
 from bot.messages import Attachment, Message, PaperCard
+from bot.text import strip_unsafe
 
 MAX_CONTENT = 2000
 MAX_EMBEDS = 10
@@ -73,11 +75,6 @@ DEMO_FOOTER = "Demo sample"
 LINK_SEPARATOR = " · "
 ZWSP = "\u200b"
 
-# Explicit bidi embeddings, overrides, isolates and marks: they can make text read backwards.
-_BIDI_CONTROLS = frozenset(
-    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
-)
-_LINE_BREAKS = str.maketrans({"\t": " ", "\u2028": "\n", "\u2029": "\n"})
 _MARKDOWN_CHAR = re.compile(r"[\\*_~|`\[\]<>]")
 _RAW_MENTION = re.compile(r"<(?=[@#])")  # `<@1>`, `<@&1>`, `<#1>`: break the raw syntax too
 # At a line start: headings and subtext (`#`, `-#`), bullets (`-`, `+`; `*` is always
@@ -99,17 +96,6 @@ _DOTS = re.compile(r"\.{2,}")
 # --- text ---------------------------------------------------------------------------------
 
 
-def _clean(text: str) -> str:
-    """Drop control characters (tabs become spaces; newlines and line separators become
-    newlines), lone surrogates and bidi controls."""
-    text = text.translate(_LINE_BREAKS)
-    return "".join(
-        ch
-        for ch in text
-        if ch == "\n" or (unicodedata.category(ch) not in ("Cc", "Cs") and ch not in _BIDI_CONTROLS)
-    )
-
-
 def _defuse(text: str) -> str:
     """A zero-width space after `@` in `@everyone`, `@here` and raw ids, and after `<` in
     `<@`/`<#`, so the raw text holds no mention syntax (even where markdown doesn't apply)."""
@@ -127,7 +113,7 @@ def escape(text: str) -> str:
     Backslashes before markdown characters and line-start markers, a zero-width space after
     the `@` of `@everyone`/`@here`/ids; bare http(s) URLs kept so they still autolink.
     """
-    text = _defuse(_clean(text))
+    text = _defuse(strip_unsafe(text))
     pieces = []
     last = 0
     for url in _BARE_URL.finditer(text):
@@ -141,7 +127,7 @@ def escape(text: str) -> str:
 
 def _one_line(text: str) -> str:
     """Text on one line, whitespace runs collapsed (not yet escaped)."""
-    return " ".join(_clean(text).split())
+    return " ".join(strip_unsafe(text).split())
 
 
 def _inline(text: str) -> str:
@@ -165,7 +151,7 @@ def _markup(text: str) -> str:
             if escaped:  # skip empties: adjacent code spans must be seen as adjacent
                 out.append(escaped)
             continue
-        code = _defuse(_clean(part).replace("\n", " "))  # one line: a break could end it
+        code = _defuse(strip_unsafe(part).replace("\n", " "))  # one line: a break could end it
         if not code.strip():
             continue
         if out and out[-1].endswith("`"):
@@ -211,7 +197,7 @@ def _footer_text(text: str) -> str:
 def _safe_url(url: str) -> str | None:
     """An http(s) URL Discord will accept and that can't break out of a masked link's
     `(url)`, or None. Hosts must be plain DNS names; user:password@ is refused."""
-    url = _clean(url).strip()
+    url = strip_unsafe(url).strip()
     if not re.match(r"https?://", url, re.IGNORECASE):
         return None
     try:
@@ -350,7 +336,9 @@ def safe_filename(name: str, mime_type: str = "text/plain") -> str:
 
     A `SPOILER_` prefix is removed: discord.py would blur the file.
     """
-    ascii_name = unicodedata.normalize("NFKD", _clean(name)).encode("ascii", "ignore").decode()
+    ascii_name = (
+        unicodedata.normalize("NFKD", strip_unsafe(name)).encode("ascii", "ignore").decode()
+    )
     ascii_name = _FILENAME_JUNK.sub("_", ascii_name)
     ascii_name = _DOTS.sub(".", ascii_name).strip("._-")
     while ascii_name.upper().startswith("SPOILER_"):

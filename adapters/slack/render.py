@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from bot.messages import Attachment, Message, PaperCard, Visibility
+from bot.text import strip_unsafe
 
 SHARE_ACTION = "paperboy_share"
 LINK_ACTION_PREFIX = "paperboy_link_"  # + a number; URL buttons still send an action to ack
@@ -46,11 +47,6 @@ MIN_SUMMARY = 40  # don't bother with a summary squeezed into less than this
 
 PIPE_STAND_IN = "\u2223"  # DIVIDES: looks like `|` but can't end a link label
 ZWSP = "\u200b"
-# Control characters (category Cc) but the newline, lone surrogates (Cs), and the explicit
-# bidi embeddings, overrides and isolates that can make text read backwards.
-_UNSAFE_CHARACTERS = re.compile(
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
-)
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%"  # RFC 3986 reserved characters (and existing %-escapes)
 _HTTP_URL = re.compile(r"https?://[^/?#\s]", re.IGNORECASE)
 _BACKTICK_RUN = re.compile(r"`{3,}")
@@ -62,15 +58,10 @@ Block = dict[str, object]
 # --- text ---------------------------------------------------------------------------------
 
 
-def _clean(text: str) -> str:
-    """Drop control characters (tabs become spaces; newlines stay), lone surrogates and bidi
-    controls."""
-    return _UNSAFE_CHARACTERS.sub("", text.replace("\t", " "))
-
-
 def escape(text: str) -> str:
-    """mrkdwn-safe text: `&`, `<`, `>` as HTML entities, control characters dropped."""
-    return _clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """mrkdwn-safe text: `&`, `<`, `>` as HTML entities, unsafe characters dropped
+    (`bot.text.strip_unsafe`)."""
+    return strip_unsafe(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _inline(text: str) -> str:
@@ -109,7 +100,7 @@ def _shorten(text: str, limit: int) -> str:
 
 def _safe_url(url: str) -> str | None:
     """An http(s) URL with `|`, `<`, `>`, spaces and the like percent-encoded, or None."""
-    url = _clean(url).strip()
+    url = strip_unsafe(url).strip()
     if not _HTTP_URL.match(url):
         return None
     encoded = quote(url, safe=_URL_SAFE)

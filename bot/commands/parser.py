@@ -13,6 +13,7 @@ from functools import cache
 from zoneinfo import available_timezones
 
 from bot.delivery.slots import days_spec
+from bot.text import is_unsafe
 from bot.words import is_word_character
 from config.settings import parse_hhmm
 
@@ -45,7 +46,6 @@ _TOPIC_PUNCTUATION = frozenset(" .+#'/-")
 _ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(v\d+)?$")
 _ARXIV_OLD = re.compile(r"^([a-z][a-z.-]*/\d{7})(v\d+)?$", re.IGNORECASE)
 _DEMO_ID = re.compile(r"^(demo-\d{3,})$")
-_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class UsageError(Exception):
@@ -183,7 +183,7 @@ def parse(text: str) -> Command:
     # One form for text that looks the same: a decomposed "é" (e + U+0301) as the composed one.
     text = unicodedata.normalize("NFC", text.replace("\t", " ").replace("\r", " "))
     text = text.replace("\n", " ")
-    if any(_is_forbidden(ch) for ch in text):
+    if any(is_unsafe(ch) for ch in text):
         raise UsageError("Commands can't contain control characters. Try `/papers help`.")
     words = text.split()
     if not words:
@@ -195,10 +195,6 @@ def parse(text: str) -> Command:
             "Unknown command. Try `/papers today`, `/papers topic <words>` or `/papers help`."
         )
     return parser(args)
-
-
-def _is_forbidden(ch: str) -> bool:
-    return unicodedata.category(ch) == "Cc" or ch in _BIDI
 
 
 def _no_args(command: Command, name: str):  # type: ignore[no-untyped-def]
