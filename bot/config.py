@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.reactions import display_emoji
 from config import Settings
 
 
@@ -31,5 +30,5 @@ class BotConfig:
 
     @property
     def save_emoji(self) -> str:
-        """How to show the save emoji in a message."""
-        return display_emoji(self.save_emojis[0])
+        """The emoji the bot offers for saving: the first that saves, by name."""
+        return self.save_emojis[0]

@@ -17,6 +17,7 @@ from bot.delivery.runner import Claim, NotReady, Send
 from bot.events import ChannelRef, MessageRef, UserRef
 from bot.messages import DailyPost, Message, PaperCard, Visibility
 from bot.ports import Delivered, DeliveryError, Outbound
+from bot.reactions import emoji_in_text
 from bot.search import search_terms
 from storage.channels import PostRecord
 from storage.models import Paper
@@ -186,7 +187,10 @@ def daily_post(
     topics = f" on {', '.join(plan.topics)}" if plan.topics else ""
     header = Message(
         text=list_title(day, cards, f"Trending papers{topics}"),
-        lines=(f"Top {len(chosen)}. React with {save_emoji} to save one to `/papers saved`.",),
+        lines=(
+            f"Top {len(chosen)}. React with {emoji_in_text(save_emoji)} to save one to "
+            "`/papers saved`.",
+        ),
         note=demo_note(cards),
         visibility=Visibility.PUBLIC,
     )

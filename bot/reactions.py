@@ -9,7 +9,9 @@ from bot.events import ReactionChanged
 from bot.messages import Message
 from storage.store import Store
 
-# Platforms name an emoji differently (Slack `bookmark`, Discord the character itself).
+# The core names an emoji by its common short name ("bookmark"), as PAPERBOY_SAVE_EMOJIS and
+# Slack's reaction events do; Discord sends and shows the character itself, and maps through
+# this table.
 EMOJI_CHARACTERS = {
     "bookmark": "🔖",
     "star": "⭐",
@@ -18,32 +20,33 @@ EMOJI_CHARACTERS = {
     "books": "📚",
     "floppy_disk": "💾",
 }
+_NAMES = {character: name for name, character in EMOJI_CHARACTERS.items()}
 
 
-def emoji_aliases(name: str) -> set[str]:
-    """Every spelling of an emoji: its name and its character, when known."""
-    name = name.strip(":")
-    aliases = {name}
-    if name in EMOJI_CHARACTERS:
-        aliases.add(EMOJI_CHARACTERS[name])
-    for short, character in EMOJI_CHARACTERS.items():
-        if name == character:
-            aliases.add(short)
-    return aliases
+def emoji_name(emoji: str) -> str:
+    """The name of `emoji`, given by name or as its character (itself when unknown)."""
+    return _NAMES.get(emoji, emoji)
 
 
-def display_emoji(name: str) -> str:
-    return EMOJI_CHARACTERS.get(name, f":{name}:")
+def emoji_character(name: str) -> str | None:
+    """The character of the emoji named `name`, when known."""
+    return EMOJI_CHARACTERS.get(name)
+
+
+def emoji_in_text(name: str) -> str:
+    """The emoji named `name` as text shows it: its character, which every platform shows,
+    or else its name in words."""
+    return emoji_character(name) or f"the {name} emoji"
 
 
 class SaveReactions:
     def __init__(self, store: Store, save_emojis: tuple[str, ...]) -> None:
         self.store = store
-        self.save_emojis = set().union(*(emoji_aliases(name) for name in save_emojis))
+        self.save_emojis = {emoji_name(emoji) for emoji in save_emojis}
 
     async def handle(self, event: ReactionChanged, now: datetime) -> Message | None:
         """Save or unsave; None when the reaction is not for us (other emoji, other message)."""
-        if event.emoji.strip(":") not in self.save_emojis:
+        if emoji_name(event.emoji) not in self.save_emojis:
             return None
         ref = event.message
         scope = ref.channel.scope

@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from bot.app import Paperboy
+from bot.config import BotConfig
 from bot.daily import (
     ChannelPlan,
     DailyRequest,
@@ -16,7 +18,7 @@ from bot.daily import (
     compose_daily_posts,
 )
 from bot.digest import compose_digest
-from bot.events import ChannelRef, MessageRef, Scope, UserRef
+from bot.events import ChannelRef, MessageRef, ReactionChanged, Scope, UserRef
 from bot.messages import DailyPost, Message
 from bot.ports import DeliveryError
 from bot.sources.huggingface import HuggingFaceClient
@@ -41,7 +43,7 @@ async def compose_daily_post(
 ) -> DailyPost | None:
     """One channel's post, as `compose_daily_posts` composes it; raises its ListMissing."""
     request = DailyRequest(channel, plan, day, posted_before)
-    (composed,) = await compose_daily_posts(repos, [request], "🔖", now)
+    (composed,) = await compose_daily_posts(repos, [request], "bookmark", now)
     if isinstance(composed, ListMissing):
         raise composed
     return composed
@@ -82,6 +84,23 @@ async def test_save_emoji_by_character_counts_too(harness: Harness) -> None:
     paper_id, ref = harness.paper_posts()[0]
     assert await harness.react(ref, "🔖") is not None
     assert await saved_ids(harness) == [paper_id]
+
+
+async def test_save_emojis_are_named_neutrally_and_match_by_name_or_character(
+    harness: Harness,
+) -> None:
+    platform = RecordingPlatform()
+    config = BotConfig(save_emojis=("partyparrot", "star"))  # a custom one, a known one
+    bot = Paperboy(harness.store, platform, config=config, clock=lambda: NOW)
+    await bot.daily.post(CHANNEL)
+    header, *papers = [(message, ref) for _, message, ref in platform.posts]
+    assert "React with the partyparrot emoji to save one" in header[0].lines[0]
+    assert {message.reaction for message, _ in papers} == {"partyparrot"}  # by name
+    saves = [("partyparrot", papers[0][1]), ("⭐", papers[1][1]), ("star", papers[2][1])]
+    for emoji, ref in saves:
+        assert await bot.handle_reaction(ReactionChanged(ref, "alice", emoji, True)) is not None
+    assert await bot.handle_reaction(ReactionChanged(papers[3][1], "alice", "🔖", True)) is None
+    assert len(await saved_ids(harness)) == 3
 
 
 async def test_other_emojis_and_other_messages_are_ignored(harness: Harness) -> None:
@@ -173,7 +192,7 @@ async def test_posts_composed_together_are_the_posts_composed_one_at_a_time(
         DailyRequest(ChannelRef(SCOPE, "C5"), ChannelPlan(count=3), date(2026, 5, 6)),
     ]
     async with harness.store.transaction() as repos:
-        together = await compose_daily_posts(repos, requests, "🔖", NOW)
+        together = await compose_daily_posts(repos, requests, "bookmark", NOW)
         alone: list[object] = []
         for r in requests:
             try:

@@ -19,6 +19,7 @@ from adapters.discord.render import render
 from bot.events import ChannelRef, MessageRef, UserRef
 from bot.messages import Message
 from bot.ports import DeliveryError
+from bot.reactions import emoji_character
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,6 @@ def _snowflake(value: str, reason: str) -> int:
     if not value.isascii() or not value.isdigit() or not 0 < int(value) < 2**64:
         raise DeliveryError(reason, permanent=True)
     return int(value)
-
-
-def addable_emoji(emoji: str | None) -> str | None:
-    """A unicode emoji the bot can add as a reaction; `:name:` forms are Slack's, not ours."""
-    if not emoji or emoji.startswith(":") or emoji.isascii():
-        return None
-    return emoji
 
 
 def delivery_nonce(channel_id: str, delivery_key: str) -> str:
@@ -114,7 +108,7 @@ class DiscordOutbound:
             failure = delivery_error(error)
             log.info("Discord send to %s failed: %s", channel.channel, failure.reason)
             raise failure from None
-        emoji = addable_emoji(message.reaction)
+        emoji = emoji_character(message.reaction) if message.reaction else None
         if emoji:
             try:
                 await sent.add_reaction(emoji)
