@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from adapters.discord.client import DiscordBot, create_discord_bot, run_discord
+from adapters.discord.client import DiscordBot, create_discord_bot
+from adapters.discord.gateway import LeasedGateway
 from config import Settings
 from storage.store import Store
 from tests.core_fixtures import NOW, stocked
@@ -100,9 +101,10 @@ class DiscordHarness:
 
 
 @contextlib.asynccontextmanager
-async def running(discord_bot: DiscordBot) -> AsyncIterator[None]:
-    """Log the client in and keep it on the gateway for the block."""
-    task = asyncio.create_task(run_discord(discord_bot))
+async def running(discord_bot: DiscordBot, store: Store) -> AsyncIterator[None]:
+    """Log the client in and keep it on the gateway for the block, as a worker does (the
+    gateway lease is free: this is the only worker)."""
+    task = asyncio.create_task(LeasedGateway(discord_bot, store, ttl=60).run())
     ready = asyncio.create_task(discord_bot.client.wait_until_ready())
     done, _ = await asyncio.wait({task, ready}, timeout=TIMEOUT, return_when="FIRST_COMPLETED")
     if ready not in done:
@@ -128,5 +130,5 @@ async def discord_harness(
         discord_bot = create_discord_bot(
             settings, store, source=source, clock=lambda: NOW, guild_ready_timeout=0.05
         )
-        async with running(discord_bot):
+        async with running(discord_bot, store):
             yield DiscordHarness(discord_bot, fake_discord, store)

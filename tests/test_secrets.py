@@ -308,7 +308,7 @@ async def test_discord_commands_and_http_errors_log_no_token(
         answers, interaction_tokens = [], []
         uninstall = install_redaction(SECRETS.values())  # as the CLI does
         try:
-            async with running(discord_bot):
+            async with running(discord_bot, store):
                 # Posting fails: a 401, a 403, then a 500 (retried: the post goes out).
                 for status, body in [
                     (401, {"message": "401: Unauthorized", "code": 0}),

@@ -102,7 +102,7 @@ class ShareButton(
     async def from_custom_id(
         cls,
         interaction: discord.Interaction,
-        item: discord.ui.Button[Any],
+        item: discord.ui.Item[Any],
         match: Any,
     ) -> ShareButton:
         return cls(match["text"])
@@ -262,7 +262,7 @@ class PaperboyClient(discord.Client):
         gets a short answer instead of Discord's "This interaction failed"."""
         if interaction.type is not discord.InteractionType.component:
             return  # commands and autocomplete go to the command tree
-        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        custom_id = str(interaction.data.get("custom_id", "")) if interaction.data else ""
         if custom_id.startswith(SHARE_PREFIX):
             return  # ShareButton's
         log.info("unknown Discord button %r", custom_id[:MAX_CUSTOM_ID])
@@ -336,17 +336,6 @@ async def log_in(discord_bot: DiscordBot) -> None:
         await discord_bot.client.login(discord_bot.token)
     except discord.LoginFailure:
         raise ConfigError("DISCORD_TOKEN: Discord rejected this token") from None
-
-
-async def run_discord(discord_bot: DiscordBot) -> None:
-    """Log in, sync `/papers`, and stay on the gateway (discord.py reconnects) until cancelled.
-    One process alone; workers sharing a token use `adapters.discord.gateway` instead."""
-    try:
-        await log_in(discord_bot)
-        await discord_bot.client.connect()
-    finally:
-        if not discord_bot.client.is_closed():
-            await discord_bot.client.close()
 
 
 def application_id_from_token(token: str) -> int | None:
