@@ -117,7 +117,7 @@ async def _serve(settings: Settings) -> int:
         refresh = asyncio.create_task(
             ensure_papers(store, source, datetime.now(UTC), deadline=START_DEADLINE)
         )
-        refresh.add_done_callback(lambda task: task.cancelled() or log.info(task.result()))
+        refresh.add_done_callback(_log_outcome)
         log.info("Slack over HTTP on %s:%d", settings.host, settings.port)
         settled()
         try:
@@ -128,6 +128,11 @@ async def _serve(settings: Settings) -> int:
         await source.aclose()
         await store.close()
     return 0
+
+
+def _log_outcome(task: asyncio.Task[str]) -> None:
+    if not task.cancelled():
+        log.info(task.result())
 
 
 async def _worker(settings: Settings) -> int:

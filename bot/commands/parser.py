@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from zoneinfo import available_timezones
@@ -163,6 +164,8 @@ Command = (
     | ChannelTopicRemove | Help
 )  # fmt: skip
 
+ArgsParser = Callable[[list[str]], Command]  # the words after a command's name
+
 ADMIN_COMMANDS = (ChannelOn, ChannelOff, ChannelPostNow, ChannelTopicAdd, ChannelTopicRemove)
 
 
@@ -197,7 +200,7 @@ def parse(text: str) -> Command:
     return parser(args)
 
 
-def _no_args(command: Command, name: str):  # type: ignore[no-untyped-def]
+def _no_args(command: Command, name: str) -> ArgsParser:
     def parse_no_args(args: list[str]) -> Command:
         if args:
             raise usage(name)
@@ -225,7 +228,7 @@ def normalise_topic(words: list[str], name: str) -> str:
     return topic
 
 
-def _topic_command(factory, name: str):  # type: ignore[no-untyped-def]
+def _topic_command(factory: Callable[[str], Command], name: str) -> ArgsParser:
     def parse_topic(args: list[str]) -> Command:
         return factory(normalise_topic(args, name))
 
@@ -317,8 +320,9 @@ def _digest(args: list[str]) -> Command:
     if not args:
         return DigestStatus()
     head, rest = args[0].lower(), args[1:]
-    if head in ("off", "now", "status") and not rest:
-        return {"off": DigestOff(), "now": DigestNow(), "status": DigestStatus()}[head]
+    choices: dict[str, Command] = {"off": DigestOff(), "now": DigestNow(), "status": DigestStatus()}
+    if head in choices and not rest:
+        return choices[head]
     if head not in ("daily", "weekly"):
         raise usage("digest")
     weekday = None
@@ -337,8 +341,11 @@ def _channel(args: list[str]) -> Command:
     if not args:
         return ChannelStatus()
     head, rest = args[0].lower(), args[1:]
-    if head in ("off", "status", "post-now") and not rest:
-        return {"off": ChannelOff(), "status": ChannelStatus(), "post-now": ChannelPostNow()}[head]
+    choices: dict[str, Command] = {
+        "off": ChannelOff(), "status": ChannelStatus(), "post-now": ChannelPostNow()
+    }  # fmt: skip
+    if head in choices and not rest:
+        return choices[head]
     if head == "on":
         return _channel_on(rest)
     if head == "topics" and len(rest) >= 2 and rest[0].lower() in ("add", "remove"):
@@ -415,7 +422,7 @@ def _topic(args: list[str]) -> Command:
     return Topic(normalise_topic(args, "topic"))
 
 
-_PARSERS = {
+_PARSERS: dict[str, ArgsParser] = {
     "today": _no_args(Today(), "today"),
     "topic": _topic,
     "follow": _topic_command(Follow, "follow"),

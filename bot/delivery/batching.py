@@ -46,20 +46,22 @@ class Batcher(Generic[T, R]):
                     try:
                         (result,) = await self.handle([item])
                     except Exception as error:
-                        _settle(done, error=error)
+                        _fail(done, error)
                     else:
-                        _settle(done, result)
+                        _resolve(done, result)
             else:
                 for (_, done), result in zip(batch, results, strict=True):
-                    _settle(done, result)
+                    _resolve(done, result)
 
 
-def _settle(
-    done: asyncio.Future[R], result: R | None = None, *, error: BaseException | None = None
-) -> None:
-    if done.done():  # its caller was cancelled (the worker is stopping)
-        return
-    if error is None:
-        done.set_result(result)  # type: ignore[arg-type]
-    else:
+# A caller cancelled meanwhile (the worker is stopping) has a done future: nothing to settle.
+
+
+def _resolve(done: asyncio.Future[R], result: R) -> None:
+    if not done.done():
+        done.set_result(result)
+
+
+def _fail(done: asyncio.Future[R], error: BaseException) -> None:
+    if not done.done():
         done.set_exception(error)

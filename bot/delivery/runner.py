@@ -253,7 +253,7 @@ class DeliveryRunner:
                 steps.update(zip((claim.key for claim in claims), composed, strict=True))
         prepared: list[tuple[Delivery, Send] | None] = []
         for key in keys:
-            row = claimed.pop(key, None)  # a key that came twice is claimed once
+            row = claimed.pop(key) if key in claimed else None  # a repeated key: claimed once
             prepared.append(None if row is None else (row, steps[key]))
         return prepared
 
