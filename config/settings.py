@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import time
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -148,20 +149,21 @@ class Settings(BaseSettings):
 
     @field_validator("save_emojis", mode="before")
     @classmethod
-    def _save_emojis(cls, value: object) -> tuple[str, ...]:
+    def _save_emojis(cls, value: str | Iterable[object]) -> tuple[str, ...]:
+        # Before validation: the environment's text, or what a caller passed (a list, a tuple).
         if isinstance(value, str):
             value = value.split(",")
-        names = tuple(str(v).strip().strip(":") for v in value if str(v).strip().strip(":"))  # type: ignore[union-attr]
+        names = tuple(str(v).strip().strip(":") for v in value if str(v).strip().strip(":"))
         if not names:
             raise ValueError("expected a comma-separated list of emoji names, e.g. bookmark")
         return names
 
     @field_validator("discord_guild_ids", mode="before")
     @classmethod
-    def _guild_ids(cls, value: object) -> tuple[int, ...]:
+    def _guild_ids(cls, value: str | Iterable[object]) -> tuple[int, ...]:
         if isinstance(value, str):
             value = [part for part in value.replace(" ", ",").split(",") if part]
-        ids = [str(v).strip() for v in value]  # type: ignore[union-attr]
+        ids = [str(v).strip() for v in value]
         if not all(v.isascii() and v.isdigit() and 0 < int(v) < 2**64 for v in ids):
             raise ValueError("expected comma-separated Discord server (guild) ids")
         return tuple(int(v) for v in ids)
@@ -189,10 +191,11 @@ class Settings(BaseSettings):
         return level
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build Settings, turning the first validation error into one line naming the variable."""
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning the first validation error into one line naming the variable.
+    `overrides` may be of any type: pydantic validates them as it does the environment's."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else "settings"

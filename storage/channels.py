@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import chunks
+from storage.db import chunks, rowcount
 from storage.models import ChannelSubscription, ChannelTopic, Post
 
 _INSERT_POST = insert(Post.__table__)
@@ -122,7 +122,7 @@ class ChannelRepository:
                 ChannelTopic.subscription_id == subscription_id, ChannelTopic.topic == topic
             )
         )
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
     async def record_post(
         self,

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult, Result
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -33,6 +33,15 @@ def chunks(values: Sequence[T], size: int | None = None) -> Iterator[Sequence[T]
     size = size or IN_CHUNK
     for first in range(0, len(values), size):
         yield values[first : first + size]
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows an INSERT, UPDATE or DELETE run by `AsyncSession.execute` changed. The session
+    types every result as `Result`, as an ORM statement may return rows; for these statements
+    it is the `CursorResult` that carries the count."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"{type(result).__name__} carries no row count")
+    return result.rowcount
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

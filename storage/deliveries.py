@@ -17,7 +17,7 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import chunks
+from storage.db import chunks, rowcount
 from storage.models import Delivery
 from storage.papers import dialect_insert
 
@@ -174,7 +174,7 @@ class DeliveryRepository:
         result = await self.session.execute(
             insert(Delivery).values(**_row(key, now, **values)).on_conflict_do_nothing()
         )
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
     async def get(self, key: DeliveryKey) -> Delivery | None:
         return await self.session.scalar(select(Delivery).where(key.where()))

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import rowcount
 from storage.models import ProcessedEvent
 from storage.papers import dialect_insert
 
@@ -29,4 +30,4 @@ class InboxRepository:
             .values(platform=platform, event_id=event_id, received_at=now)
             .on_conflict_do_nothing()
         )
-        return bool(result.rowcount)
+        return bool(rowcount(result))

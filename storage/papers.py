@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import (
     BindParameter,
+    Case,
+    ColumnClause,
+    ColumnElement,
     Integer,
     Select,
     bindparam,
@@ -26,12 +31,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import UnboundExecutionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import InstrumentedAttribute, make_transient_to_detached
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from storage.models import DailyListing, Paper
+from storage.models import Base, DailyListing, Paper
 
 # How many of a query's newest matches are scored, and how many of the most relevant of those
 # are ordered for display (see `_build_search`). Scoring every match of a word found in most
@@ -66,9 +72,20 @@ class PaperData:
     is_demo: bool = False
 
 
-def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+# `insert` of PostgreSQL or of SQLite: each makes an Insert with ON CONFLICT support.
+DialectInsert = Callable[[type[Base]], postgresql.Insert] | Callable[[type[Base]], sqlite.Insert]
+
+
+def dialect_insert(session: AsyncSession) -> DialectInsert:
     """`insert` of the session's dialect, which has ON CONFLICT support."""
-    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    return postgresql.insert if _dialect_name(session) == "postgresql" else sqlite.insert
+
+
+def _dialect_name(session: AsyncSession) -> str:
+    bind = session.bind
+    if bind is None:  # a Store's sessions are all bound to its engine
+        raise UnboundExecutionError("the session is bound to no engine")
+    return bind.dialect.name
 
 
 class PaperRepository:
@@ -77,7 +94,7 @@ class PaperRepository:
 
     @property
     def dialect(self) -> str:
-        return self.session.bind.dialect.name
+        return _dialect_name(self.session)
 
     async def upsert(self, papers: Sequence[PaperData], now: datetime) -> dict[str, int]:
         """Insert or refresh papers by arXiv id; returns arxiv_id -> paper row id.
@@ -95,7 +112,7 @@ class PaperRepository:
             "ai_summary", "published_at", "upvotes", "github_repo", "github_stars",
             "project_page", "thumbnail", "organization",
         )  # fmt: skip
-        updates = {
+        updates: dict[str, ColumnElement[Any]] = {
             "title": func.coalesce(func.nullif(excluded.title, ""), Paper.title),
             "abstract": func.coalesce(func.nullif(excluded.abstract, ""), Paper.abstract),
             "fetched_at": excluded.fetched_at,
@@ -218,20 +235,7 @@ class PaperRepository:
             await self.session.flush()  # as the session does before a query
             connection = await self.session.connection()
             dialect, rows = await _search_rows(connection, terms, limit, match_all, within)
-        columns = _paper_columns(dialect)
-        new_paper = manager_of_class(Paper).new_instance
-        papers = []
-        for row in rows:
-            paper = new_paper()
-            # Into the instance's dict, as the ORM loads a row: setting each attribute would
-            # record it as a change, which make_transient_to_detached then commits.
-            paper.__dict__.update(
-                (key, load(value) if load else value)
-                for (key, load), value in zip(columns, row, strict=True)
-            )
-            make_transient_to_detached(paper)
-            papers.append(paper)
-        return papers
+        return _detached_papers(dialect, rows)
 
     async def matching_ids(
         self, term_sets: Sequence[tuple[str, ...]], within: Sequence[int]
@@ -248,7 +252,7 @@ class PaperRepository:
         found: dict[tuple[str, ...], set[int]] = {terms: set() for terms in term_sets}
         if not within:
             return {terms: frozenset() for terms in term_sets}
-        arms = []
+        arms: list[Select[int, int]] = []
         for index, terms in enumerate(term_sets):
             words = [t for t in terms if any(ch.isalnum() for ch in t)]  # as search does
             if words:
@@ -287,7 +291,9 @@ def _row(paper: PaperData, now: datetime) -> dict[str, object]:
     }
 
 
-def _nonempty_list(dialect: str, new, old):  # type: ignore[no-untyped-def]
+def _nonempty_list(
+    dialect: str, new: ColumnElement[list[str]], old: InstrumentedAttribute[list[str]]
+) -> Case[list[str]]:
     if dialect == "postgresql":
         length = func.jsonb_array_length(new)
     else:
@@ -305,7 +311,7 @@ def search_statement(
     *,
     match_all: bool = True,
     within: Sequence[int] | None = None,
-) -> tuple[Select[tuple[Paper]], dict[str, object]]:
+) -> tuple[Select[Paper], dict[str, object]]:
     """The one statement `search` runs (the best `limit` papers, loaded) and its parameters.
     Without `within` the statement is built once per shape and reused: a statement this size
     costs SQLAlchemy more to build than SQLite to run for a rare word."""
@@ -327,13 +333,14 @@ def search_statement(
 
 def _build_search(
     dialect: str, term_count: int, match_all: bool, within: Sequence[int] | None = None
-) -> Select[tuple[Paper]]:
+) -> Select[Paper]:
     """Ranking, as SQL: the newest RANK_POOL matches are scored; of those, the CANDIDATES
     most relevant fall into tiers of a tenth of the best score each, so papers within about
     10% of each other count as equally relevant; within a tier, newer first, then more
     upvoted, then more relevant."""
+    paper_id: InstrumentedAttribute[int] | ColumnClause[Any]
     if dialect == "postgresql":
-        terms = [bindparam(f"term_{n}") for n in range(term_count)]
+        terms: list[BindParameter[str]] = [bindparam(f"term_{n}") for n in range(term_count)]
         pool, paper_id = _postgres_pool(terms, match_all), Paper.id
     else:
         pool, paper_id = _sqlite_pool(bindparam("expression")), _papers_fts.c.rowid
@@ -390,7 +397,7 @@ def sqlite_search(
 
 # One dialect per engine (a few in a process, more in the test suite), one reused statement.
 @functools.lru_cache(maxsize=8)
-def _compiled(dialect: Dialect, query: Select[tuple[Paper]]) -> SQLCompiler:
+def _compiled(dialect: Dialect, query: Select[Paper]) -> SQLCompiler:
     return query.compile(dialect=dialect)
 
 
@@ -400,12 +407,32 @@ async def _search_rows(
     limit: int,
     match_all: bool,
     within: Sequence[int] | None,
-) -> tuple[Dialect, list[Any]]:
+) -> tuple[Dialect, list[sqlite3.Row]]:
     """The rows of `sqlite_search` on `connection`, fetched by aiosqlite in one call."""
     dialect = connection.dialect
     sql, values = sqlite_search(dialect, terms, limit, match_all=match_all, within=within)
     driver = (await connection.get_raw_connection()).driver_connection
+    if not isinstance(driver, aiosqlite.Connection):
+        raise TypeError(f"expected an aiosqlite connection, not {type(driver).__name__}")
     return dialect, list(await driver.execute_fetchall(sql, values))
+
+
+def _detached_papers(dialect: Dialect, rows: Iterable[Sequence[Any]]) -> list[Paper]:
+    """Papers from rows of the search statement, detached (as after a transaction)."""
+    columns = _paper_columns(dialect)
+    new_paper = manager_of_class(Paper).new_instance
+    papers = []
+    for row in rows:
+        paper = new_paper()
+        # Into the instance's dict, as the ORM loads a row: setting each attribute would
+        # record it as a change, which make_transient_to_detached then commits.
+        paper.__dict__.update(
+            (key, load(value) if load else value)
+            for (key, load), value in zip(columns, row, strict=True)
+        )
+        make_transient_to_detached(paper)
+        papers.append(paper)
+    return papers
 
 
 @functools.lru_cache(maxsize=8)
@@ -424,10 +451,10 @@ def _fts5_expression(terms: Sequence[str], match_all: bool) -> str:
     return (" AND " if match_all else " OR ").join(quoted)
 
 
-def _sqlite_pool(expression: str | BindParameter[str]) -> Select:
+def _sqlite_pool(expression: str | BindParameter[str]) -> Select[int, float]:
     """The newest matches (rowid is the paper id) with their relevance, newest first."""
     # bm25 is smaller for better matches; weights: title, abstract, authors, keywords.
-    score = literal_column("-bm25(papers_fts, 10.0, 1.0, 3.0, 5.0)")
+    score: ColumnClause[float] = literal_column("-bm25(papers_fts, 10.0, 1.0, 3.0, 5.0)")
     rowid = _papers_fts.c.rowid
     return (
         select(rowid.label("id"), score.label("score"))
@@ -436,12 +463,14 @@ def _sqlite_pool(expression: str | BindParameter[str]) -> Select:
     )
 
 
-def _postgres_pool(terms: Sequence[str | BindParameter[str]], match_all: bool) -> Select:
+def _postgres_pool(
+    terms: Sequence[str | BindParameter[str]], match_all: bool
+) -> Select[int, float]:
     parts = [func.plainto_tsquery(literal_column("'english'::regconfig"), term) for term in terms]
-    query = parts[0]
+    query: ColumnElement[Any] = parts[0]
     for part in parts[1:]:
         query = query.op("&&" if match_all else "||")(part)
-    vector = literal_column("papers.search_vector")
+    vector: ColumnClause[Any] = literal_column("papers.search_vector")
     return (
         select(Paper.id.label("id"), func.ts_rank(vector, query).label("score"))
         .where(vector.op("@@")(query))
@@ -449,7 +478,9 @@ def _postgres_pool(terms: Sequence[str | BindParameter[str]], match_all: bool) -
     )
 
 
-def _match_arm(dialect: str, index: int, words: list[str], within: Sequence[int]) -> Select:
+def _match_arm(
+    dialect: str, index: int, words: list[str], within: Sequence[int]
+) -> Select[int, int]:
     """(index, paper id) of the papers matching every word, among or around `within`."""
     if dialect == "postgresql":
         return (

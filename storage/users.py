@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import chunks
+from storage.db import chunks, rowcount
 from storage.models import DigestItem, DigestSetting, Follow, Paper, Save
 from storage.papers import dialect_insert
 
@@ -42,7 +42,7 @@ class UserRepository:
                 Save.paper_id == paper_id,
             )
         )
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
     async def saved(self, platform: str, workspace: str, user: str) -> list[Paper]:
         """Saved papers, most recently saved first."""
@@ -106,7 +106,7 @@ class UserRepository:
                 Follow.topic == topic,
             )
         )
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
     async def following(self, platform: str, workspace: str, user: str) -> list[str]:
         result = await self.session.scalars(
@@ -177,7 +177,7 @@ class UserRepository:
                 DigestSetting.user == user,
             )
         )
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
     async def already_sent(
         self, platform: str, workspace: str, user: str, candidates: Sequence[int]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -59,7 +59,7 @@ class _Cached:
 
     etag: str | None
     last_modified: str | None
-    value: Any
+    value: object  # what the request's `parse` returned
 
     def conditional_headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -212,7 +212,8 @@ class HuggingFaceClient:
                 raise _Retryable("unexpected 304")
             self.not_modified += 1
             self._remember(key, cached)
-            return cached.value
+            # The key holds the path, and a path is always parsed by the same function.
+            return cast(T, cached.value)
         if status == 404 and not_found_ok:
             raise _NotFound
         if status == 429:
@@ -243,7 +244,7 @@ class HuggingFaceClient:
             self._cache.popitem(last=False)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
-        backoff = self.backoff_base * 2 ** (attempt - 1)
+        backoff: float = self.backoff_base * 2 ** (attempt - 1)
         backoff += random.uniform(0, backoff / 4)
         if retry_after is None:
             return backoff

@@ -8,6 +8,8 @@ Create Date: 2026-11-23
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
@@ -56,7 +58,7 @@ POSTGRES_FTS = [
 ]
 
 
-def _scoped(*columns: sa.Column) -> list[sa.Column]:
+def _scoped(*columns: sa.Column[Any]) -> list[sa.Column[Any]]:
     return [
         sa.Column("platform", sa.String(16), primary_key=True),
         sa.Column("workspace", sa.String(64), primary_key=True),
@@ -65,7 +67,7 @@ def _scoped(*columns: sa.Column) -> list[sa.Column]:
     ]
 
 
-def _paper_key() -> sa.Column:
+def _paper_key() -> sa.Column[int]:
     return sa.Column(
         "paper_id", sa.Integer, sa.ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
     )

@@ -8,6 +8,8 @@ Create Date: 2026-11-23
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,7 +19,7 @@ branch_labels = None
 depends_on = None
 
 
-def _bot_columns() -> list[sa.Column]:
+def _bot_columns() -> list[sa.Column[Any]]:
     """Columns slack_sdk's installation store shares between its bots and installations."""
     return [
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
