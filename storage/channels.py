@@ -124,19 +124,6 @@ class ChannelRepository:
         )
         return bool(rowcount(result))
 
-    async def record_post(
-        self,
-        platform: str,
-        workspace: str,
-        channel: str,
-        message_id: str,
-        paper_id: int,
-        now: datetime,
-    ) -> None:
-        await self.record_posts(
-            [PostRecord(platform, workspace, channel, message_id, paper_id, now)]
-        )
-
     async def record_posts(self, posts: Sequence[PostRecord]) -> None:
         """Record paper messages sent to channels (one statement for all of them)."""
         # Core on the table, not the ORM: this runs for every message sent, and the ORM's

@@ -43,15 +43,6 @@ class DeliveryKey:
     target: str
     period: str  # the slot's local date, YYYY-MM-DD
 
-    def where(self) -> ColumnElement[bool]:
-        return and_(
-            Delivery.kind == self.kind,
-            Delivery.platform == self.platform,
-            Delivery.workspace == self.workspace,
-            Delivery.target == self.target,
-            Delivery.period == self.period,
-        )
-
 
 def _row(key: DeliveryKey, now: datetime, **values: object) -> dict[str, object]:
     return {**asdict(key), "created_at": now, "updated_at": now, **values}
@@ -76,20 +67,6 @@ def _claimable(now: datetime, max_attempts: int) -> ColumnElement[bool]:
 class DeliveryRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def claim(
-        self,
-        key: DeliveryKey,
-        worker: str,
-        now: datetime,
-        *,
-        lease: timedelta,
-        max_attempts: int,
-    ) -> Delivery | None:
-        """The delivery row if `worker` may send it now, else None (someone else has it, it
-        is done, or its retry is not due yet)."""
-        claimed = await self.claim_many([key], worker, now, lease=lease, max_attempts=max_attempts)
-        return claimed.get(key)
 
     async def claim_many(
         self,
@@ -175,9 +152,6 @@ class DeliveryRepository:
             insert(Delivery).values(**_row(key, now, **values)).on_conflict_do_nothing()
         )
         return bool(rowcount(result))
-
-    async def get(self, key: DeliveryKey) -> Delivery | None:
-        return await self.session.scalar(select(Delivery).where(key.where()))
 
     async def latest(
         self, kind: str, platform: str, workspace: str, target: str

@@ -213,12 +213,15 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+LEASE_NAME_LENGTH = 64
+
+
 class Lease(Base):
     """A named role only one process may hold at a time (e.g. the Discord gateway connection),
     renewed by its holder before `expires_at` and taken over by another process after it."""
 
     __tablename__ = "leases"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(LEASE_NAME_LENGTH), primary_key=True)
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

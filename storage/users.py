@@ -179,18 +179,11 @@ class UserRepository:
         )
         return bool(rowcount(result))
 
-    async def already_sent(
-        self, platform: str, workspace: str, user: str, candidates: Sequence[int]
-    ) -> set[int]:
-        """Which of `candidates` `user` already got in a digest."""
-        sent = await self.already_sent_many(platform, workspace, [user], candidates)
-        return sent.get(user, set())
-
     async def already_sent_many(
         self, platform: str, workspace: str, users: Sequence[str], candidates: Sequence[int]
     ) -> dict[str, set[int]]:
-        """`already_sent` for many users of one scope at once; users sent none of
-        `candidates` are absent.
+        """Which of `candidates` each of `users` (of one scope) already got in a digest; users
+        sent none of them are absent.
 
         Each user's rows are read over the candidates' id range (one index seek per user,
         the primary key being (platform, workspace, user, paper_id)) and filtered here. An

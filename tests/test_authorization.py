@@ -23,6 +23,7 @@ from sqlalchemy import select
 from adapters.slack.app import create_slack_bot
 from adapters.slack.render import SHARE_ACTION
 from bot.events import ChannelRef, MessageRef, ReactionChanged, Scope
+from storage.channels import PostRecord
 from storage.models import ChannelSubscription, Save
 from storage.store import Store
 from tests.core_fixtures import CHANNEL, SCOPE, Harness, stocked
@@ -309,8 +310,9 @@ async def test_slack_workspaces_see_only_their_own_data(two_workspaces: SlackHar
     async with store.transaction() as repos:
         paper = await repos.papers.by_arxiv_id("2605.00101")
         assert paper is not None
-        await repos.channels.record_post("slack", "T1", "C1", "1700000000.000100", paper.id,
-                                         now=paper.fetched_at)  # fmt: skip
+        await repos.channels.record_posts(
+            [PostRecord("slack", "T1", "C1", "1700000000.000100", paper.id, paper.fetched_at)]
+        )
     stranger = reaction_event("reaction_added", user="U1", reaction="bookmark", channel="C1",
                               ts="1700000000.000100")  # fmt: skip
     response = await slack.event(stranger, event_id="EvFromT2", team="T2")
@@ -371,7 +373,9 @@ async def test_slack_requests_without_a_valid_signature_reach_no_handler(
     async with store.transaction() as repos:  # a posted paper, so the reaction would save
         paper = await repos.papers.by_arxiv_id("2605.00101")
         assert paper is not None
-        await repos.channels.record_post("slack", "T1", "C1", ts, paper.id, now=paper.fetched_at)
+        await repos.channels.record_posts(
+            [PostRecord("slack", "T1", "C1", ts, paper.id, paper.fetched_at)]
+        )
     requests = {kind: slack_request(kind, fake, ts) for kind in KINDS}
     before = await snapshot(store)
 

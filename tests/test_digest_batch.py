@@ -81,7 +81,10 @@ async def reference_digest(
         if newest is None:
             return None
         candidate_ids = await repos.papers.listed_between(newest, newest)
-    sent = await repos.users.already_sent(scope.platform, scope.workspace, user.user, candidate_ids)
+    sent_to = await repos.users.already_sent_many(
+        scope.platform, scope.workspace, [user.user], candidate_ids
+    )
+    sent = sent_to.get(user.user, set())
     sent |= {paper.id for paper in saves}
     fresh = [pid for pid in candidate_ids if pid not in sent]
     candidates = sorted(

@@ -300,7 +300,7 @@ async def test_closed_dms_pause_the_digest_until_it_is_set_again(harness: Harnes
     async with harness.store.transaction() as repos:
         setting = await repos.users.digest_setting("test", "T1", "bob")
         assert setting is not None and setting.disabled_reason == "dms_closed"
-        assert not await repos.users.already_sent("test", "T1", "bob", [1, 2, 3, 4, 5])
+        assert not await repos.users.already_sent_many("test", "T1", ["bob"], [1, 2, 3, 4, 5])
     platform = RecordingPlatform()
     harness.use(platform)
     assert (await harness.bot.digests.send(UserRef(SCOPE, "bob"), scheduled=True)).papers == 0

@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.settings import normalise_database_url
 from storage import search_index
+from storage.channels import PostRecord
 from storage.db import alembic_config, create_engine, upgrade
 from storage.models import ChannelSubscription, DailyListing, Paper
 from storage.papers import PaperData
 from storage.store import Repositories, Store
+from storage.users import UserRepository
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 DAY = date(2026, 11, 20)
@@ -749,8 +751,8 @@ async def test_record_post_and_paper_for_message(store: Store) -> None:
     ids = await add_papers(store, *CORPUS)
     a, b = ids["2401.00001"], ids["2401.00002"]
     async with store.transaction() as repos:
-        await repos.channels.record_post(*SLACK, "C1", "1700000000.000100", a, NOW)
-        await repos.channels.record_post(*SLACK, "C1", "1700000000.000200", b, NOW)
+        await repos.channels.record_posts([PostRecord(*SLACK, "C1", "1700000000.000100", a, NOW)])
+        await repos.channels.record_posts([PostRecord(*SLACK, "C1", "1700000000.000200", b, NOW)])
     async with store.transaction() as repos:
         channels = repos.channels
         assert await channels.paper_for_message(*SLACK, "C1", "1700000000.000100") == a
@@ -765,9 +767,9 @@ async def test_posted_papers(store: Store) -> None:
     ids = await add_papers(store, *CORPUS)
     a, b, c = (ids[k] for k in ("2401.00001", "2401.00002", "2401.00003"))
     async with store.transaction() as repos:
-        await repos.channels.record_post(*SLACK, "C1", "m1", a, NOW)
-        await repos.channels.record_post(*SLACK, "C1", "m2", b, NOW)
-        await repos.channels.record_post(*SLACK, "C2", "m3", c, NOW)
+        await repos.channels.record_posts([PostRecord(*SLACK, "C1", "m1", a, NOW)])
+        await repos.channels.record_posts([PostRecord(*SLACK, "C1", "m2", b, NOW)])
+        await repos.channels.record_posts([PostRecord(*SLACK, "C2", "m3", c, NOW)])
     async with store.transaction() as repos:
         assert await repos.channels.posted_papers(*SLACK, "C1", [a, b, c]) == {a, b}
         assert await repos.channels.posted_papers(*SLACK, "C1", [c]) == set()
@@ -856,19 +858,27 @@ async def test_digest_settings_set_update_and_off(store: Store) -> None:
         assert await repos.users.digest_setting(*USER) is None
 
 
+async def already_sent(
+    users: UserRepository, platform: str, workspace: str, user: str, candidates: list[int]
+) -> set[int]:
+    """Which of `candidates` `user` already got in a digest."""
+    sent = await users.already_sent_many(platform, workspace, [user], candidates)
+    return sent.get(user, set())
+
+
 async def test_record_sent_and_already_sent(store: Store) -> None:
     ids = await add_papers(store, *CORPUS)
     a, b, c = (ids[k] for k in ("2401.00001", "2401.00002", "2401.00003"))
     async with store.transaction() as repos:
-        assert await repos.users.already_sent(*USER, [a, b, c]) == set()
+        assert await already_sent(repos.users, *USER, [a, b, c]) == set()
         await repos.users.record_sent(*USER, [a, b], NOW)
     async with store.transaction() as repos:
-        assert await repos.users.already_sent(*USER, [a, b, c]) == {a, b}
-        assert await repos.users.already_sent(*USER, [c]) == set()
-        assert await repos.users.already_sent(*USER, []) == set()
+        assert await already_sent(repos.users, *USER, [a, b, c]) == {a, b}
+        assert await already_sent(repos.users, *USER, [c]) == set()
+        assert await already_sent(repos.users, *USER, []) == set()
         await repos.users.record_sent(*USER, [c, a], NOW)  # a again: harmless
     async with store.transaction() as repos:
-        assert await repos.users.already_sent(*USER, [a, b, c]) == {a, b, c}
+        assert await already_sent(repos.users, *USER, [a, b, c]) == {a, b, c}
 
 
 OTHERS = [
@@ -894,7 +904,7 @@ async def test_user_rows_never_leak_across_platform_workspace_or_user(store: Sto
             assert await users.saved(*other) == [], other
             assert await users.following(*other) == [], other
             assert await users.digest_setting(*other) is None, other
-            assert await users.already_sent(*other, [a, b]) == set(), other
+            assert await already_sent(users, *other, [a, b]) == set(), other
             assert await users.unsave(*other, a) is False, other
             assert await users.unfollow(*other, "latency") is False, other
             assert await users.digest_off(*other) is False, other
@@ -905,7 +915,7 @@ async def test_user_rows_never_leak_across_platform_workspace_or_user(store: Sto
         assert [p.id for p in await repos.users.saved(*USER)] == [a]
         assert await repos.users.following(*USER) == ["latency"]
         assert await repos.users.digest_setting(*USER) is not None
-        assert await repos.users.already_sent(*USER, [a, b]) == {a}
+        assert await already_sent(repos.users, *USER, [a, b]) == {a}
         assert await repos.users.unsave(*OTHERS[0], a) is True
     async with store.transaction() as repos:
         assert [p.id for p in await repos.users.saved(*USER)] == [a]  # untouched by U2's unsave

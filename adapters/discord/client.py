@@ -167,7 +167,7 @@ class PaperboyClient(discord.Client):
         self.outbound = DiscordOutbound(self)
         self.paperboy = make_bot(self.outbound)
         self.tree = app_commands.CommandTree(self)
-        self.tree.on_error = self.on_command_error  # type: ignore[method-assign]
+        self.tree.error(self.on_command_error)
         self.tree.add_command(PapersCommands(self.answer, self.followed_topics))
         _guard_parsers(self._connection.parsers)
 

@@ -166,7 +166,9 @@ def create_slack_bot(
         store, outbound, config=BotConfig.from_settings(settings), source=source, clock=clock
     )
     signing_secret = settings.slack_signing_secret
-    token = None if oauth else settings.slack_bot_token.get_secret_value()  # type: ignore[union-attr]
+    # One workspace: bolt's client carries its token (`_token_lookup` made sure there is one).
+    bot_token = settings.slack_bot_token if oauth is None else None
+    token = bot_token.get_secret_value() if bot_token is not None else None
     bolt_log = get_bolt_logger(AsyncApp)
     if _same_token_warning not in bolt_log.filters:
         bolt_log.addFilter(_same_token_warning)

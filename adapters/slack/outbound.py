@@ -88,8 +88,8 @@ class RetryAfterHandler(AsyncRateLimitErrorRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> None:
-        if response is None:
-            raise error  # type: ignore[misc]
+        if response is None:  # only 429 answers are retried here, and they have a response
+            raise error if error is not None else RuntimeError("no response to retry")
         delay = retry_after(response.headers)
         log.warning(
             "Slack %s rate limited; retrying in %.1fs", request.url.rsplit("/", 1)[-1], delay

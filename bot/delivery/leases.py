@@ -22,17 +22,16 @@ from datetime import datetime, timedelta
 
 from bot.delivery.batching import Batcher
 from storage.db import DB_ERRORS
-from storage.models import Lease
+from storage.models import LEASE_NAME_LENGTH
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
-NAME_LENGTH: int = Lease.__table__.c.name.type.length  # type: ignore[attr-defined]
 
 
 def lease_name(platform: str, workspace: str) -> str:
     name = f"send:{platform}:{workspace}"
-    if len(name) <= NAME_LENGTH:
+    if len(name) <= LEASE_NAME_LENGTH:
         return name
     # A workspace id may fill its own column; a digest of it tells workspaces apart as well.
     return f"send:{platform}:{hashlib.sha256(workspace.encode()).hexdigest()[:40]}"

@@ -253,8 +253,10 @@ class DeliveryRunner:
                 steps.update(zip((claim.key for claim in claims), composed, strict=True))
         prepared: list[tuple[Delivery, Send] | None] = []
         for key in keys:
-            row = claimed.pop(key) if key in claimed else None  # a repeated key: claimed once
-            prepared.append(None if row is None else (row, steps[key]))
+            if key in claimed:  # a key that came twice is claimed once
+                prepared.append((claimed.pop(key), steps[key]))
+            else:
+                prepared.append(None)
         return prepared
 
     async def _compose(
