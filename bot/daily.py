@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from bot.cards import demo_note, paper_card
@@ -230,31 +230,25 @@ class DuePost:
     key: SendKey | None = None
 
 
+@dataclass
 class DailyPosts:
     """The daily post as a kind of delivery (`bot.delivery.runner.DeliveryKind`), and
     `/papers channel post-now`. A permanent delivery error (channel gone, bot removed) turns
     the channel's post off and tells the admin who set it up."""
 
-    def __init__(
-        self,
-        store: Store,
-        outbound: Outbound,
-        *,
-        default_count: int,
-        save_emoji: str,
-        clock: Callable[[], datetime],
-        schedule_changed: Callable[[], None],
-    ) -> None:
-        self.store = store
-        self.outbound = outbound
-        self.default_count = default_count
-        self.save_emoji = save_emoji
-        self.clock = clock
-        self.schedule_changed = schedule_changed
-        # Each paper message is recorded before the next one is sent; on a busy morning
-        # hundreds of posts are in flight, and the rows that arrive while one transaction
-        # commits share the next (a transaction each costs more CPU than the send).
-        self._records: Batcher[PostRecord, None] = Batcher(self._commit_posts)
+    store: Store
+    outbound: Outbound
+    default_count: int  # papers in a post whose channel has no count of its own
+    save_emoji: str  # the name of the emoji that saves, offered under each paper
+    clock: Callable[[], datetime]
+    schedule_changed: Callable[[], None]  # a channel's post was turned off
+    # Each paper message is recorded before the next one is sent; on a busy morning hundreds
+    # of posts are in flight, and the rows that arrive while one transaction commits share
+    # the next (a transaction each costs more CPU than the send).
+    _records: Batcher[PostRecord, None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._records = Batcher(self._commit_posts)
 
     async def post(self, channel: ChannelRef) -> Delivered:
         """Post the newest list's papers the channel has not had, now."""

@@ -289,24 +289,17 @@ def _compose(
     return Digest(message, tuple(chosen))
 
 
+@dataclass
 class Digests:
     """The DM digest as a kind of delivery (`bot.delivery.runner.DeliveryKind`), and
     `/papers digest now`. A permanent delivery error (DMs closed, user gone) pauses the
     user's digest with the reason; scheduled runs skip a paused digest instead of retrying
     forever, and a later successful send (the user asking for one) lifts the pause."""
 
-    def __init__(
-        self,
-        store: Store,
-        outbound: Outbound,
-        *,
-        clock: Callable[[], datetime],
-        schedule_changed: Callable[[], None],
-    ) -> None:
-        self.store = store
-        self.outbound = outbound
-        self.clock = clock
-        self.schedule_changed = schedule_changed
+    store: Store
+    outbound: Outbound
+    clock: Callable[[], datetime]
+    schedule_changed: Callable[[], None]  # a digest was paused or its pause lifted
 
     async def prepare(self, repos: Repositories, claims: Sequence[Claim]) -> list[Send]:
         """Digests compose as they send, each in its own transaction: a morning's digests

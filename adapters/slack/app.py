@@ -8,7 +8,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
@@ -186,27 +186,19 @@ def create_slack_bot(
     return SlackBot(app, bot, outbound, background)
 
 
+@dataclass
 class Listeners:
     """The bolt listeners, one method per kind of Slack request. Each returns promptly, for
     it holds up the acknowledgement: work that may take longer than an answer goes to
     `background`."""
 
-    def __init__(
-        self,
-        bot: Paperboy,
-        store: Store,
-        outbound: SlackOutbound,
-        background: Background,
-        clock: Callable[[], datetime],
-        answer_in_ack_within: float,
-    ) -> None:
-        self.bot = bot
-        self.store = store
-        self.outbound = outbound
-        self.background = background
-        self.clock = clock
-        self.answer_in_ack_within = answer_in_ack_within
-        self.admin_check = AdminCheck()
+    bot: Paperboy
+    store: Store
+    outbound: SlackOutbound
+    background: Background
+    clock: Callable[[], datetime]
+    answer_in_ack_within: float
+    admin_check: AdminCheck = field(default_factory=AdminCheck)
 
     def register(self, app: AsyncApp) -> None:
         app.middleware(self.process_each_event_once)
