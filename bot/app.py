@@ -55,6 +55,8 @@ class Paperboy:
         self.config = config
         self.source = source
         self.clock = clock
+        # Called after a command or a failed send changes when something is delivered.
+        self._schedule_listeners: list[Callable[[], None]] = []
         self.reactions = SaveReactions(store, config.save_emojis)
         self.daily = DailyPosts(
             store, outbound, default_count=config.default_post_count,
@@ -63,8 +65,6 @@ class Paperboy:
         self.digests = Digests(
             store, outbound, clock=clock, schedule_changed=self._schedule_changed
         )
-        # Called after a command or a failed send changes when something is delivered.
-        self._schedule_listeners: list[Callable[[], None]] = []
 
     async def handle_command(self, event: CommandInvoked) -> Message:
         """The answer to `/papers <text>`: a result, a usage hint, or an apology; never raises."""
