@@ -202,8 +202,8 @@ def run(quick: bool = False) -> Section:
         f"benchmark's process. At {largest}, store minus raw is {_span(store_cost)} ms (the "
         "session, a pooled connection, one round trip to aiosqlite's thread, the rows made "
         f"into the five papers shown) and end to end minus store is {_span(slack_cost)} ms "
-        "(bolt's signature check and dispatch, the admin check from cache, rendering and the "
-        f"acknowledgement). For the cheapest query ({cheapest}, raw {ms(raw)} ms) the floor, "
+        "(bolt's signature check and dispatch, rendering and the acknowledgement). For the "
+        f"cheapest query ({cheapest}, raw {ms(raw)} ms) the floor, "
         f"the raw query and rendering ({ms(render)} ms) alone make {least:.1f}x"
         + (
             ", before any of the store's work: on this path (Python, uvicorn, bolt) the 2x "
