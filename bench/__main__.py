@@ -1,8 +1,8 @@
 """Run the benchmarks: `python -m bench [--quick] [names...]`.
 
-Names: topic, load, digest, fanout, memory. A full run (all of them, not `--quick`) writes
-bench/RESULTS.md; a partial or quick one only prints. The exit status is 1 when a target
-was missed.
+Names: topic, load, digest, fanout, memory, relevance. A full run (all of them, not
+`--quick`) writes bench/RESULTS.md; a partial or quick one only prints. The exit status is 1
+when a target was missed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.common import Section, cores
 
-BENCHMARKS = ("topic", "load", "digest", "fanout", "memory")
+BENCHMARKS = ("topic", "load", "digest", "fanout", "memory", "relevance")
 HERE = Path(__file__).resolve().parent
 
 
