@@ -2,6 +2,8 @@
 
 Ranking (done by the store's search statement): full-text relevance first; papers within 10%
 of each other's relevance count as equally relevant and are ordered by recency, then upvotes.
+Papers holding every word of the topic come first; Hugging Face's and then papers holding
+most of the words fill a page they leave short.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Protocol
 from bot.words import is_word_character
 from storage.models import Paper
 from storage.papers import PaperData
-from storage.store import Store
+from storage.store import Repositories, Store
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +27,56 @@ class SearchSource(Protocol):
     async def search(self, query: str, limit: int = 20) -> list[PaperData]: ...
 
 
+# Words that name no topic (PostgreSQL's and Snowball's English stop list). They never decide
+# whether a paper matches: "reasoning models that think too long" asks for papers holding
+# "reasoning", "models", "think" and "long". PostgreSQL's `english` configuration drops them
+# from a query itself; SQLite's FTS5 would require them.
+STOPWORDS = frozenset(
+    {
+        "i", "me", "my", "myself", "we", "our", "ours", "ourselves", "you", "your", "yours",
+        "yourself", "yourselves", "he", "him", "his", "himself", "she", "her", "hers",
+        "herself", "it", "its", "itself", "they", "them", "their", "theirs", "themselves",
+        "what", "which", "who", "whom", "this", "that", "these", "those", "am", "is", "are",
+        "was", "were", "be", "been", "being", "have", "has", "had", "having", "do", "does",
+        "did", "doing", "a", "an", "the", "and", "but", "if", "or", "because", "as", "until",
+        "while", "of", "at", "by", "for", "with", "about", "against", "between", "into",
+        "through", "during", "before", "after", "above", "below", "to", "from", "up", "down",
+        "in", "out", "on", "off", "over", "under", "again", "further", "then", "once", "here",
+        "there", "when", "where", "why", "how", "all", "any", "both", "each", "few", "more",
+        "most", "other", "some", "such", "no", "nor", "not", "only", "own", "same", "so",
+        "than", "too", "very", "s", "t", "can", "will", "just", "don", "should", "now"
+    }
+)  # fmt: skip
+
+
 def search_terms(topic: str) -> list[str]:
-    """Plain words of a topic (runs of letters, digits and their combining marks, as the
-    full-text tokenizers read words); query syntax never reaches the full-text engine."""
+    """The words of a topic a paper must hold: runs of letters, digits and their combining
+    marks (as the full-text tokenizers read words), stopwords left out unless the topic has
+    nothing else. Query syntax never reaches the full-text engine."""
     runs = itertools.groupby(topic, key=is_word_character)
-    return ["".join(run) for is_word, run in runs if is_word]
+    words = ["".join(run) for is_word, run in runs if is_word]
+    meaningful = [word for word in words if word.lower() not in STOPWORDS]
+    return meaningful or words
 
 
 async def local_search(store: Store, terms: Sequence[str], *, limit: int) -> list[Paper]:
-    """All words must match; when nothing does, any word may."""
+    """The papers holding every word, best first; when fewer than `limit` do, papers holding
+    most of the words fill the page after them (the full-text ranking puts a paper holding
+    more of the words first), never a page from nothing when some word matches."""
     async with store.reading() as repos:
         papers = await repos.papers.search(terms, limit=limit)
-        if not papers and len(terms) > 1:
-            papers = await repos.papers.search(terms, limit=limit, match_all=False)
+        if len(papers) < limit and len(terms) > 1:
+            papers += await _most_words(repos, terms, limit, papers)
     return papers
+
+
+async def _most_words(
+    repos: Repositories, terms: Sequence[str], limit: int, found: Sequence[Paper]
+) -> list[Paper]:
+    """Up to `limit - len(found)` papers holding some of the words, not in `found`."""
+    known = {paper.id for paper in found}
+    some = await repos.papers.search(terms, limit=limit + len(found), match_all=False)
+    return [paper for paper in some if paper.id not in known][: limit - len(found)]
 
 
 async def find_papers(
@@ -49,23 +87,43 @@ async def find_papers(
     source: SearchSource | None,
     budget: float,
 ) -> list[Paper]:
-    """Best papers for `topic`: the store's, topped up from Hugging Face search when the store
-    has fewer than `limit`. Its results count only if they arrive within `budget` seconds; they
-    are stored, so they are found locally next time. A store that can answer in full is not
-    held up by, and does not load, Hugging Face (the daily lists keep it current)."""
+    """Best papers for `topic`: the store's papers holding all its words; when fewer than
+    `limit` do, Hugging Face search's next, then the store's papers holding most of the
+    words. Hugging Face's results count only if they arrive within `budget` seconds; they are
+    stored, so they are found locally next time. A store that can answer in full is not held
+    up by, and does not load, Hugging Face (the daily lists keep it current)."""
     terms = search_terms(topic)
-    local = await local_search(store, terms, limit=limit)
-    if source is None or len(local) >= limit:
-        return local
+    async with store.reading() as repos:
+        papers = await repos.papers.search(terms, limit=limit)
+    if len(papers) < limit and source is not None:
+        papers = await _with_hugging_face(store, source, topic, terms, papers, limit, budget)
+    if len(papers) < limit and len(terms) > 1:
+        async with store.reading() as repos:
+            papers += await _most_words(repos, terms, limit, papers)
+    return papers
+
+
+async def _with_hugging_face(
+    store: Store,
+    source: SearchSource,
+    topic: str,
+    terms: Sequence[str],
+    local: list[Paper],
+    limit: int,
+    budget: float,
+) -> list[Paper]:
+    """`local` (the store's papers holding every word) topped up with what Hugging Face
+    search finds for `topic` in time."""
     found = await _learn(store, source, topic, limit=limit * 2, budget=budget)
     if not found:
         return local
     known = {paper.arxiv_id for paper in local}
     if any(arxiv_id not in known for arxiv_id in found):
-        # Newly learnt papers that match the words compete on relevance with the rest.
-        local = await local_search(store, terms, limit=limit)
+        # Newly learnt papers that hold the words compete on relevance with the rest.
+        async with store.reading() as repos:
+            local = await repos.papers.search(terms, limit=limit)
         known = {paper.arxiv_id for paper in local}
-    async with store.transaction() as repos:
+    async with store.reading() as repos:
         learnt = await repos.papers.by_ids(found.values())
     tail = [learnt[pid] for aid, pid in found.items() if aid not in known and pid in learnt]
     return (local + tail)[:limit]

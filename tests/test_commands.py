@@ -13,6 +13,7 @@ from bot.commands.library import MAX_FOLLOWED
 from bot.config import BotConfig
 from bot.events import CommandInvoked
 from bot.messages import Visibility
+from bot.search import search_terms
 from storage.models import Base, Paper
 from storage.papers import PaperData
 from storage.store import Store
@@ -101,6 +102,29 @@ async def test_topic_answers_from_the_store_when_hugging_face_is_slow(harness: H
     ids = [card.paper_id for card in answer.cards]
     assert "2605.00004" in ids
     assert "2405.90002" not in ids  # only Hugging Face knew it, and it did not answer in time
+
+
+async def test_stopwords_do_not_decide_what_a_topic_matches(harness: Harness) -> None:
+    assert search_terms("reasoning models that think too long") == [
+        "reasoning", "models", "think", "long",
+    ]  # fmt: skip
+    assert search_terms("the who") == ["the", "who"]  # nothing else to search for
+    answer = await harness.say("topic what is speculative decoding")
+    ids = [card.paper_id for card in answer.cards]
+    assert set(ids[:2]) == {"2605.00001", "2605.00101"}  # the two holding both words
+
+
+async def test_papers_holding_most_words_fill_a_short_page_after_those_holding_all(
+    harness: Harness,
+) -> None:
+    answer = await harness.say("topic speculative decoding for video")  # no paper holds all
+    ids = [card.paper_id for card in answer.cards]
+    assert set(ids[:2]) == {"2605.00001", "2605.00101"}  # two of the three words
+    assert "2605.00004" in ids[2:]  # video diffusion: one word, ranked after them
+    answer = await harness.say("topic speculative latency")
+    ids = [card.paper_id for card in answer.cards]
+    assert set(ids[:2]) == {"2605.00001", "2605.00101"}  # both words
+    assert "2605.00104" in ids[2:]  # tail latency only
 
 
 async def test_topic_with_no_match_says_so(harness: Harness) -> None:
