@@ -28,7 +28,7 @@ from bench.served import served
 from bot.cards import paper_cards
 from bot.config import BotConfig
 from bot.messages import Message
-from bot.search import local_search, search_terms
+from bot.search import find_papers, search_terms
 from storage.models import Paper
 from storage.papers import RANK_POOL, sqlite_search
 from storage.store import Store
@@ -103,7 +103,9 @@ async def measure(path: Path, runs: int) -> tuple[list[float], dict[str, TopicTi
                         raise RuntimeError(f"/papers topic {topic}: {answer.error}")
                     times.end_to_end.append(answer.seconds)
                     start = time.perf_counter()
-                    papers = await local_search(store, search_terms(topic), limit=TOPIC_COUNT)
+                    papers = await find_papers(
+                        store, topic, limit=TOPIC_COUNT, source=None, budget=0.0
+                    )
                     times.store.append(time.perf_counter() - start)
                     times.render.append(rendered(topic, papers))
                     times.raw.append(timed(db, sql, params))
@@ -197,14 +199,14 @@ def run(quick: bool = False) -> Section:
     section.add(
         f"The floor row is the same signed request and answer without a search (`help`): "
         f"p50 {ms(floors[-1])} ms at {largest}. The store column is the command's search "
-        "(`local_search`: SQLAlchemy and aiosqlite on the same file) and the render column "
-        "its papers made Block Kit JSON (cards, blocks, fallback text), both run in the "
-        f"benchmark's process. At {largest}, store minus raw is {_span(store_cost)} ms (the "
-        "session, a pooled connection, one round trip to aiosqlite's thread, the rows made "
-        f"into the five papers shown) and end to end minus store is {_span(slack_cost)} ms "
-        "(bolt's signature check and dispatch, rendering and the acknowledgement). For the "
-        f"cheapest query ({cheapest}, raw {ms(raw)} ms) the floor, "
-        f"the raw query and rendering ({ms(render)} ms) alone make {least:.1f}x"
+        "(`find_papers` without Hugging Face: SQLAlchemy and aiosqlite on the same file) and "
+        "the render column its papers made Block Kit JSON (cards, blocks, fallback text), "
+        f"both run in the benchmark's process. At {largest}, store minus raw is "
+        f"{_span(store_cost)} ms (the session, a pooled connection, one round trip to "
+        "aiosqlite's thread, the rows made into the five papers shown) and end to end minus "
+        f"store is {_span(slack_cost)} ms (bolt's signature check and dispatch, rendering and "
+        f"the acknowledgement). For the cheapest query ({cheapest}, raw {ms(raw)} ms) the "
+        f"floor, the raw query and rendering ({ms(render)} ms) alone make {least:.1f}x"
         + (
             ", before any of the store's work: on this path (Python, uvicorn, bolt) the 2x "
             "target is out of reach for a query this cheap."

@@ -59,17 +59,6 @@ def search_terms(topic: str) -> list[str]:
     return meaningful or words
 
 
-async def local_search(store: Store, terms: Sequence[str], *, limit: int) -> list[Paper]:
-    """The papers holding every word, best first; when fewer than `limit` do, papers holding
-    most of the words fill the page after them (the full-text ranking puts a paper holding
-    more of the words first), never a page from nothing when some word matches."""
-    async with store.reading() as repos:
-        papers = await repos.papers.search(terms, limit=limit)
-        if len(papers) < limit and len(terms) > 1:
-            papers += await _most_words(repos, terms, limit, papers)
-    return papers
-
-
 async def _most_words(
     repos: Repositories, terms: Sequence[str], limit: int, found: Sequence[Paper]
 ) -> list[Paper]:
