@@ -184,8 +184,13 @@ class DeliveryRepository:
         )
         return result.all()
 
-    async def due_retries(self, now: datetime, max_attempts: int) -> Sequence[Delivery]:
-        """Rows whose retry is due or whose lease expired (their worker died), still allowed
-        another attempt."""
-        result = await self.session.scalars(select(Delivery).where(_claimable(now, max_attempts)))
+    async def due_retries(
+        self, now: datetime, max_attempts: int, *, platform: str | None = None
+    ) -> Sequence[Delivery]:
+        """Rows (of `platform`, when given) whose retry is due or whose lease expired (their
+        worker died), still allowed another attempt."""
+        query = select(Delivery).where(_claimable(now, max_attempts))
+        if platform is not None:
+            query = query.where(Delivery.platform == platform)
+        result = await self.session.scalars(query)
         return result.all()

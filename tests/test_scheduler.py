@@ -370,6 +370,22 @@ async def test_a_dead_workers_claim_is_taken_over_after_its_lease(harness: Harne
     assert delivered(harness.platform)[0] == 1
 
 
+async def test_a_scheduler_retries_only_its_own_platforms_deliveries(harness: Harness) -> None:
+    """A worker runs a scheduler per platform, each sending through its platform's outbound:
+    another platform's retry is not its to send (a channel id of one platform would be
+    unknown on the other, and its post turned off)."""
+    await configure(harness, NOW - timedelta(hours=5))
+    async with harness.store.transaction() as repos:  # a worker claimed, then died
+        await claim(repos, KEY, "dead", NOW)
+    harness.clock[0] = NOW + POLICY.lease + timedelta(seconds=1)
+    for platform, sent in (("discord", 0), ("test", 1)):
+        worker = harness.bot.scheduler(
+            platform=platform, worker="w1", policy=POLICY, clock=lambda: harness.clock[0]
+        )
+        await worker.retry_due()
+        assert delivered(harness.platform)[0] == sent, platform
+
+
 # Several workers -------------------------------------------------------------------------
 
 CHANNELS = 25

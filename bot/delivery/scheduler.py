@@ -132,7 +132,10 @@ class DeliveryScheduler:
     async def retry_due(self) -> None:
         """Retries that are due, and deliveries whose worker died mid-way (lease expired)."""
         async with self.store.transaction() as repos:
-            rows = await repos.deliveries.due_retries(self.clock(), self.policy.max_attempts)
+            # Only this scheduler's platform: its kinds send through that platform's outbound.
+            rows = await repos.deliveries.due_retries(
+                self.clock(), self.policy.max_attempts, platform=self.platform
+            )
             keys = [DeliveryKey(r.kind, r.platform, r.workspace, r.target, r.period) for r in rows]
         await asyncio.gather(*(self.runner.run(key) for key in keys))
 
