@@ -39,7 +39,7 @@ from bench.common import Section, cores, ms, stopwatch
 from bench.corpus import Corpus, database, seed_corpus
 from bot.digest import WINDOW, Digest, WindowCache, compose_digest, compose_digests, window_days
 from bot.events import Scope, UserRef
-from bot.search import search_terms
+from bot.words import search_terms
 from storage.models import DigestItem, Follow
 from storage.store import Store
 from tests.test_digest_batch import reference_digest

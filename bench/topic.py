@@ -28,7 +28,8 @@ from bench.served import served
 from bot.cards import paper_cards
 from bot.config import BotConfig
 from bot.messages import Message
-from bot.search import find_papers, search_terms
+from bot.search import find_papers
+from bot.words import search_terms
 from storage.models import Paper
 from storage.papers import RANK_POOL, sqlite_search
 from storage.store import Store

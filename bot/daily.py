@@ -18,7 +18,7 @@ from bot.events import ChannelRef, MessageRef, UserRef
 from bot.messages import DailyPost, Message, PaperCard, Visibility
 from bot.ports import Delivered, DeliveryError, Outbound
 from bot.reactions import emoji_in_text
-from bot.search import search_terms
+from bot.words import search_terms
 from storage.channels import PostRecord
 from storage.models import Paper
 from storage.store import Repositories, Store

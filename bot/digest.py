@@ -34,7 +34,7 @@ from bot.delivery.runner import Claim, Send
 from bot.events import MessageRef, Scope, UserRef
 from bot.messages import Message, PaperCard, Visibility
 from bot.ports import Delivered, DeliveryError, Outbound
-from bot.search import search_terms
+from bot.words import search_terms
 from storage.store import Repositories, Store
 
 log = logging.getLogger(__name__)

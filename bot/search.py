@@ -9,13 +9,12 @@ most of the words fill a page they leave short.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from bot.words import is_word_character
+from bot.words import search_terms
 from storage.models import Paper
 from storage.papers import PaperData
 from storage.store import Repositories, Store
@@ -25,38 +24,6 @@ log = logging.getLogger(__name__)
 
 class SearchSource(Protocol):
     async def search(self, query: str, limit: int = 20) -> list[PaperData]: ...
-
-
-# Words that name no topic (PostgreSQL's and Snowball's English stop list). They never decide
-# whether a paper matches: "reasoning models that think too long" asks for papers holding
-# "reasoning", "models", "think" and "long". PostgreSQL's `english` configuration drops them
-# from a query itself; SQLite's FTS5 would require them.
-STOPWORDS = frozenset(
-    {
-        "i", "me", "my", "myself", "we", "our", "ours", "ourselves", "you", "your", "yours",
-        "yourself", "yourselves", "he", "him", "his", "himself", "she", "her", "hers",
-        "herself", "it", "its", "itself", "they", "them", "their", "theirs", "themselves",
-        "what", "which", "who", "whom", "this", "that", "these", "those", "am", "is", "are",
-        "was", "were", "be", "been", "being", "have", "has", "had", "having", "do", "does",
-        "did", "doing", "a", "an", "the", "and", "but", "if", "or", "because", "as", "until",
-        "while", "of", "at", "by", "for", "with", "about", "against", "between", "into",
-        "through", "during", "before", "after", "above", "below", "to", "from", "up", "down",
-        "in", "out", "on", "off", "over", "under", "again", "further", "then", "once", "here",
-        "there", "when", "where", "why", "how", "all", "any", "both", "each", "few", "more",
-        "most", "other", "some", "such", "no", "nor", "not", "only", "own", "same", "so",
-        "than", "too", "very", "s", "t", "can", "will", "just", "don", "should", "now"
-    }
-)  # fmt: skip
-
-
-def search_terms(topic: str) -> list[str]:
-    """The words of a topic a paper must hold: runs of letters, digits and their combining
-    marks (as the full-text tokenizers read words), stopwords left out unless the topic has
-    nothing else. Query syntax never reaches the full-text engine."""
-    runs = itertools.groupby(topic, key=is_word_character)
-    words = ["".join(run) for is_word, run in runs if is_word]
-    meaningful = [word for word in words if word.lower() not in STOPWORDS]
-    return meaningful or words
 
 
 async def _most_words(

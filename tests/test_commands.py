@@ -13,7 +13,7 @@ from bot.commands.library import MAX_FOLLOWED
 from bot.config import BotConfig
 from bot.events import CommandInvoked
 from bot.messages import Visibility
-from bot.search import search_terms
+from bot.words import search_terms
 from storage.models import Base, Paper
 from storage.papers import PaperData
 from storage.store import Store
@@ -108,7 +108,9 @@ async def test_stopwords_do_not_decide_what_a_topic_matches(harness: Harness) ->
     assert search_terms("reasoning models that think too long") == [
         "reasoning", "models", "think", "long",
     ]  # fmt: skip
-    assert search_terms("the who") == ["the", "who"]  # nothing else to search for
+    assert search_terms("the who") == []  # nothing to search for
+    refused = await harness.say("topic the of")  # the same answer on both engines
+    assert refused.is_usage_hint and "a topic needs a word other than" in refused.text
     answer = await harness.say("topic what is speculative decoding")
     ids = [card.paper_id for card in answer.cards]
     assert set(ids[:2]) == {"2605.00001", "2605.00101"}  # the two holding both words

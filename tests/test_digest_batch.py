@@ -16,7 +16,7 @@ from bot.cards import demo_note, paper_card
 from bot.digest import WINDOW, Digest, WindowCache, compose_digest, compose_digests
 from bot.events import Scope, UserRef
 from bot.messages import Message, Visibility
-from bot.search import search_terms
+from bot.words import search_terms
 from storage.models import DigestItem, Follow, Paper
 from storage.papers import PaperData
 from storage.store import Repositories, Store

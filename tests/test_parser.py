@@ -7,7 +7,7 @@ import pytest
 from bot.commands import HANDLERS
 from bot.commands import parser as p
 from bot.commands.parser import UsageError, parse
-from bot.search import search_terms
+from bot.words import search_terms
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from zoneinfo import available_timezones
 
 from bot.delivery.slots import days_spec
 from bot.text import is_unsafe
-from bot.words import is_word_character
+from bot.words import is_word_character, search_terms
 from config.settings import parse_hhmm
 
 MAX_COMMAND_LENGTH = 500
@@ -224,6 +224,11 @@ def normalise_topic(words: list[str], name: str) -> str:
         raise UsageError(
             f"Usage: {USAGE[name]} (a topic is letters, digits, spaces and - . + # ' /,"
             f" {MAX_TOPIC_LENGTH} characters at most)"
+        )
+    if not search_terms(topic):
+        raise UsageError(
+            f"Usage: {USAGE[name]} (a topic needs a word other than common ones such as "
+            "`the` or `of`)"
         )
     return topic
 
