@@ -111,6 +111,8 @@ async def test_stopwords_do_not_decide_what_a_topic_matches(harness: Harness) ->
     assert search_terms("the who") == []  # nothing to search for
     refused = await harness.say("topic the of")  # the same answer on both engines
     assert refused.is_usage_hint and "a topic needs a word other than" in refused.text
+    assert (await harness.say("follow the")).is_usage_hint
+    assert not (await harness.say("unfollow the")).is_usage_hint  # one stored before: removable
     answer = await harness.say("topic what is speculative decoding")
     ids = [card.paper_id for card in answer.cards]
     assert set(ids[:2]) == {"2605.00001", "2605.00101"}  # the two holding both words

@@ -217,15 +217,17 @@ def _is_topic(text: str) -> bool:
     )
 
 
-def normalise_topic(words: list[str], name: str) -> str:
-    """Lower-case, single-spaced topic text, or UsageError naming `name`'s form."""
+def normalise_topic(words: list[str], name: str, *, searchable: bool = True) -> str:
+    """Lower-case, single-spaced topic text, or UsageError naming `name`'s form. A new topic
+    (`searchable`) needs a word the search can look for; removing one does not, so a topic
+    stored before that rule can still be removed."""
     topic = " ".join(words).lower()
     if len(topic) > MAX_TOPIC_LENGTH or not _is_topic(topic):
         raise UsageError(
             f"Usage: {USAGE[name]} (a topic is letters, digits, spaces and - . + # ' /,"
             f" {MAX_TOPIC_LENGTH} characters at most)"
         )
-    if not search_terms(topic):
+    if searchable and not search_terms(topic):
         raise UsageError(
             f"Usage: {USAGE[name]} (a topic needs a word other than common ones such as "
             "`the` or `of`)"
@@ -233,9 +235,11 @@ def normalise_topic(words: list[str], name: str) -> str:
     return topic
 
 
-def _topic_command(factory: Callable[[str], Command], name: str) -> ArgsParser:
+def _topic_command(
+    factory: Callable[[str], Command], name: str, *, searchable: bool = True
+) -> ArgsParser:
     def parse_topic(args: list[str]) -> Command:
-        return factory(normalise_topic(args, name))
+        return factory(normalise_topic(args, name, searchable=searchable))
 
     return parse_topic
 
@@ -354,8 +358,9 @@ def _channel(args: list[str]) -> Command:
     if head == "on":
         return _channel_on(rest)
     if head == "topics" and len(rest) >= 2 and rest[0].lower() in ("add", "remove"):
-        topic = normalise_topic(rest[1:], "channel")
-        return ChannelTopicAdd(topic) if rest[0].lower() == "add" else ChannelTopicRemove(topic)
+        add = rest[0].lower() == "add"
+        topic = normalise_topic(rest[1:], "channel", searchable=add)
+        return ChannelTopicAdd(topic) if add else ChannelTopicRemove(topic)
     raise usage("channel")
 
 
@@ -431,7 +436,7 @@ _PARSERS: dict[str, ArgsParser] = {
     "today": _no_args(Today(), "today"),
     "topic": _topic,
     "follow": _topic_command(Follow, "follow"),
-    "unfollow": _topic_command(Unfollow, "unfollow"),
+    "unfollow": _topic_command(Unfollow, "unfollow", searchable=False),
     "following": _no_args(Following(), "following"),
     "saved": _no_args(Saved(), "saved"),
     "unsave": _unsave,
