@@ -1,7 +1,8 @@
 """The console adapter: the whole bot in a terminal (or a pipe), with no platform at all.
 
 You are user `you` (an admin) in channel `general` of workspace `local`. Every bot message
-gets a number, e.g. `[3]`, so that `/react 3 bookmark` can name it.
+gets a number, e.g. `[3]`, so that `/react 3 bookmark` can name it. A terminal has no markup
+to escape: text from papers and users only loses its unsafe characters (`bot.text`).
 """
 
 from __future__ import annotations
@@ -38,17 +39,11 @@ LINE_HELP = (
 _USER_NAME = re.compile(r"^[\w.-]{1,32}$")
 
 
-def clean(text: str) -> str:
-    """Terminal-safe text: unsafe characters (`bot.text`: the controls that start escape
-    sequences, lone surrogates, bidi controls) are dropped; a terminal has no markup to escape."""
-    return strip_unsafe(text)
-
-
 def render_card(index: int, card: PaperCard) -> list[str]:
-    lines = [f"  {index}. {clean(card.title)}"]
+    lines = [f"  {index}. {strip_unsafe(card.title)}"]
     facts = []
     if card.authors:
-        names = ", ".join(clean(name) for name in card.authors[:MAX_AUTHORS])
+        names = ", ".join(strip_unsafe(name) for name in card.authors[:MAX_AUTHORS])
         more = len(card.authors) - MAX_AUTHORS
         facts.append(names + (f" +{more} more" if more > 0 else ""))
     if card.upvotes is not None:
@@ -61,25 +56,25 @@ def render_card(index: int, card: PaperCard) -> list[str]:
         lines.append("     " + " · ".join(facts))
     if card.summary:
         lines += textwrap.wrap(
-            clean(card.summary), width=96, initial_indent="     ", subsequent_indent="     "
+            strip_unsafe(card.summary), width=96, initial_indent="     ", subsequent_indent="     "
         )
     links = [f"Hugging Face {card.url}"] + [f"{link.label} {link.url}" for link in card.links]
-    lines.append("     " + " · ".join(clean(link) for link in links))
+    lines.append("     " + " · ".join(strip_unsafe(link) for link in links))
     return lines
 
 
 def render(message: Message) -> list[str]:
-    lines = [clean(message.text)] if message.text else []
-    lines += [f"  {clean(line)}" for line in message.lines]
+    lines = [strip_unsafe(message.text)] if message.text else []
+    lines += [f"  {strip_unsafe(line)}" for line in message.lines]
     for index, card in enumerate(message.cards, start=1):
         lines += render_card(index, card)
     if not message.text:  # a lone paper: its title leads
         lines[0] = lines[0].lstrip().removeprefix("1. ")
     if message.note:
-        lines.append(f"  ({clean(message.note)})")
+        lines.append(f"  ({strip_unsafe(message.note)})")
     if message.attachment:
-        lines.append(f"  --- {clean(message.attachment.filename)} ---")
-        lines += [clean(line) for line in message.attachment.content.splitlines()]
+        lines.append(f"  --- {strip_unsafe(message.attachment.filename)} ---")
+        lines += [strip_unsafe(line) for line in message.attachment.content.splitlines()]
         lines.append("  ---")
     return lines
 
@@ -106,11 +101,11 @@ class ConsoleOutbound:
         return ref
 
     async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
-        return self.show(message, f"#{clean(channel.channel)}: ", channel)
+        return self.show(message, f"#{strip_unsafe(channel.channel)}: ", channel)
 
     async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
         return self.show(
-            message, f"DM to {clean(user.user)}: ", ChannelRef(user.scope, f"dm-{user.user}")
+            message, f"DM to {strip_unsafe(user.user)}: ", ChannelRef(user.scope, f"dm-{user.user}")
         )
 
     async def sent_keys(

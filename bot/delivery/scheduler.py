@@ -78,16 +78,16 @@ class DeliveryScheduler:
     async def resync(self, *, catch_up: bool = False) -> None:
         catching_up: list[asyncio.Task[Status | None]] = []
         async with self._resync_lock:
+            # One slot per target and kind: the schedules' tables are unique on both.
             slots = await load_slots(self.store, self.platform)
-            wanted = {slot.job_id: slot for slot in slots}
             if catch_up:  # first, so that the missed posts' claims start at once
                 # In random order: workers starting together then claim a random half each
                 # (pacing is per worker), not whole batches in the same order.
-                missed = random.sample(list(wanted.values()), len(wanted))
+                missed = random.sample(slots, len(slots))
                 now = self.clock()
                 catching_up = [asyncio.create_task(self.catch_up(slot, now)) for slot in missed]
             schedules: dict[str, list[Slot]] = {}
-            for slot in wanted.values():
+            for slot in slots:
                 schedules.setdefault(slot.schedule_id, []).append(slot)
             for schedule_id in self._schedules.keys() - schedules.keys():
                 self.scheduler.remove_job(schedule_id)
