@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import logging
 import signal
@@ -11,6 +12,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,14 +31,19 @@ from bot.app import Paperboy
 from bot.config import BotConfig
 from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.status import collect_status, render_status
+from bot.semantic import load_semantic
+from bot.semantic.model import SemanticUnavailable
 from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
 from bot.sources.ingest import ingest_days
-from bot.sources.refresh import ensure_papers, keep_papers_fresh
+from bot.sources.refresh import embed_new_papers, ensure_papers, keep_papers_fresh
 from config import ConfigError, Settings, load_settings
 from config.redact import Redactor, install_redaction, settings_secrets
 from storage import search_index
 from storage.db import create_engine, upgrade
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from bot.semantic.meaning import Semantic
 
 log = logging.getLogger("paperboy")
 
@@ -77,9 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
         "action", choices=["invite-url"], help="print the link that adds the bot to a server"
     )
     discord.add_argument("--application-id", type=int, help="default: read from DISCORD_TOKEN")
+    commands.add_parser(
+        "embed", help="store search-by-meaning vectors for papers that have none (after "
+        "installing the `semantic` extra on a store that already holds papers)"
+    )  # fmt: skip
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"], help="apply pending migrations")
     return parser
+
+
+def _semantic(settings: Settings, store: Store) -> Semantic | None:
+    """Search by meaning as PAPERBOY_SEMANTIC says; one line saying whether it is on."""
+    try:
+        semantic = load_semantic(settings.semantic, store)
+    except SemanticUnavailable as exc:
+        raise ConfigError(f"PAPERBOY_SEMANTIC=on, but {exc}") from None
+    if semantic is None:
+        log.info("Search by meaning: off (words and Hugging Face search only)")
+    else:
+        log.info("Search by meaning: on")
+    return semantic
 
 
 async def _console(settings: Settings) -> int:
@@ -87,11 +111,20 @@ async def _console(settings: Settings) -> int:
     # At start, fail fast to the store (or the demo sample) rather than keep the user waiting.
     source = HuggingFaceClient(settings.hf_base_url, timeout=5.0, max_retries=1)
     try:
+        semantic = _semantic(settings, store)
         status = await ensure_papers(store, source, datetime.now(UTC), deadline=START_DEADLINE)
         print(status, flush=True)
+        # The sample takes ~15 s to embed: search answers by its words meanwhile.
+        embedding = asyncio.create_task(embed_new_papers(semantic))
         outbound = ConsoleOutbound(sys.stdout)
-        bot = Paperboy(store, outbound, config=BotConfig.from_settings(settings), source=source)
-        await run_console(bot, outbound)
+        bot = Paperboy(
+            store, outbound, config=BotConfig.from_settings(settings), source=source,
+            semantic=semantic,
+        )  # fmt: skip
+        try:
+            await run_console(bot, outbound)
+        finally:
+            embedding.cancel()
     finally:
         await source.aclose()
         await store.close()
@@ -112,11 +145,10 @@ async def _serve(settings: Settings) -> int:
     store = await Store.open(settings.database_url)
     source = HuggingFaceClient(settings.hf_base_url)
     try:
-        slack = create_slack_bot(settings, store, source=source)
+        semantic = _semantic(settings, store)
+        slack = create_slack_bot(settings, store, source=source, semantic=semantic)
         # Serve at once; papers arrive in the background (the store answers meanwhile).
-        refresh = asyncio.create_task(
-            ensure_papers(store, source, datetime.now(UTC), deadline=START_DEADLINE)
-        )
+        refresh = asyncio.create_task(_start_papers(store, source, semantic))
         refresh.add_done_callback(_log_outcome)
         log.info("Slack over HTTP on %s:%d", settings.host, settings.port)
         settled()
@@ -128,6 +160,16 @@ async def _serve(settings: Settings) -> int:
         await source.aclose()
         await store.close()
     return 0
+
+
+async def _start_papers(store: Store, source: HuggingFaceClient, semantic: Semantic | None) -> str:
+    """What `paperboy serve` does in the background at start: the recent lists, then their
+    vectors, then the stored vectors read for search by meaning."""
+    status = await ensure_papers(store, source, datetime.now(UTC), deadline=START_DEADLINE)
+    await embed_new_papers(semantic)
+    if semantic is not None:
+        await semantic.load_index()
+    return status
 
 
 def _log_outcome(task: asyncio.Task[str]) -> None:
@@ -146,8 +188,11 @@ async def _worker(settings: Settings) -> int:
     jobs: list[Coroutine[None, None, None]] = []
     closing: list[Callable[[], Awaitable[None]]] = []  # HTTP sessions, at the end
     try:
+        semantic = _semantic(settings, store)
         if settings.slack_app_token is not None:
-            slack = create_slack_bot(settings, store, source=source, socket_mode=True)
+            slack = create_slack_bot(
+                settings, store, source=source, semantic=semantic, socket_mode=True
+            )
             closing.append(slack.close)
             log.info("Slack over Socket Mode")
             jobs.append(run_socket_mode(slack.app, settings.slack_app_token.get_secret_value()))
@@ -156,18 +201,20 @@ async def _worker(settings: Settings) -> int:
             log.info("Slack requests go to `paperboy serve`; this worker delivers to Slack")
             outbound = create_slack_outbound(settings, store)
             closing.append(outbound.close)
-            bot = Paperboy(store, outbound, config=config, source=source)
+            bot = Paperboy(store, outbound, config=config, source=source, semantic=semantic)
             jobs.append(_deliver(bot, SLACK, policy))
         if settings.discord_token is not None:
-            discord = create_discord_bot(settings, store, source=source)
+            discord = create_discord_bot(settings, store, source=source, semantic=semantic)
             # Workers sharing the token take turns on the gateway; every one of them sends
             # its share of scheduled posts and DMs over REST, gateway or not.
             gateway = LeasedGateway(discord, store, ttl=settings.gateway_lease_seconds)
             jobs.append(gateway.run())
             jobs.append(_deliver(discord.bot, DISCORD, policy, ready=gateway.logged_in.wait))
-        jobs.append(
-            keep_papers_fresh(store, source, lambda: datetime.now(UTC), interval=REFRESH_INTERVAL)
+        clock = functools.partial(datetime.now, UTC)
+        refresh = keep_papers_fresh(
+            store, source, clock, interval=REFRESH_INTERVAL, semantic=semantic
         )
+        jobs.append(refresh)
         settled()
         async with asyncio.TaskGroup() as group:
             for job in jobs:
@@ -230,6 +277,23 @@ async def _fetch(settings: Settings, first: date, last: date) -> int:
         await store.close()
     for day, count in counts.items():
         print(f"{day}: {count} papers" + ("" if count else " (no list: weekend or not out yet)"))
+    return 0
+
+
+async def _embed(settings: Settings) -> int:
+    """Backfill: a vector for every stored paper without one."""
+    store = await Store.open(settings.database_url)
+    try:
+        try:
+            semantic = load_semantic("on", store)
+        except SemanticUnavailable as exc:
+            print(f"paperboy embed: search by meaning is unavailable: {exc}", file=sys.stderr)
+            return 1
+        assert semantic is not None  # "on" raises rather than answer None
+        embedded = await semantic.embed_missing()
+    finally:
+        await store.close()
+    print(f"Embedded {embedded} papers; every stored paper has a vector.")
     return 0
 
 
@@ -315,6 +379,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _status(settings, max(args.limit, 1))
     if args.command == "console":
         return await _console(settings)
+    if args.command == "embed":
+        return await _embed(settings)
     if args.command == "fetch":
         today = datetime.now(UTC).date()
         first = args.since or args.date or today

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from bot.commands import HANDLERS, CommandContext
 from bot.commands.channels import not_admin
@@ -34,6 +35,9 @@ from bot.search import SearchSource
 from storage.deliveries import CHANNEL, DIGEST
 from storage.store import Store
 
+if TYPE_CHECKING:
+    from bot.semantic.meaning import Semantic
+
 log = logging.getLogger(__name__)
 
 SCHEDULE_COMMANDS = (ChannelOn, ChannelOff, DigestSet, DigestOff)
@@ -49,11 +53,13 @@ class Paperboy:
         *,
         config: BotConfig,
         source: SearchSource | None = None,
+        semantic: Semantic | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.config = config
         self.source = source
+        self.semantic = semantic
         self.clock = clock
         # Called after a command or a failed send changes when something is delivered.
         self._schedule_listeners: list[Callable[[], None]] = []
@@ -63,8 +69,9 @@ class Paperboy:
             save_emoji=config.save_emoji, clock=clock, schedule_changed=self._schedule_changed,
         )  # fmt: skip
         self.digests = Digests(
-            store, outbound, clock=clock, schedule_changed=self._schedule_changed
-        )
+            store, outbound, clock=clock, schedule_changed=self._schedule_changed,
+            semantic=semantic,
+        )  # fmt: skip
 
     async def handle_command(self, event: CommandInvoked) -> Message:
         """The answer to `/papers <text>`: a result, a usage hint, or an apology; never raises."""
@@ -76,7 +83,7 @@ class Paperboy:
             return Message(text=not_admin(self.config.admins))
         context = CommandContext(
             event=event, now=self.clock(), store=self.store, config=self.config,
-            source=self.source, daily=self.daily, digests=self.digests,
+            source=self.source, semantic=self.semantic, daily=self.daily, digests=self.digests,
         )  # fmt: skip
         try:
             answer = await HANDLERS[type(command)](context, command)

@@ -2,9 +2,11 @@
 saved, none sent to them before; and the digest as a kind of scheduled delivery (`Digests`),
 whose sending `bot.delivery` does once.
 
-"Like a saved paper" means sharing one of its first AI keywords (Hugging Face's, such as
-"speculative decoding"), matched as a topic would be: the keywords of a user's latest saves
-act as topics they follow without typing them.
+"Like a saved paper": with search by meaning on, a paper whose vector is at least LIKE_SAVED
+alike (cosine) to one of the user's latest saves, the most alike first; a weak match never pads
+a digest. Without it, a paper sharing one of a save's first AI keywords (Hugging Face's, such
+as "speculative decoding"), matched as a topic would be. Papers on followed topics come first
+(by upvotes), then papers like the saves.
 
 Composition is batched. Every digest over the same window shares most of its work: which
 papers the recent lists hold, their cards, and which of them each topic matches (a full-text
@@ -27,6 +29,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bot.cards import demo_note, paper_card
 from bot.delivery.resumable import Part, ResumableSend, SendKey
@@ -37,6 +40,9 @@ from bot.ports import Delivered, DeliveryError, Outbound
 from bot.words import search_terms
 from storage.store import Repositories, Store
 
+if TYPE_CHECKING:
+    from bot.semantic.meaning import Semantic
+
 log = logging.getLogger(__name__)
 
 # How far back a digest looks: a daily digest covers a weekend, a weekly one its week.
@@ -44,6 +50,9 @@ WINDOW = {"daily": timedelta(days=3), "weekly": timedelta(days=8)}
 MAX_PAPERS = 10
 RECENT_SAVES = 10  # the saves whose keywords count, latest first
 KEYWORDS_PER_SAVE = 3  # Hugging Face lists a paper's most telling keywords first
+# Cosine similarity to a save that makes a paper "like" it. On the real archive, papers this
+# alike share their subject (same method or task); below about 0.5 they share only a field.
+LIKE_SAVED = 0.55
 NOTE = "Change topics with `/papers follow` / `unfollow`, timing with `/papers digest`."
 
 
@@ -83,6 +92,7 @@ class Window:
     cards: dict[int, PaperCard]
     built: float  # WindowCache clock reading
     matches: dict[tuple[str, ...], frozenset[int]] = field(default_factory=dict)
+    vectors: dict[int, bytes] | None = None  # the candidates' vectors, read when first needed
 
 
 class WindowCache:
@@ -139,6 +149,7 @@ async def compose_digests(
     now: datetime,
     *,
     cache: WindowCache | None = WINDOWS,
+    semantic: Semantic | None = None,
 ) -> dict[UserRef, Digest | None]:
     """Each user's digest at `now` (None when nothing is new for them), all composed at once.
 
@@ -165,12 +176,15 @@ async def compose_digests(
     if window is None:
         return digests
     topics = {
-        topic
-        for scoped in wants.values()
-        for want in scoped.values()
-        for topic in (*want.topics, *want.saved_keywords)
+        topic for scoped in wants.values() for want in scoped.values() for topic in want.topics
     }
+    if semantic is None:
+        topics.update(
+            k for scoped in wants.values() for w in scoped.values() for k in w.saved_keywords
+        )
     matches = await _match(repos, window, topics)
+    saved = {want.saved for scoped in wants.values() for want in scoped.values()}
+    alike = await _like_saved(repos, window, saved, semantic)
     for scope, scoped in wants.items():
         if not scoped:
             continue
@@ -178,7 +192,9 @@ async def compose_digests(
             scope.platform, scope.workspace, list(scoped), window.ranked
         )
         for name, want in scoped.items():
-            digests[UserRef(scope, name)] = _compose(window, want, matches, sent.get(name, set()))
+            digests[UserRef(scope, name)] = _compose(
+                window, want, matches, alike[want.saved], sent.get(name, set())
+            )
     return digests
 
 
@@ -189,9 +205,11 @@ async def compose_digest(
     now: datetime,
     *,
     cache: WindowCache | None = WINDOWS,
+    semantic: Semantic | None = None,
 ) -> Digest | None:
     """What `user`'s digest holds at `now`, or None when nothing is new for them."""
-    return (await compose_digests(repos, [user], cadence, now, cache=cache))[user]
+    digests = await compose_digests(repos, [user], cadence, now, cache=cache, semantic=semantic)
+    return digests[user]
 
 
 def window_days(now: datetime, cadence: str) -> tuple[date, date]:
@@ -251,26 +269,46 @@ async def _match(
     return {topic: window.matches[terms[topic]] for topic in topics}
 
 
+async def _like_saved(
+    repos: Repositories,
+    window: Window,
+    saved: set[frozenset[int]],
+    semantic: Semantic | None,
+) -> dict[frozenset[int], dict[int, float]]:
+    """For each set of saves, the candidates alike to one of them with their similarity (by
+    meaning); empty without search by meaning, where the saves' keywords act as topics."""
+    if semantic is None:
+        return {ids: {} for ids in saved}
+    if window.vectors is None:
+        window.vectors = await semantic.vectors_of(repos, window.candidates)
+    vectors = await semantic.vectors_of(repos, frozenset().union(*saved))
+    return {
+        ids: semantic.like_saved(
+            [vectors[pid] for pid in ids if pid in vectors], window.vectors, LIKE_SAVED
+        )
+        for ids in saved
+    }
+
+
 def _compose(
     window: Window,
     want: Interests,
     matches: dict[str, frozenset[int]],
+    alike: dict[int, float],
     sent: set[int],
 ) -> Digest | None:
-    """One user's digest from the shared window: pure Python, no queries. A paper they saved
-    themselves is not news to them."""
+    """One user's digest from the shared window: pure Python, no queries. `alike`: the
+    candidates like their saves by meaning, with how alike (empty without search by meaning).
+    A paper they saved themselves is not news to them."""
     on_topics = frozenset().union(*(matches[topic] for topic in want.topics))
-    like_saved = frozenset().union(*(matches[keyword] for keyword in want.saved_keywords))
-    if not on_topics and not like_saved:
-        return None
-    chosen: list[int] = []
-    for paper_id in window.ranked:
-        if paper_id in sent or paper_id in want.saved:
-            continue
-        if paper_id in on_topics or paper_id in like_saved:
-            chosen.append(paper_id)
-            if len(chosen) == MAX_PAPERS:
-                break
+    like_saved = frozenset(alike) or frozenset().union(
+        *(matches[keyword] for keyword in want.saved_keywords if keyword in matches)
+    )
+    rank = {paper_id: index for index, paper_id in enumerate(window.ranked)}
+    fresh = [p for p in on_topics | like_saved if p not in sent and p not in want.saved]
+    # Followed topics first, by upvotes; then papers like the saves, most alike first.
+    fresh.sort(key=lambda p: (p not in on_topics, -alike.get(p, 0.0), rank[p]))
+    chosen = fresh[:MAX_PAPERS]
     if not chosen:
         return None
     cards = tuple(window.cards[paper_id] for paper_id in chosen)
@@ -300,6 +338,7 @@ class Digests:
     outbound: Outbound
     clock: Callable[[], datetime]
     schedule_changed: Callable[[], None]  # a digest was paused or its pause lifted
+    semantic: Semantic | None = None  # papers like the saves by meaning, when on
 
     async def prepare(self, repos: Repositories, claims: Sequence[Claim]) -> list[Send]:
         """Digests compose as they send, each in its own transaction: a morning's digests
@@ -323,7 +362,7 @@ class Digests:
                 log.info("digest paused, skipped: user=%s", user.user)
                 return Delivered(0)
             cadence = setting.cadence if setting else "daily"
-            digest = await compose_digest(repos, user, cadence, now)
+            digest = await compose_digest(repos, user, cadence, now, semantic=self.semantic)
         if digest is None:
             send = ResumableSend(user, "dm")
         else:

@@ -1,9 +1,18 @@
-"""`/papers topic`: local full-text search merged with Hugging Face search when it is quick.
+"""`/papers topic`: the store's full-text search, read for phrases, fused with search by
+meaning when it is on, and topped up by Hugging Face search when it is quick.
 
-Ranking (done by the store's search statement): full-text relevance first; papers within 10%
-of each other's relevance count as equally relevant and are ordered by recency, then upvotes.
-Papers holding every word of the topic come first; Hugging Face's and then papers holding
-most of the words fill a page they leave short.
+Lexical ranking: the store's search statement ranks the papers holding every word of the topic
+(full-text relevance; papers within 10% of each other's count as equally relevant and go by
+recency, then upvotes); of its best CANDIDATES, those where the topic's words stand together
+come first (`bot.phrases`). When fewer than a page hold every word, Hugging Face's results and
+then the papers holding most of the words (the most words first) fill it, ranked lower.
+
+Fusion (search by meaning on): the lexical ranking and the CANDIDATES papers nearest the topic
+in meaning (cosine similarity of the sentence model's vectors, at least VECTOR_FLOOR) are
+fused by reciprocal rank fusion (Cormack et al., 2009): a paper scores 1 / (RRF_K + rank) in
+each ranking it is in, and the page is the best scores. Neither side alone is enough: vectors
+find "overthinking" for "reasoning models that think too long" but blur a method's name of
+several words; the words hold the name but miss synonyms.
 """
 
 from __future__ import annotations
@@ -12,27 +21,28 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from bot.phrases import Phrasing
 from bot.words import search_terms
 from storage.models import Paper
 from storage.papers import PaperData
 from storage.store import Repositories, Store
 
+if TYPE_CHECKING:
+    from bot.semantic.meaning import Semantic
+
 log = logging.getLogger(__name__)
+
+CANDIDATES = 50  # papers each ranking puts forward, re-ranked or fused into a page
+RRF_K = 60  # Cormack et al.'s constant: a rank's weight fades slowly past the first few
+# Cosine similarity below which a paper is not put forward by meaning alone: a query of no
+# meaning (a typo, an emoji) finds nothing rather than the least unlike papers.
+VECTOR_FLOOR = 0.3
 
 
 class SearchSource(Protocol):
     async def search(self, query: str, limit: int = 20) -> list[PaperData]: ...
-
-
-async def _most_words(
-    repos: Repositories, terms: Sequence[str], limit: int, found: Sequence[Paper]
-) -> list[Paper]:
-    """Up to `limit - len(found)` papers holding some of the words, not in `found`."""
-    known = {paper.id for paper in found}
-    some = await repos.papers.search(terms, limit=limit + len(found), match_all=False)
-    return [paper for paper in some if paper.id not in known][: limit - len(found)]
 
 
 async def find_papers(
@@ -42,21 +52,77 @@ async def find_papers(
     limit: int,
     source: SearchSource | None,
     budget: float,
+    semantic: Semantic | None = None,
 ) -> list[Paper]:
-    """Best papers for `topic`: the store's papers holding all its words; when fewer than
-    `limit` do, Hugging Face search's next, then the store's papers holding most of the
-    words. Hugging Face's results count only if they arrive within `budget` seconds; they are
-    stored, so they are found locally next time. A store that can answer in full is not held
-    up by, and does not load, Hugging Face (the daily lists keep it current)."""
+    """Best papers for `topic` (see the module's docstring). Hugging Face's results count only
+    if they arrive within `budget` seconds; they are stored, so they are found locally next
+    time. A store that can answer in full is not held up by, and does not load, Hugging Face
+    (the daily lists keep it current)."""
+    # Meaning is looked up in a thread while the full-text search runs.
+    nearest = asyncio.create_task(semantic.nearest(topic, CANDIDATES)) if semantic else None
+    try:
+        papers = await _lexical(store, source, topic, limit=limit, budget=budget)
+    except BaseException:
+        if nearest is not None:
+            nearest.cancel()
+        raise
+    if nearest is None:
+        return papers[:limit]
+    return await _fused(store, papers, await nearest, limit)
+
+
+async def _lexical(
+    store: Store, source: SearchSource | None, topic: str, *, limit: int, budget: float
+) -> list[Paper]:
+    """Up to CANDIDATES papers ranked by their words: all of the topic's, phrases first; when
+    fewer than `limit`, Hugging Face's, then most of the words."""
     terms = search_terms(topic)
+    phrasing = Phrasing.of(terms)
     async with store.reading() as repos:
-        papers = await repos.papers.search(terms, limit=limit)
+        papers = _by_phrases(phrasing, await repos.papers.search(terms, limit=CANDIDATES))
     if len(papers) < limit and source is not None:
         papers = await _with_hugging_face(store, source, topic, terms, papers, limit, budget)
     if len(papers) < limit and len(terms) > 1:
         async with store.reading() as repos:
-            papers += await _most_words(repos, terms, limit, papers)
+            papers += await _most_words(repos, terms, phrasing, papers)
     return papers
+
+
+def _by_phrases(phrasing: Phrasing, papers: Sequence[Paper]) -> list[Paper]:
+    """`papers` with those holding more of the topic's phrases first, otherwise as they were
+    (sorted() is stable)."""
+    return sorted(papers, key=lambda paper: -phrasing.phrase_score(paper))
+
+
+async def _most_words(
+    repos: Repositories, terms: Sequence[str], phrasing: Phrasing, found: Sequence[Paper]
+) -> list[Paper]:
+    """Up to CANDIDATES papers holding some of the words, not in `found`: those holding more
+    of them first, then more of the phrases."""
+    known = {paper.id for paper in found}
+    some = await repos.papers.search(terms, limit=CANDIDATES + len(found), match_all=False)
+    fresh = [paper for paper in some if paper.id not in known][:CANDIDATES]
+    return sorted(
+        fresh, key=lambda paper: (-phrasing.words_found(paper), -phrasing.phrase_score(paper))
+    )
+
+
+async def _fused(
+    store: Store, lexical: Sequence[Paper], nearest: Sequence[tuple[int, float]], limit: int
+) -> list[Paper]:
+    """The best `limit` papers of the two rankings by reciprocal rank fusion; ties go to the
+    lexical ranking's order."""
+    by_meaning = [paper_id for paper_id, similarity in nearest if similarity >= VECTOR_FLOOR]
+    scores: dict[int, float] = {}
+    for ranking in ([paper.id for paper in lexical], by_meaning):
+        for rank, paper_id in enumerate(ranking, start=1):
+            scores[paper_id] = scores.get(paper_id, 0.0) + 1.0 / (RRF_K + rank)
+    best = sorted(scores, key=lambda paper_id: -scores[paper_id])[:limit]
+    loaded = {paper.id: paper for paper in lexical}
+    if unloaded := [paper_id for paper_id in best if paper_id not in loaded]:
+        async with store.reading() as repos:
+            loaded |= await repos.papers.by_ids(unloaded)
+    return [loaded[paper_id] for paper_id in best if paper_id in loaded]
 
 
 async def _with_hugging_face(
@@ -77,7 +143,9 @@ async def _with_hugging_face(
     if any(arxiv_id not in known for arxiv_id in found):
         # Newly learnt papers that hold the words compete on relevance with the rest.
         async with store.reading() as repos:
-            local = await repos.papers.search(terms, limit=limit)
+            local = _by_phrases(
+                Phrasing.of(terms), await repos.papers.search(terms, limit=CANDIDATES)
+            )
         known = {paper.arxiv_id for paper in local}
     async with store.reading() as repos:
         learnt = await repos.papers.by_ids(found.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     )
     # How many of those posts may go out back to back after a quiet spell.
     slack_burst: int = Field(4, ge=1, le=100, validation_alias="PAPERBOY_SLACK_BURST")
+    # Search by meaning: "auto" uses it when the `semantic` extra is installed.
+    semantic: Literal["auto", "on", "off"] = Field("auto", validation_alias="PAPERBOY_SEMANTIC")
     log_level: str = Field("INFO", validation_alias="PAPERBOY_LOG_LEVEL")
     host: str = Field("0.0.0.0", validation_alias="PAPERBOY_HOST")
     port: int = Field(3000, ge=0, le=65535, validation_alias="PORT")

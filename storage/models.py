@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -67,6 +68,22 @@ class Paper(Base):
     organization: Mapped[str | None] = mapped_column(Text)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PaperVector(Base):
+    """A paper's embedding (title and summary) by the sentence model `model`: DIMENSIONS
+    float32 values, little-endian. On PostgreSQL with pgvector, `embedding` holds the same
+    vector for the database's own index (see migration 0007)."""
+
+    __tablename__ = "paper_vectors"
+
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(64))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (Index("ix_paper_vectors_model", "model", "paper_id"),)
 
 
 class DailyListing(Base):

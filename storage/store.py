@@ -15,6 +15,7 @@ from storage.inbox import InboxRepository
 from storage.leases import LeaseRepository
 from storage.papers import PaperRepository
 from storage.users import UserRepository
+from storage.vectors import VectorRepository
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Repositories:
     inbox: InboxRepository
     deliveries: DeliveryRepository
     leases: LeaseRepository
+    vectors: VectorRepository
 
 
 def _repositories(session: AsyncSession) -> Repositories:
@@ -37,6 +39,7 @@ def _repositories(session: AsyncSession) -> Repositories:
         inbox=InboxRepository(session),
         deliveries=DeliveryRepository(session),
         leases=LeaseRepository(session),
+        vectors=VectorRepository(session),
     )
 
 

@@ -101,8 +101,10 @@ async def reference_digest(
     for keyword in keywords:
         hits = await repos.papers.search(search_terms(keyword), limit=len(ids), within=ids)
         like_saved.update(hit.id for hit in hits)
-    matched = on_topics | like_saved
-    papers = [paper for paper in candidates if paper.id in matched][: bot.digest.MAX_PAPERS]
+    # Followed topics first, then papers like the saves; each by upvotes.
+    papers = [paper for paper in candidates if paper.id in on_topics]
+    papers += [paper for paper in candidates if paper.id in like_saved - on_topics]
+    papers = papers[: bot.digest.MAX_PAPERS]
     if not papers:
         return None
     cards = tuple(paper_card(paper) for paper in papers)
@@ -270,7 +272,9 @@ async def test_the_window_cache_holds_paper_changes_back_for_its_ttl_only(
         await set_up_users(store)
     async with store.transaction() as repos:
         first = await compose_digest(repos, alice, "daily", NOW, cache=cache)
-    assert first is not None and first.message.cards[-1].paper_id == "2605.00004"  # 0 upvotes
+    assert first is not None
+    # The last of the three on her topics (papers like her saves follow): 0 upvotes.
+    assert first.message.cards[2].paper_id == "2605.00004"
     async with store.transaction() as repos:  # the same list, refreshed: new upvotes
         await repos.papers.upsert([PaperData("2605.00004", "", upvotes=500)], NOW)
     clock[0] = 59.0

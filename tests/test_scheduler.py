@@ -210,9 +210,7 @@ async def test_jobs_are_built_from_the_database_in_local_time(harness: Harness) 
             if digest["digest:test:T1:alice"].astimezone(ZoneInfo("Europe/Berlin")).hour == 7:
                 break
             await asyncio.sleep(0.05)
-        local = next_slots(worker)["digest:test:T1:alice"].astimezone(
-            ZoneInfo("Europe/Berlin")
-        )
+        local = next_slots(worker)["digest:test:T1:alice"].astimezone(ZoneInfo("Europe/Berlin"))
         assert (local.hour, local.minute) == (7, 45)
         await harness.say("channel off", user="admin", admin=True)
         for _ in range(50):

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 import yarl
@@ -28,6 +28,9 @@ from bot.ports import DeliveryError
 from bot.search import SearchSource
 from config import ConfigError, Settings
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from bot.semantic.meaning import Semantic
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +314,7 @@ def create_discord_bot(
     store: Store,
     *,
     source: SearchSource | None,
+    semantic: Semantic | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     guild_ready_timeout: float = 2.0,
 ) -> DiscordBot:
@@ -321,7 +325,9 @@ def create_discord_bot(
     point_at(settings.discord_api_url, settings.discord_gateway_url)
     config = replace(BotConfig.from_settings(settings), admins=ADMINS)
     client = PaperboyClient(
-        lambda outbound: Paperboy(store, outbound, config=config, source=source, clock=clock),
+        lambda outbound: Paperboy(
+            store, outbound, config=config, source=source, semantic=semantic, clock=clock
+        ),
         guild_ids=settings.discord_guild_ids,
         guild_ready_timeout=guild_ready_timeout,
     )

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
@@ -33,6 +33,9 @@ from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, 
 from bot.search import SearchSource
 from config import ConfigError, Settings
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from bot.semantic.meaning import Semantic
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +156,7 @@ def create_slack_bot(
     store: Store,
     *,
     source: SearchSource | None,
+    semantic: Semantic | None = None,
     socket_mode: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     answer_in_ack_within: float = ANSWER_IN_ACK_WITHIN,
@@ -163,8 +167,9 @@ def create_slack_bot(
     token_for, oauth = _token_lookup(settings, store)
     outbound = SlackOutbound(settings.slack_api_url, token_for, slack_pacer(settings))
     bot = Paperboy(
-        store, outbound, config=BotConfig.from_settings(settings), source=source, clock=clock
-    )
+        store, outbound, config=BotConfig.from_settings(settings), source=source,
+        semantic=semantic, clock=clock,
+    )  # fmt: skip
     signing_secret = settings.slack_signing_secret
     # One workspace: bolt's client carries its token (`_token_lookup` made sure there is one).
     bot_token = settings.slack_bot_token if oauth is None else None
@@ -277,7 +282,7 @@ class Listeners:
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
-        """"Share to channel": the button carries the command; its answer is posted."""
+        """ "Share to channel": the button carries the command; its answer is posted."""
         await ack()
         team, user = _team(context, body), str(body.get("user", {}).get("id", ""))
         channel = str((body.get("channel") or {}).get("id", ""))
@@ -290,9 +295,7 @@ class Listeners:
     ) -> None:
         shared = await self.bot.share(event)
         if shared is None:
-            await respond(
-                response_type="ephemeral", replace_original=False, text=NOTHING_TO_SHARE
-            )
+            await respond(response_type="ephemeral", replace_original=False, text=NOTHING_TO_SHARE)
             return
         channel = event.channel.channel
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.config import BotConfig
 from bot.daily import DailyPosts
@@ -11,6 +12,9 @@ from bot.digest import Digests
 from bot.events import CommandInvoked, UserRef
 from bot.search import SearchSource
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from bot.semantic.meaning import Semantic
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class CommandContext:
     store: Store
     config: BotConfig
     source: SearchSource | None  # Hugging Face search, when the store has too few papers
+    semantic: Semantic | None  # search by meaning, when its extra is installed and on
     daily: DailyPosts  # `channel post-now`
     digests: Digests  # `digest now`
 

@@ -35,6 +35,7 @@ async def topic(ctx: CommandContext, command: Topic) -> Message:
         limit=ctx.config.topic_count,
         source=ctx.source,
         budget=ctx.config.search_budget,
+        semantic=ctx.semantic,
     )
     follow_hint = f"Follow it for a DM digest: `/papers follow {command.topic}`"
     if not papers:

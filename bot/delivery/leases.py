@@ -28,7 +28,6 @@ from storage.store import Store
 log = logging.getLogger(__name__)
 
 
-
 def lease_name(platform: str, workspace: str) -> str:
     name = f"send:{platform}:{workspace}"
     if len(name) <= LEASE_NAME_LENGTH:

@@ -1,5 +1,6 @@
 """Keeping the store fresh: the recent Daily Papers lists fetched at start and refreshed on a
-schedule, or the demo sample when Hugging Face cannot be reached and nothing is stored."""
+schedule, or the demo sample when Hugging Face cannot be reached and nothing is stored; with
+search by meaning on, the new papers' vectors after each."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bot.demo import load_demo_corpus
 from bot.sources.ingest import DailySource, ingest_days
 from storage import search_index
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from bot.semantic.meaning import Semantic
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +24,9 @@ RECENT_DAYS = 3  # today and the two days before: covers the time zones where to
 PUBLISHING_INTERVAL = 30 * 60.0  # seconds between refreshes Monday-Friday (UTC)
 WEEKEND_INTERVAL = 3 * 60 * 60.0  # Hugging Face publishes no Daily Papers at weekends
 RETRY_BASE = 60.0  # first retry after a failed refresh; doubles per failure up to the interval
+# Papers embedded after a refresh at most (about 20 ms each): a day's lists are ~50; a store
+# filled before search by meaning was on is caught up by `paperboy embed`, not by the worker.
+EMBED_PER_REFRESH = 500
 
 
 def refresh_interval(
@@ -77,6 +85,22 @@ async def ensure_papers(
     return await _fall_back(store, now)
 
 
+async def embed_new_papers(semantic: Semantic | None) -> None:
+    """Store vectors for papers that have none (up to EMBED_PER_REFRESH); a failure is a
+    warning, as search by meaning then answers from the vectors it has."""
+    if semantic is None:
+        return
+    try:
+        embedded = await semantic.embed_missing(most=EMBED_PER_REFRESH)
+    except Exception as exc:
+        log.warning("Papers not embedded for search by meaning: %s", _reason(exc))
+        return
+    if embedded == EMBED_PER_REFRESH:
+        log.info("Embedded %d papers; more remain: `paperboy embed` catches up", embedded)
+    elif embedded:
+        log.info("Embedded %d new papers for search by meaning", embedded)
+
+
 async def _fall_back(store: Store, now: datetime) -> str:
     """Serve what is stored, or the demo sample when nothing is."""
     async with store.transaction() as repos:
@@ -96,6 +120,7 @@ async def keep_papers_fresh(
     weekend_interval: float = WEEKEND_INTERVAL,
     retry_base: float = RETRY_BASE,
     deadline: float = 120.0,
+    semantic: Semantic | None = None,
 ) -> None:
     """Refresh the recent lists until cancelled: every `interval` seconds on publishing days,
     every `weekend_interval` at weekends, and sooner after a failure (see `refresh_interval`).
@@ -121,6 +146,7 @@ async def keep_papers_fresh(
             )  # fmt: skip
         else:
             failures = 0
+            await embed_new_papers(semantic)
             delay = _next(clock(), failures, interval, weekend_interval, retry_base)
             log.info(
                 "Refreshed Daily Papers: %d papers over %d days, %d pages not modified (304); "

@@ -1,0 +1,115 @@
+"""The one service search by meaning offers the core: nearest papers to a question, papers
+like the ones a user saved, and vectors for papers stored without one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bot.semantic.index import VectorIndex, as_bytes, as_vector
+from bot.semantic.model import MODEL_ID, SentenceModel
+from storage.models import Paper
+from storage.store import Repositories, Store
+
+log = logging.getLogger(__name__)
+
+EMBED_PAGE = 256  # papers read, embedded and stored per transaction
+
+
+def paper_text(paper: Paper) -> str:
+    """What a paper's vector is made of: its title and its summary (the AI summary, short
+    and plain, or else the abstract)."""
+    return f"{paper.title}. {paper.ai_summary or paper.abstract}"
+
+
+@dataclass
+class Semantic:
+    """Search by meaning over one store's papers."""
+
+    store: Store
+    model: SentenceModel
+    # Seconds between catching up with vectors other processes stored (the worker embeds a
+    # refresh's new papers; `paperboy serve` finds them within this time).
+    refresh_every: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    index: VectorIndex = field(default_factory=lambda: VectorIndex(MODEL_ID))
+    _loaded_at: float | None = None
+    _refreshing: asyncio.Task[None] | None = field(default=None, repr=False)
+    _first_load: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def nearest(self, text: str, k: int) -> list[tuple[int, float]]:
+        """The `k` stored papers closest in meaning to `text`, with their cosine similarity."""
+        await self._keep_fresh()
+        # One thread for both steps: neither holds the GIL for long (onnxruntime, BLAS), so a
+        # full-text search on the loop's side runs meanwhile.
+        return await asyncio.to_thread(self._nearest, text, k)
+
+    def _nearest(self, text: str, k: int) -> list[tuple[int, float]]:
+        return self.index.nearest(self.model.embed([text])[0], k)
+
+    async def vectors_of(self, repos: Repositories, paper_ids: Iterable[int]) -> dict[int, bytes]:
+        """The stored vectors of those of `paper_ids` that have one by this model."""
+        return await repos.vectors.of(paper_ids, MODEL_ID)
+
+    def like_saved(
+        self, saved: Sequence[bytes], candidates: Mapping[int, bytes], threshold: float
+    ) -> dict[int, float]:
+        """Each candidate at least `threshold` alike (cosine) to one of the `saved` vectors,
+        with its best similarity."""
+        if not saved or not candidates:
+            return {}
+        ids = list(candidates)
+        matrix = np.stack([as_vector(candidates[paper_id]) for paper_id in ids])
+        best = (matrix @ np.stack([as_vector(vector) for vector in saved]).T).max(axis=1)
+        return {
+            pid: float(score) for pid, score in zip(ids, best, strict=True) if score >= threshold
+        }
+
+    async def embed_missing(self, *, most: int | None = None) -> int:
+        """Embed and store papers that have no vector by this model, newest first, up to
+        `most` (all when None); how many were embedded."""
+        done = 0
+        while most is None or done < most:
+            page = EMBED_PAGE if most is None else min(EMBED_PAGE, most - done)
+            async with self.store.reading() as repos:
+                papers = await repos.vectors.missing(MODEL_ID, page)
+            if not papers:
+                break
+            vectors = await asyncio.to_thread(self.model.embed, [paper_text(p) for p in papers])
+            async with self.store.transaction() as repos:
+                await repos.vectors.put(
+                    {
+                        paper.id: as_bytes(vector)
+                        for paper, vector in zip(papers, vectors, strict=True)
+                    },
+                    MODEL_ID,
+                )
+            done += len(papers)
+        return done
+
+    async def load_index(self) -> None:
+        """Read the stored vectors (at start, so the first search need not)."""
+        async with self._first_load:  # concurrent first searches load once
+            if self._loaded_at is None:
+                await self.index.refresh(self.store)
+                self._loaded_at = self.clock()
+
+    async def _keep_fresh(self) -> None:
+        if self._loaded_at is None:
+            await self.load_index()
+            return
+        stale = self.clock() - self._loaded_at >= self.refresh_every
+        if stale and (self._refreshing is None or self._refreshing.done()):
+            self._loaded_at = self.clock()
+            self._refreshing = asyncio.create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            await self.index.refresh(self.store)
+        except Exception as exc:  # the database is away; the index answers as it was
+            log.warning("Paper vectors not refreshed: %s", exc)
