@@ -67,6 +67,12 @@ class Phrasing:
             for pair in self.pairs
         )
 
+    def holds_every_phrase(self, paper: Paper) -> bool:
+        """Whether each pair of neighbouring words stands together somewhere in `paper`
+        (true of any paper for a topic of one word)."""
+        fields = _fields(paper)
+        return all(any(pair.search(text) for text, _ in fields) for pair in self.pairs)
+
     def words_found(self, paper: Paper) -> int:
         """How many of the topic's distinct words `paper` holds anywhere."""
         text = " ".join(text for text, _ in _fields(paper))

@@ -10,9 +10,14 @@ then the papers holding most of the words (the most words first) fill it, ranked
 Fusion (search by meaning on): the lexical ranking and the CANDIDATES papers nearest the topic
 in meaning (cosine similarity of the sentence model's vectors, at least VECTOR_FLOOR) are
 fused by reciprocal rank fusion (Cormack et al., 2009): a paper scores 1 / (RRF_K + rank) in
-each ranking it is in, and the page is the best scores. Neither side alone is enough: vectors
-find "overthinking" for "reasoning models that think too long" but blur a method's name of
-several words; the words hold the name but miss synonyms.
+each ranking it is in. The words keep their promise, though: papers holding the topic as
+written (every word, neighbouring words together) come first, then papers holding every
+word, then the rest, each group by its fused score. So meaning orders papers the words cannot
+tell apart and fills the page where words fall short; it never puts a paper that merely
+resembles the topic above one that holds it. Neither side alone is enough: vectors find
+"overthinking" for "reasoning models that think too long" but blur a method's name of several
+words; the words hold the name but miss synonyms. On the relevance benchmark, plain RRF
+(without the groups) put 112 on-topic papers in 170, the groups 118.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,8 +42,11 @@ log = logging.getLogger(__name__)
 
 CANDIDATES = 50  # papers each ranking puts forward, re-ranked or fused into a page
 RRF_K = 60  # Cormack et al.'s constant: a rank's weight fades slowly past the first few
-# Cosine similarity below which a paper is not put forward by meaning alone: a query of no
-# meaning (a typo, an emoji) finds nothing rather than the least unlike papers.
+# Cosine similarity below which a paper is not put forward by meaning: a query of no meaning
+# finds nothing rather than the least unlike papers. On the real archive, the best paper for
+# "asdfghjkl", "zzzz qqqq", "1234" or an emoji reaches 0.14-0.29; the 10th best for the
+# relevance benchmark's phrases and questions 0.44-0.64 (a lone keyword such as "latency"
+# reaches 0.28, and its words find it).
 VECTOR_FLOOR = 0.3
 
 
@@ -61,37 +70,57 @@ async def find_papers(
     # Meaning is looked up in a thread while the full-text search runs.
     nearest = asyncio.create_task(semantic.nearest(topic, CANDIDATES)) if semantic else None
     try:
-        papers = await _lexical(store, source, topic, limit=limit, budget=budget)
+        lexical = await _lexical(store, source, topic, limit=limit, budget=budget)
     except BaseException:
         if nearest is not None:
             nearest.cancel()
         raise
     if nearest is None:
-        return papers[:limit]
-    return await _fused(store, papers, await nearest, limit)
+        return lexical.ranked[:limit]
+    try:
+        near = await nearest
+    except Exception as exc:  # the words alone answer
+        log.warning("search by meaning failed, answered by words: %s", exc)
+        return lexical.ranked[:limit]
+    return await _fused(store, lexical, near, limit)
+
+
+@dataclass(frozen=True)
+class Lexical:
+    """What the words find, best first."""
+
+    every_word: list[Paper]  # holding every word of the topic, those holding its phrases first
+    more: list[Paper]  # when those are short of a page: Hugging Face's, then most of the words
+    as_written: frozenset[int]  # of `every_word`: each neighbouring pair of words together
+
+    @property
+    def ranked(self) -> list[Paper]:
+        return self.every_word + self.more
 
 
 async def _lexical(
     store: Store, source: SearchSource | None, topic: str, *, limit: int, budget: float
-) -> list[Paper]:
-    """Up to CANDIDATES papers ranked by their words: all of the topic's, phrases first; when
-    fewer than `limit`, Hugging Face's, then most of the words."""
+) -> Lexical:
+    """Up to CANDIDATES papers holding every word of `topic`, phrases first; when fewer than
+    `limit`, Hugging Face's, then those holding most of the words."""
     terms = search_terms(topic)
     phrasing = Phrasing.of(terms)
     async with store.reading() as repos:
-        papers = _by_phrases(phrasing, await repos.papers.search(terms, limit=CANDIDATES))
-    if len(papers) < limit and source is not None:
-        papers = await _with_hugging_face(store, source, topic, terms, papers, limit, budget)
-    if len(papers) < limit and len(terms) > 1:
+        every_word = await repos.papers.search(terms, limit=CANDIDATES)
+    more: list[Paper] = []
+    if len(every_word) < limit and source is not None:
+        every_word, more = await _with_hugging_face(
+            store, source, topic, terms, every_word, limit, budget
+        )
+    if len(every_word) + len(more) < limit and len(terms) > 1:
         async with store.reading() as repos:
-            papers += await _most_words(repos, terms, phrasing, papers)
-    return papers
-
-
-def _by_phrases(phrasing: Phrasing, papers: Sequence[Paper]) -> list[Paper]:
-    """`papers` with those holding more of the topic's phrases first, otherwise as they were
-    (sorted() is stable)."""
-    return sorted(papers, key=lambda paper: -phrasing.phrase_score(paper))
+            more += await _most_words(repos, terms, phrasing, every_word + more)
+    return Lexical(
+        # sorted() is stable: papers holding as many phrases keep the store's order.
+        every_word=sorted(every_word, key=lambda paper: -phrasing.phrase_score(paper)),
+        more=more,
+        as_written=frozenset(p.id for p in every_word if phrasing.holds_every_phrase(p)),
+    )
 
 
 async def _most_words(
@@ -108,17 +137,22 @@ async def _most_words(
 
 
 async def _fused(
-    store: Store, lexical: Sequence[Paper], nearest: Sequence[tuple[int, float]], limit: int
+    store: Store, lexical: Lexical, nearest: Sequence[tuple[int, float]], limit: int
 ) -> list[Paper]:
-    """The best `limit` papers of the two rankings by reciprocal rank fusion; ties go to the
-    lexical ranking's order."""
+    """The best `limit` papers: as written, then every word, then the rest; each group by
+    reciprocal rank fusion of the two rankings (ties: the lexical ranking's order)."""
+    by_words = [paper.id for paper in lexical.ranked]
     by_meaning = [paper_id for paper_id, similarity in nearest if similarity >= VECTOR_FLOOR]
     scores: dict[int, float] = {}
-    for ranking in ([paper.id for paper in lexical], by_meaning):
+    for ranking in (by_words, by_meaning):
         for rank, paper_id in enumerate(ranking, start=1):
             scores[paper_id] = scores.get(paper_id, 0.0) + 1.0 / (RRF_K + rank)
-    best = sorted(scores, key=lambda paper_id: -scores[paper_id])[:limit]
-    loaded = {paper.id: paper for paper in lexical}
+    every_word = {paper.id for paper in lexical.every_word}
+    best = sorted(
+        scores,
+        key=lambda pid: (pid not in lexical.as_written, pid not in every_word, -scores[pid]),
+    )[:limit]
+    loaded = {paper.id: paper for paper in lexical.ranked}
     if unloaded := [paper_id for paper_id in best if paper_id not in loaded]:
         async with store.reading() as repos:
             loaded |= await repos.papers.by_ids(unloaded)
@@ -133,24 +167,23 @@ async def _with_hugging_face(
     local: list[Paper],
     limit: int,
     budget: float,
-) -> list[Paper]:
-    """`local` (the store's papers holding every word) topped up with what Hugging Face
-    search finds for `topic` in time."""
+) -> tuple[list[Paper], list[Paper]]:
+    """`local` (the store's papers holding every word), searched again when Hugging Face
+    search taught the store new papers in time, and the papers it found that do not hold
+    every word, up to `limit` in all."""
     found = await _learn(store, source, topic, limit=limit * 2, budget=budget)
     if not found:
-        return local
+        return local, []
     known = {paper.arxiv_id for paper in local}
     if any(arxiv_id not in known for arxiv_id in found):
         # Newly learnt papers that hold the words compete on relevance with the rest.
         async with store.reading() as repos:
-            local = _by_phrases(
-                Phrasing.of(terms), await repos.papers.search(terms, limit=CANDIDATES)
-            )
+            local = await repos.papers.search(terms, limit=CANDIDATES)
         known = {paper.arxiv_id for paper in local}
     async with store.reading() as repos:
         learnt = await repos.papers.by_ids(found.values())
     tail = [learnt[pid] for aid, pid in found.items() if aid not in known and pid in learnt]
-    return (local + tail)[:limit]
+    return local, tail[: max(0, limit - len(local))]
 
 
 async def _learn(
