@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bot.semantic.index import VectorIndex, as_bytes, as_vector
-from bot.semantic.model import MODEL_ID, SentenceModel
+from bot.semantic.model import BATCH, MODEL_ID, SentenceModel
 from storage.models import Paper
 from storage.store import Repositories, Store
 
@@ -80,7 +80,15 @@ class Semantic:
                 papers = await repos.vectors.missing(MODEL_ID, page)
             if not papers:
                 break
-            vectors = await asyncio.to_thread(self.model.embed, [paper_text(p) for p in papers])
+            texts = [paper_text(paper) for paper in papers]
+            # One thread call per batch of the model: a cancelled backfill (a console closing,
+            # a worker stopping) then waits for one batch to finish in its thread, not a page.
+            vectors = np.concatenate(
+                [
+                    await asyncio.to_thread(self.model.embed, texts[at : at + BATCH])
+                    for at in range(0, len(texts), BATCH)
+                ]
+            )
             async with self.store.transaction() as repos:
                 await repos.vectors.put(
                     {
