@@ -108,4 +108,5 @@ from tests.discord_fixtures import discord_harness  # noqa: E402,F401
 from tests.fakes.discord import fake_discord_fixture  # noqa: E402,F401
 from tests.fakes.huggingface import fake_hf  # noqa: E402,F401
 from tests.fakes.slack import fake_slack, fake_socket_mode  # noqa: E402,F401
+from tests.semantic_fixtures import semantic, sentence_model  # noqa: E402,F401
 from tests.slack_fixtures import slack_harness  # noqa: E402,F401
