@@ -2,7 +2,8 @@
 
 Why a matrix: sqlite-vec is a loadable extension, and Python builds without
 `enable_load_extension` cannot load it; pgvector answers inside PostgreSQL but Debian 12's
-server has no package of it. Every vector is a unit vector, so one matrix-vector product gives
+server has no package of it (where a server has it, the database answers and no matrix is
+loaded: storage/vectors.py). Every vector is a unit vector, so one matrix-vector product gives
 every paper's cosine similarity: at 100k papers (384 float32 each, 147 MiB) that and picking
 the best 50 take about 7 ms on 2 cores, without the GIL (numpy's BLAS), so the full-text
 search runs beside it.

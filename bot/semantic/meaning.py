@@ -43,14 +43,27 @@ class Semantic:
     _first_load: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def nearest(self, text: str, k: int) -> list[tuple[int, float]]:
-        """The `k` stored papers closest in meaning to `text`, with their cosine similarity."""
+        """The `k` stored papers closest in meaning to `text`, with their cosine similarity:
+        found by the database when it has pgvector's index, else in the matrix in memory."""
+        if await self._in_database():
+            # In a thread, so a full-text search on the loop's side runs meanwhile.
+            query = await asyncio.to_thread(self._embed, text)
+            async with self.store.reading() as repos:
+                return await repos.vectors.nearest(query, MODEL_ID, k)
         await self._keep_fresh()
         # One thread for both steps: neither holds the GIL for long (onnxruntime, BLAS), so a
         # full-text search on the loop's side runs meanwhile.
         return await asyncio.to_thread(self._nearest, text, k)
 
+    def _embed(self, text: str) -> bytes:
+        return as_bytes(self.model.embed([text])[0])
+
     def _nearest(self, text: str, k: int) -> list[tuple[int, float]]:
         return self.index.nearest(self.model.embed([text])[0], k)
+
+    async def _in_database(self) -> bool:
+        async with self.store.reading() as repos:
+            return await repos.vectors.in_database()
 
     async def vectors_of(self, repos: Repositories, paper_ids: Iterable[int]) -> dict[int, bytes]:
         """The stored vectors of those of `paper_ids` that have one by this model."""
@@ -73,6 +86,10 @@ class Semantic:
     async def embed_missing(self, *, most: int | None = None) -> int:
         """Embed and store papers that have no vector by this model, newest first, up to
         `most` (all when None); how many were embedded."""
+        while True:  # first, vectors stored before pgvector's column was written
+            async with self.store.transaction() as repos:
+                if await repos.vectors.fill_embeddings(MODEL_ID, EMBED_PAGE) < EMBED_PAGE:
+                    break
         done = 0
         while most is None or done < most:
             page = EMBED_PAGE if most is None else min(EMBED_PAGE, most - done)
@@ -101,9 +118,10 @@ class Semantic:
         return done
 
     async def load_index(self) -> None:
-        """Read the stored vectors (at start, so the first search need not)."""
+        """Read the stored vectors (at start, so the first search need not); none when the
+        database searches them."""
         async with self._first_load:  # concurrent first searches load once
-            if self._loaded_at is None:
+            if self._loaded_at is None and not await self._in_database():
                 await self.index.refresh(self.store)
                 self._loaded_at = self.clock()
 
