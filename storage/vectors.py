@@ -38,10 +38,6 @@ _NEAREST = text(
     "WHERE model = :model AND embedding IS NOT NULL "
     "ORDER BY embedding <=> CAST(:query AS vector) LIMIT :k"
 )
-_UNFILLED = text(
-    "SELECT paper_id, vector FROM paper_vectors WHERE model = :model AND embedding IS NULL "
-    "LIMIT :limit"
-)
 # The HNSW scan returns at most `hnsw.ef_search` rows (40 by default): a page of candidates
 # needs more, and a wider search finds the true nearest more often.
 _WIDEN = text("SELECT set_config('hnsw.ef_search', :ef, true)")
@@ -105,16 +101,6 @@ class VectorRepository:
         )
         return [(int(paper_id), float(similarity)) for paper_id, similarity in rows]
 
-    async def fill_embeddings(self, model: str, limit: int) -> int:
-        """Write `embedding` for up to `limit` vectors by `model` stored as bytes alone (by a
-        version that did not write it); how many. None without the column."""
-        if not await self.in_database():
-            return 0
-        rows = await self.session.execute(_UNFILLED, {"model": model, "limit": limit})
-        unfilled: dict[int, bytes] = {paper_id: vector for paper_id, vector in rows}
-        await self.put(unfilled, model)
-        return len(unfilled)
-
     async def missing(self, model: str, limit: int) -> list[Paper]:
         """Up to `limit` papers with no vector by `model`, newest first."""
         query = (
@@ -137,7 +123,7 @@ class VectorRepository:
                     PaperVector.model == model, PaperVector.paper_id.in_(batch)
                 )
             )
-            found.update(rows.tuples().all())
+            found.update((paper_id, vector) for paper_id, vector in rows)
         return found
 
     async def page(self, model: str, after: int, limit: int) -> list[tuple[int, bytes]]:
@@ -148,7 +134,7 @@ class VectorRepository:
             .order_by(PaperVector.paper_id)
             .limit(limit)
         )
-        return list(rows.tuples())
+        return [(paper_id, vector) for paper_id, vector in rows]
 
     async def count(self, model: str) -> int:
         query = select(func.count()).select_from(PaperVector).where(PaperVector.model == model)

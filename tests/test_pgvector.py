@@ -236,21 +236,6 @@ async def test_deleting_a_paper_deletes_its_vector(store: Store) -> None:
     assert list(await stored_embeddings(store)) == [ids[1]]
 
 
-async def test_vectors_stored_before_the_column_was_written_are_filled_in(store: Store) -> None:
-    ids = await add_papers(store, 3)
-    vectors = random_units(3, seed=8)
-    async with store.transaction() as repos:
-        await repos.vectors.put(
-            {pid: as_bytes(v) for pid, v in zip(ids, vectors, strict=True)}, MODEL_ID
-        )
-        await repos.session.execute(text("UPDATE paper_vectors SET embedding = NULL"))
-    semantic = Semantic(store, FixedModel({}))  # type: ignore[arg-type]
-    assert await semantic.embed_missing() == 0  # nothing to embed, only to copy
-    embeddings = await stored_embeddings(store)
-    for pid, vector in zip(ids, vectors, strict=True):
-        assert np.array_equal(embeddings[pid], vector)
-
-
 async def test_without_the_column_the_bytes_serve_alone(database_url: str) -> None:
     """A PostgreSQL server without pgvector: no `embedding` column, the matrix in memory."""
     store = await Store.open(database_url)

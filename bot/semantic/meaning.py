@@ -86,10 +86,6 @@ class Semantic:
     async def embed_missing(self, *, most: int | None = None) -> int:
         """Embed and store papers that have no vector by this model, newest first, up to
         `most` (all when None); how many were embedded."""
-        while True:  # first, vectors stored before pgvector's column was written
-            async with self.store.transaction() as repos:
-                if await repos.vectors.fill_embeddings(MODEL_ID, EMBED_PAGE) < EMBED_PAGE:
-                    break
         done = 0
         while most is None or done < most:
             page = EMBED_PAGE if most is None else min(EMBED_PAGE, most - done)
