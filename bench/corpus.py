@@ -16,12 +16,20 @@ archive's.
 - upvotes and organization: the anchor's;
 - dates: spread over the three years before the archive; each weekday lists its 25 most
   upvoted papers, so the store also holds papers it only learnt from searches, as in use.
+
+Vectors for search by meaning (`database(..., vectors=True)`, a database of its own in the
+cache): a seed paper's is the sentence model's vector of its title and summary, as the product
+embeds it (the seeds are embedded once and cached); a generated paper's is its anchor's with
+seeded Gaussian noise added and scaled back to length 1 (about 0.9 alike, cosine), as its words
+come from its anchor and papers on the anchor's topic. Embedding 100,000 papers would take the
+model most of an hour on 2 cores; these take seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import os
 import random
@@ -29,15 +37,20 @@ import re
 import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.demo import load_demo_corpus
 from bot.sources.hf_items import parse_items
 from storage import search_index
 from storage.papers import PaperData
 from storage.store import Store
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHIVE = ROOT.parent / "shared" / "data" / "hf-daily-papers"
@@ -48,6 +61,10 @@ SEED = 20260423
 LISTED_PER_DAY = 25
 GENERATED_SPAN = timedelta(days=3 * 365)
 BATCH = 2000
+# Bump when the stored vectors change (how they are made), so cached databases holding them
+# are rebuilt; a database with vectors is named after both versions.
+VECTORS_VERSION = 1
+VECTOR_NOISE = 0.025  # per dimension, added to a generated paper's anchor's unit vector
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _WORD = re.compile(r"[A-Za-z][A-Za-z\-]{3,}")
@@ -55,11 +72,14 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z\-]{3,}")
 
 @dataclass(frozen=True)
 class Corpus:
-    """Papers in insertion order and the days that list them (paper indexes, rank order)."""
+    """Papers in insertion order and the days that list them (paper indexes, rank order);
+    `anchors`: each paper's anchor, an index into the seed corpus' papers (a seed paper is its
+    own anchor)."""
 
     papers: list[PaperData]
     listings: dict[date, list[int]]
     seed_source: str
+    anchors: list[int] = field(default_factory=list)
 
     @property
     def newest_day(self) -> date:
@@ -126,7 +146,7 @@ def seed_corpus() -> Corpus:
                 index[paper.arxiv_id] = len(papers)
                 papers.append(paper)
         listings[day] = list(dict.fromkeys(index[p.arxiv_id] for p in ranked))
-    return Corpus(papers, listings, source)
+    return Corpus(papers, listings, source, list(range(len(papers))))
 
 
 class _Pools:
@@ -164,9 +184,8 @@ def _topic_terms(paper: PaperData) -> list[str]:
 
 
 def _generated_paper(
-    rng: random.Random, pools: _Pools, arxiv_id: str, published: datetime
+    rng: random.Random, pools: _Pools, group: list[int], arxiv_id: str, published: datetime
 ) -> PaperData:
-    group = pools.group(rng)
     anchor = pools.seeds[group[0]]
     title_words = [w for i in group for w in pools.title_words[i]]
     sentences = [s for i in group for s in pools.sentences[i]]
@@ -204,7 +223,7 @@ def generate(count: int, seeds: Corpus, *, seed: int = SEED) -> Corpus:
     end = datetime.combine(min(seeds.listings), time(8), tzinfo=UTC)
     start = end - GENERATED_SPAN
     span = (end - start).total_seconds()
-    made: list[PaperData] = []
+    made: list[tuple[PaperData, int]] = []  # and its anchor
     serial: dict[str, int] = {}
     while len(seeds.papers) + len(made) < count:
         published = start + timedelta(seconds=rng.random() * span)
@@ -214,13 +233,15 @@ def generate(count: int, seeds: Corpus, *, seed: int = SEED) -> Corpus:
         if arxiv_id in taken:
             continue
         taken.add(arxiv_id)
-        made.append(_generated_paper(rng, pools, arxiv_id, published))
-    made.sort(key=lambda p: p.published_at or end)
-    papers = seeds.papers + made
+        group = pools.group(rng)
+        made.append((_generated_paper(rng, pools, group, arxiv_id, published), group[0]))
+    made.sort(key=lambda pair: pair[0].published_at or end)
+    papers = seeds.papers + [paper for paper, _ in made]
     listings = dict(seeds.listings)
-    for day, indexes in _generated_listings(made, offset=len(seeds.papers)):
+    for day, indexes in _generated_listings(papers[len(seeds.papers) :], offset=len(seeds.papers)):
         listings.setdefault(day, indexes)
-    return Corpus(papers, listings, seeds.seed_source)
+    anchors = seeds.anchors + [anchor for _, anchor in made]
+    return Corpus(papers, listings, seeds.seed_source, anchors)
 
 
 def _newest(seeds: Corpus, count: int) -> Corpus:
@@ -240,6 +261,7 @@ def _newest(seeds: Corpus, count: int) -> Corpus:
         [seeds.papers[i] for i in order],
         {day: [new_index[i] for i in listed] for day, listed in listings.items()},
         seeds.seed_source,
+        [seeds.anchors[i] for i in order],
     )
 
 
@@ -276,8 +298,10 @@ async def fill(store: Store, corpus: Corpus, now: datetime) -> None:
     await search_index.compact(store.engine)
 
 
-def database(count: int, directory: Path) -> tuple[Path, Corpus]:
-    """A fresh copy (in `directory`) of a SQLite database holding `count` papers.
+def database(count: int, directory: Path, *, vectors: bool = False) -> tuple[Path, Corpus]:
+    """A fresh copy (in `directory`) of a SQLite database holding `count` papers, and with
+    `vectors`, a vector per paper by the product's sentence model (see the module's
+    docstring; needs the `semantic` extra).
 
     The first call for a size builds it under bench/.cache; later calls copy that file.
     """
@@ -289,7 +313,14 @@ def database(count: int, directory: Path) -> tuple[Path, Corpus]:
         building.unlink(missing_ok=True)
         asyncio.run(_build(f"sqlite+aiosqlite:///{building}", corpus))
         building.rename(cached)  # atomic: a concurrent build of the same size is harmless
-    copy = directory / f"papers-{count}.db"
+    if vectors:
+        plain, cached = cached, cached.with_name(f"{cached.stem}-vectors{VECTORS_VERSION}.db")
+        if not cached.exists():
+            building = cached.with_suffix(f".building-{os.getpid()}")
+            shutil.copyfile(plain, building)
+            asyncio.run(_store_vectors(building, corpus))
+            building.rename(cached)
+    copy = directory / f"papers-{count}{'-vectors' if vectors else ''}.db"
     shutil.copyfile(cached, copy)
     return copy, corpus
 
@@ -298,5 +329,72 @@ async def _build(url: str, corpus: Corpus) -> None:
     store = await Store.open(url)
     try:
         await fill(store, corpus, datetime.combine(corpus.newest_day, time(9), tzinfo=UTC))
+    finally:
+        await store.close()
+
+
+def seed_vectors(seeds: Corpus) -> NDArray[np.float32]:
+    """The sentence model's vector of each seed paper, as the product makes it (bot/semantic
+    `paper_text`, `SentenceModel.embed`); computed once (a few minutes), then read from the
+    cache, keyed by the model and the texts."""
+    import numpy as np
+
+    from bot.semantic.meaning import paper_text
+    from bot.semantic.model import MODEL_ID, SentenceModel
+
+    texts = [paper_text(paper) for paper in seeds.papers]  # type: ignore[arg-type]
+    key = hashlib.sha256("\n".join([MODEL_ID, *texts]).encode()).hexdigest()[:16]
+    cached = CACHE / f"seed-vectors-{key}.npy"
+    if cached.exists():
+        return np.load(cached)
+    model = SentenceModel.load()
+    vectors = np.concatenate(
+        [model.embed(texts[at : at + 256]) for at in range(0, len(texts), 256)]
+    )
+    CACHE.mkdir(parents=True, exist_ok=True)
+    building = cached.with_suffix(f".building-{os.getpid()}.npy")
+    np.save(building, vectors)
+    building.rename(cached)
+    return vectors
+
+
+def paper_vectors(corpus: Corpus) -> NDArray[np.float32]:
+    """One unit vector per paper of `corpus`, in its order (see the module's docstring).
+    Same corpus, same vectors."""
+    import numpy as np
+
+    seeds = seed_corpus()
+    anchors = np.array(corpus.anchors, np.int64)
+    vectors = seed_vectors(seeds)[anchors].astype(np.float32)
+    generated = np.array(
+        [paper.arxiv_id != seeds.papers[anchor].arxiv_id
+         for paper, anchor in zip(corpus.papers, corpus.anchors, strict=True)]
+    )  # fmt: skip
+    rng = np.random.default_rng(SEED)
+    noise = rng.standard_normal((int(generated.sum()), vectors.shape[1]), dtype=np.float32)
+    vectors[generated] += noise * VECTOR_NOISE
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+async def _store_vectors(path: Path, corpus: Corpus) -> None:
+    """Store a vector for every paper of `corpus` in the database at `path` (which holds
+    them), as the product does (`repos.vectors.put`, migrations applied first)."""
+    from bot.semantic.index import as_bytes
+    from bot.semantic.model import MODEL_ID
+
+    vectors = paper_vectors(corpus)
+    with sqlite3.connect(path) as db:
+        ids = dict(db.execute("SELECT arxiv_id, id FROM papers").fetchall())
+    db.close()
+    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        for first in range(0, len(corpus.papers), BATCH):
+            batch = range(first, min(first + BATCH, len(corpus.papers)))
+            async with store.transaction() as repos:
+                await repos.vectors.put(
+                    {ids[corpus.papers[i].arxiv_id]: as_bytes(vectors[i]) for i in batch},
+                    MODEL_ID,
+                )
     finally:
         await store.close()

@@ -16,6 +16,14 @@ runs from spawning the process to that line. The run ends when every delivery ha
 outcome in the ledger (or after a bounded time), then the worker gets SIGTERM. `paperboy
 serve` (the web process) is measured the same way, to /healthz answering, then after 50
 signed `/papers topic` commands.
+
+Both run twice: with search by meaning off (PAPERBOY_SEMANTIC=off), then on, on a copy of the
+database holding a vector per paper (bench/corpus.py `database(..., vectors=True)`) but for the
+papers of the three days the fake serves, which the worker's refresh embeds as a day's new
+papers. The worker loads the sentence model; `paperboy serve` loads it and reads every vector
+into one matrix (the process answering `/papers topic` does: the worker too, when it answers
+Slack over Socket Mode or Discord). The pieces are measured alone in fresh interpreters: the
+model loaded and run, and the 100k vectors read into the matrix.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ import httpx
 from bench.common import Section, cores
 from bench.corpus import ARCHIVE, database
 from bot.daily import due_list_day
+from bot.sources.hf_items import parse_items
 from bot.sources.huggingface import HuggingFaceClient
 from bot.sources.ingest import ingest_day
 from storage.store import Store
@@ -68,6 +77,7 @@ SIGNING_SECRET = "bench-signing-secret"
 SEARCHES = 50
 READY = re.compile(r"slack: (\d+) scheduled slot")
 REFRESHED = re.compile(r"Refreshed Daily Papers|Daily Papers refresh failed")
+EMBEDDED = re.compile(r"Embedded \d+ .*papers|Papers not embedded")
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 
 
@@ -234,6 +244,8 @@ class WorkerRun:
     started: float
     slot_at: float  # monotonic time of the slot
     ready_at: float
+    rss_embedded: float = math.nan  # kB, once the refresh's new papers are embedded
+    embed_line: str = ""
 
 
 @dataclass
@@ -245,9 +257,12 @@ class ServeRun:
     answered: int
 
 
-def _env(db_path: Path, slack: FakeSlack, hf: FakeHuggingFace) -> dict[str, str]:
+def _env(
+    db_path: Path, slack: FakeSlack, hf: FakeHuggingFace, *, semantic: bool = False
+) -> dict[str, str]:
     env = {
         **os.environ,
+        "PAPERBOY_SEMANTIC": "on" if semantic else "off",
         "DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -265,14 +280,23 @@ def _env(db_path: Path, slack: FakeSlack, hf: FakeHuggingFace) -> dict[str, str]
     return env
 
 
-def run_worker(db_path: Path, papers: int, slack: FakeSlack, hf: FakeHuggingFace) -> WorkerRun:
-    """Set the work up, start the worker, watch it until the deliveries are done."""
+def run_worker(
+    db_path: Path,
+    papers: int,
+    slack: FakeSlack,
+    hf: FakeHuggingFace,
+    *,
+    semantic: bool = False,
+    embeds: bool = False,
+) -> WorkerRun:
+    """Set the work up, start the worker, watch it until the deliveries are done (with
+    `semantic` and `embeds`, until its refresh's papers are embedded too)."""
     now = datetime.now(UTC)
     slot = next_slot(now + timedelta(seconds=LEAD))
     due = asyncio.run(set_up(f"sqlite+aiosqlite:///{db_path}", hf, slot, now))
     slot_at = time.monotonic() + (slot - datetime.now(UTC)).total_seconds()
     cmd = [sys.executable, "-m", "adapters.cli", "worker"]
-    watched = Watched.start(cmd, _env(db_path, slack, hf), db_path.parent)
+    watched = Watched.start(cmd, _env(db_path, slack, hf, semantic=semantic), db_path.parent)
     try:
         watched.wait_for(lambda: watched.line_at(READY) is not None, READY_TIMEOUT, "ready")
         ready = watched.line_at(READY)
@@ -281,6 +305,10 @@ def run_worker(db_path: Path, papers: int, slack: FakeSlack, hf: FakeHuggingFace
         watched.wait_for(lambda: watched.line_at(REFRESHED) is not None, 120, "a refresh")
         rss_refreshed = watched.rss()
         refreshed = watched.line_at(REFRESHED)
+        rss_embedded, embedded = math.nan, None
+        if semantic and embeds:
+            watched.wait_for(lambda: watched.line_at(EMBEDDED) is not None, 120, "embedding")
+            rss_embedded, embedded = watched.rss(), watched.line_at(EMBEDDED)
 
         def finished() -> bool:
             done = ledger(db_path)
@@ -301,7 +329,8 @@ def run_worker(db_path: Path, papers: int, slack: FakeSlack, hf: FakeHuggingFace
         peak_sampled=peak, hwm=hwm, delivered_after=delivered_after, statuses=ledger(db_path),
         messages=len(slack.delivered), refresh_line=refreshed[1] if refreshed else "",
         exit_code=code, samples=list(watched.samples), started=watched.started,
-        slot_at=slot_at, ready_at=ready[0],
+        slot_at=slot_at, ready_at=ready[0], rss_embedded=rss_embedded,
+        embed_line=embedded[1] if embedded else "",
     )  # fmt: skip
 
 
@@ -325,12 +354,17 @@ def imports_only(env: dict[str, str], cwd: Path) -> tuple[float, float]:
         return math.nan, took
 
 
-def run_serve(db_path: Path, slack: FakeSlack, hf: FakeHuggingFace) -> ServeRun:
+def run_serve(
+    db_path: Path, slack: FakeSlack, hf: FakeHuggingFace, *, semantic: bool = False
+) -> ServeRun:
     """`paperboy serve` on the same database: RSS when /healthz answers, then after
     SEARCHES signed `/papers topic` commands (answered in the acknowledgement, or at the
     fake's response_url when slow)."""
     port = free_port()
-    env = _env(db_path, slack, hf) | {"PORT": str(port), "PAPERBOY_HOST": "127.0.0.1"}
+    env = _env(db_path, slack, hf, semantic=semantic) | {
+        "PORT": str(port),
+        "PAPERBOY_HOST": "127.0.0.1",
+    }
     cmd = [sys.executable, "-m", "adapters.cli", "serve"]
     watched = Watched.start(cmd, env, db_path.parent)
     base = f"http://127.0.0.1:{port}"
@@ -372,28 +406,128 @@ def run_serve(db_path: Path, slack: FakeSlack, hf: FakeHuggingFace) -> ServeRun:
     return ServeRun(startup, rss_ready, rss_after, hwm, answered)
 
 
+@dataclass
+class Measured:
+    worker: WorkerRun
+    serve: ServeRun
+    today: date
+    baseline: tuple[float, float]  # imports only: RSS (kB), seconds
+    unembedded: int = 0  # papers the refresh lists with no stored vector
+
+
 def run(quick: bool = False) -> Section:
-    """Measure the worker (and the web process) holding 100k papers (quick: 10k)."""
+    """Measure the worker (and the web process) holding 100k papers (quick: 10k), with search
+    by meaning off, then on."""
     papers = 10_000 if quick else 100_000
     for name in _PROXY_VARS:
         os.environ.pop(name, None)
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
-        db_path, _ = database(papers, Path(tmp))
-        slack, hf = FakeSlack().start(), FakeHuggingFace().start()
-        try:
-            today = datetime.now(UTC).date()
-            days = recent_archive_days(3)
-            for back, items in enumerate(reversed(days)):
-                hf.days[(today - timedelta(days=back)).isoformat()] = items  # type: ignore[assignment]
-            slot_day = due_list_day(next_slot(datetime.now(UTC) + timedelta(seconds=LEAD)))
-            hf.days.setdefault(slot_day.isoformat(), days[-1])  # type: ignore[arg-type]
-            baseline = imports_only(_env(db_path, slack, hf), Path(tmp))
-            worker = run_worker(db_path, papers, slack, hf)
-            serve = run_serve(db_path, slack, hf)
-        finally:
-            slack.stop()
-            hf.stop()
-    return section(worker, serve, today, baseline)
+        off = measure(papers, Path(tmp), semantic=False)
+        on = measure(papers, Path(tmp), semantic=True)
+        db_path, _ = database(papers, Path(tmp), vectors=True)
+        env = {**os.environ, "BENCH_DATABASE": str(db_path)}
+        pieces = {name: _piece(script, env, Path(tmp)) for name, script in PIECES.items()}
+        db_path.unlink()
+    out = section(off.worker, off.serve, off.today, off.baseline)
+    with_meaning(out, off, on, pieces)
+    return out
+
+
+def measure(papers: int, tmp: Path, *, semantic: bool) -> Measured:
+    """The worker, then `paperboy serve`, on a fresh copy of the database (with a vector per
+    paper when `semantic`, but for the papers of the days the fake serves)."""
+    db_path, _ = database(papers, tmp, vectors=semantic)
+    slack, hf = FakeSlack().start(), FakeHuggingFace().start()
+    try:
+        today = datetime.now(UTC).date()
+        days = recent_archive_days(3)
+        for back, items in enumerate(reversed(days)):
+            hf.days[(today - timedelta(days=back)).isoformat()] = items  # type: ignore[assignment]
+        slot_day = due_list_day(next_slot(datetime.now(UTC) + timedelta(seconds=LEAD)))
+        hf.days.setdefault(slot_day.isoformat(), days[-1])  # type: ignore[arg-type]
+        unembedded = _unembed(db_path, days) if semantic else 0
+        baseline = imports_only(_env(db_path, slack, hf), tmp)
+        worker = run_worker(db_path, papers, slack, hf, semantic=semantic, embeds=unembedded > 0)
+        serve = run_serve(db_path, slack, hf, semantic=semantic)
+    finally:
+        slack.stop()
+        hf.stop()
+        db_path.unlink()
+    return Measured(worker, serve, today, baseline, unembedded)
+
+
+def _unembed(db_path: Path, days: list[list[dict[str, object]]]) -> int:
+    """Remove the stored vectors of the papers `days` list, so that the worker's refresh
+    embeds them as it would a day's new papers; how many."""
+    arxiv_ids = [(paper.arxiv_id,) for items in days for paper in parse_items(items)]
+    with sqlite3.connect(db_path) as db:
+        db.execute("CREATE TEMP TABLE listed (arxiv_id TEXT)")
+        db.executemany("INSERT INTO listed VALUES (?)", arxiv_ids)
+        removed = db.execute(
+            "DELETE FROM paper_vectors WHERE paper_id IN "
+            "(SELECT id FROM papers WHERE arxiv_id IN (SELECT arxiv_id FROM listed))"
+        ).rowcount
+    db.close()
+    return removed
+
+
+_STATUS = """
+import json, pathlib, sys
+def status():
+    lines = pathlib.Path("/proc/self/status").read_text().splitlines()
+    return {k: int(v.split()[0]) for k, _, v in (l.partition(":") for l in lines)
+            if k in ("VmRSS", "VmHWM")}
+"""
+# Fresh interpreters that import what every process of ours does, then one piece of search
+# by meaning: each prints its /proc/self/status readings (kB) after each step, as JSON.
+PIECES = {
+    "model": _STATUS
+    + """
+import os, sqlite3
+import adapters.cli
+steps = {"imported": status()}
+from bot.semantic.model import SentenceModel
+model = SentenceModel.load()
+steps["loaded"] = status()
+model.embed(["video diffusion transformer"])
+steps["a query embedded"] = status()
+with sqlite3.connect(os.environ["BENCH_DATABASE"]) as db:
+    rows = db.execute("SELECT title, coalesce(ai_summary, abstract) FROM papers "
+                      "ORDER BY id DESC LIMIT 256").fetchall()
+model.embed([f"{title}. {summary}" for title, summary in rows])
+steps["256 papers embedded"] = status()
+print(json.dumps(steps))
+""",
+    "matrix": _STATUS
+    + """
+import asyncio, os
+import adapters.cli
+from bot.semantic.index import VectorIndex
+from bot.semantic.model import MODEL_ID
+from storage.store import Store
+steps = {"imported": status()}
+async def read():
+    store = await Store.open("sqlite+aiosqlite:///" + os.environ["BENCH_DATABASE"])
+    index = VectorIndex(MODEL_ID)
+    await index.refresh(store)
+    await store.close()
+    return index
+index = asyncio.run(read())
+steps["vectors read"] = status()
+steps["count"] = len(index)
+print(json.dumps(steps))
+""",
+}
+
+
+def _piece(script: str, env: dict[str, str], cwd: Path) -> dict[str, dict[str, int] | int]:
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=cwd, capture_output=True, text=True,
+        timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring a piece failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 def section(w: WorkerRun, s: ServeRun, today: date, baseline: tuple[float, float]) -> Section:
@@ -461,3 +595,89 @@ if __name__ == "__main__":
     begun = time.perf_counter()
     print(run(quick=bool(os.environ.get("QUICK"))).markdown())
     print(f"(bench ran {time.perf_counter() - begun:.0f} s)")
+
+
+def with_meaning(
+    out: Section, off: Measured, on: Measured, pieces: dict[str, dict[str, dict[str, int] | int]]
+) -> None:
+    """Search by meaning on, beside off: targets, a table, the pieces."""
+    papers = on.worker.papers
+    worker_peak = max(on.worker.hwm, on.worker.peak_sampled)
+    out.target(
+        f"search by meaning on: worker peak RSS <= {TARGET_MB:.0f} MB with {papers:,} papers "
+        f"(model loaded; measured {mb(worker_peak)} MB)",
+        worker_peak <= TARGET_MB * 1024,
+    )
+    out.target(
+        f"search by meaning on: the process answering `/papers topic` (`paperboy serve` here: "
+        f"the model and the {papers:,}-vector matrix) peak RSS <= {TARGET_MB:.0f} MB "
+        f"(measured {mb(on.serve.hwm)} MB)",
+        on.serve.hwm <= TARGET_MB * 1024,
+    )
+    out.add("### With search by meaning on")
+    out.add()
+    out.add(
+        "The same runs with `PAPERBOY_SEMANTIC=on`, on a copy of the database holding a "
+        "vector per paper (bench/corpus.py) but for the "
+        f"{on.unembedded} papers of the three days the fake serves, which the worker's "
+        "refresh embeds as it would a day's new papers. The worker loads the sentence model "
+        "and embeds; it reads no vectors into a matrix, as with Slack over HTTP it answers "
+        "no searches (with Socket Mode or Discord it would, and hold the matrix too). "
+        "`paperboy serve` loads the model and reads every stored vector into one matrix at "
+        "start (in the background; the first search waits for it)."
+    )
+    out.add()
+    w0, w1, s0, s1 = off.worker, on.worker, off.serve, on.serve
+    out.table(
+        ["", "off", "on"],
+        [
+            ["worker start-up: spawn to ready", f"{w0.startup:.2f} s", f"{w1.startup:.2f} s"],
+            ["worker RSS at ready", f"{mb(w0.rss_ready)} MB", f"{mb(w1.rss_ready)} MB"],
+            ["worker RSS after the Daily Papers refresh", f"{mb(w0.rss_refreshed)} MB",
+             f"{mb(w1.rss_refreshed)} MB"],
+            ["worker RSS after embedding the refresh's papers", "",
+             f"{mb(w1.rss_embedded)} MB ({w1.embed_line.split(': ', 1)[-1][:60]})"],
+            ["worker RSS after the delivery run", f"{mb(w0.rss_delivered)} MB",
+             f"{mb(w1.rss_delivered)} MB"],
+            ["worker peak RSS (sampled / VmHWM)", f"{mb(w0.peak_sampled)} / {mb(w0.hwm)} MB",
+             f"{mb(w1.peak_sampled)} / {mb(w1.hwm)} MB"],
+            ["deliveries: slot to last outcome", f"{w0.delivered_after:.1f} s",
+             f"{w1.delivered_after:.1f} s"],
+            ["ledger outcomes", _outcomes(w0), _outcomes(w1)],
+            ["`paperboy serve` start-up: spawn to /healthz", f"{s0.startup:.2f} s",
+             f"{s1.startup:.2f} s"],
+            ["`paperboy serve` RSS at ready", f"{mb(s0.rss_ready)} MB", f"{mb(s1.rss_ready)} MB"],
+            [f"`paperboy serve` RSS after {s1.answered} `/papers topic` answers",
+             f"{mb(s0.rss_after)} MB", f"{mb(s1.rss_after)} MB"],
+            ["`paperboy serve` VmHWM", f"{mb(s0.hwm)} MB", f"{mb(s1.hwm)} MB"],
+        ],
+    )  # fmt: skip
+    model, matrix = pieces["model"], pieces["matrix"]
+
+    def grown(steps: dict[str, dict[str, int] | int], step: str, key: str = "VmRSS") -> str:
+        before, after = steps["imported"], steps[step]
+        assert isinstance(before, dict) and isinstance(after, dict)
+        return f"+{mb(after[key] - before['VmRSS'])} MB"
+
+    count = int(matrix["count"])  # type: ignore[arg-type]
+    out.table(
+        ["piece, alone in a fresh interpreter that imported `adapters.cli`", "RSS"],
+        [
+            ["imports only", f"{mb(model['imported']['VmRSS'])} MB"],  # type: ignore[index]
+            ["the sentence model loaded (numpy, onnxruntime, tokenizers, the int8 model)",
+             grown(model, "loaded")],
+            ["... and a query embedded", grown(model, "a query embedded")],
+            ["... and 256 papers embedded (the worker's page)",
+             grown(model, "256 papers embedded")],
+            ["... its peak (VmHWM)", grown(model, "256 papers embedded", "VmHWM")],
+            [f"{count:,} stored vectors read into the matrix (numpy imported first)",
+             grown(matrix, "vectors read")],
+            ["... its peak while reading (VmHWM: the rows read, then the matrix)",
+             grown(matrix, "vectors read", "VmHWM")],
+            ["the matrix's own size (count x 384 float32)", f"{mb(count * 1536 / 1024)} MB"],
+        ],
+    )  # fmt: skip
+
+
+def _outcomes(w: WorkerRun) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(w.statuses.items())) or "none"

@@ -185,8 +185,11 @@ class Served:
 
 
 @asynccontextmanager
-async def served(database: Path) -> AsyncIterator[Served]:
-    """`paperboy serve` on `database` (a SQLite file) until the block ends."""
+async def served(database: Path, *, semantic: bool = False) -> AsyncIterator[Served]:
+    """`paperboy serve` on `database` (a SQLite file) until the block ends; search by meaning
+    on only when `semantic` (PAPERBOY_SEMANTIC=on: the database should hold the papers'
+    vectors, or the server embeds up to 500 of them at start), else off whatever the
+    environment says."""
     fake_slack = FakeSlack().start()
     fake_slack.admins.add("U1")
     fake_hf = fake_huggingface()
@@ -201,6 +204,7 @@ async def served(database: Path) -> AsyncIterator[Served]:
         "PAPERBOY_HOST": "127.0.0.1",
         "PORT": str(port),
         "PAPERBOY_LOG_LEVEL": "WARNING",
+        "PAPERBOY_SEMANTIC": "on" if semantic else "off",
     }
     start = time.perf_counter()
     log = open(database.with_suffix(".log"), "wb")  # noqa: SIM115 (closed below)
@@ -256,3 +260,36 @@ async def _until_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("paperboy serve did not start in 60 s")
         await asyncio.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time `pid` has used (nan once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def until_idle(
+    process: subprocess.Popen[bytes],
+    *,
+    window: float = 0.5,
+    most: float = 0.02,
+    timeout: float = 120.0,
+) -> float:
+    """Wait until `process` uses less than `most` CPU seconds in `window` seconds (its work
+    in the background at start, such as reading the stored vectors, is done); the seconds
+    waited."""
+    start = time.monotonic()
+    before = cpu_seconds(process.pid)
+    while True:
+        await asyncio.sleep(window)
+        now = cpu_seconds(process.pid)
+        if now - before < most:
+            return time.monotonic() - start
+        if process.poll() is not None:
+            raise RuntimeError(f"paperboy serve exited with {process.returncode}")
+        if time.monotonic() - start > timeout:
+            raise RuntimeError(f"paperboy serve still busy after {timeout:.0f} s")
+        before = now

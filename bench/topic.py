@@ -6,6 +6,11 @@ answers are quick). Hugging Face search is answered by a local fake. One client,
 at a time, after a warm-up. Raw: the SQL text and parameters the command hands to SQLite
 (`sqlite_search`: the matches ranked and the shown papers loaded), executed alone with
 Python's sqlite3 on the same file, so only the engine is timed.
+
+Lexical runs have search by meaning off (PAPERBOY_SEMANTIC=off); then the same commands run
+with it on, against a copy of the database that also holds a vector per paper (bench/corpus.py
+`database(..., vectors=True)`), with the query's embedding and the vector search timed alone
+beside them, in this process.
 """
 
 from __future__ import annotations
@@ -18,21 +23,27 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.dialects import sqlite
 
 from adapters.slack.render import blocks, fallback_text
 from bench.common import Section, ms, percentile
-from bench.corpus import Corpus, FullText, database, seed_corpus
-from bench.served import served
+from bench.corpus import VECTOR_NOISE, Corpus, FullText, database, seed_corpus
+from bench.memory import mb, status_kb
+from bench.served import served, until_idle
 from bot.cards import paper_cards
 from bot.config import BotConfig
 from bot.messages import Message
-from bot.search import find_papers
+from bot.search import CANDIDATES, VECTOR_FLOOR, find_papers
+from bot.semantic.model import DIMENSIONS
 from bot.words import search_terms
 from storage.models import Paper
 from storage.papers import RANK_POOL, sqlite_search
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from bot.semantic.meaning import Semantic
 
 SIZES = (1_000, 10_000, 100_000)
 TOPICS = {
@@ -62,6 +73,21 @@ class TopicTimes:
     raw: list[float] = field(default_factory=list)
     unranked: list[float] = field(default_factory=list)
     matches: int = 0
+    # With search by meaning on: the search without it (lexical), the query's vector alone
+    # (embed), the matrix product and top CANDIDATES alone (vectors), and how many papers of
+    # the last answer the lexical answer does not hold (by meaning).
+    lexical: list[float] = field(default_factory=list)
+    embed: list[float] = field(default_factory=list)
+    vectors: list[float] = field(default_factory=list)
+    by_meaning: int = 0
+
+
+@dataclass
+class Measured:
+    floor: list[float]
+    topics: dict[str, TopicTimes]
+    rss_kb: float = float("nan")  # the server's, after the warm-up
+    idle_after: float = 0.0  # seconds from healthy to the server's start-up work done
 
 
 def timed(db: sqlite3.Connection, sql: str, params: Sequence[object]) -> float:
@@ -78,15 +104,29 @@ def rendered(topic: str, papers: Sequence[Paper]) -> float:
     return time.perf_counter() - start
 
 
-async def measure(path: Path, runs: int) -> tuple[list[float], dict[str, TopicTimes]]:
+async def measure(path: Path, runs: int, *, semantic: bool = False) -> Measured:
     """The `help` floor's times, and each topic's. Each command is followed at once by the
     same search through the Store (SQLAlchemy and aiosqlite, in this process), then one raw
     and one unranked run, so that they compare times taken under the same load: a shared
-    host's speed can drift by 2x within a minute."""
+    host's speed can drift by 2x within a minute. With `semantic`, search by meaning is on in
+    the server and in the in-process search, whose parts are then timed alone (the lexical
+    search, the query's embedding, the vector search) instead of the unranked run."""
     store = await Store.open(f"sqlite+aiosqlite:///{path}", migrate=False)
-    async with served(path) as bot:
+    meaning = await _semantic(store) if semantic else None
+    async with served(path, semantic=semantic) as bot:
+        idle_after = 0.0
+        if semantic:
+            # A first search waits for the stored vectors if the server has not read them
+            # yet; then its start-up work (the refresh, vectors of new papers) is let finish.
+            started = time.perf_counter()
+            while (await bot.client.command(f"topic {TOPICS['rare']}")).error:
+                if time.perf_counter() - started > 120:
+                    raise RuntimeError("no answer with search by meaning on after 120 s")
+            await until_idle(bot.process)
+            idle_after = time.perf_counter() - started
         for i in range(WARM_UP):
             await bot.client.command(f"topic {list(TOPICS.values())[i % len(TOPICS)]}")
+        rss = float(status_kb(bot.process.pid).get("VmRSS", float("nan")))
         floor = [(await bot.client.command("help")).seconds for _ in range(runs)]
         topics: dict[str, TopicTimes] = {}
         with sqlite3.connect(path) as db:
@@ -103,18 +143,46 @@ async def measure(path: Path, runs: int) -> tuple[list[float], dict[str, TopicTi
                     if answer.error:
                         raise RuntimeError(f"/papers topic {topic}: {answer.error}")
                     times.end_to_end.append(answer.seconds)
+                    if meaning is not None:
+                        start = time.perf_counter()
+                        vector = meaning.model.embed([topic])[0]
+                        times.embed.append(time.perf_counter() - start)
+                        start = time.perf_counter()
+                        meaning.index.nearest(vector, CANDIDATES)
+                        times.vectors.append(time.perf_counter() - start)
                     start = time.perf_counter()
                     papers = await find_papers(
-                        store, topic, limit=TOPIC_COUNT, source=None, budget=0.0
-                    )
+                        store, topic, limit=TOPIC_COUNT, source=None, budget=0.0,
+                        semantic=meaning,
+                    )  # fmt: skip
                     times.store.append(time.perf_counter() - start)
                     times.render.append(rendered(topic, papers))
                     times.raw.append(timed(db, sql, params))
-                    times.unranked.append(timed(db, unranked, (expression, RANK_POOL)))
+                    if meaning is None:
+                        times.unranked.append(timed(db, unranked, (expression, RANK_POOL)))
+                        continue
+                    # Last, without the model: its threads' spinning after a run does not
+                    # meet the next command.
+                    start = time.perf_counter()
+                    lexical = await find_papers(
+                        store, topic, limit=TOPIC_COUNT, source=None, budget=0.0
+                    )
+                    times.lexical.append(time.perf_counter() - start)
+                    times.by_meaning = len({p.id for p in papers} - {p.id for p in lexical})
                 count = "SELECT count(*) FROM papers_fts WHERE papers_fts MATCH ?"
                 times.matches = int(db.execute(count, (expression,)).fetchone()[0])
     await store.close()
-    return floor, topics
+    return Measured(floor, topics, rss, idle_after)
+
+
+async def _semantic(store: Store) -> Semantic:
+    """Search by meaning as the server runs it, its stored vectors read."""
+    from bot.semantic.meaning import Semantic
+    from bot.semantic.model import SentenceModel
+
+    meaning = Semantic(store, SentenceModel.load())
+    await meaning.load_index()
+    return meaning
 
 
 def run(quick: bool = False) -> Section:
@@ -132,10 +200,12 @@ def run(quick: bool = False) -> Section:
     largest_times: dict[str, TopicTimes] = {}
     floors: list[float] = []
     short: list[str] = []  # topics matching fewer papers than an answer shows
+    on: dict[int, Measured] = {}  # with search by meaning on, by size
     with tempfile.TemporaryDirectory(prefix="bench-topic-") as tmp:
         for size in sizes:
             path, corpus = database(size, Path(tmp))
-            floor, topics = asyncio.run(measure(path, runs))
+            measured = asyncio.run(measure(path, runs))
+            floor, topics = measured.floor, measured.topics
             rows.append(
                 [f"{size:,}", "floor: `help` (no search)", "", ms(percentile(floor, 50)),
                  ms(percentile(floor, 99)), "", "", "", "", "", ""]
@@ -155,6 +225,9 @@ def run(quick: bool = False) -> Section:
                 largest_times[kind] = times
                 if times.matches < TOPIC_COUNT:
                     short.append(f"`{topic}` at {size:,} papers")
+            path.unlink()
+            path, _ = database(size, Path(tmp), vectors=True)
+            on[size] = asyncio.run(measure(path, runs, semantic=True))
             path.unlink()
     section.table(
         [
@@ -230,7 +303,86 @@ def run(quick: bool = False) -> Section:
         )
     section.add()
     section.add(realism(corpus))
+    section.add()
+    with_meaning(section, on, runs)
     return section
+
+
+def with_meaning(section: Section, on: dict[int, Measured], runs: int) -> None:
+    """The runs with search by meaning on: their table, targets and reading."""
+    rows = []
+    for size, measured in on.items():
+        floor = measured.floor
+        rows.append(
+            [f"{size:,}", "floor: `help` (no search)", ms(percentile(floor, 50)),
+             ms(percentile(floor, 99)), "", "", "", "", "", "", ""]
+        )  # fmt: skip
+        for kind, topic in TOPICS.items():
+            t = measured.topics[kind]
+            rows.append(
+                [f"{size:,}", f"{kind}: `{topic}`", ms(percentile(t.end_to_end, 50)),
+                 ms(percentile(t.end_to_end, 99)), ms(percentile(t.store, 50)),
+                 ms(percentile(t.lexical, 50)), ms(percentile(t.embed, 50)),
+                 ms(percentile(t.vectors, 50)), ms(percentile(t.render, 50)),
+                 ms(percentile(t.raw, 50)), f"{t.by_meaning} of {TOPIC_COUNT}"]
+            )  # fmt: skip
+    largest = max(on)
+    at_largest = on[largest].topics.values()
+    worst50 = max(percentile(t.end_to_end, 50) for t in at_largest)
+    worst99 = max(percentile(t.end_to_end, 99) for t in at_largest)
+    section.target(
+        f"search by meaning on: p50 <= 15 ms at {largest:,} papers (worst topic {ms(worst50)} ms)",
+        worst50 <= TARGET_P50,
+    )
+    section.target(
+        f"search by meaning on: p99 <= 50 ms at {largest:,} papers (worst topic {ms(worst99)} ms)",
+        worst99 <= TARGET_P99,
+    )
+    waits = sorted(m.idle_after for m in on.values())
+    idle = f"{waits[0]:.1f}" + (f"-{waits[-1]:.1f}" if len(waits) > 1 else "")
+    section.add("### With search by meaning on")
+    section.add()
+    section.add(
+        f"The same {runs} commands per topic to `paperboy serve` with `PAPERBOY_SEMANTIC=on`, "
+        "on a copy of the database that also holds a vector per paper (`paper_vectors`): the "
+        "server loads the sentence model and reads every vector into one matrix at start; per "
+        "command it embeds the topic and searches the matrix in a thread while the full-text "
+        "search runs, then fuses the two rankings (reading the papers found by meaning alone "
+        "from the store). Timing starts once a first search has answered (it waits for the "
+        "matrix when the server has not read it yet), the server's CPU has gone idle (its "
+        f"start-up work done: {idle} s from healthy) and "
+        f"{WARM_UP} more commands have run. Times in ms. In this process, after each command: "
+        "store = the search with meaning (`find_papers`, as the server runs it), lexical = "
+        "the same without, embed = the topic's vector alone (the model), vectors = the matrix "
+        f"product and the best {CANDIDATES} alone, render = Block Kit JSON, raw = the "
+        "full-text statement alone; by meaning = papers of the answer that the lexical answer "
+        "does not hold."
+    )
+    section.add()
+    section.table(
+        ["papers", "topic", "p50", "p99", "store p50", "lexical p50", "embed p50",
+         "vectors p50", "render p50", "raw p50", "by meaning"],
+        rows,
+    )  # fmt: skip
+    rss = ", ".join(f"{mb(m.rss_kb)} MB at {size:,} papers" for size, m in on.items())
+    section.add(
+        f"Server RSS after the warm-up: {rss} (the matrix alone is {DIMENSIONS * 4:,} bytes a "
+        f"paper: {DIMENSIONS * 4 * largest / 2**20:.0f} MiB at {largest:,})."
+    )
+    section.add()
+    section.add(
+        "Vectors: the seed papers' are the sentence model's own (title and summary, embedded "
+        "as the product does, once, cached); a generated paper's is its anchor's (the seed "
+        f"paper its words mostly come from) plus seeded Gaussian noise of {VECTOR_NOISE} per "
+        "dimension, scaled back to length 1 (about 0.9 alike to the anchor's). The vector "
+        "query's cost does not depend on the values: it is one matrix-vector product over "
+        f"every stored vector and a selection of the best {CANDIDATES}, the same work for any "
+        "numbers, so the stored vectors need not come from the model (embedding 100,000 "
+        "papers would take it most of an hour). What the values do change is the fusion's "
+        f"extra read: the papers at least {VECTOR_FLOOR} alike to the topic and not among the "
+        "lexical candidates are read from the store. Random unit vectors are about 0 alike "
+        "to any topic and would never pass that floor, hence vectors near real ones."
+    )
 
 
 REALISM_SAMPLE = 10_000
