@@ -677,6 +677,17 @@ def with_meaning(
             ["the matrix's own size (count x 384 float32)", f"{mb(count * 1536 / 1024)} MB"],
         ],
     )  # fmt: skip
+    out.add(
+        f"With search by meaning on, `paperboy serve` holds {mb(s1.rss_after - s0.rss_after)} "
+        f"MB more after its answers than with it off: the model ({grown(model, 'loaded')} "
+        f"alone) and the matrix ({grown(matrix, 'vectors read')} alone once read, of which "
+        f"{mb(count * 1536 / 1024)} MB its numbers; while reading, the rows read and the "
+        f"matrix are held at once: {grown(matrix, 'vectors read', 'VmHWM')}). The worker "
+        f"holds {mb(w1.rss_delivered - w0.rss_delivered)} MB more at the end: the model, and "
+        "what running it on papers leaves (a fresh interpreter grows by "
+        f"{grown(model, '256 papers embedded')} over its imports after 256 papers, against "
+        f"{grown(model, 'a query embedded')} after a query)."
+    )
 
 
 def _outcomes(w: WorkerRun) -> str:

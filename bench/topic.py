@@ -364,6 +364,24 @@ def with_meaning(section: Section, on: dict[int, Measured], runs: int) -> None:
          "vectors p50", "render p50", "raw p50", "by meaning"],
         rows,
     )  # fmt: skip
+    times = on[largest].topics.values()
+
+    def p50s(part: str) -> str:
+        return _span([percentile(getattr(t, part), 50) for t in times])
+
+    thread = min(percentile(t.embed, 50) + percentile(t.vectors, 50) for t in times)
+    longer = thread > max(percentile(t.lexical, 50) for t in times)
+    section.add(
+        f"At {largest:,} papers the search with meaning takes {p50s('store')} ms in this "
+        f"process, without it {p50s('lexical')} ms. The topic's vector ({p50s('embed')} ms) "
+        f"and the matrix product ({p50s('vectors')} ms) run one after the other in one thread "
+        + (
+            "and take longer than the full-text search beside them, which then waits for them."
+            if longer
+            else "beside the full-text search, which takes longer."
+        )
+    )
+    section.add()
     rss = ", ".join(f"{mb(m.rss_kb)} MB at {size:,} papers" for size, m in on.items())
     section.add(
         f"Server RSS after the warm-up: {rss} (the matrix alone is {DIMENSIONS * 4:,} bytes a "
