@@ -67,18 +67,25 @@ async def find_papers(
     if they arrive within `budget` seconds; they are stored, so they are found locally next
     time. A store that can answer in full is not held up by, and does not load, Hugging Face
     (the daily lists keep it current)."""
-    # Meaning is looked up in a thread while the full-text search runs.
-    nearest = asyncio.create_task(semantic.nearest(topic, CANDIDATES)) if semantic else None
+    # The topic is embedded in a thread while the full-text search runs.
+    embedding = asyncio.create_task(semantic.embed_query(topic)) if semantic else None
     try:
         lexical = await _lexical(store, source, topic, limit=limit, budget=budget)
     except BaseException:
-        if nearest is not None:
-            nearest.cancel()
+        if embedding is not None:
+            embedding.cancel()
         raise
-    if nearest is None:
+    if semantic is None or embedding is None:
         return lexical.ranked[:limit]
     try:
-        near = await nearest
+        query = await embedding
+        if len(lexical.as_written) >= limit:
+            # Papers holding the topic as written fill the page (see `_fused`), so meaning
+            # only orders them: their similarities are looked up, no paper is searched for.
+            similar = await semantic.similarity(query, list(lexical.as_written))
+            near = sorted(similar.items(), key=lambda item: -item[1])
+        else:
+            near = await semantic.nearest(query, CANDIDATES)
     except Exception as exc:  # the words alone answer
         log.warning("search by meaning failed, answered by words: %s", exc)
         return lexical.ranked[:limit]

@@ -129,3 +129,8 @@ async def settle() -> None:
     if others:
         _, pending = await asyncio.wait(others, timeout=10)
         assert not pending, f"background work still running: {pending}"
+
+
+async def nearest_to(semantic: Semantic, text: str, k: int) -> list[tuple[int, float]]:
+    """The `k` papers nearest `text`, as a search asks: the text embedded, then looked up."""
+    return await semantic.nearest(await semantic.embed_query(text), k)

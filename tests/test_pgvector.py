@@ -29,6 +29,7 @@ from storage.papers import PaperData
 from storage.store import Store
 from tests.core_fixtures import CHANNEL, Harness
 from tests.postgres import PostgresServer, run_in_thread, running_server
+from tests.semantic_fixtures import nearest_to
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -186,7 +187,7 @@ async def test_nearest_from_the_database_ranks_as_the_matrix_in_memory(store: St
     index = VectorIndex(MODEL_ID)
     await index.refresh(store)
     for question, vector in questions.items():
-        from_database = await semantic.nearest(question, 20)
+        from_database = await nearest_to(semantic, question, 20)
         in_memory = index.nearest(vector, 20)
         assert [pid for pid, _ in from_database] == [pid for pid, _ in in_memory]
         assert np.allclose([s for _, s in from_database], [s for _, s in in_memory], atol=1e-5)
@@ -252,7 +253,7 @@ async def test_without_the_column_the_bytes_serve_alone(database_url: str) -> No
                 {pid: as_bytes(v) for pid, v in zip(ids, vectors, strict=True)}, MODEL_ID
             )
         semantic = Semantic(store, FixedModel({"q": vectors[2]}))  # type: ignore[arg-type]
-        assert [pid for pid, _ in await semantic.nearest("q", 1)] == [ids[2]]
+        assert [pid for pid, _ in await nearest_to(semantic, "q", 1)] == [ids[2]]
         assert len(semantic.index) == 3
     finally:
         await store.close()

@@ -43,6 +43,7 @@ from tests.semantic_fixtures import (
     PHONES,
     PHONES_QUESTION,
     add_papers,
+    nearest_to,
     settle,
 )
 from tests.slack_fixtures import SlackHarness, all_text, serve, slack_settings
@@ -295,7 +296,7 @@ async def test_semantic_nearest_finds_the_paper_a_question_means(
     ids = await add_papers(store, CORPUS)
     await semantic.embed_missing()
     for question, paper in ((PHONES_QUESTION, PHONES), (OVERTHINKING_QUESTION, OVERTHINKING)):
-        found = await semantic.nearest(question, 3)
+        found = await nearest_to(semantic, question, 3)
         assert len(found) == 3
         scores = [score for _, score in found]
         assert scores == sorted(scores, reverse=True)
@@ -305,7 +306,7 @@ async def test_semantic_nearest_finds_the_paper_a_question_means(
         [question_vector] = sentence_model.embed([question])
         score = dict(found)[ids[paper.arxiv_id]]
         assert score == pytest.approx(float(question_vector @ paper_vector), abs=1e-4)
-    assert len(await semantic.nearest(PHONES_QUESTION, 100)) == len(CORPUS)
+    assert len(await nearest_to(semantic, PHONES_QUESTION, 100)) == len(CORPUS)
 
 
 async def test_an_index_catches_up_with_vectors_another_process_stored(
@@ -321,14 +322,16 @@ async def test_an_index_catches_up_with_vectors_another_process_stored(
     ids |= await add_papers(store, [PHONES])
     assert await worker.embed_missing() == 1
     clock[0] = 29.0
-    assert ids[PHONES.arxiv_id] not in dict(await server.nearest(PHONES_QUESTION, 3))
+    assert ids[PHONES.arxiv_id] not in dict(await nearest_to(server, PHONES_QUESTION, 3))
     await settle()
     assert len(server.index) == len(CORPUS) - 2  # not stale yet: not read again
     clock[0] = 30.0
-    await server.nearest(PHONES_QUESTION, 3)  # stale: catches up in the background
+    await server.nearest(
+        await server.embed_query(PHONES_QUESTION), 3
+    )  # stale: catches up in the background
     await settle()
     assert len(server.index) == len(CORPUS) - 1
-    assert ids[PHONES.arxiv_id] in dict(await server.nearest(PHONES_QUESTION, 3))
+    assert ids[PHONES.arxiv_id] in dict(await nearest_to(server, PHONES_QUESTION, 3))
 
 
 async def test_an_index_reloads_after_older_papers_are_embedded_or_deleted(
@@ -356,7 +359,7 @@ async def test_an_index_reloads_after_older_papers_are_embedded_or_deleted(
     assert await semantic.embed_missing() == 1
     await semantic.index.refresh(store)
     assert len(semantic.index) == len(CORPUS)
-    assert ids["2612.09999"] in dict(await semantic.nearest(PHONES_QUESTION, 3))
+    assert ids["2612.09999"] in dict(await nearest_to(semantic, PHONES_QUESTION, 3))
 
 
 async def test_load_index_reads_the_stored_vectors_once(
@@ -370,11 +373,12 @@ async def test_load_index_reads_the_stored_vectors_once(
     assert len(fresh.index) == len(CORPUS)
     await fresh.load_index()
     assert len(fresh.index) == len(CORPUS)
-    [(best, _)] = await fresh.nearest(OVERTHINKING_QUESTION, 1)
+    [(best, _)] = await nearest_to(fresh, OVERTHINKING_QUESTION, 1)
     assert best == ids[OVERTHINKING.arxiv_id]
     # Concurrent first searches of another process load the vectors once.
     other = Semantic(store, sentence_model)
-    answers = [await task for task in [other.nearest(PHONES_QUESTION, 5) for _ in range(3)]]
+    query = await other.embed_query(PHONES_QUESTION)
+    answers = await asyncio.gather(*(other.nearest(query, 5) for _ in range(3)))
     assert answers[0] == answers[1] == answers[2]
     assert len(other.index) == len(CORPUS)
 
@@ -430,7 +434,7 @@ async def test_a_question_of_no_meaning_finds_nothing_by_meaning(
     await add_papers(store, CORPUS)
     await semantic.embed_missing()
     for typo in ("qwxz", "zzkq"):
-        assert all(score < VECTOR_FLOOR for _, score in await semantic.nearest(typo, 5))
+        assert all(score < VECTOR_FLOOR for _, score in await nearest_to(semantic, typo, 5))
         assert await search(store, typo, semantic) == []
 
 
@@ -444,6 +448,55 @@ async def test_fusion_keeps_what_the_words_find(store: Store, semantic: Semantic
     tail_latency = ids["2612.00009"]
     assert [paper.id for paper in words] == [tail_latency]
     assert fused[0].id == tail_latency
+
+
+async def test_similarity_looks_up_the_papers_it_is_asked_about(store: Store) -> None:
+    ids = await add_papers(store, [PaperData(f"2612.0210{n}", f"Paper {n}") for n in range(3)])
+    a, b, c = (ids[f"2612.0210{n}"] for n in range(3))
+    async with store.transaction() as repos:
+        await repos.vectors.put({a: unit(1), c: unit(0, 1)}, MODEL_ID)  # b has none yet
+    index = VectorIndex(MODEL_ID)
+    await index.refresh(store)
+    found = index.similarity(as_vector(unit(1, 1)), [c, b, a, 10_000])
+    assert found.keys() == {a, c}
+    assert found[a] == pytest.approx(2**-0.5) and found[c] == pytest.approx(2**-0.5)
+    assert index.similarity(as_vector(unit(1)), []) == {}
+
+
+async def test_a_page_of_papers_holding_the_topic_as_written_is_ordered_by_meaning(
+    store: Store, semantic: Semantic
+) -> None:
+    """When papers holding the topic as written fill the page, a paper that only resembles it
+    stays off, and meaning orders the page: no search over every vector is needed."""
+    written = [
+        PaperData(f"2612.0220{n}", f"Speculative decoding, study {n}", "Draft and verify.")
+        for n in range(5)
+    ]
+    written.append(
+        PaperData(
+            "2612.02209",
+            "Speculative decoding for faster LLM inference with draft models",
+            "A small draft model proposes tokens that the large model verifies in parallel.",
+        )
+    )
+    resembling = PaperData(
+        "2612.02210",
+        "Draft-and-verify generation: accelerating large language model inference",
+        "A small model proposes tokens that the large model accepts or rejects in one pass.",
+    )
+    ids = await add_papers(store, [*written, resembling])
+    await semantic.embed_missing()
+    page = await search(store, "speculative decoding", semantic)
+    assert ids[resembling.arxiv_id] not in [paper.id for paper in page]
+    assert len(page) == 5
+    by_both = [paper.id for paper in page]
+    assert set(by_both) <= {ids[paper.arxiv_id] for paper in written}
+    # The paper closest in meaning rises above where the words alone put it.
+    by_words = [paper.id for paper in await search(store, "speculative decoding", None)]
+    query = await semantic.embed_query("speculative decoding")
+    similar = await semantic.similarity(query, by_words)
+    closest = max(similar, key=lambda paper_id: similar[paper_id])
+    assert by_words.index(closest) > 0 and by_both.index(closest) < by_words.index(closest)
 
 
 # Phrases, by words alone ------------------------------------------------------------------
@@ -652,7 +705,7 @@ async def test_hostile_text_past_the_parser_embeds_and_searches_without_error(
     await add_papers(store, CORPUS)
     await semantic.embed_missing()
     for topic in HOSTILE_TOPICS:
-        found = await semantic.nearest(topic, 5)
+        found = await nearest_to(semantic, topic, 5)
         assert len(found) == 5 and all(-1.01 <= score <= 1.01 for _, score in found), topic
         if len(topic) > MAX_TOPIC_LENGTH:
             continue  # no command carries it to the search

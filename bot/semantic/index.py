@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -60,6 +61,18 @@ class VectorIndex:
             self._replace(await self._read(store, after=0))
         elif new:
             self._append(new)
+
+    def similarity(self, query: NDArray[np.float32], paper_ids: Iterable[int]) -> dict[int, float]:
+        """The cosine similarity to `query` of those of `paper_ids` held here (ids are held in
+        ascending order: they are read and appended so)."""
+        with self._lock:
+            ids, matrix = self._ids[: self._size], self._matrix[: self._size]
+        wanted = np.array(sorted(set(paper_ids)), np.int64)
+        rows = np.searchsorted(ids, wanted)
+        held = rows < len(ids)
+        held[held] = ids[rows[held]] == wanted[held]
+        scores = matrix[rows[held]] @ query.astype(np.float32)
+        return {int(pid): float(score) for pid, score in zip(wanted[held], scores, strict=True)}
 
     def nearest(self, query: NDArray[np.float32], k: int) -> list[tuple[int, float]]:
         """The `k` stored papers most like `query` (a unit vector), with their cosine

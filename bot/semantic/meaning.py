@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bot.semantic.index import VectorIndex, as_bytes, as_vector
 from bot.semantic.model import BATCH, MODEL_ID, SentenceModel
@@ -42,24 +43,33 @@ class Semantic:
     _refreshing: asyncio.Task[None] | None = field(default=None, repr=False)
     _first_load: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
-    async def nearest(self, text: str, k: int) -> list[tuple[int, float]]:
-        """The `k` stored papers closest in meaning to `text`, with their cosine similarity:
-        found by the database when it has pgvector's index, else in the matrix in memory."""
+    async def embed_query(self, text: str) -> NDArray[np.float32]:
+        """`text` as a unit vector. In a thread: the model does not hold the GIL, so a
+        full-text search on the loop's side runs meanwhile."""
+        (vector,) = await asyncio.to_thread(self.model.embed, [text])
+        return np.asarray(vector, np.float32)
+
+    async def nearest(self, query: NDArray[np.float32], k: int) -> list[tuple[int, float]]:
+        """The `k` stored papers closest in meaning to `query` (from `embed_query`), with
+        their cosine similarity: found by the database when it has pgvector's index, else in
+        the matrix in memory (in a thread: BLAS does not hold the GIL either)."""
         if await self._in_database():
-            # In a thread, so a full-text search on the loop's side runs meanwhile.
-            query = await asyncio.to_thread(self._embed, text)
             async with self.store.reading() as repos:
-                return await repos.vectors.nearest(query, MODEL_ID, k)
+                return await repos.vectors.nearest(as_bytes(query), MODEL_ID, k)
         await self._keep_fresh()
-        # One thread for both steps: neither holds the GIL for long (onnxruntime, BLAS), so a
-        # full-text search on the loop's side runs meanwhile.
-        return await asyncio.to_thread(self._nearest, text, k)
+        return await asyncio.to_thread(self.index.nearest, query, k)
 
-    def _embed(self, text: str) -> bytes:
-        return as_bytes(self.model.embed([text])[0])
-
-    def _nearest(self, text: str, k: int) -> list[tuple[int, float]]:
-        return self.index.nearest(self.model.embed([text])[0], k)
+    async def similarity(
+        self, query: NDArray[np.float32], paper_ids: Sequence[int]
+    ) -> dict[int, float]:
+        """The cosine similarity to `query` of those of `paper_ids` that have a vector: a
+        lookup, not a search."""
+        if await self._in_database():
+            async with self.store.reading() as repos:
+                stored = await repos.vectors.of(paper_ids, MODEL_ID)
+            return {pid: float(as_vector(vector) @ query) for pid, vector in stored.items()}
+        await self._keep_fresh()
+        return self.index.similarity(query, paper_ids)
 
     async def _in_database(self) -> bool:
         async with self.store.reading() as repos:
