@@ -122,11 +122,12 @@ async def _lexical(
     if len(every_word) + len(more) < limit and len(terms) > 1:
         async with store.reading() as repos:
             more += await _most_words(repos, terms, phrasing, every_word + more)
+    phrases = {paper.id: phrasing.phrases_found(paper) for paper in every_word}
     return Lexical(
         # sorted() is stable: papers holding as many phrases keep the store's order.
-        every_word=sorted(every_word, key=lambda paper: -phrasing.phrase_score(paper)),
+        every_word=sorted(every_word, key=lambda paper: -sum(phrases[paper.id])),
         more=more,
-        as_written=frozenset(p.id for p in every_word if phrasing.holds_every_phrase(p)),
+        as_written=frozenset(pid for pid, found in phrases.items() if all(found)),
     )
 
 
@@ -139,7 +140,8 @@ async def _most_words(
     some = await repos.papers.search(terms, limit=CANDIDATES + len(found), match_all=False)
     fresh = [paper for paper in some if paper.id not in known][:CANDIDATES]
     return sorted(
-        fresh, key=lambda paper: (-phrasing.words_found(paper), -phrasing.phrase_score(paper))
+        fresh,
+        key=lambda paper: (-phrasing.words_found(paper), -sum(phrasing.phrases_found(paper))),
     )
 
 
