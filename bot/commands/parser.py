@@ -14,6 +14,7 @@ from functools import cache
 from zoneinfo import available_timezones
 
 from bot.delivery.slots import days_spec
+from bot.links import reference_id
 from bot.text import is_unsafe
 from bot.words import is_word_character, search_terms
 from config.settings import parse_hhmm
@@ -44,8 +45,6 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 
 # Words, numbers and the few joiners topics need ("c++", "text-to-speech", "bayes' rule").
 _TOPIC_PUNCTUATION = frozenset(" .+#'/-")
-_ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(v\d+)?$")
-_ARXIV_OLD = re.compile(r"^([a-z][a-z.-]*/\d{7})(v\d+)?$", re.IGNORECASE)
 _DEMO_ID = re.compile(r"^(demo-\d{3,})$")
 
 
@@ -244,22 +243,16 @@ def _topic_command(
     return parse_topic
 
 
-def parse_paper_id(value: str) -> str:
-    """Accept `2405.15738`, `2405.15738v2`, `arXiv:2405.15738` or an arXiv / Hugging Face URL."""
-    value = value.strip().strip("<>")
-    value = re.sub(r"^arxiv:", "", value, flags=re.IGNORECASE)
-    url = re.match(
-        r"^https?://(?:www\.)?(?:arxiv\.org/(?:abs|pdf)|huggingface\.co/papers)/(.+?)(?:\.pdf)?/?$",
-        value,
-        re.IGNORECASE,
-    )
-    if url:
-        value = url.group(1)
-    for pattern in (_ARXIV_NEW, _ARXIV_OLD, _DEMO_ID):
-        match = pattern.match(value)
-        if match:
-            return match.group(1)
-    raise usage("unsave")
+def parse_paper_id(value: str, name: str = "unsave") -> str:
+    """Accept an arXiv id (`2405.15738`, `2405.15738v2`, `arXiv:2405.15738`, `hep-th/9901001`),
+    a link to a paper (bot.links) or a demo paper's id."""
+    found = reference_id(value)
+    if isinstance(found, str):
+        return found
+    demo = _DEMO_ID.match(value.strip())
+    if demo:
+        return demo.group(1)
+    raise usage(name)
 
 
 def _unsave(args: list[str]) -> Command:
