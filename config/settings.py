@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = Field(None, validation_alias="DISCORD_TOKEN")
 
     hf_base_url: str = Field("https://huggingface.co", validation_alias="PAPERBOY_HF_BASE_URL")
+    arxiv_api_url: str = Field(
+        "https://export.arxiv.org", validation_alias="PAPERBOY_ARXIV_API_URL"
+    )
     slack_api_url: str = Field("https://slack.com/api/", validation_alias="PAPERBOY_SLACK_API_URL")
     discord_api_url: str = Field(
         "https://discord.com/api/v10", validation_alias="PAPERBOY_DISCORD_API_URL"
@@ -141,7 +144,9 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         return normalise_database_url(value)
 
-    @field_validator("hf_base_url", "slack_api_url", "discord_api_url", "discord_gateway_url")
+    @field_validator(
+        "hf_base_url", "arxiv_api_url", "slack_api_url", "discord_api_url", "discord_gateway_url"
+    )
     @classmethod
     def _base_url(cls, value: str) -> str:
         value = value.strip()

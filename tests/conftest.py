@@ -105,6 +105,7 @@ async def store(
 
 from tests.core_fixtures import harness  # noqa: E402,F401
 from tests.discord_fixtures import discord_harness  # noqa: E402,F401
+from tests.fakes.arxiv import fake_arxiv  # noqa: E402,F401
 from tests.fakes.discord import fake_discord_fixture  # noqa: E402,F401
 from tests.fakes.huggingface import fake_hf  # noqa: E402,F401
 from tests.fakes.slack import fake_slack, fake_socket_mode  # noqa: E402,F401

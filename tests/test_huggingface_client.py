@@ -333,7 +333,7 @@ async def test_validators_are_remembered_for_a_bounded_number_of_pages(
     assert client.not_modified == 1
 
 
-async def test_search_is_never_conditional(
+async def test_search_and_paper_are_never_conditional(
     fake_hf: FakeHuggingFace, client: HuggingFaceClient
 ) -> None:
     fake_hf.load_day("2026-05-04")
@@ -342,13 +342,14 @@ async def test_search_is_never_conditional(
 
     await client.search("latency")
     await client.search("latency")
+    await client.paper("2605.00001")
 
-    searches = fake_hf.requests_to("search")
-    assert len(searches) == 2
-    assert all(r.header("If-None-Match") is None for r in searches)
+    others = fake_hf.requests_to("search") + fake_hf.requests_to("paper")
+    assert len(others) == 3
+    assert all(r.header("If-None-Match") is None for r in others)
 
 
-# Search
+# Search and single papers
 
 
 async def test_search(fake_hf: FakeHuggingFace, client: HuggingFaceClient) -> None:
@@ -375,6 +376,23 @@ async def test_search_limit_and_blank_query(
     assert len(fake_hf.requests_to("search")) == 2  # the blank query never went out
 
 
+async def test_single_paper_and_404(fake_hf: FakeHuggingFace, client: HuggingFaceClient) -> None:
+    fake_hf.load_day("2026-05-05")
+
+    paper = await client.paper("2605.00103v3")
+    missing = await client.paper("2605.99999")
+
+    assert paper is not None
+    assert paper.arxiv_id == "2605.00103"
+    assert paper.title == "Latent Diffusion Transformers Scale Predictably"
+    assert paper.ai_keywords == ("scaling laws", "diffusion transformers")
+    assert missing is None
+    # The version suffix was not sent and the 404 was not retried.
+    assert [r.path for r in fake_hf.requests_to("paper")] == [
+        "/api/papers/2605.00103", "/api/papers/2605.99999",
+    ]  # fmt: skip
+
+
 # Faults
 
 
@@ -399,12 +417,12 @@ async def test_fault_then_success(
 
 async def test_timeout_then_success(fake_hf: FakeHuggingFace, impatient: HuggingFaceClient) -> None:
     fake_hf.load_day("2026-05-05")
-    fake_hf.faults["search"] = ["timeout"]
+    fake_hf.faults["paper"] = ["timeout"]
 
-    found = await impatient.search("speculative decoding")
+    paper = await impatient.paper("2605.00101")
 
-    assert [paper.arxiv_id for paper in found] == ["2605.00101"]
-    assert len(fake_hf.requests_to("search")) == 2
+    assert paper is not None and paper.arxiv_id == "2605.00101"
+    assert len(fake_hf.requests_to("paper")) == 2
 
 
 async def test_timeouts_exhaust_retries(

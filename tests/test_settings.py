@@ -19,6 +19,7 @@ def test_defaults() -> None:
     settings = load_settings()
     assert settings.database_url == "sqlite+aiosqlite:///paperboy.db"
     assert settings.hf_base_url == "https://huggingface.co"
+    assert settings.arxiv_api_url == "https://export.arxiv.org"
     assert settings.save_emojis == ("bookmark",)
     assert settings.default_tz == "UTC"
 
@@ -64,6 +65,7 @@ def test_values_come_from_dotenv(tmp_path) -> None:  # type: ignore[no-untyped-d
         ("PAPERBOY_DEFAULT_POST_TIME", "25:00"),
         ("PAPERBOY_SAVE_EMOJIS", " , "),
         ("PAPERBOY_HF_BASE_URL", "huggingface.co"),
+        ("PAPERBOY_ARXIV_API_URL", "export.arxiv.org"),
         ("PAPERBOY_LOG_LEVEL", "LOUD"),
         ("PAPERBOY_DISCORD_GUILD_IDS", "123,my-server"),
     ],
@@ -78,6 +80,11 @@ def test_malformed_values_name_the_variable_not_the_value(
     assert message.startswith(f"{name}: ")
     assert "\n" not in message
     assert "secret" not in message
+
+
+def test_the_arxiv_api_url_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAPERBOY_ARXIV_API_URL", " http://127.0.0.1:8080 ")
+    assert load_settings().arxiv_api_url == "http://127.0.0.1:8080"
 
 
 def test_secrets_are_not_shown_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""Hugging Face papers API client: daily lists and search, with bounded retries.
+"""Hugging Face papers API client: daily lists, search and single papers, with bounded retries.
 
 Daily-list pages are fetched conditionally: when a response carried an `ETag` or
 `Last-Modified`, the next request for the same page sends `If-None-Match` / `If-Modified-Since`
@@ -18,11 +18,11 @@ from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 
-from bot.sources.hf_items import HFParseError, parse_items
+from bot.sources.hf_items import HFParseError, parse_item, parse_items, strip_version
 from storage.papers import PaperData
 
 __all__ = ["DEFAULT_BASE_URL", "HuggingFaceClient", "SourceUnavailable"]
@@ -47,6 +47,10 @@ class _Retryable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class _NotFound(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -146,18 +150,31 @@ class HuggingFaceClient:
             papers.setdefault(paper.arxiv_id, paper)
         return list(papers.values())[:limit]
 
+    async def paper(self, arxiv_id: str) -> PaperData | None:
+        """One paper by arXiv id (any version suffix ignored); None if Hugging Face has none."""
+        bare = strip_version(arxiv_id)
+        if not bare:
+            return None
+        try:
+            return await self._get(
+                f"/api/papers/{quote(bare, safe='')}", {}, _parse_paper, not_found_ok=True
+            )
+        except _NotFound:
+            return None
+
     async def _get(
         self,
         path: str,
         params: dict[str, str],
         parse: Callable[[Any], T],
         *,
+        not_found_ok: bool = False,
         conditional: bool = False,
     ) -> T:
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return await self._attempt(path, params, parse, conditional)
+                return await self._attempt(path, params, parse, not_found_ok, conditional)
             except _Retryable as failure:
                 if attempt == attempts:
                     raise SourceUnavailable(
@@ -176,6 +193,7 @@ class HuggingFaceClient:
         path: str,
         params: dict[str, str],
         parse: Callable[[Any], T],
+        not_found_ok: bool,
         conditional: bool,
     ) -> T:
         key = f"{path}?{urlencode(params)}"
@@ -196,6 +214,8 @@ class HuggingFaceClient:
             self._remember(key, cached)
             # The key holds the path, and a path is always parsed by the same function.
             return cast(T, cached.value)
+        if status == 404 and not_found_ok:
+            raise _NotFound
         if status == 429:
             raise _Retryable("429 rate limited", _retry_after(response.headers.get("Retry-After")))
         if status >= 500:
@@ -234,6 +254,12 @@ class HuggingFaceClient:
 def _count_and_parse(payload: Any) -> tuple[int, list[PaperData]]:
     # The short-page check needs the raw length: unparseable items still occupy page slots.
     return len(payload) if isinstance(payload, list) else 0, parse_items(payload)
+
+
+def _parse_paper(payload: Any) -> PaperData | None:
+    if not isinstance(payload, dict):
+        raise HFParseError(f"expected a JSON object, got {type(payload).__name__}")
+    return parse_item(payload)
 
 
 def _retry_after(value: str | None) -> float | None:
