@@ -33,9 +33,16 @@ from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.status import collect_status, render_status
 from bot.semantic import load_semantic
 from bot.semantic.model import SemanticUnavailable
+from bot.sources.arxiv import ArxivClient
 from bot.sources.huggingface import HuggingFaceClient, SourceUnavailable
 from bot.sources.ingest import ingest_days
-from bot.sources.refresh import embed_new_papers, ensure_papers, keep_papers_fresh
+from bot.sources.lookup import PaperLookup
+from bot.sources.refresh import (
+    embed_new_papers,
+    ensure_papers,
+    keep_papers_fresh,
+    retry_pending_saves,
+)
 from config import ConfigError, Settings, load_settings
 from config.redact import Redactor, install_redaction, settings_secrets
 from storage import search_index
@@ -106,26 +113,37 @@ def _semantic(settings: Settings, store: Store) -> Semantic | None:
     return semantic
 
 
+def _lookup(settings: Settings, source: HuggingFaceClient) -> tuple[PaperLookup, ArxivClient]:
+    """Papers by id for saves by link: Hugging Face, then arXiv. One arXiv client per
+    process, so its spacing of requests is the process's."""
+    arxiv = ArxivClient(settings.arxiv_api_url)
+    return PaperLookup(source, arxiv), arxiv
+
+
 async def _console(settings: Settings) -> int:
     store = await Store.open(settings.database_url)
     # At start, fail fast to the store (or the demo sample) rather than keep the user waiting.
     source = HuggingFaceClient(settings.hf_base_url, timeout=5.0, max_retries=1)
+    lookup, arxiv = _lookup(settings, source)
     try:
         semantic = _semantic(settings, store)
         status = await ensure_papers(store, source, datetime.now(UTC), deadline=START_DEADLINE)
         print(status, flush=True)
         # The sample takes ~15 s to embed: search answers by its words meanwhile.
         embedding = asyncio.create_task(embed_new_papers(semantic))
+        pending = asyncio.create_task(retry_pending_saves(store, lookup, datetime.now(UTC)))
         outbound = ConsoleOutbound(sys.stdout)
         bot = Paperboy(
             store, outbound, config=BotConfig.from_settings(settings), source=source,
-            semantic=semantic,
+            semantic=semantic, lookup=lookup,
         )  # fmt: skip
         try:
             await run_console(bot, outbound)
         finally:
             embedding.cancel()
+            pending.cancel()
     finally:
+        await arxiv.aclose()
         await source.aclose()
         await store.close()
     return 0
@@ -144,9 +162,10 @@ async def _serve(settings: Settings) -> int:
     """Slack over HTTP: the Procfile's web process."""
     store = await Store.open(settings.database_url)
     source = HuggingFaceClient(settings.hf_base_url)
+    lookup, arxiv = _lookup(settings, source)
     try:
         semantic = _semantic(settings, store)
-        slack = create_slack_bot(settings, store, source=source, semantic=semantic)
+        slack = create_slack_bot(settings, store, source=source, semantic=semantic, lookup=lookup)
         # Serve at once; papers arrive in the background (the store answers meanwhile).
         refresh = asyncio.create_task(_start_papers(store, source, semantic))
         refresh.add_done_callback(_log_outcome)
@@ -157,6 +176,7 @@ async def _serve(settings: Settings) -> int:
         finally:
             await slack.close()
     finally:
+        await arxiv.aclose()
         await source.aclose()
         await store.close()
     return 0
@@ -183,6 +203,7 @@ async def _worker(settings: Settings) -> int:
     one process until one of them stops."""
     store = await Store.open(settings.database_url)
     source = HuggingFaceClient(settings.hf_base_url)
+    lookup, arxiv = _lookup(settings, source)
     config = BotConfig.from_settings(settings)
     policy = DeliveryPolicy(lease=timedelta(seconds=settings.delivery_lease_seconds))
     jobs: list[Coroutine[None, None, None]] = []
@@ -191,8 +212,9 @@ async def _worker(settings: Settings) -> int:
         semantic = _semantic(settings, store)
         if settings.slack_app_token is not None:
             slack = create_slack_bot(
-                settings, store, source=source, semantic=semantic, socket_mode=True
-            )
+                settings, store, source=source, semantic=semantic, lookup=lookup,
+                socket_mode=True,
+            )  # fmt: skip
             closing.append(slack.close)
             log.info("Slack over Socket Mode")
             jobs.append(run_socket_mode(slack.app, settings.slack_app_token.get_secret_value()))
@@ -201,10 +223,14 @@ async def _worker(settings: Settings) -> int:
             log.info("Slack requests go to `paperboy serve`; this worker delivers to Slack")
             outbound = create_slack_outbound(settings, store)
             closing.append(outbound.close)
-            bot = Paperboy(store, outbound, config=config, source=source, semantic=semantic)
+            bot = Paperboy(
+                store, outbound, config=config, source=source, semantic=semantic, lookup=lookup
+            )
             jobs.append(_deliver(bot, SLACK, policy))
         if settings.discord_token is not None:
-            discord = create_discord_bot(settings, store, source=source, semantic=semantic)
+            discord = create_discord_bot(
+                settings, store, source=source, semantic=semantic, lookup=lookup
+            )
             # Workers sharing the token take turns on the gateway; every one of them sends
             # its share of scheduled posts and DMs over REST, gateway or not.
             gateway = LeasedGateway(discord, store, ttl=settings.gateway_lease_seconds)
@@ -212,7 +238,7 @@ async def _worker(settings: Settings) -> int:
             jobs.append(_deliver(discord.bot, DISCORD, policy, ready=gateway.logged_in.wait))
         clock = functools.partial(datetime.now, UTC)
         refresh = keep_papers_fresh(
-            store, source, clock, interval=REFRESH_INTERVAL, semantic=semantic
+            store, source, clock, interval=REFRESH_INTERVAL, semantic=semantic, lookup=lookup
         )
         jobs.append(refresh)
         settled()
@@ -226,6 +252,7 @@ async def _worker(settings: Settings) -> int:
             job.close()  # those never started (a set-up error came first)
         for close in closing:
             await close()
+        await arxiv.aclose()
         await source.aclose()
         await store.close()
     return 0

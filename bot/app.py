@@ -31,7 +31,9 @@ from bot.events import CommandInvoked, ReactionChanged, UserRef
 from bot.messages import Message, Visibility
 from bot.ports import Outbound
 from bot.reactions import SaveReactions
+from bot.saving import outcome_message, save_from_text
 from bot.search import SearchSource
+from bot.sources.lookup import PaperLookup
 from storage.deliveries import CHANNEL, DIGEST
 from storage.store import Store
 
@@ -54,12 +56,14 @@ class Paperboy:
         config: BotConfig,
         source: SearchSource | None = None,
         semantic: Semantic | None = None,
+        lookup: PaperLookup | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.config = config
         self.source = source
         self.semantic = semantic
+        self.lookup = lookup  # papers by id from Hugging Face and arXiv, for saves by link
         self.clock = clock
         # Called after a command or a failed send changes when something is delivered.
         self._schedule_listeners: list[Callable[[], None]] = []
@@ -84,6 +88,7 @@ class Paperboy:
         context = CommandContext(
             event=event, now=self.clock(), store=self.store, config=self.config,
             source=self.source, semantic=self.semantic, daily=self.daily, digests=self.digests,
+            lookup=self.lookup,
         )  # fmt: skip
         try:
             answer = await HANDLERS[type(command)](context, command)
@@ -110,6 +115,17 @@ class Paperboy:
         except Exception:
             log.exception("reaction handling failed")
             return None
+
+    async def save_from_message(self, user: UserRef, text: str) -> Message:
+        """Save for `user` the papers a message's `text` links to (a reaction on a pasted link,
+        a message shortcut, a context menu): what was saved, kept pending or not found, for
+        the user alone; never raises."""
+        try:
+            outcome = await save_from_text(self.store, self.lookup, user, text, self.clock())
+        except Exception:
+            log.exception("saving papers from a message failed")
+            return Message(text=SOMETHING_WENT_WRONG)
+        return outcome_message(outcome)
 
     async def followed_topics(self, user: UserRef) -> list[str]:
         """The topics `user` follows (for pickers such as Discord's autocomplete)."""

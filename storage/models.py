@@ -156,6 +156,24 @@ class Save(Base):
     saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class PendingSave(Base):
+    """A paper a user asked to save (by link or id) that no source could give yet: saved when
+    it can be fetched, retried a bounded number of times (bot.saving)."""
+
+    __tablename__ = "pending_saves"
+    __table_args__ = (Index("ix_pending_saves_arxiv_id", "arxiv_id"),)
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace: Mapped[str] = mapped_column(Ident, primary_key=True)
+    user: Mapped[str] = mapped_column(Ident, primary_key=True)
+    arxiv_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Answers that the paper is not known (a source that could not be reached counts none).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    given_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # no more retries
+
+
 class Follow(Base):
     __tablename__ = "follows"
 

@@ -148,6 +148,14 @@ class PaperRepository:
     async def by_arxiv_id(self, arxiv_id: str) -> Paper | None:
         return await self.session.scalar(select(Paper).where(Paper.arxiv_id == arxiv_id))
 
+    async def by_arxiv_ids(self, arxiv_ids: Iterable[str]) -> dict[str, Paper]:
+        """The stored papers among `arxiv_ids`, by arXiv id (at most a few dozen ids)."""
+        wanted = list(dict.fromkeys(arxiv_ids))
+        if not wanted:
+            return {}
+        result = await self.session.scalars(select(Paper).where(Paper.arxiv_id.in_(wanted)))
+        return {paper.arxiv_id: paper for paper in result}
+
     async def by_ids(self, ids: Iterable[int]) -> dict[int, Paper]:
         ids = list(ids)
         if not ids:

@@ -14,6 +14,7 @@ from storage.deliveries import DeliveryRepository
 from storage.inbox import InboxRepository
 from storage.leases import LeaseRepository
 from storage.papers import PaperRepository
+from storage.pending import PendingSaveRepository
 from storage.users import UserRepository
 from storage.vectors import VectorRepository
 
@@ -28,6 +29,7 @@ class Repositories:
     deliveries: DeliveryRepository
     leases: LeaseRepository
     vectors: VectorRepository
+    pending: PendingSaveRepository
 
 
 def _repositories(session: AsyncSession) -> Repositories:
@@ -40,6 +42,7 @@ def _repositories(session: AsyncSession) -> Repositories:
         deliveries=DeliveryRepository(session),
         leases=LeaseRepository(session),
         vectors=VectorRepository(session),
+        pending=PendingSaveRepository(session),
     )
 
 

@@ -78,6 +78,7 @@ COMMANDS: list[tuple[str, dict[str, Any], str]] = [
     ("following", {}, "follow no topics"),
     ("saved", {}, "no saved papers"),
     ("unsave", {"paper": "2605.00001"}, "not in your saved papers"),
+    ("save", {"papers": "https://arxiv.org/abs/2605.00001 arXiv:2605.00101"}, "saved 2 papers"),
     ("export", {"format": "bibtex"}, "no saved papers to export"),
     ("help", {}, "paperboy"),
     ("digest daily", {"time": "08:00", "timezone": "Asia/Tokyo"}, "daily at 08:00 Asia/Tokyo"),
@@ -124,8 +125,8 @@ async def test_start_up_identifies_with_minimal_intents_and_syncs_papers(
     assert papers.get("contexts") == [0] or papers.get("dm_permission") is False  # servers only
     children = {option["name"]: option for option in papers["options"]}
     assert set(children) == {
-        "today", "topic", "follow", "unfollow", "following", "saved", "unsave", "export",
-        "help", "digest", "channel",
+        "today", "topic", "follow", "unfollow", "following", "saved", "unsave", "save",
+        "export", "help", "digest", "channel",
     }  # fmt: skip
     digest = {o["name"] for o in children["digest"]["options"]}
     channel = {o["name"]: o for o in children["channel"]["options"]}

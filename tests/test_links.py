@@ -265,3 +265,60 @@ def test_unsave_refuses_what_names_no_paper() -> None:
     for typed in ("unsave 2501.1234", "unsave https://arxiv.org.evil.com/abs/2501.12345"):
         with pytest.raises(UsageError, match="/papers unsave"):
             parse(typed)
+
+
+# The `save` command's parsing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("save 2501.12345", p.SavePapers(("2501.12345",))),
+        ("SAVE arXiv:2501.12345v2", p.SavePapers(("2501.12345",))),
+        (
+            "save https://arxiv.org/abs/2501.00002 2501.00001, <https://huggingface.co/papers/"
+            "2501.00002|the same one> hep-th/9901001",
+            p.SavePapers(("2501.00002", "2501.00001", "hep-th/9901001")),
+        ),
+        ("save demo-007", p.SavePapers(("demo-007",))),
+    ],
+)
+def test_save_parses_links_and_ids(text: str, expected: p.Command) -> None:
+    assert parse(text) == expected
+
+
+def test_save_caps_and_says_it_did() -> None:
+    typed = "save " + " ".join(f"https://arxiv.org/abs/2501.{n:05d}" for n in range(1, 31))
+    assert len(typed) > p.MAX_COMMAND_LENGTH  # `save` may run longer than other commands
+    command = parse(typed)
+    assert command == p.SavePapers(
+        tuple(f"2501.{n:05d}" for n in range(1, MAX_IDS + 1)), capped=True
+    )
+    with pytest.raises(UsageError, match=f"{p.MAX_SAVE_LENGTH} characters"):
+        parse("save " + "2501.12345 " * 400)
+    with pytest.raises(UsageError, match="500 characters"):
+        parse("topic " + "x" * 600)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("save", "Usage: `/papers save"),
+        ("save   ", "Usage: `/papers save"),
+        ("save 2501.1234", "That is not a well-formed arXiv id"),
+        ("save 2501.12345 2513.00001", "Item 2 of 2 is not a well-formed arXiv id"),
+        ("save https://arxiv.org/list/cs.LG/new", "That links to something other than a paper"),
+        ("save 2501.12345 https://arxiv.org.evil.com/abs/2501.12345", "Item 2 of 2 links to"),
+        ("save attention is all you need", "Item 1 of 5 is neither an arXiv id nor a link"),
+        ("save <!channel>", "That is neither"),
+        ("save <@U123|bob> 2501.12345", "Item 1 of 2 is neither"),
+    ],
+)
+def test_save_refuses_anything_that_names_no_paper(text: str, why: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(text)
+    hint = str(caught.value)
+    assert why in hint
+    assert "nothing was saved" in hint or hint.startswith("Usage")
+    assert "\n" not in hint and len(hint) < 400 and hint.isascii()
+    assert "evil" not in hint and "channel>" not in hint and "attention" not in hint

@@ -34,6 +34,7 @@ APP_TABLES = {
     "follows",
     "digest_settings",
     "digest_items",
+    "pending_saves",
 }
 
 

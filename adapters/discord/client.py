@@ -26,6 +26,7 @@ from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, 
 from bot.messages import Message, Visibility
 from bot.ports import DeliveryError
 from bot.search import SearchSource
+from bot.sources.lookup import PaperLookup
 from config import ConfigError, Settings
 from storage.store import Store
 
@@ -315,6 +316,7 @@ def create_discord_bot(
     *,
     source: SearchSource | None,
     semantic: Semantic | None = None,
+    lookup: PaperLookup | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     guild_ready_timeout: float = 2.0,
 ) -> DiscordBot:
@@ -326,7 +328,13 @@ def create_discord_bot(
     config = replace(BotConfig.from_settings(settings), admins=ADMINS)
     client = PaperboyClient(
         lambda outbound: Paperboy(
-            store, outbound, config=config, source=source, semantic=semantic, clock=clock
+            store,
+            outbound,
+            config=config,
+            source=source,
+            semantic=semantic,
+            lookup=lookup,
+            clock=clock,
         ),
         guild_ids=settings.discord_guild_ids,
         guild_ready_timeout=guild_ready_timeout,

@@ -14,7 +14,13 @@ from typing import Literal
 import discord
 from discord import app_commands
 
-from bot.commands.parser import MAX_POST_COUNT, MAX_TOPIC_LENGTH, WEEKDAYS, suggest_timezones
+from bot.commands.parser import (
+    MAX_POST_COUNT,
+    MAX_SAVE_LENGTH,
+    MAX_TOPIC_LENGTH,
+    WEEKDAYS,
+    suggest_timezones,
+)
 
 Run = Callable[[discord.Interaction, str], Awaitable[None]]
 FollowedTopics = Callable[[discord.Interaction], Awaitable[list[str]]]
@@ -100,6 +106,15 @@ class PapersCommands(app_commands.Group):
         self, interaction: discord.Interaction, paper: app_commands.Range[str, 1, 200]
     ) -> None:
         await self.run(interaction, _words("unsave", paper))
+
+    @app_commands.command(description="Save papers by link or arXiv id")
+    @app_commands.describe(papers="Links or arXiv ids, e.g. https://arxiv.org/abs/2405.15738")
+    async def save(
+        self,
+        interaction: discord.Interaction,
+        papers: app_commands.Range[str, 1, MAX_SAVE_LENGTH - len("save ")],
+    ) -> None:
+        await self.run(interaction, _words("save", papers))
 
     @app_commands.command(description="Export your saved papers")
     @app_commands.describe(format="File format")

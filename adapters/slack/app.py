@@ -31,6 +31,7 @@ from bot.app import NOTHING_TO_SHARE, Paperboy
 from bot.config import BotConfig
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope
 from bot.search import SearchSource
+from bot.sources.lookup import PaperLookup
 from config import ConfigError, Settings
 from storage.store import Store
 
@@ -157,6 +158,7 @@ def create_slack_bot(
     *,
     source: SearchSource | None,
     semantic: Semantic | None = None,
+    lookup: PaperLookup | None = None,
     socket_mode: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     answer_in_ack_within: float = ANSWER_IN_ACK_WITHIN,
@@ -168,7 +170,7 @@ def create_slack_bot(
     outbound = SlackOutbound(settings.slack_api_url, token_for, slack_pacer(settings))
     bot = Paperboy(
         store, outbound, config=BotConfig.from_settings(settings), source=source,
-        semantic=semantic, clock=clock,
+        semantic=semantic, lookup=lookup, clock=clock,
     )  # fmt: skip
     signing_secret = settings.slack_signing_secret
     # One workspace: bolt's client carries its token (`_token_lookup` made sure there is one).

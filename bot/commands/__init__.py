@@ -21,6 +21,7 @@ HANDLERS: dict[type, Handler] = {
     p.Following: library.following,
     p.Saved: library.saved,
     p.Unsave: library.unsave,
+    p.SavePapers: library.save,
     p.ExportBibtex: library.export_bibtex,
     p.DigestSet: digests.digest_set,
     p.DigestOff: digests.digest_off,

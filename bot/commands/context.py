@@ -11,6 +11,7 @@ from bot.daily import DailyPosts
 from bot.digest import Digests
 from bot.events import CommandInvoked, UserRef
 from bot.search import SearchSource
+from bot.sources.lookup import PaperLookup
 from storage.store import Store
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class CommandContext:
     semantic: Semantic | None  # search by meaning, when its extra is installed and on
     daily: DailyPosts  # `channel post-now`
     digests: Digests  # `digest now`
+    lookup: PaperLookup | None = None  # papers by id from Hugging Face and arXiv (`save`)
 
     @property
     def actor(self) -> UserRef:

@@ -1,12 +1,22 @@
-"""A user's own papers and topics: follow, unfollow, following, saved, unsave, export."""
+"""A user's own papers and topics: follow, unfollow, following, save, saved, unsave, export."""
 
 from __future__ import annotations
 
 from bot.bibtex import bibtex
 from bot.cards import demo_note, paper_cards
 from bot.commands.context import CommandContext
-from bot.commands.parser import ExportBibtex, Follow, Following, Saved, Unfollow, Unsave
+from bot.commands.parser import (
+    ExportBibtex,
+    Follow,
+    Following,
+    Saved,
+    SavePapers,
+    Unfollow,
+    Unsave,
+)
 from bot.messages import Attachment, Message
+from bot.saving import outcome_message, save_papers
+from storage.models import PendingSave
 
 MAX_LISTED = 20
 # Each followed topic is one more full-text match in every digest run; a few dozen cover any
@@ -53,19 +63,55 @@ async def following(ctx: CommandContext, command: Following) -> Message:
     return Message(text=f"You follow {len(topics)} topic(s):", lines=tuple(topics))
 
 
+async def save(ctx: CommandContext, command: SavePapers) -> Message:
+    outcome = await save_papers(
+        ctx.store, ctx.lookup, ctx.actor, command.paper_ids, ctx.now, capped=command.capped
+    )
+    return outcome_message(outcome)
+
+
 async def saved(ctx: CommandContext, command: Saved) -> Message:
     async with ctx.store.transaction() as repos:
         papers = await repos.users.saved(ctx.platform, ctx.workspace, ctx.user)
-    if not papers:
+        pending = await repos.pending.of_user(ctx.platform, ctx.workspace, ctx.user)
+    if not papers and not pending:
         return Message(
-            text="You have no saved papers. React with the save emoji on a posted paper to save it."
+            text="You have no saved papers. React with the save emoji on a posted paper to save "
+            "it, or save one by link: `/papers save <link or arXiv id>`."
         )
     cards = paper_cards(papers[:MAX_LISTED])
     more = len(papers) - len(cards)
-    lines = (f"…and {more} more: `/papers export bibtex` lists them all.",) if more > 0 else ()
-    return Message(
-        text=f"Your saved papers ({len(papers)})", cards=cards, lines=lines, note=demo_note(cards)
-    )
+    lines = [f"…and {more} more: `/papers export bibtex` lists them all."] if more > 0 else []
+    lines += pending_lines(pending)
+    text = f"Your saved papers ({len(papers)})" if papers else "You have no saved papers yet."
+    return Message(text=text, cards=cards, lines=tuple(lines), note=demo_note(cards))
+
+
+MAX_PENDING_LISTED = 20
+
+
+def pending_lines(pending: list[PendingSave]) -> list[str]:
+    """`saved`'s lines for pending saves: those still tried, then those given up."""
+    waiting = [row.arxiv_id for row in pending if row.given_up_at is None]
+    given_up = [row.arxiv_id for row in pending if row.given_up_at is not None]
+    lines = []
+    if waiting:
+        lines.append(
+            f"Pending ({len(waiting)}), saved as soon as Hugging Face or arXiv has them: "
+            + _listed(waiting)
+        )
+    if given_up:
+        lines.append(
+            f"Not found after trying for a while ({len(given_up)}): {_listed(given_up)}. "
+            "`/papers save <id>` tries again, `/papers unsave <id>` drops one."
+        )
+    return lines
+
+
+def _listed(ids: list[str]) -> str:
+    shown = ", ".join(ids[:MAX_PENDING_LISTED])
+    more = len(ids) - MAX_PENDING_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
 
 
 async def unsave(ctx: CommandContext, command: Unsave) -> Message:
@@ -74,6 +120,11 @@ async def unsave(ctx: CommandContext, command: Unsave) -> Message:
         removed = paper is not None and await repos.users.unsave(
             ctx.platform, ctx.workspace, ctx.user, paper.id
         )
+        dropped = await repos.pending.drop(
+            ctx.platform, ctx.workspace, ctx.user, [command.paper_id]
+        )
+    if dropped and not removed:
+        return Message(text=f"Dropped {command.paper_id} from your pending saves.")
     if not removed:
         return Message(text=f"{command.paper_id} is not in your saved papers.")
     return Message(text=f"Removed {command.paper_id} from your saved papers.")

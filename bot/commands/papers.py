@@ -58,6 +58,7 @@ HELP_LINES = (
     f"{USAGE['topic']}: search every paper seen so far",
     f"{USAGE['follow']} · {USAGE['unfollow']} · {USAGE['following']}",
     f"{USAGE['saved']} · {USAGE['unsave']} · {USAGE['export']}",
+    f"{USAGE['save']}: save papers by link (arXiv, Hugging Face, alphaXiv) or arXiv id",
     f"{USAGE['digest']}: your DM digest of followed topics",
     f"{USAGE['channel']}: this channel's daily post (admins)",
     "React with the save emoji on a posted paper to save it; remove the reaction to unsave.",

@@ -14,12 +14,13 @@ from functools import cache
 from zoneinfo import available_timezones
 
 from bot.delivery.slots import days_spec
-from bot.links import reference_id
+from bot.links import MAX_IDS, Rejected, reference_id, reference_words
 from bot.text import is_unsafe
 from bot.words import is_word_character, search_terms
 from config.settings import parse_hhmm
 
 MAX_COMMAND_LENGTH = 500
+MAX_SAVE_LENGTH = 4000  # `save` takes up to MAX_IDS links, which run long
 MAX_TOPIC_LENGTH = 80
 MAX_POST_COUNT = 10
 
@@ -31,6 +32,8 @@ USAGE = {
     "following": "`/papers following`",
     "saved": "`/papers saved`",
     "unsave": "`/papers unsave <arXiv id>`, e.g. `/papers unsave 2405.15738`",
+    "save": "`/papers save <link or arXiv id> [more...]`, "
+    "e.g. `/papers save https://arxiv.org/abs/2405.15738`",
     "export": "`/papers export bibtex`",
     "digest": "`/papers digest daily HH:MM [timezone]`, "
     "`/papers digest weekly [mon..sun] HH:MM [timezone]`, `/papers digest off` "
@@ -88,6 +91,12 @@ class Saved:
 @dataclass(frozen=True)
 class Unsave:
     paper_id: str
+
+
+@dataclass(frozen=True)
+class SavePapers:
+    paper_ids: tuple[str, ...]  # in the order given, each once, at most MAX_IDS
+    capped: bool = False  # more were given; only the first MAX_IDS are here
 
 
 @dataclass(frozen=True)
@@ -157,7 +166,7 @@ class Help:
 
 
 Command = (
-    Today | Topic | Follow | Unfollow | Following | Saved | Unsave | ExportBibtex
+    Today | Topic | Follow | Unfollow | Following | Saved | Unsave | SavePapers | ExportBibtex
     | DigestSet | DigestOff | DigestNow | DigestStatus
     | ChannelOn | ChannelOff | ChannelStatus | ChannelPostNow | ChannelTopicAdd
     | ChannelTopicRemove | Help
@@ -177,10 +186,10 @@ def usage(name: str) -> UsageError:
 
 def parse(text: str) -> Command:
     """Parse `/papers` arguments. Raises UsageError for anything malformed."""
-    if len(text) > MAX_COMMAND_LENGTH:
+    limit = MAX_SAVE_LENGTH if text[:16].lower().split()[:1] == ["save"] else MAX_COMMAND_LENGTH
+    if len(text) > limit:
         raise UsageError(
-            f"That command is too long ({MAX_COMMAND_LENGTH} characters at most). "
-            "Try `/papers help`."
+            f"That command is too long ({limit} characters at most). Try `/papers help`."
         )
     # One form for text that looks the same: a decomposed "é" (e + U+0301) as the composed one.
     text = unicodedata.normalize("NFC", text.replace("\t", " ").replace("\r", " "))
@@ -259,6 +268,35 @@ def _unsave(args: list[str]) -> Command:
     if len(args) != 1:
         raise usage("unsave")
     return Unsave(parse_paper_id(args[0]))
+
+
+_REJECTED = {
+    Rejected.MALFORMED_ID: "is not a well-formed arXiv id (such as 2501.12345 or hep-th/9901001)",
+    Rejected.NOT_A_PAPER_LINK: "links to something other than a paper (links to arxiv.org/abs, "
+    "huggingface.co/papers or alphaxiv.org/abs name one)",
+    Rejected.NOT_AN_ID: "is neither an arXiv id nor a link to a paper",
+}
+
+
+def _save(args: list[str]) -> Command:
+    """`save <link or id> [more...]`: every word must name a paper, or nothing is saved."""
+    words = reference_words(" ".join(args))
+    if not words:
+        raise usage("save")
+    ids: dict[str, None] = {}
+    for position, word in enumerate(words, start=1):
+        found = reference_id(word)
+        if isinstance(found, Rejected):
+            demo = _DEMO_ID.match(word)
+            if demo is None:
+                which = "That" if len(words) == 1 else f"Item {position} of {len(words)}"
+                raise UsageError(
+                    f"{which} {_REJECTED[found]}; nothing was saved. Usage: {USAGE['save']}"
+                )
+            found = demo.group(1)
+        ids.setdefault(found, None)
+    chosen = tuple(ids)
+    return SavePapers(chosen[:MAX_IDS], capped=len(chosen) > MAX_IDS)
 
 
 def _export(args: list[str]) -> Command:
@@ -433,6 +471,7 @@ _PARSERS: dict[str, ArgsParser] = {
     "following": _no_args(Following(), "following"),
     "saved": _no_args(Saved(), "saved"),
     "unsave": _unsave,
+    "save": _save,
     "export": _export,
     "digest": _digest,
     "channel": _channel,

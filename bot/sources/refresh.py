@@ -1,6 +1,7 @@
 """Keeping the store fresh: the recent Daily Papers lists fetched at start and refreshed on a
 schedule, or the demo sample when Hugging Face cannot be reached and nothing is stored; with
-search by meaning on, the new papers' vectors after each."""
+search by meaning on, the new papers' vectors after each; then the pending saves retried
+(papers asked for by link that could not be fetched before)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.demo import load_demo_corpus
+from bot.saving import complete_pending_saves
 from bot.sources.ingest import DailySource, ingest_days
+from bot.sources.lookup import PaperLookup
 from storage import search_index
 from storage.store import Store
 
@@ -121,9 +124,12 @@ async def keep_papers_fresh(
     retry_base: float = RETRY_BASE,
     deadline: float = 120.0,
     semantic: Semantic | None = None,
+    lookup: PaperLookup | None = None,
 ) -> None:
     """Refresh the recent lists until cancelled: every `interval` seconds on publishing days,
     every `weekend_interval` at weekends, and sooner after a failure (see `refresh_interval`).
+    After each refresh, failed or not, the pending saves that are due are tried again
+    (`bot.saving.complete_pending_saves`, with `lookup`).
 
     A failed refresh is one warning line; the store keeps serving (or, when empty, gets the demo
     sample). Each successful refresh is one info line, with how many pages were not modified.
@@ -153,7 +159,16 @@ async def keep_papers_fresh(
                 "next in %gs.",
                 sum(counts.values()), len(counts), _not_modified(source) - before, delay,
             )  # fmt: skip
+        await retry_pending_saves(store, lookup, clock())
         await asyncio.sleep(delay)
+
+
+async def retry_pending_saves(store: Store, lookup: PaperLookup | None, now: datetime) -> None:
+    """Try the due pending saves once more; a failure is a warning (the next refresh retries)."""
+    try:
+        await complete_pending_saves(store, lookup, now)
+    except Exception as exc:
+        log.warning("Pending saves not retried: %s", _reason(exc))
 
 
 def _next(

@@ -1,0 +1,231 @@
+"""Save papers by link or id: the one path for `/papers save` and for any message a user asks
+to save papers from (a reaction on a pasted link, a message shortcut, a context menu).
+
+`save_from_text(store, lookup, user, text, now)` finds the papers a message names
+(`bot.links.find_paper_ids`: which links count), and `save_papers` saves them for the user:
+papers in the store at once; papers not in it are fetched (`PaperLookup`: Hugging Face, then
+arXiv), stored and saved; a paper nobody can give yet is kept by id as a pending save, which
+`complete_pending_saves` (run after each Daily Papers refresh) completes when the paper can be
+fetched, giving up after MAX_ATTEMPTS answers that it is unknown or MAX_AGE.
+`outcome_message` says what happened, for the user alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.cards import demo_note, paper_cards
+from bot.events import UserRef
+from bot.links import MAX_IDS, find_paper_ids, reference_id
+from bot.messages import Message
+from bot.sources.lookup import Lookup, PaperLookup
+from storage.models import Paper
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+SAVE_BUDGET = 20.0  # seconds a save waits for Hugging Face and arXiv before keeping the rest
+RETRY_BUDGET = 120.0  # seconds one retry of pending saves may take
+RETRY_AFTER = timedelta(hours=1)  # a pending save is asked for again at most this often
+MAX_ATTEMPTS = 48  # answers "not known" before a pending save is given up
+MAX_AGE = timedelta(days=7)  # and, however the sources answered, after this long
+RETRY_MOST = 50  # ids asked for in one retry (one arXiv request)
+
+
+@dataclass(frozen=True)
+class SaveOutcome:
+    """What saving a list of papers did, each id in the order asked.
+
+    `saved`: newly saved; `already`: were saved before; `pending`: kept by id, to be saved
+    once fetched (`unreachable` the subset that could not be asked for right now, the rest
+    are unknown to Hugging Face and arXiv); `unknown`: not arXiv ids nor stored papers (a
+    demo id no longer stored), not kept; `capped`: the text named more than MAX_IDS papers.
+    """
+
+    saved: tuple[Paper, ...] = ()
+    already: tuple[Paper, ...] = ()
+    pending: tuple[str, ...] = ()
+    unreachable: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+    capped: bool = False
+
+    @property
+    def named(self) -> int:
+        return len(self.saved) + len(self.already) + len(self.pending) + len(self.unknown)
+
+
+async def save_from_text(
+    store: Store,
+    lookup: PaperLookup | None,
+    user: UserRef,
+    text: str,
+    now: datetime,
+    *,
+    budget: float = SAVE_BUDGET,
+) -> SaveOutcome:
+    """Save for `user` every paper `text` links to (at most MAX_IDS, `capped` beyond)."""
+    found = find_paper_ids(text)
+    return await save_papers(
+        store, lookup, user, found.ids, now, capped=found.capped, budget=budget
+    )
+
+
+async def save_papers(
+    store: Store,
+    lookup: PaperLookup | None,
+    user: UserRef,
+    arxiv_ids: Sequence[str],
+    now: datetime,
+    *,
+    capped: bool = False,
+    budget: float = SAVE_BUDGET,
+) -> SaveOutcome:
+    """Save the papers `arxiv_ids` for `user`, fetching those not stored (see the module)."""
+    unique = list(dict.fromkeys(arxiv_ids))
+    ids, capped = unique[:MAX_IDS], capped or len(unique) > MAX_IDS
+    platform, workspace = user.scope.platform, user.scope.workspace
+    async with store.reading() as repos:
+        stored = set(await repos.papers.by_arxiv_ids(ids))
+    fetchable = [i for i in ids if i not in stored and _is_arxiv_id(i)]
+    answer = Lookup(unreachable=tuple(fetchable))
+    if fetchable and lookup is not None:
+        answer = await lookup.fetch(fetchable, within=budget)
+    saved: list[Paper] = []
+    already: list[Paper] = []
+    pending: list[str] = []
+    unknown: list[str] = []
+    async with store.transaction() as repos:
+        if answer.found:
+            await repos.papers.upsert(list(answer.found.values()), now)
+        papers = await repos.papers.by_arxiv_ids(ids)
+        for arxiv_id in ids:
+            paper = papers.get(arxiv_id)
+            if paper is not None:
+                added = await repos.users.save(platform, workspace, user.user, paper.id, now)
+                (saved if added else already).append(paper)
+            elif arxiv_id in fetchable:
+                missing = arxiv_id in answer.missing
+                await repos.pending.keep(
+                    platform, workspace, user.user, arxiv_id, now, missing=missing
+                )
+                pending.append(arxiv_id)
+            else:
+                unknown.append(arxiv_id)
+        if saved or already:
+            await repos.pending.drop(
+                platform, workspace, user.user, [p.arxiv_id for p in saved + already]
+            )
+    unreachable = tuple(i for i in pending if i not in answer.missing)
+    return SaveOutcome(
+        tuple(saved), tuple(already), tuple(pending), unreachable, tuple(unknown), capped
+    )
+
+
+def outcome_message(outcome: SaveOutcome) -> Message:
+    """What a save did, for the user alone: the papers saved as cards, then a line for each
+    kind of paper that was not."""
+    papers = outcome.saved + outcome.already
+    lines: list[str] = []
+    if outcome.already and outcome.saved:
+        lines.append(f"Already saved before: {_ids(p.arxiv_id for p in outcome.already)}.")
+    waiting = [i for i in outcome.pending if i not in outcome.unreachable]
+    if waiting:
+        lines.append(
+            f"Not found yet on Hugging Face or arXiv: {_ids(waiting)}. Kept as pending: "
+            "it is saved as soon as it can be fetched (see `/papers saved`)."
+        )
+    if outcome.unreachable:
+        lines.append(
+            f"Hugging Face and arXiv could not be reached for {_ids(outcome.unreachable)}. "
+            "Kept as pending: it is saved as soon as it can be fetched (see `/papers saved`)."
+        )
+    if outcome.unknown:
+        lines.append(f"No such paper here: {_ids(outcome.unknown)}.")
+    if outcome.capped:
+        lines.append(
+            f"That names more than {MAX_IDS} papers: only the first {MAX_IDS} were looked at. "
+            "Save the rest with `/papers save <link or arXiv id>`."
+        )
+    if outcome.saved:
+        text = f"Saved {_count(len(outcome.saved))}"
+    elif outcome.already:
+        text = f"Already in your saved papers: {_count(len(outcome.already))}"
+    elif outcome.pending:
+        text = f"Nothing saved yet: {_count(len(outcome.pending))} kept as pending"
+    elif outcome.unknown:
+        text = "Nothing saved"
+    else:
+        text = (
+            "No paper links found: links to arxiv.org, huggingface.co/papers or alphaxiv.org "
+            "name papers, and so does arXiv:2501.12345."
+        )
+    if papers:
+        lines.append("See them all with `/papers saved`.")
+    cards = paper_cards(papers)
+    return Message(text=text, cards=cards, lines=tuple(lines), note=demo_note(cards))
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    saved: int = 0  # pending saves completed
+    waiting: int = 0  # ids still not found
+    given_up: int = 0  # pending saves given up in this run
+
+
+async def complete_pending_saves(
+    store: Store,
+    lookup: PaperLookup | None,
+    now: datetime,
+    *,
+    most: int = RETRY_MOST,
+    budget: float = RETRY_BUDGET,
+) -> RetryOutcome:
+    """Try the pending saves that are due once more: those whose paper is stored now (a Daily
+    Papers list or a search brought it) or can be fetched are saved; the rest wait, or are
+    given up after MAX_ATTEMPTS or MAX_AGE."""
+    async with store.reading() as repos:
+        due = await repos.pending.due(now, retry_after=RETRY_AFTER, most=most)
+        stored = set(await repos.papers.by_arxiv_ids(due))
+    if not due:
+        return RetryOutcome()
+    rest = [i for i in due if i not in stored]
+    answer = Lookup(unreachable=tuple(rest))
+    if rest and lookup is not None:
+        answer = await lookup.fetch(rest, within=budget)
+    async with store.transaction() as repos:
+        if answer.found:
+            await repos.papers.upsert(list(answer.found.values()), now)
+        papers = await repos.papers.by_arxiv_ids(due)
+        completed = 0
+        for row in await repos.pending.take(list(papers)):
+            paper = papers[row.arxiv_id]
+            await repos.users.save(row.platform, row.workspace, row.user, paper.id, now)
+            completed += 1
+        given_up = 0
+        for ids, missing in ((answer.missing, True), (answer.unreachable, False)):
+            given_up += await repos.pending.record_attempt(
+                [i for i in ids if i not in papers], now, missing=missing,
+                max_attempts=MAX_ATTEMPTS, max_age=MAX_AGE,
+            )  # fmt: skip
+    waiting = len([i for i in due if i not in papers])
+    if completed or given_up:
+        log.info(
+            "Pending saves: %d completed, %d papers still not found, %d given up",
+            completed, waiting, given_up,
+        )  # fmt: skip
+    return RetryOutcome(completed, waiting, given_up)
+
+
+def _is_arxiv_id(value: str) -> bool:
+    return reference_id(value) == value
+
+
+def _ids(ids: Iterable[str]) -> str:
+    return ", ".join(ids)
+
+
+def _count(n: int) -> str:
+    return f"{n} paper" if n == 1 else f"{n} papers"
