@@ -146,6 +146,10 @@ class Post(Base):
 
 class Save(Base):
     __tablename__ = "saves"
+    # A workspace's saves in a time window (`/papers team`), read from the index alone.
+    __table_args__ = (
+        Index("ix_saves_workspace_saved_at", "platform", "workspace", "saved_at", "paper_id"),
+    )
 
     platform: Mapped[str] = mapped_column(String(16), primary_key=True)
     workspace: Mapped[str] = mapped_column(Ident, primary_key=True)

@@ -201,6 +201,40 @@ class PaperRepository:
         )
         return list(result)
 
+    async def most_upvoted_between(
+        self, first: date, last: date, limit: int
+    ) -> list[tuple[Paper, int | None]]:
+        """The most upvoted papers listed on any day from `first` to `last` (inclusive), each
+        once with its highest upvotes of those days: most upvoted first, then the latest
+        listed, then the better ranked on its lists. Real lists win over the demo sample: when
+        both are in the window, only real papers are given."""
+        upvotes = func.max(DailyListing.upvotes)
+        listed = (
+            select(
+                DailyListing.paper_id,
+                upvotes.label("upvotes"),
+                func.max(DailyListing.day).label("latest"),
+                func.min(DailyListing.rank).label("rank"),
+            )
+            .where(DailyListing.day.between(first, last))
+            .group_by(DailyListing.paper_id)
+            .subquery()
+        )
+        result = await self.session.execute(
+            select(Paper, listed.c.upvotes)
+            .join(listed, listed.c.paper_id == Paper.id)
+            .order_by(
+                Paper.is_demo,  # real papers first, so the first row says which kind to keep
+                listed.c.upvotes.desc().nulls_last(),
+                listed.c.latest.desc(),
+                listed.c.rank,
+                Paper.id.desc(),
+            )
+            .limit(limit)
+        )
+        rows = [(paper, count) for paper, count in result]
+        return [(paper, count) for paper, count in rows if paper.is_demo == rows[0][0].is_demo]
+
     async def search(
         self,
         terms: Sequence[str],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import chunks, rowcount
@@ -53,6 +53,15 @@ class UserRepository:
             .order_by(Save.saved_at.desc(), Paper.id.desc())
         )
         return list(result)
+
+    async def team_saves(
+        self, platform: str, workspace: str, since: datetime | None, limit: int
+    ) -> list[tuple[Paper, int]]:
+        """The papers members of (platform, workspace) saved since `since` (ever, when None),
+        each with how many members saved it: the most members first, then the latest save.
+        Counts only: no user is read out (`team_saves_statement`)."""
+        result = await self.session.execute(team_saves_statement(platform, workspace, since, limit))
+        return [(paper, int(count)) for paper, count in result]
 
     async def recent_saves_many(
         self, platform: str, workspace: str, users: Sequence[str], per_user: int
@@ -223,3 +232,26 @@ class UserRepository:
         ]  # fmt: skip
         insert = dialect_insert(self.session)
         await self.session.execute(insert(DigestItem).values(rows).on_conflict_do_nothing())
+
+
+def team_saves_statement(
+    platform: str, workspace: str, since: datetime | None, limit: int
+) -> Select[Paper, int]:
+    """`team_saves` in one statement. A member holds one save of a paper (the key is
+    (platform, workspace, user, paper)), so saves counted per paper are members. The saves of
+    a time window are one range of the index on (platform, workspace, saved_at, paper_id),
+    counted from the index alone."""
+    counted = select(
+        Save.paper_id,
+        func.count().label("savers"),
+        func.max(Save.saved_at).label("latest"),
+    ).where(Save.platform == platform, Save.workspace == workspace)
+    if since is not None:
+        counted = counted.where(Save.saved_at >= since)
+    ranked = counted.group_by(Save.paper_id).subquery()
+    return (
+        select(Paper, ranked.c.savers)
+        .join(ranked, ranked.c.paper_id == Paper.id)
+        .order_by(ranked.c.savers.desc(), ranked.c.latest.desc(), Paper.id.desc())
+        .limit(limit)
+    )
