@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TextIO
 
 from bot.app import Paperboy
+from bot.cards import saved_by_text
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope, UserRef
 from bot.messages import Message, PaperCard, Visibility
 from bot.text import strip_unsafe
@@ -41,7 +42,7 @@ _USER_NAME = re.compile(r"^[\w.-]{1,32}$")
 
 def render_card(index: int, card: PaperCard) -> list[str]:
     lines = [f"  {index}. {strip_unsafe(card.title)}"]
-    facts = []
+    facts = [saved_by_text(card.saved_by)] if card.saved_by is not None else []
     if card.authors:
         names = ", ".join(strip_unsafe(name) for name in card.authors[:MAX_AUTHORS])
         more = len(card.authors) - MAX_AUTHORS

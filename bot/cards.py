@@ -52,6 +52,11 @@ def paper_cards(papers: Iterable[Paper]) -> tuple[PaperCard, ...]:
     return tuple(paper_card(paper) for paper in papers)
 
 
+def saved_by_text(count: int) -> str:
+    """How a card's `saved_by` count reads on every platform: "saved by 3"."""
+    return f"saved by {count}"
+
+
 def demo_note(cards: Iterable[PaperCard]) -> str | None:
     return DEMO_NOTE if any(card.is_demo for card in cards) else None
 

@@ -34,6 +34,9 @@ class PaperCard:
     links: tuple[Link, ...] = ()  # arXiv abstract, PDF, code, project page
     thumbnail: str | None = None
     is_demo: bool = False
+    # How many members of the workspace saved the paper (`/papers team`); never who. Adapters
+    # show it as `bot.cards.saved_by_text` words it.
+    saved_by: int | None = None
 
 
 @dataclass(frozen=True)

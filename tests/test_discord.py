@@ -81,6 +81,9 @@ COMMANDS: list[tuple[str, dict[str, Any], str]] = [
     ("save", {"papers": "https://arxiv.org/abs/2605.00001 arXiv:2605.00101"}, "saved 2 papers"),
     ("export", {"format": "bibtex"}, "no saved papers to export"),
     ("help", {}, "paperboy"),
+    ("week", {}, "Most upvoted papers of the last 7 days"),
+    ("month", {}, "Most upvoted papers of the last 30 days"),
+    ("team", {"period": "all"}, "Nobody here has saved a paper yet"),
     ("digest daily", {"time": "08:00", "timezone": "Asia/Tokyo"}, "daily at 08:00 Asia/Tokyo"),
     ("digest weekly", {"day": "fri", "time": "07:30"}, "weekly on Friday at 07:30"),
     ("digest status", {}, "off"),
@@ -126,8 +129,11 @@ async def test_start_up_identifies_with_minimal_intents_and_syncs_papers(
     children = {option["name"]: option for option in papers["options"]}
     assert set(children) == {
         "today", "topic", "follow", "unfollow", "following", "saved", "unsave", "save",
-        "export", "help", "digest", "channel",
+        "export", "help", "digest", "channel", "week", "month", "team",
     }  # fmt: skip
+    [period] = children["team"]["options"]
+    assert period["name"] == "period" and not period.get("required")
+    assert [choice["value"] for choice in period["choices"]] == ["week", "month", "all"]
     digest = {o["name"] for o in children["digest"]["options"]}
     channel = {o["name"]: o for o in children["channel"]["options"]}
     assert digest == {"daily", "weekly", "off", "now", "status"}

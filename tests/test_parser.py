@@ -60,6 +60,12 @@ from bot.words import search_terms
         ("channel topics add LLM Inference", p.ChannelTopicAdd("llm inference")),
         ("channel topics remove llm inference", p.ChannelTopicRemove("llm inference")),
         ("help", p.Help()),
+        ("week", p.MostUpvoted("week")),
+        ("Month", p.MostUpvoted("month")),
+        ("team", p.Team("week")),
+        ("team week", p.Team("week")),
+        ("team MONTH", p.Team("month")),
+        ("team all", p.Team("all")),
     ],
 )
 def test_every_command_form_parses(text: str, expected: p.Command) -> None:
@@ -109,6 +115,11 @@ def test_every_command_has_a_handler() -> None:
         ("channel topics add", "/papers channel"),
         ("channel topics add <!here>", "/papers channel"),
         ("channel explode", "/papers channel"),
+        ("team year", "/papers team [week|month|all]"),
+        ("team week all", "/papers team [week|month|all]"),
+        ("team 7", "/papers team [week|month|all]"),
+        ("week 2", "/papers week"),
+        ("month all", "/papers month"),
     ],
 )
 def test_malformed_commands_get_a_one_line_usage_hint(text: str, form: str) -> None:

@@ -43,6 +43,10 @@ COMMANDS = [
     ("channel status", "No daily post"),
     ("help", "paperboy"),
     ("frobnicate", "Unknown command"),
+    ("week", "Most upvoted papers of the last 7 days"),
+    ("month", "Most upvoted papers of the last 30 days"),
+    ("team", "Nobody here has saved a paper in the last 7 days"),
+    ("team year", "Usage: `/papers team [week|month|all]`"),
 ]
 
 

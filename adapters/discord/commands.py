@@ -74,6 +74,21 @@ class PapersCommands(app_commands.Group):
     async def topic(self, interaction: discord.Interaction, words: Topic) -> None:
         await self.run(interaction, _words("topic", words))
 
+    @app_commands.command(description="The most upvoted papers of the last 7 days")
+    async def week(self, interaction: discord.Interaction) -> None:
+        await self.run(interaction, "week")
+
+    @app_commands.command(description="The most upvoted papers of the last 30 days")
+    async def month(self, interaction: discord.Interaction) -> None:
+        await self.run(interaction, "month")
+
+    @app_commands.command(description="Papers this server saved, by how many members saved each")
+    @app_commands.describe(period="How far back: the last week (default), month, or all")
+    async def team(
+        self, interaction: discord.Interaction, period: Literal["week", "month", "all"] = "week"
+    ) -> None:
+        await self.run(interaction, _words("team", period))
+
     @app_commands.command(description="Follow a topic for your digest")
     @app_commands.describe(topic="e.g. latency")
     async def follow(self, interaction: discord.Interaction, topic: Topic) -> None:

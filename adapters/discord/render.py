@@ -25,11 +25,12 @@ AllowedMentions.none() in `send_kwargs` is the first layer against pings; escapi
 Layout. Content is the heading and lines; each paper card is an embed (title linking to the
 Hugging Face page, summary, Authors/Upvotes/Published inline fields, a Links field of masked
 links, thumbnail). `Message.note` is the footer of the last embed, or a `-#` subtext line in
-the content when there are no cards. Demo cards say "Demo sample" in their footer. Cards
-beyond Discord's 10 embeds, or beyond its 6000 characters of embed text per message (which is
-met by cutting summaries first, then dropping trailing cards), are listed by title in the
-content. An attachment becomes a `discord.File`; a message with nothing to show says
-"paperboy" (Discord refuses an empty message).
+the content when there are no cards. Demo cards say "Demo sample" in their footer, and a card
+that counts its savers says "saved by N" there. Cards beyond Discord's 10 embeds, or beyond
+its 6000 characters of embed text per message (which is met by cutting summaries first, then
+dropping trailing cards), are listed by title in the content. An attachment becomes a
+`discord.File`; a message with nothing to show says "paperboy" (Discord refuses an empty
+message).
 
 Discord limits respected here: 2000 characters of content, 10 embeds per message, title 256,
 description 4096, field name 256, field value 1024, footer 2048, 25 fields, and 6000
@@ -49,6 +50,7 @@ from urllib.parse import quote, urlsplit
 import discord
 from discord.utils import escape_mentions
 
+from bot.cards import saved_by_text
 from bot.messages import Attachment, Message, PaperCard
 from bot.text import strip_unsafe
 
@@ -249,6 +251,8 @@ def _links(card: PaperCard) -> str:
 
 def _footer(card: PaperCard, note: str) -> str:
     parts = [DEMO_FOOTER] if card.is_demo else []
+    if card.saved_by is not None:
+        parts.append(saved_by_text(card.saved_by))
     if note:
         parts.append(note)
     return _cut(" · ".join(parts), MAX_FOOTER)

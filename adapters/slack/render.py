@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator
 from urllib.parse import quote
 
+from bot.cards import saved_by_text
 from bot.messages import Attachment, Message, PaperCard, Visibility
 from bot.text import strip_unsafe
 
@@ -180,8 +181,9 @@ def _heading_blocks(message: Message) -> list[Block]:
 
 
 def _facts(card: PaperCard) -> str:
-    """`authors · :arrow_up_small: upvotes · date`; demo cards say "demo sample" instead."""
-    facts = []
+    """`saved by N · authors · :arrow_up_small: upvotes · date`; demo cards say "demo
+    sample" instead."""
+    facts = [saved_by_text(card.saved_by)] if card.saved_by is not None else []
     names = [name for name in (_inline(author) for author in card.authors) if name]
     if names:
         shown = ", ".join(names[:MAX_AUTHORS])

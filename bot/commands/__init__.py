@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.commands import channels, digests, library, papers
+from bot.commands import channels, digests, library, lists, papers
 from bot.commands import parser as p
 from bot.commands.context import CommandContext
 from bot.messages import Message
@@ -15,6 +15,8 @@ Handler = Callable[[CommandContext, Any], Awaitable[Message]]
 HANDLERS: dict[type, Handler] = {
     p.Today: papers.today,
     p.Topic: papers.topic,
+    p.MostUpvoted: lists.most_upvoted,
+    p.Team: lists.team,
     p.Help: papers.help_,
     p.Follow: library.follow,
     p.Unfollow: library.unfollow,

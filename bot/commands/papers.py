@@ -56,6 +56,8 @@ async def topic(ctx: CommandContext, command: Topic) -> Message:
 HELP_LINES = (
     f"{USAGE['today']}: today's trending papers (also just `/papers`)",
     f"{USAGE['topic']}: search every paper seen so far",
+    f"{USAGE['week']} · {USAGE['month']}: the most upvoted papers of the last 7 or 30 days",
+    f"{USAGE['team']}: what this team saved lately, and how many saved each",
     f"{USAGE['follow']} · {USAGE['unfollow']} · {USAGE['following']}",
     f"{USAGE['saved']} · {USAGE['unsave']} · {USAGE['export']}",
     f"{USAGE['save']}: save papers by link (arXiv, Hugging Face, alphaXiv) or arXiv id",

@@ -27,6 +27,9 @@ MAX_POST_COUNT = 10
 USAGE = {
     "today": "`/papers today`",
     "topic": "`/papers topic <words>`, e.g. `/papers topic speculative decoding`",
+    "week": "`/papers week`",
+    "month": "`/papers month`",
+    "team": "`/papers team [week|month|all]`",
     "follow": "`/papers follow <topic>`, e.g. `/papers follow latency`",
     "unfollow": "`/papers unfollow <topic>`",
     "following": "`/papers following`",
@@ -66,6 +69,16 @@ class Today:
 @dataclass(frozen=True)
 class Topic:
     topic: str
+
+
+@dataclass(frozen=True)
+class MostUpvoted:
+    period: str  # "week" | "month": the Daily Papers lists of the last 7 or 30 days
+
+
+@dataclass(frozen=True)
+class Team:
+    period: str  # "week" | "month" | "all": papers this workspace's members saved since then
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,7 @@ Command = (
     | DigestSet | DigestOff | DigestNow | DigestStatus
     | ChannelOn | ChannelOff | ChannelStatus | ChannelPostNow | ChannelTopicAdd
     | ChannelTopicRemove | Help
+    | MostUpvoted | Team
 )  # fmt: skip
 
 ArgsParser = Callable[[list[str]], Command]  # the words after a command's name
@@ -463,9 +477,24 @@ def _topic(args: list[str]) -> Command:
     return Topic(normalise_topic(args, "topic"))
 
 
+TEAM_PERIODS = ("week", "month", "all")
+
+
+def _team(args: list[str]) -> Command:
+    """`team` (the last week), `team week`, `team month` or `team all`."""
+    if not args:
+        return Team("week")
+    if len(args) == 1 and args[0].lower() in TEAM_PERIODS:
+        return Team(args[0].lower())
+    raise usage("team")
+
+
 _PARSERS: dict[str, ArgsParser] = {
     "today": _no_args(Today(), "today"),
     "topic": _topic,
+    "week": _no_args(MostUpvoted("week"), "week"),
+    "month": _no_args(MostUpvoted("month"), "month"),
+    "team": _team,
     "follow": _topic_command(Follow, "follow"),
     "unfollow": _topic_command(Unfollow, "unfollow", searchable=False),
     "following": _no_args(Following(), "following"),
