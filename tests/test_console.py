@@ -159,6 +159,41 @@ def test_users_admins_and_bad_lines(tmp_path: Path, closed_port_url: str) -> Non
     assert "Trending papers" not in out.split("too long")[1]  # nothing runs after /quit
 
 
+def test_team_and_week_on_the_demo_sample(tmp_path: Path, closed_port_url: str) -> None:
+    result = run_console(
+        [
+            "/papers week",
+            "/post-daily",
+            "/react 3 bookmark",
+            "/as bob",
+            "/react 3 bookmark",
+            "/react 4 bookmark",
+            "/papers team",
+            "/papers team year",
+        ],
+        database=tmp_path / "paperboy.db",
+        hf_url=closed_port_url,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    messages = numbered(out)
+    assert messages[1] == "(only you) Papers of the last 7 days from the offline demo sample"
+    assert messages[3].startswith("#general: Keyformer")
+    assert messages[4].startswith("#general: Sequential Monte Carlo")
+    assert messages[11] == "(only you) What the team saved in the last 7 days"
+    team = out.split("[11] ")[1].split("[12] ")[0]
+    assert (
+        team.index("1. Keyformer")
+        < team.index("saved by 2 · demo")
+        < team.index("2. Sequential Monte Carlo")
+        < team.index("saved by 1 · demo")
+    )
+    assert "bob" not in team  # who saved is never shown
+    assert "Demo data:" in team
+    assert messages[12] == "(only you) Usage: `/papers team [week|month|all]`"
+    assert "Traceback" not in out + result.stderr
+
+
 def test_malformed_configuration_stops_with_one_line(tmp_path: Path, closed_port_url: str) -> None:
     for name, value in (
         ("DATABASE_URL", "mysql://nope"),

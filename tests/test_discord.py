@@ -3,6 +3,7 @@ REST API, answering interactions and reactions from a real store."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -429,3 +430,43 @@ async def test_a_scheduled_post_whose_answers_were_lost_is_posted_once(
     posted = [m for m in fake.messages[CHANNEL_ID] if "interaction_metadata" not in m]
     assert len(sends) == 5  # discord.py sent the two lost ones again, with the same nonce
     assert len(posted) == 3 and len({m["nonce"] for m in posted}) == 3  # header + 2 papers
+
+
+async def test_team_counts_members_in_footers_and_names_none_even_when_shared(
+    discord_harness: DiscordHarness,
+) -> None:
+    fake = discord_harness.fake
+    await discord_harness.command("channel post-now", admin=True)
+    public = [m for m in fake.messages[CHANNEL_ID] if not (m.get("flags") or 0) & EPHEMERAL]
+    first, second = int(public[1]["id"]), int(public[2]["id"])
+    savers = (USER_ID + 11, USER_ID + 12)
+    for message_id, user in ((first, savers[0]), (first, savers[1]), (second, savers[1])):
+        start = len(fake.calls)
+        await fake.dispatch(
+            "MESSAGE_REACTION_ADD", reaction_add(message_id=message_id, user_id=user)
+        )
+        await fake.wait_for_call(lambda c: "Saved" in text_of(c), start=start)
+
+    def named(call: Call) -> list[str]:
+        raw = json.dumps(call.json)
+        return [n for user in savers for n in (str(user), f"user{user % 10_000}") if n in raw]
+
+    answer = await discord_harness.command("team", user_id=savers[0])
+    embeds = data(answer)["embeds"]
+    assert [e["footer"]["text"] for e in embeds] == ["saved by 2", "saved by 1"]
+    assert "Self-Speculative" in embeds[0]["title"] and "Dense Retrieval" in embeds[1]["title"]
+    assert text_of(answer).startswith("What the team saved in the last 7 days")
+    assert named(answer) == []
+    [button] = share_buttons(answer)
+    assert button["custom_id"] == "share:team week"
+
+    ephemeral = next(m for m in fake.messages[CHANNEL_ID] if m.get("components"))
+    click = component("share:team week", message=ephemeral, user_id=OTHER_USER)
+    start = len(fake.calls)
+    await fake.interact(click)
+    shared = await fake.wait_for_call(
+        lambda c: c.method == "POST" and c.path.startswith("/webhooks/"), start=start
+    )
+    assert data(shared)["content"].startswith(f"Shared by <@{OTHER_USER}>")
+    assert [e["footer"]["text"] for e in data(shared)["embeds"]] == ["saved by 2", "saved by 1"]
+    assert named(shared) == []

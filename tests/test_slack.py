@@ -278,3 +278,45 @@ async def test_digest_now_opens_a_dm_and_posts_there(slack_harness: SlackHarness
     assert len(dm) == 1 and "Your paperboy digest" in dm[0]["text"]
     assert "&lt;!channel&gt;" in all_text(dm[0]["blocks"])  # the hostile title, escaped
     assert "<!channel>" not in all_text(dm[0])
+
+
+async def test_team_counts_members_and_names_none_even_when_shared(
+    slack_harness: SlackHarness,
+) -> None:
+    fake = slack_harness.fake
+    fake.admins.add("U1")
+    await slack_harness.command("channel post-now")
+    first, second = await paper_post_ts(slack_harness, 0), await paper_post_ts(slack_harness, 1)
+    savers = ("U0SAVER1", "U0SAVER2")
+    saves = [(first, savers[0]), (first, savers[1]), (first, savers[0]), (second, savers[1])]
+    for n, (ts, user) in enumerate(saves):
+        await slack_harness.react(ts, user=user, event_id=f"EvTeam{n}")
+    await fake.wait_for_calls("chat.postEphemeral", len(saves))
+
+    answer = await slack_harness.command("team", user="U7")
+    cards = [b["text"]["text"] for b in answer["blocks"] if b["type"] == "section"]
+    assert "Self-Speculative Decoding" in cards[0] and "\nsaved by 2 · " in cards[0]
+    assert "Dense Retrieval" in cards[1] and "\nsaved by 1 · " in cards[1]
+    assert len(cards) == 2
+    assert answer["blocks"][0]["text"]["text"] == "What the team saved in the last 7 days"
+    share = [e for b in answer["blocks"] for e in b.get("elements", [])
+             if e.get("action_id") == SHARE_ACTION]  # fmt: skip
+    assert [button["value"] for button in share] == ["team"]
+    assert not any(saver in all_text(answer) for saver in savers)
+
+    name = await slack_harness.click(SHARE_ACTION, "team", user="U7")
+    await fake.wait_for_responses(name, timeout=10)
+    [shared] = [post for post in slack_harness.posted("C1") if "Shared by" in all_text(post)]
+    assert "Shared by <@U7>" in all_text(shared["blocks"])
+    assert "saved by 2" in all_text(shared["blocks"]) and "saved by 1" in all_text(shared)
+    assert not any(saver in all_text(shared) for saver in savers)
+
+
+async def test_week_ranks_the_stored_lists_by_upvotes(slack_harness: SlackHarness) -> None:
+    answer = await slack_harness.command("week")
+    text = all_text(answer["blocks"])
+    assert text.index("FastDraft") < text.index("Self-Speculative") < text.index("Retrieval Heads")
+    assert ":arrow_up_small: 87" in text and "saved by" not in text  # counts are team's only
+    share = [e for b in answer["blocks"] for e in b.get("elements", [])
+             if e.get("action_id") == SHARE_ACTION]  # fmt: skip
+    assert [button["value"] for button in share] == ["week"]
