@@ -31,7 +31,6 @@ from bot.events import CommandInvoked, ReactionChanged, UserRef
 from bot.messages import Message, Visibility
 from bot.ports import Outbound
 from bot.reactions import SaveReactions
-from bot.saving import outcome_message, save_from_text
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
 from storage.deliveries import CHANNEL, DIGEST
@@ -115,17 +114,6 @@ class Paperboy:
         except Exception:
             log.exception("reaction handling failed")
             return None
-
-    async def save_from_message(self, user: UserRef, text: str) -> Message:
-        """Save for `user` the papers a message's `text` links to (a reaction on a pasted link,
-        a message shortcut, a context menu): what was saved, kept pending or not found, for
-        the user alone; never raises."""
-        try:
-            outcome = await save_from_text(self.store, self.lookup, user, text, self.clock())
-        except Exception:
-            log.exception("saving papers from a message failed")
-            return Message(text=SOMETHING_WENT_WRONG)
-        return outcome_message(outcome)
 
     async def followed_topics(self, user: UserRef) -> list[str]:
         """The topics `user` follows (for pickers such as Discord's autocomplete)."""

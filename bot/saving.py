@@ -1,8 +1,8 @@
-"""Save papers by link or id: the one path for `/papers save` and for any message a user asks
-to save papers from (a reaction on a pasted link, a message shortcut, a context menu).
+"""Save papers by link or id: the one path for `/papers save`, and for the messages a user
+will ask to save papers from (a reaction on a pasted link, a message shortcut, a context
+menu), whose ids `bot.links.find_paper_ids` reads.
 
-`save_from_text(store, lookup, user, text, now)` finds the papers a message names
-(`bot.links.find_paper_ids`: which links count), and `save_papers` saves them for the user:
+`save_papers` saves them for the user:
 papers in the store at once; papers not in it are fetched (`PaperLookup`: Hugging Face, then
 arXiv), stored and saved; a paper nobody can give yet is kept by id as a pending save, which
 `complete_pending_saves` (run after each Daily Papers refresh) completes when the paper can be
@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from bot.cards import demo_note, paper_cards
 from bot.events import UserRef
-from bot.links import MAX_IDS, find_paper_ids, reference_id
+from bot.links import MAX_IDS, reference_id
 from bot.messages import Message
 from bot.sources.lookup import Lookup, PaperLookup
 from storage.models import Paper
@@ -55,22 +55,6 @@ class SaveOutcome:
     @property
     def named(self) -> int:
         return len(self.saved) + len(self.already) + len(self.pending) + len(self.unknown)
-
-
-async def save_from_text(
-    store: Store,
-    lookup: PaperLookup | None,
-    user: UserRef,
-    text: str,
-    now: datetime,
-    *,
-    budget: float = SAVE_BUDGET,
-) -> SaveOutcome:
-    """Save for `user` every paper `text` links to (at most MAX_IDS, `capped` beyond)."""
-    found = find_paper_ids(text)
-    return await save_papers(
-        store, lookup, user, found.ids, now, capped=found.capped, budget=budget
-    )
 
 
 async def save_papers(

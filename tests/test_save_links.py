@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from bot import saving
 from bot.app import Paperboy
 from bot.config import BotConfig
-from bot.events import Scope, UserRef
 from bot.links import MAX_IDS
 from bot.messages import Message, Visibility
 from bot.saving import RETRY_AFTER, RetryOutcome, complete_pending_saves
@@ -26,7 +25,7 @@ from bot.sources.lookup import PaperLookup
 from bot.sources.refresh import keep_papers_fresh
 from storage.models import Base, PendingSave
 from storage.papers import PaperData
-from tests.core_fixtures import SCOPE, Harness
+from tests.core_fixtures import Harness
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.huggingface import load_fixture
 
@@ -282,29 +281,6 @@ async def test_more_links_than_the_cap_saves_the_first_and_says_so(links: Links)
     assert any(f"more than {MAX_IDS} papers" in line for line in answer.lines)
     assert links.arxiv.asked() == [ids[:MAX_IDS]]  # one request for all of them
     assert links.hf_paper_requests() == MAX_IDS
-
-
-async def test_the_core_saves_the_papers_any_message_links_to(links: Links) -> None:
-    alice = UserRef(SCOPE, "alice")
-    message = (
-        "Two good ones: <https://arxiv.org/abs/2605.00001|FastDraft> and arXiv:2605.00101v2 "
-        "(not https://arxiv.org.evil.com/abs/2605.00002, nor version 2605.00003)."
-    )
-    answer = await links.harness.bot.save_from_message(alice, message)
-    assert answer.text == "Saved 2 papers"
-    assert [card.paper_id for card in answer.cards] == ["2605.00001", "2605.00101"]
-    assert answer.visibility is Visibility.CALLER
-    assert set(await links.saved_ids()) == {"2605.00001", "2605.00101"}
-    nothing = await links.harness.bot.save_from_message(alice, "no links here, just 2605.00004")
-    assert nothing.text.startswith("No paper links found") and nothing.cards == ()
-    # Another workspace's alice saved nothing.
-    other = UserRef(Scope("test", "T2"), "alice")
-    assert (await links.harness.bot.save_from_message(other, "arXiv:2605.00001")).text == (
-        "Saved 1 paper"
-    )
-    many = " ".join(f"arXiv:2605.{n:05d}" for n in range(1, 40))
-    capped = await links.harness.bot.save_from_message(alice, many)
-    assert any(f"more than {MAX_IDS} papers" in line for line in capped.lines)
 
 
 async def test_paper_text_stays_in_cards_where_renderers_escape_it(links: Links) -> None:
