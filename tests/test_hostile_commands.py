@@ -32,6 +32,7 @@ from bot.commands import parser as p
 from bot.commands.parser import MAX_COMMAND_LENGTH, MAX_TOPIC_LENGTH, UsageError, parse
 from bot.delivery import status
 from bot.events import ChannelRef, CommandInvoked, Scope
+from bot.links import ARCHIVES
 from bot.messages import Message
 from storage.models import ChannelSubscription, ChannelTopic, DigestSetting, Follow
 from storage.store import Store
@@ -506,8 +507,17 @@ legal_topic = st.tuples(
 paper_id = st.one_of(
     st.sampled_from(["2605.00101", "2605.00102", "https://arxiv.org/abs/2605.00101v3",
                      "<https://huggingface.co/papers/2605.00102>", "arXiv:2605.00103"]),
-    st.from_regex(r"\d{4}\.\d{4,5}(v\d{1,2})?", fullmatch=True),
-    st.from_regex(r"[a-z]{1,8}(-[a-z]{1,3})?/\d{7}", fullmatch=True),
+    # Ids arXiv could have issued (bot.links checks the month, the digits, the archive).
+    st.builds(
+        lambda yy, mm, number, version: f"{yy:02d}{mm:02d}.{number:05d}{version}",
+        st.integers(15, 26), st.integers(1, 12), st.integers(0, 99_999),
+        st.sampled_from(["", "v1", "v12"]),
+    ),
+    st.builds(
+        lambda archive, yy, mm, number: f"{archive}/{yy:02d}{mm:02d}{number:03d}",
+        st.sampled_from(sorted(ARCHIVES)), st.sampled_from([91, 99, 0, 6]),
+        st.integers(1, 12), st.integers(0, 999),
+    ),
     st.from_regex(r"demo-\d{3,6}", fullmatch=True),
 )  # fmt: skip
 hhmm = st.times().map(lambda t: t.strftime("%H:%M"))
