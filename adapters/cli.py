@@ -102,14 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _semantic(settings: Settings, store: Store) -> Semantic | None:
     """Search by meaning as PAPERBOY_SEMANTIC says; one line saying whether it is on."""
+    if settings.semantic == "off":
+        log.info("Search by meaning: off (PAPERBOY_SEMANTIC=off)")
+        return None
     try:
-        semantic = load_semantic(settings.semantic, store)
+        semantic = load_semantic(store)
     except SemanticUnavailable as exc:
-        raise ConfigError(f"PAPERBOY_SEMANTIC=on, but {exc}") from None
-    if semantic is None:
-        log.info("Search by meaning: off (words and Hugging Face search only)")
-    else:
-        log.info("Search by meaning: on")
+        if settings.semantic == "on":
+            raise ConfigError(f"PAPERBOY_SEMANTIC=on, but {exc}") from None
+        log.info("Search by meaning: off, by words and Hugging Face search only: %s", exc)
+        return None
+    log.info("Search by meaning: on")
     return semantic
 
 
@@ -312,11 +315,10 @@ async def _embed(settings: Settings) -> int:
     store = await Store.open(settings.database_url)
     try:
         try:
-            semantic = load_semantic("on", store)
+            semantic = load_semantic(store)
         except SemanticUnavailable as exc:
             print(f"paperboy embed: search by meaning is unavailable: {exc}", file=sys.stderr)
             return 1
-        assert semantic is not None  # "on" raises rather than answer None
         embedded = await semantic.embed_missing()
     finally:
         await store.close()

