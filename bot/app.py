@@ -6,11 +6,12 @@ through the Outbound port."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from bot.cards import paper_card
 from bot.commands import HANDLERS, CommandContext
 from bot.commands.channels import not_admin
 from bot.commands.parser import (
@@ -28,9 +29,11 @@ from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.scheduler import DeliveryScheduler
 from bot.digest import Digests
 from bot.events import CommandInvoked, ReactionChanged, UserRef
-from bot.messages import Message, Visibility
+from bot.links import MAX_IDS, find_paper_ids
+from bot.messages import Message, PaperCard, Visibility
 from bot.ports import Outbound
 from bot.reactions import SaveReactions
+from bot.saving import find_papers
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
 from storage.deliveries import CHANNEL, DIGEST
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 SCHEDULE_COMMANDS = (ChannelOn, ChannelOff, DigestSet, DigestOff)
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
 NOTHING_TO_SHARE = "Nothing to share: that answer has changed or is no longer available."
+UNFURL_BUDGET = 10.0  # seconds an unfurl waits for Hugging Face and arXiv
 
 
 class Paperboy:
@@ -114,6 +118,32 @@ class Paperboy:
         except Exception:
             log.exception("reaction handling failed")
             return None
+
+    async def unfurl(self, urls: Sequence[str]) -> dict[str, PaperCard]:
+        """The paper card to show under each link people pasted, by URL: the paper its
+        link names (`bot.links`), stored or fetched (then stored). A URL that names no
+        paper, or one that cannot be found, is left out; at most MAX_IDS URLs are looked
+        at. Never raises."""
+        try:
+            wanted: dict[str, str] = {}
+            for url in list(dict.fromkeys(urls))[:MAX_IDS]:
+                ids = find_paper_ids(url, limit=1).ids
+                if ids:
+                    wanted[url] = ids[0]
+            if not wanted:
+                return {}
+            papers = await find_papers(
+                self.store, self.lookup, list(wanted.values()), self.clock(),
+                budget=UNFURL_BUDGET,
+            )  # fmt: skip
+        except Exception:
+            log.exception("unfurling links failed")
+            return {}
+        return {
+            url: paper_card(papers[arxiv_id])
+            for url, arxiv_id in wanted.items()
+            if arxiv_id in papers and not papers[arxiv_id].is_demo
+        }
 
     async def followed_topics(self, user: UserRef) -> list[str]:
         """The topics `user` follows (for pickers such as Discord's autocomplete)."""

@@ -71,12 +71,7 @@ async def save_papers(
     unique = list(dict.fromkeys(arxiv_ids))
     ids, capped = unique[:MAX_IDS], capped or len(unique) > MAX_IDS
     platform, workspace = user.scope.platform, user.scope.workspace
-    async with store.reading() as repos:
-        stored = set(await repos.papers.by_arxiv_ids(ids))
-    fetchable = [i for i in ids if i not in stored and _is_arxiv_id(i)]
-    answer = Lookup(unreachable=tuple(fetchable))
-    if fetchable and lookup is not None:
-        answer = await lookup.fetch(fetchable, within=budget)
+    fetchable, answer = await _fetch_unstored(store, lookup, ids, budget)
     saved: list[Paper] = []
     already: list[Paper] = []
     pending: list[str] = []
@@ -106,6 +101,38 @@ async def save_papers(
     return SaveOutcome(
         tuple(saved), tuple(already), tuple(pending), unreachable, tuple(unknown), capped
     )
+
+
+async def find_papers(
+    store: Store,
+    lookup: PaperLookup | None,
+    arxiv_ids: Sequence[str],
+    now: datetime,
+    *,
+    budget: float = SAVE_BUDGET,
+) -> dict[str, Paper]:
+    """The papers `arxiv_ids` name, by id: those stored, and those not stored that `lookup`
+    fetches (stored then, as a save would). Ids nobody knows are left out."""
+    ids = list(dict.fromkeys(arxiv_ids))
+    _, answer = await _fetch_unstored(store, lookup, ids, budget)
+    async with store.transaction() as repos:
+        if answer.found:
+            await repos.papers.upsert(list(answer.found.values()), now)
+        return dict(await repos.papers.by_arxiv_ids(ids))
+
+
+async def _fetch_unstored(
+    store: Store, lookup: PaperLookup | None, ids: list[str], budget: float
+) -> tuple[list[str], Lookup]:
+    """The ids of `ids` that are arXiv ids of papers not stored, and what `lookup` (if any)
+    answered for them within `budget` seconds."""
+    async with store.reading() as repos:
+        stored = set(await repos.papers.by_arxiv_ids(ids))
+    fetchable = [i for i in ids if i not in stored and _is_arxiv_id(i)]
+    answer = Lookup(unreachable=tuple(fetchable))
+    if fetchable and lookup is not None:
+        answer = await lookup.fetch(fetchable, within=budget)
+    return fetchable, answer
 
 
 def outcome_message(outcome: SaveOutcome) -> Message:

@@ -26,7 +26,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.background import Background
 from adapters.slack.outbound import SlackOutbound, TokenLookup, web_client
 from adapters.slack.pacing import SlackPacer
-from adapters.slack.render import LINK_ACTION_PREFIX, SHARE_ACTION, blocks, fallback_text
+from adapters.slack.render import (
+    LINK_ACTION_PREFIX,
+    SHARE_ACTION,
+    blocks,
+    fallback_text,
+    unfurl_blocks,
+)
 from bot.app import NOTHING_TO_SHARE, Paperboy
 from bot.config import BotConfig
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope
@@ -45,8 +51,9 @@ COMMAND = "/papers"
 # The history scopes let a retried delivery read back what already went out (its metadata).
 BOT_SCOPES = [
     "commands", "chat:write", "im:write", "reactions:read", "users:read",
-    "channels:history", "groups:history", "im:history",
+    "channels:history", "groups:history", "im:history", "links:read", "links:write",
 ]  # fmt: skip
+UNFURL_DOMAINS = ["arxiv.org", "huggingface.co", "alphaxiv.org"]
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 ADMIN_CACHE_SECONDS = 300
@@ -212,6 +219,7 @@ class Listeners:
         app.command(COMMAND)(self.on_command)
         app.action(SHARE_ACTION)(self.on_share)
         app.event(re.compile("^reaction_(added|removed)$"))(self.on_reaction)
+        app.event("link_shared")(self.on_link_shared)
         app.action(re.compile(f"^{LINK_ACTION_PREFIX}"))(self.on_link_click)
         app.error(self.on_error)
 
@@ -356,6 +364,44 @@ class Listeners:
             )
         except SlackApiError as error:
             log.info("reaction confirmation not shown: %s", error.response.get("error"))
+
+    async def on_link_shared(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+        """`link_shared`: links to one of our unfurl domains were posted; each that names a
+        paper gets its card under the message (`chat.unfurl`)."""
+        links = event.get("links")
+        urls = [
+            str(item["url"])
+            for item in (links if isinstance(links, list) else [])
+            if isinstance(item, dict) and _nonempty_str(item.get("url"))
+        ]
+        unfurl_id, source = event.get("unfurl_id"), event.get("source")
+        channel, ts = event.get("channel"), event.get("message_ts")
+        if _nonempty_str(unfurl_id) and _nonempty_str(source):
+            address = {"unfurl_id": unfurl_id, "source": source}
+        elif _nonempty_str(channel) and _nonempty_str(ts):
+            address = {"channel": channel, "ts": ts}
+        else:
+            log.warning("ignoring a Slack link_shared event without a message to unfurl in")
+            return
+        if urls:
+            self.background.start(self._unfurl(urls, address, client), name="unfurl")
+
+    async def _unfurl(
+        self, urls: list[str], address: dict[str, str], client: AsyncWebClient
+    ) -> None:
+        cards = await self.bot.unfurl(urls)
+        if not cards:
+            return
+        unfurls = {url: {"blocks": unfurl_blocks(card)} for url, card in cards.items()}
+        try:
+            await client.chat_unfurl(
+                unfurls=unfurls, channel=address.get("channel"), ts=address.get("ts"),
+                unfurl_id=address.get("unfurl_id"), source=address.get("source"),
+            )  # fmt: skip
+        except SlackApiError as error:
+            log.warning("chat.unfurl failed: %s", error.response.get("error"))
+        except (aiohttp.ClientError, TimeoutError) as error:
+            log.warning("chat.unfurl unreachable: %s", type(error).__name__)
 
     async def on_link_click(self, ack: AsyncAck) -> None:
         await ack()  # the browser opens the link; Slack still wants the click acknowledged

@@ -240,6 +240,11 @@ def _card_blocks(card: PaperCard, action_ids: Iterator[str]) -> list[Block]:
     return blocks
 
 
+def unfurl_blocks(card: PaperCard) -> list[Block]:
+    """A paper card alone, as the blocks of a link's unfurl: the same card as in lists."""
+    return _card_blocks(card, (f"{LINK_ACTION_PREFIX}{n}" for n in itertools.count(1)))
+
+
 def _cards_blocks(
     cards: tuple[PaperCard, ...], budget: int, action_ids: Iterator[str]
 ) -> list[Block]:
