@@ -33,7 +33,7 @@ from bot.links import MAX_IDS, find_paper_ids
 from bot.messages import Message, PaperCard, Visibility
 from bot.ports import Outbound
 from bot.reactions import SaveReactions
-from bot.saving import find_papers
+from bot.saving import papers_by_id
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
 from storage.deliveries import CHANNEL, DIGEST
@@ -132,7 +132,7 @@ class Paperboy:
                     wanted[url] = ids[0]
             if not wanted:
                 return {}
-            papers = await find_papers(
+            papers = await papers_by_id(
                 self.store, self.lookup, list(wanted.values()), self.clock(),
                 budget=UNFURL_BUDGET,
             )  # fmt: skip

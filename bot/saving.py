@@ -103,7 +103,7 @@ async def save_papers(
     )
 
 
-async def find_papers(
+async def papers_by_id(
     store: Store,
     lookup: PaperLookup | None,
     arxiv_ids: Sequence[str],
