@@ -199,13 +199,9 @@ async def complete_pending_saves(
     given up after MAX_ATTEMPTS or MAX_AGE."""
     async with store.reading() as repos:
         due = await repos.pending.due(now, retry_after=RETRY_AFTER, most=most)
-        stored = set(await repos.papers.by_arxiv_ids(due))
     if not due:
         return RetryOutcome()
-    rest = [i for i in due if i not in stored]
-    answer = Lookup(unreachable=tuple(rest))
-    if rest and lookup is not None:
-        answer = await lookup.fetch(rest, within=budget)
+    _, answer = await _fetch_unstored(store, lookup, due, budget)
     async with store.transaction() as repos:
         if answer.found:
             await repos.papers.upsert(list(answer.found.values()), now)
