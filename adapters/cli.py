@@ -7,6 +7,7 @@ import asyncio
 import functools
 import gc
 import logging
+import re
 import signal
 import socket
 import sys
@@ -91,10 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         "action", choices=["invite-url"], help="print the link that adds the bot to a server"
     )
     discord.add_argument("--application-id", type=int, help="default: read from DISCORD_TOKEN")
-    commands.add_parser(
+    embed = commands.add_parser(
         "embed", help="store search-by-meaning vectors for papers that have none (after "
         "installing the `semantic` extra on a store that already holds papers)"
     )  # fmt: skip
+    embed.add_argument("--most", type=int, help="embed at most this many papers, newest first")
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"], help="apply pending migrations")
     return parser
@@ -133,7 +135,7 @@ async def _console(settings: Settings) -> int:
         status = await ensure_papers(store, source, datetime.now(UTC), deadline=START_DEADLINE)
         print(status, flush=True)
         # The sample takes ~15 s to embed: search answers by its words meanwhile.
-        embedding = asyncio.create_task(embed_new_papers(semantic))
+        embedding = asyncio.create_task(_embed_and_prepare(semantic))
         pending = asyncio.create_task(retry_pending_saves(store, lookup, datetime.now(UTC)))
         outbound = ConsoleOutbound(sys.stdout)
         bot = Paperboy(
@@ -186,13 +188,47 @@ async def _serve(settings: Settings) -> int:
 
 
 async def _start_papers(store: Store, source: HuggingFaceClient, semantic: Semantic | None) -> str:
-    """What `paperboy serve` does in the background at start: the recent lists, then their
-    vectors, then the stored vectors read for search by meaning."""
+    """What `paperboy serve` does in the background at start: the recent lists, then search
+    by meaning made ready."""
     status = await ensure_papers(store, source, datetime.now(UTC), deadline=START_DEADLINE)
-    await embed_new_papers(semantic)
-    if semantic is not None:
-        await semantic.load_index()
+    await _embed_and_prepare(semantic)
     return status
+
+
+async def _embed_and_prepare(semantic: Semantic | None) -> None:
+    if semantic is not None:
+        await embed_new_papers(_embed_apart)
+        await _prepare_search(semantic)
+
+
+async def _prepare_search(semantic: Semantic) -> None:
+    """For a process that answers searches: the model and the stored vectors read now, so
+    the first search need not."""
+    try:
+        await semantic.prepare_search()
+    except Exception as exc:  # searches answer by words meanwhile, and try again
+        log.warning("Search by meaning not ready: %s", exc)
+
+
+async def _embed_apart(most: int) -> int:
+    """`paperboy embed --most N` in a child process, so the model's working memory while it
+    embeds (hundreds of MB at its peak, kept by the allocator after) goes back to the system
+    when it ends: only a process that answers searches holds the model."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters.cli", "embed", "--most", str(most),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await child.communicate()
+    finally:
+        if child.returncode is None:  # this process is stopping
+            child.terminate()
+            await child.wait()
+    said = re.search(rb"Embedded (\d+) papers", out)
+    if child.returncode != 0 or said is None:
+        lines = err.decode(errors="replace").strip().splitlines() or [f"exit {child.returncode}"]
+        raise RuntimeError(f"`paperboy embed` failed: {lines[-1]}")
+    return int(said[1])
 
 
 def _log_outcome(task: asyncio.Task[str]) -> None:
@@ -239,10 +275,15 @@ async def _worker(settings: Settings) -> int:
             gateway = LeasedGateway(discord, store, ttl=settings.gateway_lease_seconds)
             jobs.append(gateway.run())
             jobs.append(_deliver(discord.bot, DISCORD, policy, ready=gateway.logged_in.wait))
+        if semantic is not None and (
+            settings.slack_app_token is not None or settings.discord_token is not None
+        ):
+            jobs.append(_prepare_search(semantic))  # this worker answers searches too
         clock = functools.partial(datetime.now, UTC)
         refresh = keep_papers_fresh(
-            store, source, clock, interval=REFRESH_INTERVAL, semantic=semantic, lookup=lookup
-        )
+            store, source, clock, interval=REFRESH_INTERVAL, lookup=lookup,
+            embed_new=None if semantic is None else _embed_apart,
+        )  # fmt: skip
         jobs.append(refresh)
         settled()
         async with asyncio.TaskGroup() as group:
@@ -310,8 +351,8 @@ async def _fetch(settings: Settings, first: date, last: date) -> int:
     return 0
 
 
-async def _embed(settings: Settings) -> int:
-    """Backfill: a vector for every stored paper without one."""
+async def _embed(settings: Settings, most: int | None) -> int:
+    """Backfill: a vector for every stored paper without one (or the newest `most`)."""
     store = await Store.open(settings.database_url)
     try:
         try:
@@ -319,10 +360,13 @@ async def _embed(settings: Settings) -> int:
         except SemanticUnavailable as exc:
             print(f"paperboy embed: search by meaning is unavailable: {exc}", file=sys.stderr)
             return 1
-        embedded = await semantic.embed_missing()
+        embedded = await semantic.embed_missing(most=most)
     finally:
         await store.close()
-    print(f"Embedded {embedded} papers; every stored paper has a vector.")
+    if most is not None and embedded == most:
+        print(f"Embedded {embedded} papers; others may have none yet.")
+    else:
+        print(f"Embedded {embedded} papers; every stored paper has a vector.")
     return 0
 
 
@@ -409,7 +453,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "console":
         return await _console(settings)
     if args.command == "embed":
-        return await _embed(settings)
+        if args.most is not None and args.most < 1:
+            print("paperboy embed: --most takes a number of papers, 1 or more", file=sys.stderr)
+            return 2
+        return await _embed(settings, args.most)
     if args.command == "fetch":
         today = datetime.now(UTC).date()
         first = args.since or args.date or today

@@ -124,7 +124,7 @@ async def _semantic(store: Store, paper_ids: dict[str, int]) -> tuple[Semantic, 
     Every paper gets one: the cached vector when the paper's text is unchanged, else a new
     one (and the cache is rewritten). `SemanticUnavailable` when the extra is missing."""
     model = SentenceModel.load()
-    from bot.semantic.index import as_bytes, as_vector
+    from bot.semantic.stored import as_bytes, as_vector
     from bot.semantic.meaning import Semantic, paper_text
 
     semantic = Semantic(store, model)

@@ -184,7 +184,7 @@ async def _semantic(store: Store) -> Semantic:
     from bot.semantic.model import SentenceModel
 
     meaning = Semantic(store, SentenceModel.load())
-    await meaning.load_index()
+    await meaning.prepare_search()
     return meaning
 
 

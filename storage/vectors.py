@@ -136,6 +136,11 @@ class VectorRepository:
         )
         return [(paper_id, vector) for paper_id, vector in rows]
 
-    async def count(self, model: str) -> int:
-        query = select(func.count()).select_from(PaperVector).where(PaperVector.model == model)
+    async def count(self, model: str, *, after: int = 0) -> int:
+        """How many vectors by `model` there are with ids above `after`."""
+        query = (
+            select(func.count())
+            .select_from(PaperVector)
+            .where(PaperVector.model == model, PaperVector.paper_id > after)
+        )
         return int(await self.session.scalar(query) or 0)

@@ -21,7 +21,8 @@ from sqlalchemy import delete, text
 from bot.app import Paperboy
 from bot.config import BotConfig
 from bot.events import CommandInvoked
-from bot.semantic.index import VectorIndex, as_bytes, as_vector
+from bot.semantic.index import VectorIndex
+from bot.semantic.stored import as_bytes, as_vector
 from bot.semantic.meaning import Semantic
 from bot.semantic.model import DIMENSIONS, MODEL_ID, SentenceModel
 from storage.models import Paper
@@ -95,6 +96,9 @@ class FixedModel:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return np.stack([self.vectors[text] for text in texts])
+
+    def warm(self) -> None:
+        """Nothing to read."""
 
 
 def random_units(count: int, seed: int) -> np.ndarray:
@@ -170,7 +174,7 @@ async def test_put_writes_the_embedding_beside_the_bytes(store: Store) -> None:
         assert np.array_equal(as_vector(stored[pid]), vector)
 
 
-async def test_nearest_from_the_database_ranks_as_the_matrix_in_memory(store: Store) -> None:
+async def test_nearest_from_the_database_ranks_as_the_index_in_memory(store: Store) -> None:
     ids = await add_papers(store, 300)
     vectors = random_units(300, seed=3)
     async with store.transaction() as repos:
@@ -192,7 +196,7 @@ async def test_nearest_from_the_database_ranks_as_the_matrix_in_memory(store: St
         assert [pid for pid, _ in from_database] == [pid for pid, _ in in_memory]
         assert np.allclose([s for _, s in from_database], [s for _, s in in_memory], atol=1e-5)
     # The database answered: the process read no vector into memory.
-    await semantic.load_index()
+    await semantic.prepare_search()
     assert len(semantic.index) == 0
 
 
@@ -286,5 +290,5 @@ async def test_topic_search_fuses_words_with_meaning_from_the_database(
     by_words = [card.paper_id for card in (await harness.say(f"topic {question}")).cards]
     assert "2605.00003" not in by_words
     assert set(await topic(question)) == {*by_words, "2605.00003"}
-    await semantic.load_index()
+    await semantic.prepare_search()
     assert len(semantic.index) == 0  # the database answered

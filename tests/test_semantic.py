@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from numpy.typing import NDArray
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 
 from adapters.slack.app import create_slack_bot
 from bot.app import Paperboy
@@ -26,7 +26,8 @@ from bot.digest import LIKE_SAVED, Digest, compose_digest
 from bot.events import CommandInvoked, UserRef
 from bot.messages import Message
 from bot.search import VECTOR_FLOOR, find_papers
-from bot.semantic.index import VectorIndex, as_bytes, as_vector
+from bot.semantic.index import EXACT_UP_TO, VectorIndex
+from bot.semantic.stored import as_bytes, as_vector
 from bot.semantic.meaning import Semantic, paper_text
 from bot.semantic.model import BATCH, DIMENSIONS, MAX_WORD_PIECES, MODEL_ID, SentenceModel
 from bot.sources.huggingface import HuggingFaceClient
@@ -317,7 +318,7 @@ async def test_an_index_catches_up_with_vectors_another_process_stored(
     worker = Semantic(store, sentence_model)  # the worker embeds a refresh's new papers
     ids = await add_papers(store, CORPUS[2:])
     await worker.embed_missing()
-    await server.load_index()
+    await server.prepare_search()
     assert len(server.index) == len(CORPUS) - 2
     ids |= await add_papers(store, [PHONES])
     assert await worker.embed_missing() == 1
@@ -340,7 +341,7 @@ async def test_an_index_reloads_after_older_papers_are_embedded_or_deleted(
     ids = await add_papers(store, CORPUS)
     newest = sorted(ids.values())[-3:]
     await semantic.embed_missing(most=3)
-    await semantic.load_index()
+    await semantic.prepare_search()
     assert sorted(pid for pid, _ in semantic.index.nearest(as_vector(unit(1)), 100)) == newest
     # A backfill stores vectors of papers older than any the index holds.
     assert await semantic.embed_missing() == len(CORPUS) - 3
@@ -369,9 +370,9 @@ async def test_load_index_reads_the_stored_vectors_once(
     await semantic.embed_missing()
     fresh = Semantic(store, sentence_model)  # a process that starts on a filled store
     assert len(fresh.index) == 0
-    await fresh.load_index()
+    await fresh.prepare_search()
     assert len(fresh.index) == len(CORPUS)
-    await fresh.load_index()
+    await fresh.prepare_search()
     assert len(fresh.index) == len(CORPUS)
     [(best, _)] = await nearest_to(fresh, OVERTHINKING_QUESTION, 1)
     assert best == ids[OVERTHINKING.arxiv_id]
@@ -450,17 +451,59 @@ async def test_fusion_keeps_what_the_words_find(store: Store, semantic: Semantic
     assert fused[0].id == tail_latency
 
 
-async def test_similarity_looks_up_the_papers_it_is_asked_about(store: Store) -> None:
+async def test_similarity_looks_up_the_papers_it_is_asked_about(
+    store: Store, semantic: Semantic
+) -> None:
     ids = await add_papers(store, [PaperData(f"2612.0210{n}", f"Paper {n}") for n in range(3)])
     a, b, c = (ids[f"2612.0210{n}"] for n in range(3))
     async with store.transaction() as repos:
         await repos.vectors.put({a: unit(1), c: unit(0, 1)}, MODEL_ID)  # b has none yet
-    index = VectorIndex(MODEL_ID)
-    await index.refresh(store)
-    found = index.similarity(as_vector(unit(1, 1)), [c, b, a, 10_000])
+    found = await semantic.similarity(as_vector(unit(1, 1)), [c, b, a, 10_000])
     assert found.keys() == {a, c}
     assert found[a] == pytest.approx(2**-0.5) and found[c] == pytest.approx(2**-0.5)
-    assert index.similarity(as_vector(unit(1)), []) == {}
+    assert await semantic.similarity(as_vector(unit(1)), []) == {}
+
+
+async def test_past_exact_up_to_the_index_groups_vectors_and_still_finds_the_nearest(
+    store: Store,
+) -> None:
+    """Beyond EXACT_UP_TO vectors the index is an inverted file of 8-bit codes: a question
+    searches the groups nearest it, and the papers nearest it are still found, in order, with
+    similarities close to the exact ones. Papers come in families of 10 alike ones (as papers
+    on one subject do), and a question near one paper has its family as the nearest 10."""
+    families = (EXACT_UP_TO + 500) // 10
+    count = families * 10
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(families, DIMENSIONS)).astype(np.float32)
+    vectors = np.repeat(centres, 10, axis=0) + rng.normal(
+        scale=0.5, size=(count, DIMENSIONS)
+    ).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    # Paper ids need not exist for the index: vectors are stored by id, papers by the store.
+    async with store.transaction() as repos:
+        await repos.session.execute(
+            insert(Paper),
+            [
+                {"id": n + 1, "arxiv_id": f"2612.{n:05d}", "title": f"P{n}", "fetched_at": NOW}
+                for n in range(count)
+            ],
+        )
+        await repos.vectors.put({n + 1: as_bytes(vectors[n]) for n in range(count)}, MODEL_ID)
+    index = VectorIndex(MODEL_ID)
+    await index.refresh(store)
+    assert len(index) == count
+    for row in (0, count // 2, count - 1):
+        question = vectors[row] + rng.normal(scale=0.01, size=DIMENSIONS).astype(np.float32)
+        question /= np.linalg.norm(question)
+        exact = vectors @ question
+        family = {row // 10 * 10 + n + 1 for n in range(10)}
+        assert {int(i) + 1 for i in np.argsort(-exact)[:10]} == family
+        found = index.nearest(question, 10)
+        assert found[0][0] == row + 1
+        assert {pid for pid, _ in found} == family
+        assert [score for _, score in found] == sorted((score for _, score in found), reverse=True)
+        for pid, score in found:
+            assert score == pytest.approx(float(exact[pid - 1]), abs=0.02)
 
 
 async def test_a_page_of_papers_holding_the_topic_as_written_is_ordered_by_meaning(

@@ -53,12 +53,18 @@ def paperboy(
 
 @pytest.fixture
 def without_onnxruntime(tmp_path: Path) -> Path:
-    """A directory that, first on the import path, makes `import onnxruntime` fail as it does
-    where the `semantic` extra is not installed."""
+    """A directory that, first on the import path, makes onnxruntime absent as it is where
+    the `semantic` extra is not installed: neither found nor importable."""
     directory = tmp_path / "no-onnxruntime"
     directory.mkdir()
-    (directory / "onnxruntime.py").write_text(
-        "raise ModuleNotFoundError(\"No module named 'onnxruntime'\", name='onnxruntime')\n"
+    (directory / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Absent:\n"
+        "    @staticmethod\n"
+        "    def find_spec(name, path=None, target=None):\n"
+        "        if name.partition('.')[0] == 'onnxruntime':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Absent)\n"
     )
     return directory
 

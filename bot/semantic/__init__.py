@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 
 
 def load_semantic(store: Store) -> Semantic:
-    """The service over `store`; `SemanticUnavailable` names what is missing."""
+    """The service over `store`, the model's files read at its first use;
+    `SemanticUnavailable` names what is missing."""
     from bot.semantic.model import SentenceModel
 
-    model = SentenceModel.load()  # first: it names what is missing, numpy included
+    model = SentenceModel.deferred()  # first: it names what is missing, numpy included
     from bot.semantic.meaning import Semantic
 
     return Semantic(store, model)

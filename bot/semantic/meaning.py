@@ -8,14 +8,18 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from bot.semantic.index import VectorIndex, as_bytes, as_vector
 from bot.semantic.model import BATCH, MODEL_ID, SentenceModel
+from bot.semantic.stored import as_bytes, as_vector
 from storage.models import Paper
 from storage.store import Repositories, Store
+
+if TYPE_CHECKING:
+    from bot.semantic.index import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +42,20 @@ class Semantic:
     # refresh's new papers; `paperboy serve` finds them within this time).
     refresh_every: float = 30.0
     clock: Callable[[], float] = time.monotonic
-    index: VectorIndex = field(default_factory=lambda: VectorIndex(MODEL_ID))
+    _index: VectorIndex | None = field(default=None, repr=False)
     _loaded_at: float | None = None
     _refreshing: asyncio.Task[None] | None = field(default=None, repr=False)
     _first_load: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @property
+    def index(self) -> VectorIndex:
+        """The stored vectors in memory, made at the first search (faiss is imported then:
+        a process that answers no searches, like a worker serving digests, never holds it)."""
+        if self._index is None:
+            from bot.semantic.index import VectorIndex
+
+            self._index = VectorIndex(MODEL_ID)
+        return self._index
 
     async def embed_query(self, text: str) -> NDArray[np.float32]:
         """`text` as a unit vector. In a thread: the model does not hold the GIL, so a
@@ -52,7 +66,7 @@ class Semantic:
     async def nearest(self, query: NDArray[np.float32], k: int) -> list[tuple[int, float]]:
         """The `k` stored papers closest in meaning to `query` (from `embed_query`), with
         their cosine similarity: found by the database when it has pgvector's index, else in
-        the matrix in memory (in a thread: BLAS does not hold the GIL either)."""
+        the index in memory (in a thread: faiss does not hold the GIL either)."""
         if await self._in_database():
             async with self.store.reading() as repos:
                 return await repos.vectors.nearest(as_bytes(query), MODEL_ID, k)
@@ -63,13 +77,10 @@ class Semantic:
         self, query: NDArray[np.float32], paper_ids: Sequence[int]
     ) -> dict[int, float]:
         """The cosine similarity to `query` of those of `paper_ids` that have a vector: a
-        lookup, not a search."""
-        if await self._in_database():
-            async with self.store.reading() as repos:
-                stored = await repos.vectors.of(paper_ids, MODEL_ID)
-            return {pid: float(as_vector(vector) @ query) for pid, vector in stored.items()}
-        await self._keep_fresh()
-        return self.index.similarity(query, paper_ids)
+        lookup of their stored vectors, not a search."""
+        async with self.store.reading() as repos:
+            stored = await repos.vectors.of(paper_ids, MODEL_ID)
+        return {pid: float(as_vector(vector) @ query) for pid, vector in stored.items()}
 
     async def _in_database(self) -> bool:
         async with self.store.reading() as repos:
@@ -123,17 +134,19 @@ class Semantic:
             done += len(papers)
         return done
 
-    async def load_index(self) -> None:
-        """Read the stored vectors (at start, so the first search need not); none when the
-        database searches them."""
-        async with self._first_load:  # concurrent first searches load once
+    async def prepare_search(self) -> None:
+        """Read the model's files and the stored vectors now (at the start of a process that
+        answers searches), so the first search need not; no vectors when the database searches
+        them."""
+        await asyncio.to_thread(self.model.warm)
+        async with self._first_load:  # concurrent first searches read the vectors once
             if self._loaded_at is None and not await self._in_database():
                 await self.index.refresh(self.store)
                 self._loaded_at = self.clock()
 
     async def _keep_fresh(self) -> None:
         if self._loaded_at is None:
-            await self.load_index()
+            await self.prepare_search()
             return
         stale = self.clock() - self._loaded_at >= self.refresh_every
         if stale and (self._refreshing is None or self._refreshing.done()):

