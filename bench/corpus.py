@@ -380,8 +380,8 @@ def paper_vectors(corpus: Corpus) -> NDArray[np.float32]:
 async def _store_vectors(path: Path, corpus: Corpus) -> None:
     """Store a vector for every paper of `corpus` in the database at `path` (which holds
     them), as the product does (`repos.vectors.put`, migrations applied first)."""
-    from bot.semantic.stored import as_bytes
     from bot.semantic.model import MODEL_ID
+    from bot.semantic.stored import as_bytes
 
     vectors = paper_vectors(corpus)
     with sqlite3.connect(path) as db:

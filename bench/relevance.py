@@ -124,8 +124,8 @@ async def _semantic(store: Store, paper_ids: dict[str, int]) -> tuple[Semantic, 
     Every paper gets one: the cached vector when the paper's text is unchanged, else a new
     one (and the cache is rewritten). `SemanticUnavailable` when the extra is missing."""
     model = SentenceModel.load()
-    from bot.semantic.stored import as_bytes, as_vector
     from bot.semantic.meaning import Semantic, paper_text
+    from bot.semantic.stored import as_bytes, as_vector
 
     semantic = Semantic(store, model)
     async with store.reading() as repos:

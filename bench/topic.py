@@ -36,7 +36,6 @@ from bot.cards import paper_cards
 from bot.config import BotConfig
 from bot.messages import Message
 from bot.search import CANDIDATES, VECTOR_FLOOR, find_papers
-from bot.semantic.model import DIMENSIONS
 from bot.words import search_terms
 from storage.models import Paper
 from storage.papers import RANK_POOL, sqlite_search
@@ -77,7 +76,7 @@ class TopicTimes:
     unranked: list[float] = field(default_factory=list)
     matches: int = 0
     # With search by meaning on: the search without it (lexical), the query's vector alone
-    # (embed), the matrix product and top CANDIDATES alone (vectors), and how many papers of
+    # (embed), the index's nearest CANDIDATES alone (vectors), and how many papers of
     # the last answer the lexical answer does not hold (by meaning).
     lexical: list[float] = field(default_factory=list)
     embed: list[float] = field(default_factory=list)
@@ -91,6 +90,7 @@ class Measured:
     topics: dict[str, TopicTimes]
     rss_kb: float = float("nan")  # the server's, after the warm-up
     idle_after: float = 0.0  # seconds from healthy to the server's start-up work done
+    recall: float = float("nan")  # of the index's nearest CANDIDATES, the share exact
 
 
 def timed(db: sqlite3.Connection, sql: str, params: Sequence[object]) -> float:
@@ -174,8 +174,41 @@ async def measure(path: Path, runs: int, *, semantic: bool = False) -> Measured:
                     times.by_meaning = len({p.id for p in papers} - {p.id for p in lexical})
                 count = "SELECT count(*) FROM papers_fts WHERE papers_fts MATCH ?"
                 times.matches = int(db.execute(count, (expression,)).fetchone()[0])
+    found = float("nan") if meaning is None else await recall(store, meaning)
     await store.close()
-    return Measured(floor, topics, rss, idle_after)
+    return Measured(floor, topics, rss, idle_after, found)
+
+
+RECALL_QUESTIONS = 100
+
+
+async def recall(store: Store, meaning: Semantic) -> float:
+    """Of the index's nearest CANDIDATES to a question, the share that are among the exact
+    nearest (every stored vector compared): for the topics' vectors and the stored vectors of
+    RECALL_QUESTIONS papers drawn evenly (a question about that paper), averaged."""
+    import numpy as np
+
+    from bot.semantic.model import MODEL_ID
+    from bot.semantic.stored import as_vector
+
+    ids, rows, after = [], [], 0
+    while True:
+        async with store.reading() as repos:
+            page = await repos.vectors.page(MODEL_ID, after, 20_000)
+        ids += [paper_id for paper_id, _ in page]
+        rows += [as_vector(stored) for _, stored in page]
+        if len(page) < 20_000:
+            break
+        after = page[-1][0]
+    matrix = np.stack(rows)
+    questions = [meaning.model.embed([topic])[0] for topic in TOPICS.values()]
+    questions += list(matrix[:: max(1, len(matrix) // RECALL_QUESTIONS)][:RECALL_QUESTIONS])
+    shares = []
+    for question in questions:
+        exact = {ids[i] for i in np.argsort(-(matrix @ question))[:CANDIDATES]}
+        found = {paper_id for paper_id, _ in meaning.index.nearest(question, CANDIDATES)}
+        shares.append(len(found & exact) / CANDIDATES)
+    return float(np.mean(shares))
 
 
 async def _semantic(store: Store) -> Semantic:
@@ -348,18 +381,18 @@ def with_meaning(section: Section, on: dict[int, Measured], runs: int) -> None:
     section.add(
         f"The same {runs} commands per topic to `paperboy serve` with `PAPERBOY_SEMANTIC=on`, "
         "on a copy of the database that also holds a vector per paper (`paper_vectors`): the "
-        "server loads the sentence model and reads every vector into one matrix at start; per "
-        "command it embeds the topic and searches the matrix in a thread while the full-text "
-        "search runs, then fuses the two rankings (reading the papers found by meaning alone "
-        "from the store). Timing starts once a first search has answered (it waits for the "
-        "matrix when the server has not read it yet), the server's CPU has gone idle (its "
-        f"start-up work done: {idle} s from healthy) and "
-        f"{WARM_UP} more commands have run. Times in ms. In this process, after each command: "
-        "store = the search with meaning (`find_papers`, as the server runs it), lexical = "
-        "the same without, embed = the topic's vector alone (the model), vectors = the matrix "
-        f"product and the best {CANDIDATES} alone, render = Block Kit JSON, raw = the "
-        "full-text statement alone; by meaning = papers of the answer that the lexical answer "
-        "does not hold."
+        "server reads the sentence model and every stored vector into its index at start "
+        "(bot/semantic/index.py: exact up to 20,000 vectors, beyond an inverted file of 8-bit "
+        "codes); per command it embeds the topic and asks the index in a thread while the "
+        "full-text search runs, then fuses the two rankings (reading the papers found by "
+        "meaning alone from the store). Timing starts once a first search has answered (it "
+        "waits for the index when the server has not built it yet), the server's CPU has gone "
+        f"idle (its start-up work done: {idle} s from healthy) and {WARM_UP} more commands "
+        "have run. Times in ms. In this process, after each command: store = the search with "
+        "meaning (`find_papers`, as the server runs it), lexical = the same without, embed = "
+        f"the topic's vector alone (the model), vectors = the index's nearest {CANDIDATES} "
+        "alone, render = Block Kit JSON, raw = the full-text statement alone; by meaning = "
+        "papers of the answer that the lexical answer does not hold."
     )
     section.add()
     section.table(
@@ -377,7 +410,7 @@ def with_meaning(section: Section, on: dict[int, Measured], runs: int) -> None:
     section.add(
         f"At {largest:,} papers the search with meaning takes {p50s('store')} ms in this "
         f"process, without it {p50s('lexical')} ms. The topic's vector ({p50s('embed')} ms) "
-        f"and the matrix product ({p50s('vectors')} ms) run one after the other in one thread "
+        f"and the index's answer ({p50s('vectors')} ms) come one after the other in one thread "
         + (
             "and take longer than the full-text search beside them, which then waits for them."
             if longer
@@ -386,23 +419,26 @@ def with_meaning(section: Section, on: dict[int, Measured], runs: int) -> None:
     )
     section.add()
     rss = ", ".join(f"{mb(m.rss_kb)} MB at {size:,} papers" for size, m in on.items())
+    section.add(f"Server RSS after the warm-up: {rss}.")
+    section.add()
+    found = ", ".join(f"{m.recall:.1%} at {size:,} papers" for size, m in on.items())
     section.add(
-        f"Server RSS after the warm-up: {rss} (the matrix alone is {DIMENSIONS * 4:,} bytes a "
-        f"paper: {DIMENSIONS * 4 * largest / 2**20:.0f} MiB at {largest:,})."
+        f"The index's nearest {CANDIDATES} against the exact nearest (every stored vector "
+        f"compared), for the topics' vectors and {RECALL_QUESTIONS} stored papers' vectors as "
+        f"questions, on average: {found} (exact up to 20,000)."
     )
     section.add()
     section.add(
         "Vectors: the seed papers' are the sentence model's own (title and summary, embedded "
         "as the product does, once, cached); a generated paper's is its anchor's (the seed "
         f"paper its words mostly come from) plus seeded Gaussian noise of {VECTOR_NOISE} per "
-        "dimension, scaled back to length 1 (about 0.9 alike to the anchor's). The vector "
-        "query's cost does not depend on the values: it is one matrix-vector product over "
-        f"every stored vector and a selection of the best {CANDIDATES}, the same work for any "
-        "numbers, so the stored vectors need not come from the model (embedding 100,000 "
-        "papers would take it most of an hour). What the values do change is the fusion's "
-        f"extra read: the papers at least {VECTOR_FLOOR} alike to the topic and not among the "
-        "lexical candidates are read from the store. Random unit vectors are about 0 alike "
-        "to any topic and would never pass that floor, hence vectors near real ones."
+        "dimension, scaled back to length 1 (about 0.9 alike to the anchor's), so the papers "
+        "fall in families around the archive's subjects, as real ones do (embedding 100,000 "
+        "papers would take the model most of an hour). Random unit vectors would not do: they "
+        "are about 0 alike to any topic, so they would never pass the fusion's floor of "
+        f"{VECTOR_FLOOR}, and they spread evenly, which no inverted file groups well. An "
+        "inverted file's time and the share it finds depend on how the vectors group; an "
+        "exact search's do not."
     )
 
 

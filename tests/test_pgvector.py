@@ -22,9 +22,9 @@ from bot.app import Paperboy
 from bot.config import BotConfig
 from bot.events import CommandInvoked
 from bot.semantic.index import VectorIndex
-from bot.semantic.stored import as_bytes, as_vector
 from bot.semantic.meaning import Semantic
 from bot.semantic.model import DIMENSIONS, MODEL_ID, SentenceModel
+from bot.semantic.stored import as_bytes, as_vector
 from storage.models import Paper
 from storage.papers import PaperData
 from storage.store import Store

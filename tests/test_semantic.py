@@ -27,9 +27,9 @@ from bot.events import CommandInvoked, UserRef
 from bot.messages import Message
 from bot.search import VECTOR_FLOOR, find_papers
 from bot.semantic.index import EXACT_UP_TO, VectorIndex
-from bot.semantic.stored import as_bytes, as_vector
 from bot.semantic.meaning import Semantic, paper_text
 from bot.semantic.model import BATCH, DIMENSIONS, MAX_WORD_PIECES, MODEL_ID, SentenceModel
+from bot.semantic.stored import as_bytes, as_vector
 from bot.sources.huggingface import HuggingFaceClient
 from storage.models import Paper
 from storage.papers import PaperData
