@@ -78,15 +78,17 @@ async def find_papers(
     if semantic is None or embedding is None:
         return lexical.ranked[:limit]
     try:
-        query = await embedding
         if len(lexical.as_written) >= limit:
             # Papers holding the topic as written fill the page (see `_fused`), so meaning
-            # only orders them: their similarities are looked up, no paper is searched for.
-            similar = await semantic.similarity(query, list(lexical.as_written))
-            near = sorted(similar.items(), key=lambda item: -item[1])
+            # only orders them, by their stored vectors, read while the topic is embedded:
+            # no paper is searched for.
+            async with store.reading() as repos:
+                stored = await semantic.vectors_of(repos, lexical.as_written)
+            near = semantic.most_alike(await embedding, stored)
         else:
-            near = await semantic.nearest(query, CANDIDATES)
+            near = await semantic.nearest(await embedding, CANDIDATES)
     except Exception as exc:  # the words alone answer
+        embedding.cancel()  # when reading the vectors failed, the topic's is not wanted
         log.warning("search by meaning failed, answered by words: %s", exc)
         return lexical.ranked[:limit]
     return await _fused(store, lexical, near, limit)

@@ -451,17 +451,19 @@ async def test_fusion_keeps_what_the_words_find(store: Store, semantic: Semantic
     assert fused[0].id == tail_latency
 
 
-async def test_similarity_looks_up_the_papers_it_is_asked_about(
+async def test_most_alike_orders_the_stored_vectors_it_is_given(
     store: Store, semantic: Semantic
 ) -> None:
     ids = await add_papers(store, [PaperData(f"2612.0210{n}", f"Paper {n}") for n in range(3)])
     a, b, c = (ids[f"2612.0210{n}"] for n in range(3))
     async with store.transaction() as repos:
-        await repos.vectors.put({a: unit(1), c: unit(0, 1)}, MODEL_ID)  # b has none yet
-    found = await semantic.similarity(as_vector(unit(1, 1)), [c, b, a, 10_000])
-    assert found.keys() == {a, c}
-    assert found[a] == pytest.approx(2**-0.5) and found[c] == pytest.approx(2**-0.5)
-    assert await semantic.similarity(as_vector(unit(1)), []) == {}
+        await repos.vectors.put({a: unit(1), c: unit(0, 1, 1)}, MODEL_ID)  # b has none yet
+    async with store.reading() as repos:
+        stored = await semantic.vectors_of(repos, [c, b, a, 10_000])
+    found = semantic.most_alike(as_vector(unit(1, 1)), stored)
+    assert [pid for pid, _ in found] == [a, c]
+    assert [round(score, 4) for _, score in found] == [round(2**-0.5, 4), 0.5]
+    assert semantic.most_alike(as_vector(unit(1)), {}) == []
 
 
 async def test_past_exact_up_to_the_index_groups_vectors_and_still_finds_the_nearest(
@@ -537,8 +539,9 @@ async def test_a_page_of_papers_holding_the_topic_as_written_is_ordered_by_meani
     # The paper closest in meaning rises above where the words alone put it.
     by_words = [paper.id for paper in await search(store, "speculative decoding", None)]
     query = await semantic.embed_query("speculative decoding")
-    similar = await semantic.similarity(query, by_words)
-    closest = max(similar, key=lambda paper_id: similar[paper_id])
+    async with store.reading() as repos:
+        stored = await semantic.vectors_of(repos, by_words)
+    closest, _ = semantic.most_alike(query, stored)[0]
     assert by_words.index(closest) > 0 and by_both.index(closest) < by_words.index(closest)
 
 

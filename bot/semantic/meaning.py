@@ -43,6 +43,7 @@ class Semantic:
     refresh_every: float = 30.0
     clock: Callable[[], float] = time.monotonic
     _index: VectorIndex | None = field(default=None, repr=False)
+    _database_searches: bool | None = None  # pgvector answers `nearest` (see `_in_database`)
     _loaded_at: float | None = None
     _refreshing: asyncio.Task[None] | None = field(default=None, repr=False)
     _first_load: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
@@ -73,18 +74,21 @@ class Semantic:
         await self._keep_fresh()
         return await asyncio.to_thread(self.index.nearest, query, k)
 
-    async def similarity(
-        self, query: NDArray[np.float32], paper_ids: Sequence[int]
-    ) -> dict[int, float]:
-        """The cosine similarity to `query` of those of `paper_ids` that have a vector: a
-        lookup of their stored vectors, not a search."""
-        async with self.store.reading() as repos:
-            stored = await repos.vectors.of(paper_ids, MODEL_ID)
-        return {pid: float(as_vector(vector) @ query) for pid, vector in stored.items()}
+    def most_alike(
+        self, query: NDArray[np.float32], stored: Mapping[int, bytes]
+    ) -> list[tuple[int, float]]:
+        """The papers of `stored` (paper id -> vector, from `vectors_of`) with their cosine
+        similarity to `query`, most alike first."""
+        similar = {pid: float(as_vector(vector) @ query) for pid, vector in stored.items()}
+        return sorted(similar.items(), key=lambda item: -item[1])
 
     async def _in_database(self) -> bool:
-        async with self.store.reading() as repos:
-            return await repos.vectors.in_database()
+        # Looked up once: a database is migrated before any use, and no migration drops
+        # pgvector's column.
+        if self._database_searches is None:
+            async with self.store.reading() as repos:
+                self._database_searches = await repos.vectors.in_database()
+        return self._database_searches
 
     async def vectors_of(self, repos: Repositories, paper_ids: Iterable[int]) -> dict[int, bytes]:
         """The stored vectors of those of `paper_ids` that have one by this model."""
