@@ -31,11 +31,12 @@ BANNER = (
     "paperboy console: you are `you` (admin) in #general. Type `/papers help` for commands.",
     "React with `/react N bookmark` (or `/unreact N bookmark`) on message [N]; `/as NAME` "
     "switches user.",
-    "`/post-daily` runs this channel's daily post, `/digest` sends your DM digest, `/quit` ends.",
+    "`/post-daily` runs this channel's daily post, `/post-weekly` its weekly team post, "
+    "`/digest` sends your DM digest, `/quit` ends.",
 )
 LINE_HELP = (
-    "Lines start with /papers, /react N EMOJI, /unreact N EMOJI, /post-daily, /digest, "
-    "/as NAME or /quit."
+    "Lines start with /papers, /react N EMOJI, /unreact N EMOJI, /post-daily, /post-weekly, "
+    "/digest, /as NAME or /quit."
 )
 _USER_NAME = re.compile(r"^[\w.-]{1,32}$")
 
@@ -147,6 +148,9 @@ class ConsoleSession:
         elif word == "/post-daily" and not rest:
             if not (await self.bot.daily.post(CHANNEL)).papers:
                 self.outbound.say("Nothing new to post in #general.")
+        elif word == "/post-weekly" and not rest:
+            if not (await self.bot.weekly.post(CHANNEL)).papers:
+                self.outbound.say("Nothing to post in #general: nothing saved or trending.")
         elif word == "/digest" and not rest:
             if not (await self.bot.digests.send(UserRef(SCOPE, self.user))).papers:
                 self.outbound.say(

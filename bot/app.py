@@ -1,7 +1,7 @@
 """Paperboy: the platform-neutral bot's front door. Adapters hand it neutral events and render
 what it returns: commands and reactions come in here; scheduled delivery is handed to
-`bot.delivery`, with the daily post and the digest as its kinds. It reaches platforms only
-through the Outbound port."""
+`bot.delivery`, with the daily post, the weekly post and the digest as its kinds. It reaches
+platforms only through the Outbound port."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from bot.commands.parser import (
     ADMIN_COMMANDS,
     ChannelOff,
     ChannelOn,
+    ChannelWeeklyOff,
+    ChannelWeeklyOn,
     DigestOff,
     DigestSet,
     UsageError,
@@ -25,7 +27,7 @@ from bot.commands.parser import (
 )
 from bot.config import BotConfig
 from bot.daily import DailyPosts
-from bot.delivery.runner import DeliveryPolicy
+from bot.delivery.runner import DeliveryKind, DeliveryPolicy
 from bot.delivery.scheduler import DeliveryScheduler
 from bot.digest import Digests
 from bot.events import CommandInvoked, ReactionChanged, UserRef
@@ -36,7 +38,8 @@ from bot.reactions import SaveReactions
 from bot.saving import papers_by_id
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
-from storage.deliveries import CHANNEL, DIGEST
+from bot.weekly import WeeklyPosts
+from storage.deliveries import CHANNEL, DIGEST, WEEKLY
 from storage.store import Store
 
 if TYPE_CHECKING:
@@ -44,7 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_COMMANDS = (ChannelOn, ChannelOff, DigestSet, DigestOff)
+SCHEDULE_COMMANDS = (
+    ChannelOn, ChannelOff, ChannelWeeklyOn, ChannelWeeklyOff, DigestSet, DigestOff
+)  # fmt: skip
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
 NOTHING_TO_SHARE = "Nothing to share: that answer has changed or is no longer available."
 UNFURL_BUDGET = 10.0  # seconds an unfurl waits for Hugging Face and arXiv
@@ -75,6 +80,7 @@ class Paperboy:
             store, outbound, default_count=config.default_post_count,
             save_emoji=config.save_emoji, clock=clock, schedule_changed=self._schedule_changed,
         )  # fmt: skip
+        self.weekly = WeeklyPosts(store, outbound, clock, self._schedule_changed)
         self.digests = Digests(
             store, outbound, clock=clock, schedule_changed=self._schedule_changed,
             semantic=semantic,
@@ -159,10 +165,13 @@ class Paperboy:
         policy: DeliveryPolicy | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> DeliveryScheduler:
-        """Scheduled delivery of this bot's daily posts and digests (on `platform`, the one
-        its outbound reaches), told at once when a command here changes a schedule."""
+        """Scheduled delivery of this bot's daily and weekly posts and digests (on `platform`,
+        the one its outbound reaches), told at once when a command here changes a schedule."""
+        kinds: dict[str, DeliveryKind] = {
+            CHANNEL: self.daily, WEEKLY: self.weekly, DIGEST: self.digests
+        }  # fmt: skip
         scheduler = DeliveryScheduler(
-            self.store, {CHANNEL: self.daily, DIGEST: self.digests}, platform=platform,
+            self.store, kinds, platform=platform,
             worker=worker, policy=policy, clock=clock or self.clock,
         )  # fmt: skip
         self._schedule_listeners.append(scheduler.schedule_changed)

@@ -387,10 +387,16 @@ class DailyPosts:
             lines=("Fix that (e.g. invite me back), then run `/papers channel on` there.",),
             visibility=Visibility.PUBLIC,
         )
-        try:
-            await self.outbound.send_dm(admin, notice)
-        except DeliveryError as error:
-            log.warning("could not tell %s about it: %s", admin.user, error.reason)
+        await tell_admin(self.outbound, admin, notice)
+
+
+async def tell_admin(outbound: Outbound, admin: UserRef, notice: Message) -> None:
+    """DM the admin who set a channel's post up that it stopped; their DMs being closed too
+    is only logged."""
+    try:
+        await outbound.send_dm(admin, notice)
+    except DeliveryError as error:
+        log.warning("could not tell %s about it: %s", admin.user, error.reason)
 
 
 def _where(channel: ChannelRef) -> tuple[str, str, str]:

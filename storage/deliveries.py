@@ -23,6 +23,7 @@ from storage.papers import dialect_insert
 
 CHANNEL = "channel"  # a channel's daily post
 DIGEST = "digest"  # a user's DM digest
+WEEKLY = "weekly"  # a channel's weekly team post
 
 
 class Status(StrEnum):
@@ -37,7 +38,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True)
 class DeliveryKey:
-    kind: str  # "channel" | "digest"
+    kind: str  # CHANNEL | DIGEST | WEEKLY
     platform: str
     workspace: str
     target: str

@@ -126,6 +126,25 @@ class ChannelTopic(Base):
     topic: Mapped[str] = mapped_column(String(100), primary_key=True)
 
 
+class WeeklyPost(Base):
+    """A channel's weekly team post: what the team saved and the week's trending papers it
+    was not posted, once a week at a local time (bot.weekly)."""
+
+    __tablename__ = "weekly_posts"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace: Mapped[str] = mapped_column(Ident, primary_key=True)
+    channel: Mapped[str] = mapped_column(Ident, primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    weekday: Mapped[int] = mapped_column(Integer)  # 0 = Monday
+    post_time: Mapped[str] = mapped_column(String(5))
+    timezone: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(Ident)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when the channel could not be reached; the post stays off until turned on again.
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
+
+
 class Post(Base):
     """A message the bot posted for one paper, so that reactions on it name that paper."""
 
@@ -229,14 +248,14 @@ class ProcessedEvent(Base):
 
 
 class Delivery(Base):
-    """One scheduled send (a channel's daily post, a user's digest) for one period: claimed by
-    exactly one worker under a lease, then marked sent, failed, or retried."""
+    """One scheduled send (a channel's daily or weekly post, a user's digest) for one period:
+    claimed by exactly one worker under a lease, then marked sent, failed, or retried."""
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("kind", "platform", "workspace", "target", "period"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "channel" | "digest"
+    kind: Mapped[str] = mapped_column(String(16))  # "channel" | "digest" | "weekly"
     platform: Mapped[str] = mapped_column(String(16))
     workspace: Mapped[str] = mapped_column(Ident)
     target: Mapped[str] = mapped_column(Ident)  # channel or user

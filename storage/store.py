@@ -17,6 +17,7 @@ from storage.papers import PaperRepository
 from storage.pending import PendingSaveRepository
 from storage.users import UserRepository
 from storage.vectors import VectorRepository
+from storage.weekly import WeeklyPostRepository
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Repositories:
     leases: LeaseRepository
     vectors: VectorRepository
     pending: PendingSaveRepository
+    weekly: WeeklyPostRepository
 
 
 def _repositories(session: AsyncSession) -> Repositories:
@@ -43,6 +45,7 @@ def _repositories(session: AsyncSession) -> Repositories:
         leases=LeaseRepository(session),
         vectors=VectorRepository(session),
         pending=PendingSaveRepository(session),
+        weekly=WeeklyPostRepository(session),
     )
 
 

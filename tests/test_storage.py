@@ -35,6 +35,7 @@ APP_TABLES = {
     "digest_settings",
     "digest_items",
     "pending_saves",
+    "weekly_posts",
 }
 
 

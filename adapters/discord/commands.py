@@ -3,7 +3,8 @@
 Each subcommand only spells its options back into the words of the shared command surface
 (`/papers channel on 08:30 Europe/Berlin 5`) and hands them to `run`: the core parses and
 validates them exactly as it does for Slack and the console. Discord allows two levels under
-a command, so the third word becomes a choice: `/papers channel topics action:add topic:...`.
+a command, so the third word becomes a choice: `/papers channel topics action:add topic:...`,
+`/papers channel weekly action:on day:Friday time:16:00`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from bot.commands.parser import (
     MAX_POST_COUNT,
     MAX_SAVE_LENGTH,
     MAX_TOPIC_LENGTH,
-    WEEKDAYS,
     suggest_timezones,
 )
+from bot.delivery.slots import WEEKDAYS
 
 Run = Callable[[discord.Interaction, str], Awaitable[None]]
 FollowedTopics = Callable[[discord.Interaction], Awaitable[list[str]]]
@@ -209,6 +210,27 @@ class PapersCommands(app_commands.Group):
     @channel.command(name="post-now", description="Post today's papers here now")
     async def channel_post_now(self, interaction: discord.Interaction) -> None:
         await self.run(interaction, "channel post-now")
+
+    @channel.command(name="weekly", description="A weekly post of what this server saved")
+    @app_commands.describe(
+        action="Turn it on (with a day and time) or off",
+        day="Which day of the week",
+        time=TIME_HINT,
+        timezone=TIMEZONE_HINT,
+    )
+    @app_commands.choices(day=WEEKDAY_CHOICES)
+    @app_commands.autocomplete(timezone=timezone_choices)
+    async def channel_weekly(
+        self,
+        interaction: discord.Interaction,
+        action: Literal["on", "off"],
+        day: app_commands.Choice[str] | None = None,
+        time: Time | None = None,
+        timezone: str | None = None,
+    ) -> None:
+        # `on` without a day or time gets the core's usage line, as on every platform.
+        words = _words("channel weekly", action, day.value if day else None, time, timezone)
+        await self.run(interaction, words)
 
     @channel.command(name="topics", description="Only post papers on these topics")
     @app_commands.describe(action="Add or remove a topic", topic="e.g. diffusion")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.commands import channels, digests, library, lists, papers
+from bot.commands import channels, digests, library, lists, papers, weekly
 from bot.commands import parser as p
 from bot.commands.context import CommandContext
 from bot.messages import Message
@@ -15,7 +15,7 @@ Handler = Callable[[CommandContext, Any], Awaitable[Message]]
 HANDLERS: dict[type, Handler] = {
     p.Today: papers.today,
     p.Topic: papers.topic,
-    p.MostUpvoted: lists.most_upvoted,
+    p.MostUpvoted: lists.upvoted,
     p.Team: lists.team,
     p.Help: papers.help_,
     p.Follow: library.follow,
@@ -35,6 +35,8 @@ HANDLERS: dict[type, Handler] = {
     p.ChannelPostNow: channels.channel_post_now,
     p.ChannelTopicAdd: channels.channel_topic_add,
     p.ChannelTopicRemove: channels.channel_topic_remove,
+    p.ChannelWeeklyOn: weekly.weekly_on,
+    p.ChannelWeeklyOff: weekly.weekly_off,
 }
 
 __all__ = ["HANDLERS", "CommandContext"]

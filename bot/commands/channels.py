@@ -1,4 +1,5 @@
-"""`channel on|off|status|post-now|topics ...`: a channel's daily post. Changes are admin-only."""
+"""`channel on|off|status|post-now|topics ...`: a channel's daily post. Changes are admin-only.
+`channel status` also tells of the weekly post (`bot.commands.weekly`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from bot.commands.parser import (
     ChannelTopicRemove,
     describe_days,
 )
+from bot.commands.weekly import weekly_status_lines
 from bot.daily import PUBLISHING_DAYS
 from bot.delivery.status import last_delivery_line
 from bot.messages import Message
@@ -24,7 +26,7 @@ MAX_CHANNEL_TOPICS = 10
 
 
 def not_admin(admins: str) -> str:
-    return f"Only {admins} can change this channel's daily post."
+    return f"Only {admins} can change this channel's daily or weekly post."
 
 
 async def channel_on(ctx: CommandContext, command: ChannelOn) -> Message:
@@ -72,6 +74,7 @@ async def channel_status(ctx: CommandContext, command: ChannelStatus) -> Message
         last = await repos.deliveries.latest(
             CHANNEL, ctx.platform, ctx.workspace, ctx.event.channel.channel
         )
+        weekly = await weekly_status_lines(ctx, repos)
     last_line = last_delivery_line(last, "Last scheduled post")
     if subscription is None or not subscription.enabled:
         stopped = (
@@ -82,12 +85,14 @@ async def channel_status(ctx: CommandContext, command: ChannelStatus) -> Message
         return Message(
             text=f"No daily post in this channel.{stopped}",
             lines=_present(
-                "An admin can start one: `/papers channel on 09:00 Europe/Berlin 5`.", last_line
+                "An admin can start one: `/papers channel on 09:00 Europe/Berlin 5`.",
+                last_line,
+                *weekly,
             ),
         )
     return Message(
         text=f"Daily post: {_schedule(subscription)}.",
-        lines=_present(_topics_line(topics), last_line),
+        lines=_present(_topics_line(topics), last_line, *weekly),
     )
 
 

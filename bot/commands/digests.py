@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bot.commands.context import CommandContext
-from bot.commands.parser import WEEKDAYS, DigestNow, DigestOff, DigestSet, DigestStatus
+from bot.commands.parser import DigestNow, DigestOff, DigestSet, DigestStatus
+from bot.delivery.slots import WEEKDAYS
 from bot.delivery.status import last_delivery_line
 from bot.messages import Message
 from bot.ports import DeliveryError

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
-from bot.cards import demo_note, paper_card
+from bot.cards import demo_note
 from bot.commands.context import CommandContext
 from bot.commands.parser import MostUpvoted, Team
 from bot.messages import Message
+from bot.rankings import listing_days, most_saved, most_upvoted
 from bot.reactions import emoji_in_text
 
 PERIOD_DAYS = {"week": 7, "month": 30}
@@ -22,9 +22,7 @@ async def team(ctx: CommandContext, command: Team) -> Message:
     days = PERIOD_DAYS.get(command.period)
     since = ctx.now - timedelta(days=days) if days is not None else None
     async with ctx.store.reading() as repos:
-        ranked = await repos.users.team_saves(
-            ctx.platform, ctx.workspace, since, ctx.config.today_count
-        )
+        ranked = await most_saved(repos, ctx.event.channel.scope, since, ctx.config.today_count)
     when = PERIOD_WORDS[command.period]
     if not ranked:
         emoji = emoji_in_text(ctx.config.save_emoji)
@@ -32,7 +30,7 @@ async def team(ctx: CommandContext, command: Team) -> Message:
             text=f"Nobody here has saved a paper {'yet' if since is None else when}.",
             lines=(f"React with {emoji} on a posted paper to save it.",),
         )
-    cards = tuple(replace(paper_card(paper), saved_by=savers) for paper, savers in ranked)
+    cards = tuple(entry.card for entry in ranked)
     return Message(
         text=f"What the team saved {when}",
         cards=cards,
@@ -41,23 +39,19 @@ async def team(ctx: CommandContext, command: Team) -> Message:
     )
 
 
-async def most_upvoted(ctx: CommandContext, command: MostUpvoted) -> Message:
+async def upvoted(ctx: CommandContext, command: MostUpvoted) -> Message:
     """The most upvoted papers of the Daily Papers lists of the last 7 or 30 days (today
     included), each paper once, from the store: it answers offline, and on the demo sample."""
     days = PERIOD_DAYS[command.period]
-    last = ctx.now.date()
-    first = last - timedelta(days=days - 1)
+    first, last = listing_days(ctx.now, days)
     async with ctx.store.reading() as repos:
-        ranked = await repos.papers.most_upvoted_between(first, last, ctx.config.today_count)
+        ranked = await most_upvoted(repos, first, last, ctx.config.today_count)
     if not ranked:
         return Message(
             text=f"No Daily Papers lists from the last {days} days yet.",
             lines=("`/papers today` shows the latest one there is.",),
         )
-    cards = tuple(
-        replace(paper_card(paper), upvotes=upvotes) if upvotes is not None else paper_card(paper)
-        for paper, upvotes in ranked
-    )
+    cards = tuple(entry.card for entry in ranked)
     if any(card.is_demo for card in cards):
         title = f"Papers of the last {days} days from the offline demo sample"
     else:

@@ -62,7 +62,7 @@ HELP_LINES = (
     f"{USAGE['saved']} · {USAGE['unsave']} · {USAGE['export']}",
     f"{USAGE['save']}: save papers by link (arXiv, Hugging Face, alphaXiv) or arXiv id",
     f"{USAGE['digest']}: your DM digest of followed topics",
-    f"{USAGE['channel']}: this channel's daily post (admins)",
+    f"{USAGE['channel']}: this channel's daily post and weekly team post (admins)",
     "React with the save emoji on a posted paper to save it; remove the reaction to unsave.",
 )
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from zoneinfo import available_timezones
 
-from bot.delivery.slots import days_spec
+from bot.delivery.slots import WEEKDAYS, days_spec
 from bot.links import MAX_IDS, Rejected, reference_id, reference_words
 from bot.text import is_unsafe
 from bot.words import is_word_character, search_terms
@@ -42,12 +42,13 @@ USAGE = {
     "`/papers digest weekly [mon..sun] HH:MM [timezone]`, `/papers digest off` "
     "or `/papers digest now`",
     "channel": "`/papers channel on [HH:MM] [timezone] [count] [days]`, `/papers channel off`, "
-    "`/papers channel status`, `/papers channel post-now` "
-    "or `/papers channel topics add|remove <topic>`",
+    "`/papers channel status`, `/papers channel post-now`, "
+    "`/papers channel topics add|remove <topic>` "
+    "or `/papers channel weekly on <mon..sun> HH:MM [timezone] | off`",
+    "weekly": "`/papers channel weekly on <mon..sun> HH:MM [timezone]`, "
+    "e.g. `/papers channel weekly on fri 16:00 Europe/Berlin`, or `/papers channel weekly off`",
     "help": "`/papers help`",
 }
-
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 # Words, numbers and the few joiners topics need ("c++", "text-to-speech", "bayes' rule").
 _TOPIC_PUNCTUATION = frozenset(" .+#'/-")
@@ -174,6 +175,18 @@ class ChannelTopicRemove:
 
 
 @dataclass(frozen=True)
+class ChannelWeeklyOn:
+    weekday: int  # 0 = Monday
+    time: str  # HH:MM
+    timezone: str | None  # None: keep the current one, or the default
+
+
+@dataclass(frozen=True)
+class ChannelWeeklyOff:
+    pass
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
@@ -182,13 +195,16 @@ Command = (
     Today | Topic | Follow | Unfollow | Following | Saved | Unsave | SavePapers | ExportBibtex
     | DigestSet | DigestOff | DigestNow | DigestStatus
     | ChannelOn | ChannelOff | ChannelStatus | ChannelPostNow | ChannelTopicAdd
-    | ChannelTopicRemove | Help
+    | ChannelTopicRemove | ChannelWeeklyOn | ChannelWeeklyOff | Help
     | MostUpvoted | Team
 )  # fmt: skip
 
 ArgsParser = Callable[[list[str]], Command]  # the words after a command's name
 
-ADMIN_COMMANDS = (ChannelOn, ChannelOff, ChannelPostNow, ChannelTopicAdd, ChannelTopicRemove)
+ADMIN_COMMANDS = (
+    ChannelOn, ChannelOff, ChannelPostNow, ChannelTopicAdd, ChannelTopicRemove,
+    ChannelWeeklyOn, ChannelWeeklyOff,
+)  # fmt: skip
 
 
 # Parsing --------------------------------------------------------------------------------
@@ -360,13 +376,13 @@ def parse_timezone(value: str, name: str) -> str:
     return canonical
 
 
-def parse_weekday(value: str) -> int:
+def parse_weekday(value: str, name: str) -> int:
     """`mon`, `Monday`, `tues`...: three letters at least of a weekday's English name."""
     try:
         return _weekday_index(value.lower())
     except ValueError:
         raise UsageError(
-            f"Days are mon, tue, wed, thu, fri, sat or sun. Usage: {USAGE['digest']}"
+            f"Days are mon, tue, wed, thu, fri, sat or sun. Usage: {USAGE[name]}"
         ) from None
 
 
@@ -383,7 +399,7 @@ def _digest(args: list[str]) -> Command:
     if head == "weekly":
         weekday = 0  # Monday unless a day is given
         if rest and rest[0].isalpha():
-            weekday = parse_weekday(rest.pop(0))
+            weekday = parse_weekday(rest.pop(0), "digest")
     if not rest or len(rest) > 2:
         raise usage("digest")
     time = parse_time(rest[0], "digest")
@@ -402,6 +418,8 @@ def _channel(args: list[str]) -> Command:
         return choices[head]
     if head == "on":
         return _channel_on(rest)
+    if head == "weekly":
+        return _channel_weekly(rest)
     if head == "topics" and len(rest) >= 2 and rest[0].lower() in ("add", "remove"):
         add = rest[0].lower() == "add"
         topic = normalise_topic(rest[1:], "channel", searchable=add)
@@ -434,6 +452,18 @@ def _channel_on(args: list[str]) -> Command:
     if rest:
         raise usage("channel")
     return ChannelOn(time, timezone, count, days)
+
+
+def _channel_weekly(args: list[str]) -> Command:
+    """`weekly on <day> HH:MM [tz]` or `weekly off`."""
+    if [arg.lower() for arg in args] == ["off"]:
+        return ChannelWeeklyOff()
+    if not 3 <= len(args) <= 4 or args[0].lower() != "on":
+        raise usage("weekly")
+    weekday = parse_weekday(args[1], "weekly")
+    time = parse_time(args[2], "weekly")
+    timezone = parse_timezone(args[3], "weekly") if len(args) == 4 else None
+    return ChannelWeeklyOn(weekday, time, timezone)
 
 
 DAY_WORDS = {"weekdays": range(5), "daily": range(7), "everyday": range(7), "weekends": (5, 6)}

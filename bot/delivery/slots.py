@@ -1,10 +1,11 @@
 """Slot planning: which deliveries recur, when, and which ledger period a firing belongs to.
 
-A slot is one target's recurring delivery (a channel's daily post, a user's digest) at a local
-time on some days of the week in an IANA timezone. Its trigger is APScheduler's `CronTrigger`,
-which keeps local times right across daylight-saving changes; its period, the local date it
-fires on, keys the deliveries ledger. The schedules live in the database (channel
-subscriptions, digest settings); a new scheduled kind adds its query to `load_slots`.
+A slot is one target's recurring delivery (a channel's daily or weekly post, a user's digest)
+at a local time on some days of the week in an IANA timezone. Its trigger is APScheduler's
+`CronTrigger`, which keeps local times right across daylight-saving changes; its period, the
+local date it fires on, keys the deliveries ledger. The schedules live in the database (channel
+subscriptions, weekly posts, digest settings); a new scheduled kind adds its query to
+`load_slots`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
-from storage.deliveries import CHANNEL, DIGEST, DeliveryKey
+from storage.deliveries import CHANNEL, DIGEST, WEEKLY, DeliveryKey
 from storage.models import ChannelSubscription, DigestSetting
 from storage.store import Store
 
-CRON_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+CRON_DAYS = tuple(day[:3] for day in WEEKDAYS)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ def _hour_minute(value: str) -> tuple[int, int]:
 
 
 async def load_slots(store: Store, platform: str | None = None) -> list[Slot]:
-    """Every enabled channel post and every digest that is not paused (on `platform`)."""
+    """Every enabled daily and weekly channel post and every digest that is not paused (on
+    `platform`)."""
     channels = select(ChannelSubscription).where(ChannelSubscription.enabled.is_(True))
     digests_query = select(DigestSetting).where(DigestSetting.disabled_reason.is_(None))
     if platform is not None:
@@ -130,6 +133,7 @@ async def load_slots(store: Store, platform: str | None = None) -> list[Slot]:
     async with store.transaction() as repos:
         subscriptions = (await repos.session.scalars(channels)).all()
         digests = (await repos.session.scalars(digests_query)).all()
+        weekly = await repos.weekly.listed(enabled_only=True, platform=platform)
     slots = [
         Slot(CHANNEL, s.platform, s.workspace, s.channel, s.days,
              *_hour_minute(s.post_time), s.timezone, s.updated_at)
@@ -141,4 +145,9 @@ async def load_slots(store: Store, platform: str | None = None) -> list[Slot]:
             Slot(DIGEST, d.platform, d.workspace, d.user, days, *_hour_minute(d.send_time),
                  d.timezone, d.updated_at)
         )  # fmt: skip
+    slots.extend(
+        Slot(WEEKLY, w.platform, w.workspace, w.channel, days_spec({w.weekday}),
+             *_hour_minute(w.post_time), w.timezone, w.updated_at)
+        for w in weekly
+    )  # fmt: skip
     return slots

@@ -1,6 +1,7 @@
 """What scheduled delivery did and will do, as people read it: `paperboy status` for an
-operator (the next slots, the recent deliveries, how fresh the store is), and one line on a
-channel's post or a user's digest for `/papers channel status` and `/papers digest`.
+operator (the next slots, the recent deliveries, how fresh the store is, the weekly posts and
+how each last went), and one line on a channel's post or a user's digest for
+`/papers channel status` and `/papers digest`.
 
 Read from the database only, so it works beside running workers, and it shows no secret (the
 database password is masked)."""
@@ -11,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from bot.delivery.slots import Slot, load_slots, next_fires
-from storage.models import Delivery, Lease
+from bot.delivery.slots import WEEKDAYS, Slot, load_slots, next_fires
+from storage.deliveries import WEEKLY
+from storage.models import Delivery, Lease, WeeklyPost
 from storage.store import Store
 
 STATUS_ORDER = ("sent", "empty", "claimed", "waiting", "retry", "failed", "skipped")
@@ -36,6 +38,7 @@ class StatusReport:
     last_day: dict[str, int]  # deliveries of the last 24 hours by outcome
     recent: Sequence[Delivery]
     leases: Sequence[Lease]
+    weekly: Sequence[tuple[WeeklyPost, Delivery | None]]  # with its latest delivery
 
 
 async def collect_status(
@@ -53,6 +56,12 @@ async def collect_status(
         last_day = await repos.deliveries.counts(now - timedelta(days=1))
         deliveries = await repos.deliveries.recent(recent)
         leases = await repos.leases.held(now)
+        weekly = [
+            (post, await repos.deliveries.latest(
+                WEEKLY, post.platform, post.workspace, post.channel
+            ))
+            for post in await repos.weekly.listed(enabled_only=False, limit=recent)
+        ]  # fmt: skip
     return StatusReport(
         now=now,
         database=store.engine.url.render_as_string(hide_password=True),
@@ -62,6 +71,7 @@ async def collect_status(
         last_day=last_day,
         recent=deliveries,
         leases=leases,
+        weekly=weekly,
     )
 
 
@@ -96,7 +106,25 @@ def render_status(report: StatusReport) -> str:
     )
     if not report.recent:
         lines.append("  none yet")
+    lines.append("")
+    lines.extend(_weekly_lines(report.weekly))
     return "\n".join(lines)
+
+
+def _weekly_lines(weekly: Sequence[tuple[WeeklyPost, Delivery | None]]) -> list[str]:
+    lines = [f"Weekly posts ({len(weekly)}):"]
+    for post, last in weekly:
+        state = "on" if post.enabled else "off"
+        if post.disabled_reason:
+            state += f" (stopped: {post.disabled_reason})"
+        outcome = last_delivery_line(last, "last") or "not run yet"
+        lines.append(
+            f"  {post.platform:<7} {post.workspace}/{post.channel}  {describe_weekly(post)}  "
+            f"{state}  {outcome}"
+        )
+    if not weekly:
+        lines.append("  none: no channel has a weekly post")
+    return lines
 
 
 def _freshness(fresh: Freshness, now: datetime) -> str:
@@ -126,6 +154,11 @@ def _ago(elapsed: timedelta) -> str:
     if minutes < 48 * 60:
         return f"{minutes // 60} h"
     return f"{minutes // (24 * 60)} days"
+
+
+def describe_weekly(post: WeeklyPost) -> str:
+    """A weekly post's schedule in words, e.g. "Fridays at 16:00 Europe/Berlin"."""
+    return f"{WEEKDAYS[post.weekday].capitalize()}s at {post.post_time} {post.timezone}"
 
 
 def last_delivery_line(delivery: Delivery | None, what: str) -> str | None:

@@ -1,0 +1,143 @@
+"""The weekly team post: once a week, one message in a channel with what members of its
+workspace saved most in the last 7 days and the week's most upvoted papers the channel was not
+posted yet; and the weekly post as a kind of scheduled delivery (`WeeklyPosts`), whose sending
+`bot.delivery` does once.
+
+"Not posted yet" reads the channel's daily posts (every paper message they sent is recorded,
+`storage.channels`), so a paper a daily post carried is not offered again at the week's end.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from bot.cards import demo_note
+from bot.daily import tell_admin
+from bot.delivery.resumable import Part, ResumableSend, SendKey
+from bot.delivery.runner import Claim, Send
+from bot.events import ChannelRef, UserRef
+from bot.messages import Message, Visibility
+from bot.ports import Delivered, DeliveryError, Outbound
+from bot.rankings import Ranked, listing_days, most_saved, most_upvoted
+from storage.store import Repositories, Store
+
+log = logging.getLogger(__name__)
+
+WEEK_DAYS = 7
+MAX_SAVED = 5
+MAX_TRENDING = 5  # with MAX_SAVED, within Discord's 10 embeds a message
+# The most upvoted papers looked at for the trending part: a week of daily posts carries at
+# most 70 papers (10 a day), so a pool this deep still holds MAX_TRENDING the channel lacks.
+TRENDING_POOL = 100
+LEAD = "weekly"  # the post's one part, and what the ledger records as sent
+
+
+async def compose_weekly_post(
+    repos: Repositories, channel: ChannelRef, now: datetime
+) -> Message | None:
+    """The weekly post `channel` gets for the week ending at `now`; None when there is
+    nothing to say (nothing saved, and no trending paper it was not posted)."""
+    scope = channel.scope
+    saved = await most_saved(repos, scope, now - timedelta(days=WEEK_DAYS), MAX_SAVED)
+    first, last = listing_days(now, WEEK_DAYS)
+    pool = await most_upvoted(repos, first, last, TRENDING_POOL)
+    posted = await repos.channels.posted_papers(
+        scope.platform, scope.workspace, channel.channel, [entry.paper_id for entry in pool]
+    )
+    shown = posted | {entry.paper_id for entry in saved}  # a saved paper appears once
+    trending = [entry for entry in pool if entry.paper_id not in shown][:MAX_TRENDING]
+    if not saved and not trending:
+        return None
+    return weekly_message(first, last, saved, trending)
+
+
+def weekly_message(
+    first: date, last: date, saved: Sequence[Ranked], trending: Sequence[Ranked]
+) -> Message:
+    """The post: the team's most saved papers first ("saved by N", counts only), then the
+    trending ones, as one list of cards every adapter renders as it renders any list."""
+    lines = []
+    if saved:
+        lines.append(f"First, what this team saved most in the last {WEEK_DAYS} days.")
+    if trending:
+        lead = "Then the" if saved else "The"
+        lines.append(f"{lead} week's most upvoted Daily Papers not posted here yet.")
+    lines.append("Save one for yourself with `/papers save <arXiv id>`.")
+    cards = tuple(entry.card for entry in (*saved, *trending))
+    return Message(
+        text=f"The week in papers, {first:%d %b} to {last:%d %b %Y}",
+        lines=tuple(lines),
+        cards=cards,
+        note=demo_note(cards),
+        visibility=Visibility.PUBLIC,
+    )
+
+
+@dataclass
+class WeeklyPosts:
+    """The weekly post as a kind of delivery (`bot.delivery.runner.DeliveryKind`), and the
+    console's `/post-weekly`. A permanent delivery error (channel gone, bot removed) turns the
+    channel's weekly post off and tells the admin who set it up."""
+
+    store: Store
+    outbound: Outbound
+    clock: Callable[[], datetime]
+    schedule_changed: Callable[[], None]  # a channel's weekly post was turned off
+
+    async def post(self, channel: ChannelRef) -> Delivered:
+        """Post the week's papers to `channel` now."""
+        async with self.store.transaction() as repos:
+            send = await self._resumable(repos, channel, self.clock())
+        return await self._run(channel, send, None)
+
+    async def prepare(self, repos: Repositories, claims: Sequence[Claim]) -> list[Send]:
+        """The claimed posts, composed in the claims' transaction. The week ends when the
+        slot first ran, so a retry composes the post that run chose."""
+        steps: list[Send] = []
+        for claim in claims:
+            channel = ChannelRef(claim.scope, claim.key.target)
+            send = await self._resumable(repos, channel, claim.first_run)
+            steps.append(functools.partial(self._run, channel, send, claim.send_key))
+        return steps
+
+    async def _resumable(
+        self, repos: Repositories, channel: ChannelRef, now: datetime
+    ) -> ResumableSend:
+        message = await compose_weekly_post(repos, channel, now)
+        if message is None:
+            return ResumableSend(channel, LEAD)
+        return ResumableSend(channel, LEAD, (Part(LEAD, message),), len(message.cards))
+
+    async def _run(
+        self, channel: ChannelRef, send: ResumableSend, key: SendKey | None
+    ) -> Delivered:
+        try:
+            return await send.run(self.outbound, key)
+        except DeliveryError as error:
+            if error.permanent:
+                await self._stop(channel, error.reason)
+            raise
+
+    async def _stop(self, channel: ChannelRef, reason: str) -> None:
+        scope = channel.scope
+        async with self.store.transaction() as repos:
+            stopped = await repos.weekly.turn_off(
+                scope.platform, scope.workspace, channel.channel, self.clock(), reason
+            )
+        if stopped is None:
+            return
+        self.schedule_changed()
+        log.warning(
+            "weekly post stopped: platform=%s workspace=%s channel=%s reason=%s",
+            scope.platform, scope.workspace, channel.channel, reason,
+        )  # fmt: skip
+        notice = Message(
+            text=f"I stopped the weekly post in channel {channel.channel}: {reason}.",
+            lines=("Fix that (e.g. invite me back), then run `/papers channel weekly on` there.",),
+            visibility=Visibility.PUBLIC,
+        )
+        await tell_admin(self.outbound, UserRef(scope, stopped.created_by), notice)

@@ -1,0 +1,70 @@
+"""Channels' weekly team posts: when each comes (day, local time, timezone) and whether it is on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import WeeklyPost
+
+
+class WeeklyPostRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, platform: str, workspace: str, channel: str) -> WeeklyPost | None:
+        return await self.session.get(WeeklyPost, (platform, workspace, channel))
+
+    async def turn_on(
+        self,
+        platform: str,
+        workspace: str,
+        channel: str,
+        *,
+        weekday: int,
+        post_time: str,
+        timezone: str,
+        by: str,
+        now: datetime,
+    ) -> WeeklyPost:
+        """Turn the channel's weekly post on at this day and time (or move it there)."""
+        post = await self.get(platform, workspace, channel)
+        if post is None:
+            post = WeeklyPost(platform=platform, workspace=workspace, channel=channel)
+            self.session.add(post)
+        post.enabled = True
+        post.disabled_reason = None
+        post.weekday = weekday
+        post.post_time = post_time
+        post.timezone = timezone
+        post.created_by = by
+        post.updated_at = now
+        await self.session.flush()
+        return post
+
+    async def turn_off(
+        self, platform: str, workspace: str, channel: str, now: datetime, reason: str | None = None
+    ) -> WeeklyPost | None:
+        """Turn it off (with the reason when the channel could not be reached); the post as it
+        was, or None when it was not on."""
+        post = await self.get(platform, workspace, channel)
+        if post is None or not post.enabled:
+            return None
+        post.enabled = False
+        post.disabled_reason = reason[:200] if reason else None
+        post.updated_at = now
+        return post
+
+    async def listed(
+        self, *, enabled_only: bool, platform: str | None = None, limit: int | None = None
+    ) -> Sequence[WeeklyPost]:
+        """Weekly posts (on `platform`; the `limit` latest changed), the latest changed first."""
+        query = select(WeeklyPost).order_by(WeeklyPost.updated_at.desc()).limit(limit)
+        if enabled_only:
+            query = query.where(WeeklyPost.enabled.is_(True))
+        if platform is not None:
+            query = query.where(WeeklyPost.platform == platform)
+        return (await self.session.scalars(query)).all()
