@@ -138,7 +138,11 @@ async def test_start_up_identifies_with_minimal_intents_and_syncs_papers(
     digest = {o["name"] for o in children["digest"]["options"]}
     channel = {o["name"]: o for o in children["channel"]["options"]}
     assert digest == {"daily", "weekly", "off", "now", "status"}
-    assert set(channel) == {"on", "off", "status", "post-now", "topics"}
+    assert set(channel) == {"on", "off", "status", "post-now", "topics", "weekly"}
+    weekly = {o["name"]: o for o in channel["weekly"]["options"]}
+    assert [c["value"] for c in weekly["action"]["choices"]] == ["on", "off"]
+    assert [c["value"] for c in weekly["day"]["choices"]][::6] == ["mon", "sun"]
+    assert weekly["action"].get("required") and not weekly["day"].get("required")
     on = {o["name"]: o for o in channel["on"]["options"]}
     assert on["count"]["type"] == 4 and (on["count"]["min_value"], on["count"]["max_value"]) == (
         1,

@@ -25,12 +25,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, inspect, select, text
 
-from bot import app, commands, daily, digest
+from bot import app, commands, daily, digest, weekly
 from bot.app import SOMETHING_WENT_WRONG
 from bot.commands import channels, digests, library, papers
 from bot.commands import parser as p
+from bot.commands import weekly as weekly_commands
 from bot.commands.parser import MAX_COMMAND_LENGTH, MAX_TOPIC_LENGTH, UsageError, parse
-from bot.delivery import status
+from bot.delivery import slots, status
 from bot.events import ChannelRef, CommandInvoked, Scope
 from bot.links import ARCHIVES
 from bot.messages import Message
@@ -151,9 +152,9 @@ any_input = st.one_of(command_shaped, smuggled, st.text(), dirty_args, too_long)
 
 PARSER_SOURCE = pyinspect.getsource(p).lower()
 # Everything the command handlers could say on their own.
+BOT_MODULES = (p, commands, channels, digests, library, papers, status, app, daily, digest)
 BOT_TEXT = "\n".join(
-    pyinspect.getsource(module).lower()
-    for module in (p, commands, channels, digests, library, papers, status, app, daily, digest)
+    pyinspect.getsource(module).lower() for module in (*BOT_MODULES, slots, weekly, weekly_commands)
 )
 
 
