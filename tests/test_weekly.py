@@ -20,8 +20,9 @@ from bot.config import BotConfig
 from bot.delivery.runner import Claim, DeliveryPolicy
 from bot.delivery.scheduler import DeliveryScheduler
 from bot.delivery.status import collect_status, render_status
-from bot.events import ChannelRef
+from bot.events import ChannelRef, MessageRef
 from bot.messages import Message
+from bot.ports import DeliveryError
 from storage.channels import PostRecord
 from storage.deliveries import WEEKLY, DeliveryKey
 from storage.models import Delivery
@@ -246,6 +247,32 @@ async def test_papers_the_daily_posts_carried_are_not_trending_again(harness: Ha
     (post,) = weekly_posts(harness.platform)
     assert [card.paper_id for card in post.cards] == ["2605.00005"]
     assert post.lines[0] == "The week's most upvoted Daily Papers not posted here yet."
+
+
+class GonePlatform(RecordingPlatform):
+    """A channel the bot was removed from: posting there fails for good."""
+
+    async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+        raise DeliveryError("channel_not_found", permanent=True)
+
+
+async def test_a_channel_that_is_gone_stops_its_weekly_post_and_tells_the_admin(
+    harness: Harness,
+) -> None:
+    await set_up_week(harness)
+    platform = harness.use(GonePlatform())
+    worker = scheduler(harness)
+    await worker.resync(catch_up=True)
+    await worker.resync()
+    assert worker.slots == []  # turned off: no longer scheduled
+    worker.shutdown()
+    row = await ledger_row(harness.store)
+    assert row is not None and (row.status, row.detail) == ("failed", "channel_not_found")
+    assert await weekly_row(harness.store) == (False, 1, "11:00", "UTC")
+    ((admin, notice, _),) = platform.dms
+    assert admin.user == "admin" and "stopped the weekly post in channel C1" in notice.text
+    status = await harness.say("channel status")
+    assert any("it was stopped: channel_not_found" in line for line in status.lines)
 
 
 # Exactly once ------------------------------------------------------------------------------
