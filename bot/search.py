@@ -18,6 +18,12 @@ resembles the topic above one that holds it. Neither side alone is enough: vecto
 "overthinking" for "reasoning models that think too long" but blur a method's name of several
 words; the words hold the name but miss synonyms. On the relevance benchmark, plain RRF
 (without the groups) put 112 on-topic papers in 170, the groups 118.
+
+When papers holding the topic as written fill the page (most keywords and phrases), they are
+the answer, in the words' order, and meaning is not asked: ordered by meaning instead, such
+pages held as many on-topic papers on the relevance benchmark, and the topic's vector is the
+costliest part of a search (the full-text search and it took turns for the 2 cores rather
+than running side by side). So meaning is asked after the words, only where they fall short.
 """
 
 from __future__ import annotations
@@ -67,28 +73,12 @@ async def find_papers(
     if they arrive within `budget` seconds; they are stored, so they are found locally next
     time. A store that can answer in full is not held up by, and does not load, Hugging Face
     (the daily lists keep it current)."""
-    # The topic is embedded in a thread while the full-text search runs.
-    embedding = asyncio.create_task(semantic.embed_query(topic)) if semantic else None
-    try:
-        lexical = await _lexical(store, source, topic, limit=limit, budget=budget)
-    except BaseException:
-        if embedding is not None:
-            embedding.cancel()
-        raise
-    if semantic is None or embedding is None:
+    lexical = await _lexical(store, source, topic, limit=limit, budget=budget)
+    if semantic is None or len(lexical.as_written) >= limit:
         return lexical.ranked[:limit]
     try:
-        if len(lexical.as_written) >= limit:
-            # Papers holding the topic as written fill the page (see `_fused`), so meaning
-            # only orders them, by their stored vectors, read while the topic is embedded:
-            # no paper is searched for.
-            async with store.reading() as repos:
-                stored = await semantic.vectors_of(repos, lexical.as_written)
-            near = semantic.most_alike(await embedding, stored)
-        else:
-            near = await semantic.nearest(await embedding, CANDIDATES)
+        near = await semantic.nearest(await semantic.embed_query(topic), CANDIDATES)
     except Exception as exc:  # the words alone answer
-        embedding.cancel()  # when reading the vectors failed, the topic's is not wanted
         log.warning("search by meaning failed, answered by words: %s", exc)
         return lexical.ranked[:limit]
     return await _fused(store, lexical, near, limit)

@@ -451,21 +451,6 @@ async def test_fusion_keeps_what_the_words_find(store: Store, semantic: Semantic
     assert fused[0].id == tail_latency
 
 
-async def test_most_alike_orders_the_stored_vectors_it_is_given(
-    store: Store, semantic: Semantic
-) -> None:
-    ids = await add_papers(store, [PaperData(f"2612.0210{n}", f"Paper {n}") for n in range(3)])
-    a, b, c = (ids[f"2612.0210{n}"] for n in range(3))
-    async with store.transaction() as repos:
-        await repos.vectors.put({a: unit(1), c: unit(0, 1, 1)}, MODEL_ID)  # b has none yet
-    async with store.reading() as repos:
-        stored = await semantic.vectors_of(repos, [c, b, a, 10_000])
-    found = semantic.most_alike(as_vector(unit(1, 1)), stored)
-    assert [pid for pid, _ in found] == [a, c]
-    assert [round(score, 4) for _, score in found] == [round(2**-0.5, 4), 0.5]
-    assert semantic.most_alike(as_vector(unit(1)), {}) == []
-
-
 async def test_past_exact_up_to_the_index_groups_vectors_and_still_finds_the_nearest(
     store: Store,
 ) -> None:
@@ -508,41 +493,50 @@ async def test_past_exact_up_to_the_index_groups_vectors_and_still_finds_the_nea
             assert score == pytest.approx(float(exact[pid - 1]), abs=0.02)
 
 
-async def test_a_page_of_papers_holding_the_topic_as_written_is_ordered_by_meaning(
-    store: Store, semantic: Semantic
+class CountingModel:
+    """The sentence model, counting the texts it is asked to embed."""
+
+    def __init__(self, model: SentenceModel) -> None:
+        self.model = model
+        self.embedded: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        self.embedded += texts
+        return self.model.embed(texts)
+
+    def warm(self) -> None:
+        self.model.warm()
+
+
+async def test_a_page_of_papers_holding_the_topic_as_written_is_the_words_answer(
+    store: Store, sentence_model: SentenceModel
 ) -> None:
-    """When papers holding the topic as written fill the page, a paper that only resembles it
-    stays off, and meaning orders the page: no search over every vector is needed."""
+    """When papers holding the topic as written fill the page, they are the answer, in the
+    words' order: a paper that only resembles the topic stays off, and the topic is not
+    embedded. Where they fall short, meaning is asked."""
     written = [
         PaperData(f"2612.0220{n}", f"Speculative decoding, study {n}", "Draft and verify.")
         for n in range(5)
     ]
-    written.append(
-        PaperData(
-            "2612.02209",
-            "Speculative decoding for faster LLM inference with draft models",
-            "A small draft model proposes tokens that the large model verifies in parallel.",
-        )
-    )
     resembling = PaperData(
         "2612.02210",
         "Draft-and-verify generation: accelerating large language model inference",
         "A small model proposes tokens that the large model accepts or rejects in one pass.",
     )
     ids = await add_papers(store, [*written, resembling])
+    model = CountingModel(sentence_model)
+    semantic = Semantic(store, cast(SentenceModel, model))
     await semantic.embed_missing()
+    model.embedded.clear()
     page = await search(store, "speculative decoding", semantic)
-    assert ids[resembling.arxiv_id] not in [paper.id for paper in page]
-    assert len(page) == 5
-    by_both = [paper.id for paper in page]
-    assert set(by_both) <= {ids[paper.arxiv_id] for paper in written}
-    # The paper closest in meaning rises above where the words alone put it.
-    by_words = [paper.id for paper in await search(store, "speculative decoding", None)]
-    query = await semantic.embed_query("speculative decoding")
-    async with store.reading() as repos:
-        stored = await semantic.vectors_of(repos, by_words)
-    closest, _ = semantic.most_alike(query, stored)[0]
-    assert by_words.index(closest) > 0 and by_both.index(closest) < by_words.index(closest)
+    assert [paper.id for paper in page] == [
+        paper.id for paper in await search(store, "speculative decoding", None)
+    ]
+    assert {paper.id for paper in page} == {ids[paper.arxiv_id] for paper in written}
+    assert model.embedded == []
+    page = await search(store, "faster inference of language models", semantic)
+    assert model.embedded == ["faster inference of language models"]
+    assert ids[resembling.arxiv_id] in [paper.id for paper in page]
 
 
 # Phrases, by words alone ------------------------------------------------------------------

@@ -74,14 +74,6 @@ class Semantic:
         await self._keep_fresh()
         return await asyncio.to_thread(self.index.nearest, query, k)
 
-    def most_alike(
-        self, query: NDArray[np.float32], stored: Mapping[int, bytes]
-    ) -> list[tuple[int, float]]:
-        """The papers of `stored` (paper id -> vector, from `vectors_of`) with their cosine
-        similarity to `query`, most alike first."""
-        similar = {pid: float(as_vector(vector) @ query) for pid, vector in stored.items()}
-        return sorted(similar.items(), key=lambda item: -item[1])
-
     async def _in_database(self) -> bool:
         # Looked up once: a database is migrated before any use, and no migration drops
         # pgvector's column.
