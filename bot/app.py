@@ -1,7 +1,7 @@
 """Paperboy: the platform-neutral bot's front door. Adapters hand it neutral events and render
-what it returns: commands and reactions come in here; scheduled delivery is handed to
-`bot.delivery`, with the daily post, the weekly post and the digest as its kinds. It reaches
-platforms only through the Outbound port."""
+what it returns: commands, reactions and saves from a message come in here; scheduled
+delivery is handed to `bot.delivery`, with the daily post, the weekly post and the digest as
+its kinds. It reaches platforms only through the Outbound port."""
 
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ from bot.daily import DailyPosts
 from bot.delivery.runner import DeliveryKind, DeliveryPolicy
 from bot.delivery.scheduler import DeliveryScheduler
 from bot.digest import Digests
-from bot.events import CommandInvoked, ReactionChanged, UserRef
+from bot.events import CommandInvoked, ReactionChanged, SaveFromMessage, UserRef
 from bot.links import MAX_IDS, find_paper_ids
 from bot.messages import Message, PaperCard, Visibility
 from bot.ports import Outbound
 from bot.reactions import SaveReactions
-from bot.saving import papers_by_id
+from bot.saving import outcome_message, papers_by_id, save_linked_papers
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
 from bot.weekly import WeeklyPosts
@@ -75,7 +75,7 @@ class Paperboy:
         self.clock = clock
         # Called after a command or a failed send changes when something is delivered.
         self._schedule_listeners: list[Callable[[], None]] = []
-        self.reactions = SaveReactions(store, config.save_emojis)
+        self.reactions = SaveReactions(store, config.save_emojis, lookup)
         self.daily = DailyPosts(
             store, outbound, default_count=config.default_post_count,
             save_emoji=config.save_emoji, clock=clock, schedule_changed=self._schedule_changed,
@@ -124,6 +124,18 @@ class Paperboy:
         except Exception:
             log.exception("reaction handling failed")
             return None
+
+    async def save_from_message(self, event: SaveFromMessage) -> Message:
+        """The papers a message links to, saved for the user who asked: what was saved, or
+        that the message links to no paper. Never raises."""
+        try:
+            outcome = await save_linked_papers(
+                self.store, self.lookup, event.user, event.text, self.clock()
+            )
+        except Exception:
+            log.exception("saving from a message failed")
+            return Message(text=SOMETHING_WENT_WRONG)
+        return outcome_message(outcome)
 
     async def unfurl(self, urls: Sequence[str]) -> dict[str, PaperCard]:
         """The paper card to show under each link people pasted, by URL: the paper its

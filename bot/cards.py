@@ -52,6 +52,12 @@ def paper_cards(papers: Iterable[Paper]) -> tuple[PaperCard, ...]:
     return tuple(paper_card(paper) for paper in papers)
 
 
+def title_text(paper: Paper) -> str:
+    """A paper's title inside a Message's text or lines: backticks there mark our own code
+    spans, so a title's become a typographic apostrophe."""
+    return paper.title.replace("`", "\u2019")
+
+
 def saved_by_text(count: int) -> str:
     """How a card's `saved_by` count reads on every platform: "saved by 3"."""
     return f"saved by {count}"

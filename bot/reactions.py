@@ -1,12 +1,15 @@
-"""React to save: a save emoji on a paper message the bot posted saves (or unsaves) the paper."""
+"""React to save: a save emoji on a paper message the bot posted saves (or unsaves) the paper,
+and on any message the adapter can read, the papers it links to."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from bot.cards import DEMO_NOTE
-from bot.events import ReactionChanged
+from bot.cards import DEMO_NOTE, title_text
+from bot.events import ReactionChanged, TextReader, UserRef
 from bot.messages import Message
+from bot.saving import outcome_message, save_linked_papers, unsave_linked_papers, unsave_message
+from bot.sources.lookup import PaperLookup
 from storage.store import Store
 
 # The core names an emoji by its common short name ("bookmark"), as PAPERBOY_SAVE_EMOJIS and
@@ -40,14 +43,30 @@ def emoji_in_text(name: str) -> str:
 
 
 class SaveReactions:
-    def __init__(self, store: Store, save_emojis: tuple[str, ...]) -> None:
+    """A save emoji on one of the bot's paper posts saves that paper; on any other message the
+    platform lets the bot read, it saves the papers the message links to (`bot.links`).
+    Removing the emoji unsaves them, for the reacting user only."""
+
+    def __init__(
+        self, store: Store, save_emojis: tuple[str, ...], lookup: PaperLookup | None = None
+    ) -> None:
         self.store = store
         self.save_emojis = {emoji_name(emoji) for emoji in save_emojis}
+        self.lookup = lookup  # papers a message links to that are not stored yet
 
     async def handle(self, event: ReactionChanged, now: datetime) -> Message | None:
-        """Save or unsave; None when the reaction is not for us (other emoji, other message)."""
+        """Save or unsave; None when the reaction is not for us (other emoji, or a message
+        that is neither a paper post nor readable with a paper link)."""
         if emoji_name(event.emoji) not in self.save_emojis:
             return None
+        answer = await self._paper_post(event, now)
+        if answer is None and event.read_text is not None:
+            answer = await self._linked_papers(event, event.read_text, now)
+        return answer
+
+    async def _paper_post(self, event: ReactionChanged, now: datetime) -> Message | None:
+        """The paper of one of the bot's paper posts, saved or unsaved; None for any other
+        message."""
         ref = event.message
         scope = ref.channel.scope
         async with self.store.transaction() as repos:
@@ -67,10 +86,23 @@ class SaveReactions:
                     scope.platform, scope.workspace, event.user, paper_id
                 )
                 verb = "Removed from your saved papers" if changed else "Not in your saved papers"
-        # Backticks in a Message's text mark our own code spans; a title's must stay text.
-        title = paper.title.replace("`", "\u2019")
         return Message(
-            text=f"{verb}: {title}",
+            text=f"{verb}: {title_text(paper)}",
             lines=("See them with `/papers saved`.",),
             note=DEMO_NOTE if paper.is_demo else None,
         )
+
+    async def _linked_papers(
+        self, event: ReactionChanged, read_text: TextReader, now: datetime
+    ) -> Message | None:
+        """The papers a message links to, saved or unsaved; None (nothing to say) when it
+        cannot be read or links to no paper."""
+        text = await read_text()
+        if text is None:
+            return None
+        user = UserRef(event.message.channel.scope, event.user)
+        if event.added:
+            saved = await save_linked_papers(self.store, self.lookup, user, text, now)
+            return outcome_message(saved) if saved.named else None
+        unsaved = await unsave_linked_papers(self.store, user, text)
+        return unsave_message(unsaved) if unsaved.asked else None

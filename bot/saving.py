@@ -2,12 +2,13 @@
 will ask to save papers from (a reaction on a pasted link, a message shortcut, a context
 menu), whose ids `bot.links.find_paper_ids` reads.
 
-`save_papers` saves them for the user:
+`save_papers` saves them for the user (`save_linked_papers` those a message's text links to):
 papers in the store at once; papers not in it are fetched (`PaperLookup`: Hugging Face, then
 arXiv), stored and saved; a paper nobody can give yet is kept by id as a pending save, which
 `complete_pending_saves` (run after each Daily Papers refresh) completes when the paper can be
 fetched, giving up after MAX_ATTEMPTS answers that it is unknown or MAX_AGE.
-`outcome_message` says what happened, for the user alone.
+`outcome_message` says what happened, for the user alone. `unsave_papers` undoes saves (and
+drops pending ones), and `unsave_message` says so.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.cards import demo_note, paper_cards
+from bot.cards import demo_note, paper_cards, title_text
 from bot.events import UserRef
-from bot.links import MAX_IDS, reference_id
+from bot.links import MAX_IDS, find_paper_ids, reference_id
 from bot.messages import Message
 from bot.sources.lookup import Lookup, PaperLookup
 from storage.models import Paper
@@ -103,6 +104,50 @@ async def save_papers(
     )
 
 
+async def save_linked_papers(
+    store: Store,
+    lookup: PaperLookup | None,
+    user: UserRef,
+    text: str,
+    now: datetime,
+) -> SaveOutcome:
+    """Save for `user` the papers `text` links to (`bot.links`); an empty outcome (nothing
+    `named`) when it links to none."""
+    found = find_paper_ids(text)
+    if not found.ids:
+        return SaveOutcome()
+    return await save_papers(store, lookup, user, found.ids, now, capped=found.capped)
+
+
+@dataclass(frozen=True)
+class UnsaveOutcome:
+    """What unsaving `asked` did: `removed` from the saved papers, `dropped` pending saves."""
+
+    asked: tuple[str, ...]
+    removed: tuple[Paper, ...] = ()
+    dropped: int = 0
+
+
+async def unsave_papers(store: Store, user: UserRef, arxiv_ids: Sequence[str]) -> UnsaveOutcome:
+    """Remove the papers `arxiv_ids` from `user`'s saved papers and pending saves."""
+    ids = tuple(dict.fromkeys(arxiv_ids))
+    platform, workspace = user.scope.platform, user.scope.workspace
+    removed: list[Paper] = []
+    async with store.transaction() as repos:
+        papers = await repos.papers.by_arxiv_ids(ids)
+        for arxiv_id in ids:
+            paper = papers.get(arxiv_id)
+            if paper and await repos.users.unsave(platform, workspace, user.user, paper.id):
+                removed.append(paper)
+        dropped = await repos.pending.drop(platform, workspace, user.user, ids)
+    return UnsaveOutcome(ids, tuple(removed), dropped)
+
+
+async def unsave_linked_papers(store: Store, user: UserRef, text: str) -> UnsaveOutcome:
+    """Unsave for `user` the papers `text` links to: what undoes `save_linked_papers`."""
+    return await unsave_papers(store, user, find_paper_ids(text).ids)
+
+
 async def papers_by_id(
     store: Store,
     lookup: PaperLookup | None,
@@ -170,13 +215,28 @@ def outcome_message(outcome: SaveOutcome) -> Message:
         text = "Nothing saved"
     else:
         text = (
-            "No paper links found: links to arxiv.org, huggingface.co/papers or alphaxiv.org "
-            "name papers, and so does arXiv:2501.12345."
+            "That message has no paper link: links to arxiv.org, huggingface.co/papers or "
+            "alphaxiv.org name papers, and so does arXiv:2501.12345."
         )
     if papers:
         lines.append("See them all with `/papers saved`.")
     cards = paper_cards(papers)
     return Message(text=text, cards=cards, lines=tuple(lines), note=demo_note(cards))
+
+
+def unsave_message(outcome: UnsaveOutcome) -> Message:
+    """What an unsave did, for the user alone: the titles removed, the pending saves dropped,
+    or that none of them was saved."""
+    if not (outcome.removed or outcome.dropped):
+        return Message(text=f"Not in your saved papers: {_ids(outcome.asked)}")
+    dropped = f"Dropped from your pending saves: {_count(outcome.dropped)}"
+    if not outcome.removed:
+        return Message(text=dropped)
+    lines = [title_text(paper) for paper in outcome.removed]
+    if outcome.dropped:
+        lines.append(f"{dropped}.")
+    text = f"Removed from your saved papers: {_count(len(outcome.removed))}"
+    return Message(text=text, lines=tuple(lines))
 
 
 @dataclass(frozen=True)

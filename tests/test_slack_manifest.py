@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from adapters.slack.app import BOT_SCOPES, COMMAND, INSTALL_PATH, REDIRECT_PATH, UNFURL_DOMAINS
+from adapters.slack.app import (
+    BOT_SCOPES,
+    COMMAND,
+    INSTALL_PATH,
+    REDIRECT_PATH,
+    SAVE_SHORTCUT,
+    UNFURL_DOMAINS,
+)
 from adapters.slack.server import EVENTS_PATH
 
 MANIFEST = Path(__file__).resolve().parents[1] / "slack" / "manifest.yml"
@@ -19,6 +26,7 @@ def test_manifest_matches_the_adapter() -> None:
     assert f"- command: {COMMAND}\n" in text
     assert text.count(f"/{EVENTS_PATH.strip('/')}\n") == 3  # commands, events, interactivity
     assert REDIRECT_PATH in text and INSTALL_PATH.startswith("/slack/")
+    assert f"type: message\n      callback_id: {SAVE_SHORTCUT}\n" in text
     for event in ("reaction_added", "reaction_removed", "link_shared"):
         assert f"- {event}\n" in text
     domains = re.search(r"unfurl_domains:\n((?:\s+- .+\n)+)", text)

@@ -26,6 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.background import Background
 from adapters.slack.outbound import SlackOutbound, TokenLookup, web_client
 from adapters.slack.pacing import SlackPacer
+from adapters.slack.reading import message_text, read_message_text
 from adapters.slack.render import (
     LINK_ACTION_PREFIX,
     SHARE_ACTION,
@@ -35,7 +36,15 @@ from adapters.slack.render import (
 )
 from bot.app import NOTHING_TO_SHARE, Paperboy
 from bot.config import BotConfig
-from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope
+from bot.events import (
+    ChannelRef,
+    CommandInvoked,
+    MessageRef,
+    ReactionChanged,
+    SaveFromMessage,
+    Scope,
+    UserRef,
+)
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
 from config import ConfigError, Settings
@@ -48,7 +57,9 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
 COMMAND = "/papers"
-# The history scopes let a retried delivery read back what already went out (its metadata).
+SAVE_SHORTCUT = "save_paper"  # the "Save paper" message shortcut's callback_id
+# The history scopes let a retried delivery read back what already went out (its metadata),
+# and a save reaction read the message it was added to (its paper links).
 BOT_SCOPES = [
     "commands", "chat:write", "im:write", "reactions:read", "users:read",
     "channels:history", "groups:history", "im:history", "links:read", "links:write",
@@ -220,6 +231,7 @@ class Listeners:
         app.action(SHARE_ACTION)(self.on_share)
         app.event(re.compile("^reaction_(added|removed)$"))(self.on_reaction)
         app.event("link_shared")(self.on_link_shared)
+        app.shortcut(SAVE_SHORTCUT)(self.on_save_shortcut)
         app.action(re.compile(f"^{LINK_ACTION_PREFIX}"))(self.on_link_click)
         app.error(self.on_error)
 
@@ -348,7 +360,12 @@ class Listeners:
         team, user = _team(context, body), str(event["user"])
         channel = ChannelRef(Scope(PLATFORM, team), str(item["channel"]))
         emoji = str(event.get("reaction", "")).split("::")[0]  # drop a skin-tone suffix
-        reaction = ReactionChanged(MessageRef(channel, str(item["ts"])), user, emoji, added)
+        ts = str(item["ts"])
+
+        async def read_text() -> str | None:  # asked by the core only for a save emoji
+            return await read_message_text(client, channel.channel, ts)
+
+        reaction = ReactionChanged(MessageRef(channel, ts), user, emoji, added, read_text)
         self.background.start(self._save_and_confirm(reaction, client), name="reaction")
 
     async def _save_and_confirm(self, reaction: ReactionChanged, client: AsyncWebClient) -> None:
@@ -364,6 +381,29 @@ class Listeners:
             )
         except SlackApiError as error:
             log.info("reaction confirmation not shown: %s", error.response.get("error"))
+
+    async def on_save_shortcut(
+        self, ack: AsyncAck, shortcut: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """The "Save paper" message shortcut: the papers the message links to are saved for
+        the user, who is answered privately on the shortcut's response_url."""
+        await ack()
+        team, user = _team(context, shortcut), shortcut.get("user")
+        user = user.get("id") if isinstance(user, dict) else None
+        message, response_url = shortcut.get("message"), shortcut.get("response_url")
+        if not (team and _nonempty_str(user) and isinstance(message, dict)
+                and _nonempty_str(response_url) and response_url.startswith("http")):  # fmt: skip
+            log.warning("ignoring a Slack shortcut without team, user, message or response_url")
+            return
+        event = SaveFromMessage(UserRef(Scope(PLATFORM, team), user), message_text(message))
+        self.background.start(self._save_from_message(event, response_url), name="shortcut")
+
+    async def _save_from_message(self, event: SaveFromMessage, response_url: str) -> None:
+        answer = await self.bot.save_from_message(event)
+        await self.outbound.answer(
+            response_url, response_type="ephemeral", text=fallback_text(answer),
+            blocks=blocks(answer),
+        )  # fmt: skip
 
     async def on_link_shared(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         """`link_shared`: links to one of our unfurl domains were posted; each that names a

@@ -15,7 +15,7 @@ from bot.commands.parser import (
     Unsave,
 )
 from bot.messages import Attachment, Message
-from bot.saving import outcome_message, save_papers
+from bot.saving import outcome_message, save_papers, unsave_papers
 from storage.models import PendingSave
 
 MAX_LISTED = 20
@@ -115,17 +115,10 @@ def _listed(ids: list[str]) -> str:
 
 
 async def unsave(ctx: CommandContext, command: Unsave) -> Message:
-    async with ctx.store.transaction() as repos:
-        paper = await repos.papers.by_arxiv_id(command.paper_id)
-        removed = paper is not None and await repos.users.unsave(
-            ctx.platform, ctx.workspace, ctx.user, paper.id
-        )
-        dropped = await repos.pending.drop(
-            ctx.platform, ctx.workspace, ctx.user, [command.paper_id]
-        )
-    if dropped and not removed:
+    outcome = await unsave_papers(ctx.store, ctx.actor, [command.paper_id])
+    if outcome.dropped and not outcome.removed:
         return Message(text=f"Dropped {command.paper_id} from your pending saves.")
-    if not removed:
+    if not outcome.removed:
         return Message(text=f"{command.paper_id} is not in your saved papers.")
     return Message(text=f"Removed {command.paper_id} from your saved papers.")
 

@@ -11,8 +11,9 @@ per workspace), answering 429 to what exceeds them.
 `FakeSocketMode` is a Socket Mode WebSocket server (aiohttp, own thread and event loop): say
 hello, push envelopes, collect the client's acknowledgements.
 
-The builders (`slash_command_body`, `event_body`, `block_action_body`, ...) make the bodies
-Slack would send to the app, and `sign()` the headers that make the real bolt app accept them.
+The builders (`slash_command_body`, `event_body`, `block_action_body`,
+`message_shortcut_body`, ...) make the bodies Slack would send to the app, and `sign()` the
+headers that make the real bolt app accept them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -116,8 +118,12 @@ class FakeSlack:
     lists those refusals (faults are not in it).
 
     History: delivered messages (with their `metadata`) are kept per channel and answered by
-    `conversations.history` (`oldest`, `limit`, `cursor`; metadata only with
-    `include_all_metadata`, as Slack does). `stall_answers_after(n)`: once `n` messages are
+    `conversations.history` (`oldest`, `latest`, `inclusive`, `limit`, `cursor`; metadata
+    only with `include_all_metadata`, as Slack does). `add_message(...)` records a message
+    someone else posted, or a reply inside a thread: replies are not in the channel's history,
+    as on Slack, and `conversations.replies` (`ts` of the parent or of a reply) answers the
+    parent first, then the newest `limit` replies within `oldest`/`latest`, oldest first.
+    `delete_message(...)` removes one. `stall_answers_after(n)`: once `n` messages are
     delivered, every further chat.postMessage is delivered but not answered until
     `release_stalled()`, as when the sender dies mid-request; `stalled` counts them.
     """
@@ -140,6 +146,8 @@ class FakeSlack:
         self._last_post: dict[tuple[str, str], float] = {}  # (team, channel) -> delivered at
         self._buckets: dict[str, tuple[float, float]] = {}  # team -> (tokens, as of)
         self.history: dict[str, list[dict[str, Any]]] = defaultdict(list)  # channel -> messages
+        # (channel, thread_ts) -> the thread's replies
+        self.threads: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         self.stalled = 0
         self._stall_after: int | None = None
         self._release = threading.Event()
@@ -187,6 +195,25 @@ class FakeSlack:
         with self._lock:
             self.tokens[token] = team
         return token
+
+    def add_message(
+        self, channel: str, text: str, *, user: str = "U2", thread_ts: str | None = None,
+        **fields: Any,
+    ) -> str:  # fmt: skip
+        """Record a message `user` posted in `channel` (a reply inside the thread of
+        `thread_ts` when given) with `text` and any other `fields` (`blocks`, ...); its ts."""
+        message = {"type": "message", "user": user, "text": text, "ts": self._next_ts(), **fields}
+        with self._lock:
+            if thread_ts is None:
+                self.history[channel].append(message)
+            else:
+                self.threads[(channel, thread_ts)].append(message | {"thread_ts": thread_ts})
+        return str(message["ts"])
+
+    def delete_message(self, channel: str, ts: str) -> None:
+        with self._lock:
+            for messages in [self.history[channel], *self.threads.values()]:
+                messages[:] = [m for m in messages if m["ts"] != ts]
 
     def enforce_limits(
         self,
@@ -329,6 +356,8 @@ class FakeSlack:
             return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
         if method == "conversations.history":
             return self._history(args)
+        if method == "conversations.replies":
+            return self._replies(args)
         if method == "conversations.open":
             if "channel" in args:
                 return {"ok": True, "channel": {"id": args["channel"]}}
@@ -363,11 +392,8 @@ class FakeSlack:
         return {"ok": True}
 
     def _history(self, args: dict[str, Any]) -> dict[str, Any]:
-        oldest = float(args.get("oldest") or 0)
         with self._lock:
-            found = [
-                m for m in self.history.get(str(args.get("channel")), []) if float(m["ts"]) > oldest
-            ]
+            found = _within(self.history.get(str(args.get("channel")), []), args)
         found.reverse()  # newest first, as Slack answers
         start = int(args.get("cursor") or 0)
         limit = int(args.get("limit") or 100)
@@ -377,6 +403,21 @@ class FakeSlack:
         more = start + limit < len(found)
         cursor = {"next_cursor": str(start + limit) if more else ""}
         return {"ok": True, "messages": page, "has_more": more, "response_metadata": cursor}
+
+    def _replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = str(args.get("channel")), str(args.get("ts"))
+        with self._lock:
+            thread_ts = next(
+                (t for (c, t), replies in self.threads.items()
+                 if c == channel and any(r["ts"] == ts for r in replies)),
+                ts,
+            )  # fmt: skip
+            parent = [m for m in self.history.get(channel, []) if m["ts"] == thread_ts]
+            replies = _within(self.threads.get((channel, thread_ts), []), args)
+        if not parent:
+            return {"ok": False, "error": "thread_not_found"}
+        limit = int(args.get("limit") or 100)
+        return {"ok": True, "messages": parent + replies[-limit:], "has_more": False}
 
     def stall_answers_after(self, delivered: int) -> None:
         self._stall_after = delivered
@@ -412,6 +453,17 @@ class FakeSlack:
             "enterprise": None,
             "is_enterprise_install": False,
         }
+
+
+def _within(messages: list[dict[str, Any]], args: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages between `oldest` and `latest` (either included with `inclusive`)."""
+    oldest, latest = Decimal(args.get("oldest") or 0), Decimal(args.get("latest") or "Infinity")
+    inclusive = str(args.get("inclusive")).lower() in ("1", "true")
+
+    def inside(ts: Decimal) -> bool:
+        return oldest < ts < latest or (inclusive and ts in (oldest, latest))
+
+    return [m for m in messages if inside(Decimal(m["ts"]))]
 
 
 class _Server(QuietServer):
@@ -697,6 +749,35 @@ def block_action_body(
         user_id=user_id,
         response_url=response_url,
     )
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def message_shortcut_body(
+    callback_id: str,
+    message: dict[str, Any],
+    *,
+    team_id: str = "T1",
+    channel_id: str = "C1",
+    user_id: str = "U1",
+    response_url: str = _NOWHERE,
+) -> str:
+    """The form-encoded `payload=<json>` body Slack posts when `user_id` picks a message
+    shortcut on `message` (a message object as conversations.history shows it)."""
+    payload = {
+        "type": "message_action",
+        "token": "verification-token",
+        "action_ts": _now_ts(),
+        "team": {"id": team_id, "domain": team_id.lower()},
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": team_id},
+        "channel": {"id": channel_id, "name": "general"},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": _trigger_id(),
+        "response_url": response_url,
+        "message_ts": message.get("ts"),
+        "message": message,
+    }
     return urlencode({"payload": json.dumps(payload)})
 
 
