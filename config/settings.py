@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     discord_guild_ids: Annotated[tuple[int, ...], NoDecode] = Field(
         (), validation_alias="PAPERBOY_DISCORD_GUILD_IDS"
     )
+    # Ask for the privileged message-content intent (switched on in the Developer Portal too),
+    # so that a save reaction on a member's message can read its paper links.
+    discord_message_content: bool = Field(
+        False, validation_alias="PAPERBOY_DISCORD_MESSAGE_CONTENT"
+    )
 
     save_emojis: Annotated[tuple[str, ...], NoDecode] = Field(
         ("bookmark",), validation_alias="PAPERBOY_SAVE_EMOJIS"

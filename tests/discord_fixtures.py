@@ -80,6 +80,12 @@ class DiscordHarness:
             channel_id=channel_id,
             permissions=ADMIN_PERMISSIONS if admin else MEMBER_PERMISSIONS,
         )
+        return await self.interact(payload)
+
+    async def interact(self, payload: dict[str, Any]) -> Call:
+        """Send an interaction (a command, a context menu); returns the first answer the bot
+        sent to it: the interaction callback, or the follow-up after a "thinking..."
+        deferral."""
         await self.fake.interact(payload)
         response = await self.fake.wait_for_response(payload, timeout=TIMEOUT)
         if response.json["type"] != 5:

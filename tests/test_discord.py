@@ -124,8 +124,10 @@ async def test_start_up_identifies_with_minimal_intents_and_syncs_papers(
     chosen = intents()
     assert chosen.guilds and chosen.guild_reactions and chosen.dm_reactions
     assert not (chosen.message_content or chosen.members or chosen.presences)
-    [papers] = fake.commands[None]
-    assert papers["name"] == "papers"
+    synced = {(command["name"], command["type"]): command for command in fake.commands[None]}
+    assert set(synced) == {("papers", 1), ("Save paper", 3)}  # a message context menu
+    assert synced[("Save paper", 3)].get("contexts") == [0]  # servers only
+    papers = synced[("papers", 1)]
     assert papers.get("contexts") == [0] or papers.get("dm_permission") is False  # servers only
     children = {option["name"]: option for option in papers["options"]}
     assert set(children) == {

@@ -19,10 +19,20 @@ from discord import app_commands
 
 from adapters.discord.commands import PapersCommands
 from adapters.discord.outbound import DiscordOutbound
+from adapters.discord.reading import message_text, read_message_text
 from adapters.discord.render import render
 from bot.app import NOTHING_TO_SHARE, Paperboy
 from bot.config import BotConfig
-from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope, UserRef
+from bot.events import (
+    ChannelRef,
+    CommandInvoked,
+    MessageRef,
+    ReactionChanged,
+    SaveFromMessage,
+    Scope,
+    TextReader,
+    UserRef,
+)
 from bot.messages import Message, Visibility
 from bot.ports import DeliveryError
 from bot.search import SearchSource
@@ -39,6 +49,7 @@ T = TypeVar("T")
 
 PLATFORM = "discord"
 SHARE_PREFIX = "share:"
+SAVE_PAPER = "Save paper"  # the message context-menu command
 UNKNOWN_BUTTON = "That button no longer works here. Run the command again for a fresh one."
 MAX_CUSTOM_ID = 100  # Discord's limit for a component's custom_id
 # Past this, answer "thinking..." first: Discord drops an interaction not answered in 3 s.
@@ -57,12 +68,15 @@ ADMINS = "members with the Manage Server permission"
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
 
 
-def intents() -> discord.Intents:
-    """Only what the bot uses; no privileged intents (message content, members, presences)."""
+def intents(*, message_content: bool = False) -> discord.Intents:
+    """Only what the bot uses: no privileged intents (members, presences), and message content
+    only when asked for (PAPERBOY_DISCORD_MESSAGE_CONTENT), to read members' messages people
+    react to with the save emoji."""
     chosen = discord.Intents.none()
     chosen.guilds = True  # server and channel metadata; interactions carry the rest
     chosen.guild_reactions = True
     chosen.dm_reactions = True
+    chosen.message_content = message_content
     return chosen
 
 
@@ -160,19 +174,27 @@ class PaperboyClient(discord.Client):
         *,
         guild_ids: tuple[int, ...] = (),
         guild_ready_timeout: float = 2.0,
+        message_content: bool = False,
     ) -> None:
         super().__init__(
-            intents=intents(),
+            intents=intents(message_content=message_content),
             allowed_mentions=discord.AllowedMentions.none(),
             max_ratelimit_timeout=MAX_RATE_LIMIT_WAIT,
             guild_ready_timeout=guild_ready_timeout,
         )
         self.guild_ids = guild_ids
+        self.reads_messages = message_content  # members' messages, for save reactions
         self.outbound = DiscordOutbound(self)
         self.paperboy = make_bot(self.outbound)
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_command_error)
         self.tree.add_command(PapersCommands(self.answer, self.followed_topics))
+        in_servers = app_commands.AppCommandContext(guild=True)  # saves belong to a server
+        self.tree.add_command(
+            app_commands.ContextMenu(
+                name=SAVE_PAPER, callback=self.save_from_message, allowed_contexts=in_servers
+            )
+        )
         _guard_parsers(self._connection.parsers)
 
     async def setup_hook(self) -> None:
@@ -227,6 +249,17 @@ class PaperboyClient(discord.Client):
             await interaction.followup.send(**kwargs, ephemeral=ephemeral)
         else:
             await interaction.response.send_message(**kwargs, ephemeral=ephemeral)
+
+    async def save_from_message(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        """ "Save paper" on a message: the papers it links to, saved for the caller, who is
+        answered privately. The interaction carries the message, content included, with no
+        privileged intent."""
+        user = UserRef(channel_ref(interaction).scope, str(interaction.user.id))
+        event = SaveFromMessage(user, message_text(message))
+        answer = await self._within_deadline(interaction, self.paperboy.save_from_message(event))
+        await self._reply(interaction, answer)
 
     async def followed_topics(self, interaction: discord.Interaction) -> list[str]:
         user = UserRef(channel_ref(interaction).scope, str(interaction.user.id))
@@ -287,10 +320,11 @@ class PaperboyClient(discord.Client):
         if self.user is not None and payload.user_id == self.user.id:
             return  # the bot adds the save emoji itself so people can click it
         if payload.guild_id is None or not payload.emoji.name:
-            return  # daily posts live in server channels
+            return  # saves belong to a server
         scope = Scope(PLATFORM, str(payload.guild_id))
         message = MessageRef(ChannelRef(scope, str(payload.channel_id)), str(payload.message_id))
-        event = ReactionChanged(message, str(payload.user_id), payload.emoji.name, added)
+        reader = self._reader(payload.guild_id, payload.channel_id, payload.message_id)
+        event = ReactionChanged(message, str(payload.user_id), payload.emoji.name, added, reader)
         confirmation = await self.paperboy.handle_reaction(event)
         if confirmation is None:
             return
@@ -300,6 +334,17 @@ class PaperboyClient(discord.Client):
             await self.outbound.send_dm(UserRef(scope, event.user), confirmation)
         except DeliveryError as error:
             log.info("save confirmation not sent: %s", error.reason)
+
+    def _reader(self, guild_id: int, channel_id: int, message_id: int) -> TextReader | None:
+        """How the core reads the message reacted to: only with the message-content intent,
+        without which Discord sends members' messages without their content."""
+        if not self.reads_messages:
+            return None
+
+        async def read_text() -> str | None:  # asked by the core only for a save emoji
+            return await read_message_text(self, guild_id, channel_id, message_id)
+
+        return read_text
 
 
 @dataclass
@@ -338,6 +383,7 @@ def create_discord_bot(
         ),
         guild_ids=settings.discord_guild_ids,
         guild_ready_timeout=guild_ready_timeout,
+        message_content=settings.discord_message_content,
     )
     return DiscordBot(
         client, client.paperboy, client.outbound, settings.discord_token.get_secret_value()

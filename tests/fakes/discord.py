@@ -13,8 +13,8 @@ What the fake does, and why it looks the way it does:
   discord.py caches the guilds and fires `on_ready`. Heartbeats are acknowledged. Frames are
   plain JSON text: discord.py asks for `compress=zlib-stream` but also accepts text frames.
   `await fake.dispatch(event, data)` pushes any dispatch event; the builders below
-  (`slash_command`, `autocomplete`, `component`, `reaction_add`, `reaction_remove`) make
-  realistic API v10 payloads for the common ones.
+  (`slash_command`, `message_command`, `autocomplete`, `component`, `reaction_add`,
+  `reaction_remove`) make realistic API v10 payloads for the common ones.
 * REST (`/api/v10/...`): every request is recorded as a `Call` in `fake.calls`, answered or
   not. JSON answers carry exactly `Content-Type: application/json`: discord.py compares the
   header verbatim, so aiohttp's `json_response` (which appends `; charset=utf-8`) would make it
@@ -404,6 +404,19 @@ def slash_command(
     if resolved is not None:
         data["resolved"] = resolved
     payload["data"] = data
+    return payload
+
+
+def message_command(name: str, message: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """An INTERACTION_CREATE payload for a message context-menu command (type 2, command type
+    3) picked on `message` (a message object, as `FakeDiscord.add_message` returns it), in
+    its channel unless `channel_id` is given; other `slash_command` arguments apply. Discord
+    resolves the message, content included, whatever the bot's intents."""
+    kwargs.setdefault("channel_id", int(message["channel_id"]))
+    resolved = {"messages": {message["id"]: copy.deepcopy(message)}}
+    payload = slash_command(name, resolved=resolved, **kwargs)
+    del payload["data"]["options"]  # a context-menu command has none
+    payload["data"] |= {"type": 3, "target_id": message["id"]}
     return payload
 
 
