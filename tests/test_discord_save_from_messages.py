@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 
 from adapters.discord.client import SAVE_PAPER, create_discord_bot
+from adapters.discord.gateway import LeasedGateway
 from bot.events import ReactionChanged
 from bot.messages import Message
 from bot.sources.lookup import PaperLookup
+from config import ConfigError
 from storage.store import Store
 from tests.core_fixtures import NOW, stocked
 from tests.discord_fixtures import DiscordHarness, discord_settings, running
@@ -211,3 +213,15 @@ async def test_without_the_intent_reactions_on_members_messages_are_ignored(
     assert answers == [None]
     assert message_reads(harness, message) == []
     assert await saved_ids(harness) == set()
+
+
+async def test_asking_for_an_intent_the_portal_refuses_is_one_clear_setting_error(
+    store: Store, fake_hf: FakeHuggingFace, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.privileged_intents_allowed = 0  # Message Content Intent switched off
+    settings = discord_settings(fake_discord, fake_hf, PAPERBOY_DISCORD_MESSAGE_CONTENT=True)
+    discord_bot = create_discord_bot(settings, store, source=None, guild_ready_timeout=0.05)
+    gateway = LeasedGateway(discord_bot, store, ttl=60)
+    with pytest.raises(ConfigError, match=r"^PAPERBOY_DISCORD_MESSAGE_CONTENT: .*Message Content"):
+        await asyncio.wait_for(gateway.run(), timeout=10)
+    await discord_bot.client.close()

@@ -15,8 +15,11 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
+import discord
+
 from adapters.discord.client import DiscordBot, log_in
 from bot.delivery.runner import worker_name
+from config import ConfigError
 from storage.db import DB_ERRORS
 from storage.store import Store
 
@@ -75,8 +78,7 @@ class LeasedGateway:
             while holder == self.holder:
                 await asyncio.wait({connection}, timeout=self.interval)
                 if connection.done():  # discord.py reconnects by itself unless it gave up
-                    connection.result()
-                    raise RuntimeError("the Discord gateway connection ended")
+                    _raise_ended(connection)
                 holder = await self._claim()
         finally:
             await self._disconnect(connection)
@@ -89,9 +91,10 @@ class LeasedGateway:
         )  # fmt: skip
 
     async def _disconnect(self, connection: asyncio.Task[None]) -> None:
-        connection.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await connection
+        if not connection.done():  # a connection that ended has had its end raised
+            connection.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connection
         # Cancelling connect() leaves its websocket open; close it before any release, so
         # that a standby never connects while this session lives.
         ws = self.discord.client.ws
@@ -130,3 +133,15 @@ class LeasedGateway:
 def _first_line(error: Exception) -> str:
     """SQLAlchemy appends the statement and its parameters: the first line says what failed."""
     return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _raise_ended(connection: asyncio.Task[None]) -> None:
+    """Why the gateway connection ended, raised: a refused intent is a setting to change."""
+    try:
+        connection.result()
+    except discord.PrivilegedIntentsRequired:
+        raise ConfigError(
+            "PAPERBOY_DISCORD_MESSAGE_CONTENT: Discord refused the message-content intent; "
+            "switch on Message Content Intent (Developer Portal -> Bot) or unset it"
+        ) from None
+    raise RuntimeError("the Discord gateway connection ended")

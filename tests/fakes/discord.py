@@ -88,6 +88,9 @@ MEMBER_PERMISSIONS = (
 ADMIN_PERMISSIONS = (1 << 41) - 1  # everything, ADMINISTRATOR included
 BOT_PERMISSIONS = MEMBER_PERMISSIONS
 
+# Privileged gateway intents: members, presences, message content.
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
+
 # Message flags the fake interprets.
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
@@ -664,6 +667,8 @@ class FakeDiscord:
     `live_sessions()` are the gateway sessions dispatches reach now; `max_live_sessions` is the
     most there ever were at once (several processes sharing one bot token should keep it 1).
     `token`, if not None, is the only bot token accepted (REST 401, gateway close 4004).
+    `privileged_intents_allowed` (by default every intent) is what the Developer Portal
+    allows: an IDENTIFY asking for a privileged intent outside it gets close 4014.
     """
 
     def __init__(
@@ -677,6 +682,7 @@ class FakeDiscord:
         heartbeat_interval_ms: int = 45_000,
     ) -> None:
         self.token = token
+        self.privileged_intents_allowed = PRIVILEGED_INTENTS
         self.application_id = application_id
         self.bot_user = bot_user or user_object(application_id, BOT_NAME, bot=True)
         self.application_flags = application_flags
@@ -1016,6 +1022,13 @@ class FakeDiscord:
             self.identifies.append(data)
             if self.token is not None and data.get("token") != self.token:
                 await session.ws.close(code=4004, message=b"Authentication failed.")
+                return
+            if (
+                int(data.get("intents") or 0)
+                & PRIVILEGED_INTENTS
+                & ~self.privileged_intents_allowed
+            ):
+                await session.ws.close(code=4014, message=b"Disallowed intent(s).")
                 return
             await self._ready(session, data)
         elif op == 6:  # resume: nothing was missed, the fake never drops events
