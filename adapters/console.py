@@ -33,10 +33,12 @@ BANNER = (
     "switches user.",
     "`/post-daily` runs this channel's daily post, `/post-weekly` its weekly team post, "
     "`/digest` sends your DM digest, `/quit` ends.",
+    "Any other line is a message you say in #general: paste a paper link, then react to it "
+    "to save the paper.",
 )
 LINE_HELP = (
-    "Lines start with /papers, /react N EMOJI, /unreact N EMOJI, /post-daily, /post-weekly, "
-    "/digest, /as NAME or /quit."
+    "Commands are /papers, /react N EMOJI, /unreact N EMOJI, /post-daily, /post-weekly, "
+    "/digest, /as NAME or /quit; a line without / is a message in #general."
 )
 _USER_NAME = re.compile(r"^[\w.-]{1,32}$")
 
@@ -88,15 +90,29 @@ class ConsoleOutbound:
     out: TextIO
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
     refs: dict[int, MessageRef] = field(default_factory=dict)
+    said: dict[int, str] = field(default_factory=dict)  # members' messages' texts, by number
     count: int = 0
 
     def show(self, message: Message, where: str, channel: ChannelRef) -> MessageRef:
+        first, *rest = render(message)
+        return self._numbered(channel, [f"{where}{first}", *rest])
+
+    def member_message(self, user: str, text: str, unfurled: list[PaperCard]) -> None:
+        """`user`'s message in #general, and the cards of the papers it links to under it
+        (as Slack unfurls them)."""
+        lines = [f"#{CHANNEL.channel} {strip_unsafe(user)}: {strip_unsafe(text)}"]
+        for index, card in enumerate(unfurled, start=1):
+            lines += render_card(index, card)
+        self._numbered(CHANNEL, lines)
+        self.said[self.count] = text
+
+    def _numbered(self, channel: ChannelRef, lines: list[str]) -> MessageRef:
         self.count += 1
         # Numbers restart each run; the run id keeps stored message references unique.
         ref = MessageRef(channel, f"{self.run_id}-{self.count}")
         self.refs[self.count] = ref
-        first, *rest = render(message)
-        print(f"[{self.count}] {where}{first}", file=self.out)
+        first, *rest = lines
+        print(f"[{self.count}] {first}", file=self.out)
         for line in rest:
             print(line, file=self.out)
         self.out.flush()
@@ -160,6 +176,9 @@ class ConsoleSession:
             self.user = rest
             role = "an admin" if rest == ADMIN else "not an admin"
             self.outbound.say(f"You are now `{rest}` ({role}).")
+        elif not line.startswith("/"):
+            unfurled = await self.bot.unfurl(line.split())
+            self.outbound.member_message(self.user, line, list(unfurled.values()))
         else:
             self.outbound.say(LINE_HELP)
         return True
@@ -173,7 +192,14 @@ class ConsoleSession:
         if ref is None:
             self.outbound.say(f"There is no message [{int(parts[0])}].")
             return
-        event = ReactionChanged(ref, self.user, parts[1].strip(":"), added=added)
+        text = self.outbound.said.get(int(parts[0]))
+
+        async def read_text() -> str | None:  # a member's message: its paper links
+            return text
+
+        event = ReactionChanged(
+            ref, self.user, parts[1].strip(":"), added, None if text is None else read_text
+        )
         confirmation = await self.bot.handle_reaction(event)
         if confirmation is not None:
             self.outbound.reply(confirmation)

@@ -109,6 +109,43 @@ def test_state_persists_between_runs(tmp_path: Path, closed_port_url: str) -> No
     assert "Keyformer" not in second.stdout.split("[3]")[1]
 
 
+def test_a_pasted_link_shows_its_paper_and_a_reaction_saves_it(
+    tmp_path: Path, fake_hf: FakeHuggingFace, closed_port_url: str
+) -> None:
+    """A line that is not a command is a message in #general: its paper links get the
+    paper's card under it, fetched from Hugging Face (as Slack unfurls them), and the save
+    reaction on it saves them for whoever reacts; removing it unsaves them."""
+    fake_hf.load_day("2026-05-05", "2026-05-05.json")  # not a recent list: found by id
+    result = run_console(
+        [
+            "have you seen https://arxiv.org/abs/2605.00101v2 ?",
+            "no links here",
+            "/as bob",
+            "/react 1 bookmark",
+            "/react 2 bookmark",
+            "/papers saved",
+            "/unreact 1 bookmark",
+        ],
+        database=tmp_path / "paperboy.db",
+        hf_url=fake_hf.base_url,
+        extra_env={"PAPERBOY_ARXIV_API_URL": closed_port_url},
+    )
+    assert result.returncode == 0, result.stderr
+    messages = numbered(result.stdout)
+    assert messages[1] == "#general you: have you seen https://arxiv.org/abs/2605.00101v2 ?"
+    card = result.stdout.split("[1] ")[1].split("[2] ")[0]
+    assert "1. Self-Speculative Decoding Without a Draft Model" in card
+    assert messages[2] == "#general you: no links here"
+    assert any(r.path == "/api/papers/2605.00101" for r in fake_hf.requests_to("paper"))
+    # Reacting to the message without links says nothing: the next numbered message is the
+    # confirmation of the first reaction.
+    assert messages[3].startswith("(only you) Saved")
+    assert "Self-Speculative Decoding Without a Draft Model" in result.stdout.split("[3] ")[1]
+    assert messages[4].startswith("(only you) Your saved papers (1)")
+    assert messages[5].startswith("(only you) Removed from your saved papers")
+    assert 6 not in messages
+
+
 def test_console_uses_live_papers_when_hugging_face_answers(
     tmp_path: Path, fake_hf: FakeHuggingFace
 ) -> None:
@@ -152,7 +189,8 @@ def test_users_admins_and_bad_lines(tmp_path: Path, closed_port_url: str) -> Non
     assert "There is no message [99]." in out
     assert "Usage: /react N EMOJI" in out
     assert "Removed from your saved papers: Keyformer" in out
-    assert out.count("Lines start with /papers") == 2  # "hello" and the bad /as
+    assert out.count("Commands are /papers") == 1  # the bad /as; "hello" is a message
+    assert "#general bob: hello" in out
     assert "control characters" in out
     assert "too long" in out
     assert "\x1b" not in out
