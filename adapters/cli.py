@@ -18,16 +18,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.console import ConsoleOutbound, run_console
-from adapters.discord.client import PLATFORM as DISCORD
-from adapters.discord.client import (
-    application_id_from_token,
-    create_discord_bot,
-    invite_url,
-)
-from adapters.discord.gateway import LeasedGateway
-from adapters.slack.app import PLATFORM as SLACK
-from adapters.slack.app import create_slack_bot, create_slack_outbound
-from adapters.slack.server import http_server, run_socket_mode
 from bot.app import Paperboy
 from bot.config import BotConfig
 from bot.delivery.runner import DeliveryPolicy
@@ -50,6 +40,9 @@ from storage import search_index
 from storage.db import create_engine, upgrade
 from storage.store import Store
 
+# A platform's adapter (and its library: discord.py, slack-bolt, each about 10 MB a process) is
+# imported where a command runs that platform, not here: a worker runs only the platforms it
+# is configured for, and the console none.
 if TYPE_CHECKING:
     from bot.semantic.meaning import Semantic
 
@@ -165,6 +158,9 @@ def settled() -> None:
 
 async def _serve(settings: Settings) -> int:
     """Slack over HTTP: the Procfile's web process."""
+    from adapters.slack.app import create_slack_bot
+    from adapters.slack.server import http_server
+
     store = await Store.open(settings.database_url)
     source = HuggingFaceClient(settings.hf_base_url)
     lookup, arxiv = _lookup(settings, source)
@@ -205,9 +201,11 @@ async def _prepare_search(semantic: Semantic) -> None:
     """For a process that answers searches: the model and the stored vectors read now, so
     the first search need not."""
     try:
-        await semantic.prepare_search()
+        held = await semantic.prepare_search()
     except Exception as exc:  # searches answer by words meanwhile, and try again
         log.warning("Search by meaning not ready: %s", exc)
+        return
+    log.info("Search by meaning ready: %s", held)
 
 
 async def _embed_apart(most: int) -> int:
@@ -249,6 +247,14 @@ async def _worker(settings: Settings) -> int:
     closing: list[Callable[[], Awaitable[None]]] = []  # HTTP sessions, at the end
     try:
         semantic = _semantic(settings, store)
+        if settings.slack_app_token is not None or settings.slack_configured:
+            from adapters.slack.app import PLATFORM as SLACK
+            from adapters.slack.app import create_slack_bot, create_slack_outbound
+            from adapters.slack.server import run_socket_mode
+        if settings.discord_token is not None:
+            from adapters.discord.client import PLATFORM as DISCORD
+            from adapters.discord.client import create_discord_bot
+            from adapters.discord.gateway import LeasedGateway
         if settings.slack_app_token is not None:
             slack = create_slack_bot(
                 settings, store, source=source, semantic=semantic, lookup=lookup,
@@ -322,6 +328,8 @@ async def _deliver(
 
 
 def _invite_url(settings: Settings, application_id: int | None) -> int:
+    from adapters.discord.client import application_id_from_token, invite_url
+
     if application_id is None and settings.discord_token is not None:
         application_id = application_id_from_token(settings.discord_token.get_secret_value())
     if application_id is None:

@@ -361,7 +361,7 @@ def run_serve(
 ) -> ServeRun:
     """`paperboy serve` on the same database: RSS when /healthz answers, then after
     SEARCHES signed `/papers topic` commands (answered in the acknowledgement, or at the
-    fake's response_url when slow)."""
+    fake's response_url when slow), sent once search by meaning is ready when it is on."""
     port = free_port()
     env = _env(db_path, slack, hf, semantic=semantic) | {
         "PORT": str(port),
@@ -381,6 +381,9 @@ def run_serve(
         watched.wait_for(healthy, READY_TIMEOUT, "/healthz")
         startup = time.monotonic() - watched.started
         rss_ready = watched.rss()
+        if semantic:  # the model and the index read: what a searching process holds
+            ready = re.compile("Search by meaning ready")
+            watched.wait_for(lambda: watched.line_at(ready) is not None, 300, "search by meaning")
         answered, late = 0, []
         with httpx.Client(base_url=base, timeout=30) as http:
             for n in range(SEARCHES):

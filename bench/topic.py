@@ -4,7 +4,7 @@ End to end: a signed slash command is POSTed to `paperboy serve` (a subprocess o
 file holding N papers); the time runs until the answer arrives (in the acknowledgement: these
 answers are quick). Hugging Face search is answered by a local fake. One client, one command
 at a time, after a warm-up. Raw: the SQL text and parameters the command hands to SQLite
-(`sqlite_search`: the matches ranked and the shown papers loaded), executed alone with
+(`sqlite_search`: the matches ranked and the best 50 loaded), executed alone with
 Python's sqlite3 on the same file, so only the engine is timed.
 
 Lexical runs have search by meaning off (PAPERBOY_SEMANTIC=off); then the same commands run
@@ -60,7 +60,9 @@ TOPIC_COUNT = BotConfig().topic_count  # papers in an answer
 
 
 def raw_statement(topic: str) -> tuple[str, list[object]]:
-    return sqlite_search(sqlite.dialect(), search_terms(topic), TOPIC_COUNT)
+    """The statement `/papers topic` runs: its CANDIDATES best matches ranked and loaded (the
+    page's phrases are read from them, `bot.search`)."""
+    return sqlite_search(sqlite.dialect(), search_terms(topic), CANDIDATES)
 
 
 @dataclass

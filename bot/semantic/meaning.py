@@ -130,15 +130,18 @@ class Semantic:
             done += len(papers)
         return done
 
-    async def prepare_search(self) -> None:
+    async def prepare_search(self) -> str:
         """Read the model's files and the stored vectors now (at the start of a process that
         answers searches), so the first search need not; no vectors when the database searches
-        them."""
+        them. Says where the vectors are searched."""
         await asyncio.to_thread(self.model.warm)
+        if await self._in_database():
+            return "the database searches the paper vectors (pgvector)"
         async with self._first_load:  # concurrent first searches read the vectors once
-            if self._loaded_at is None and not await self._in_database():
+            if self._loaded_at is None:
                 await self.index.refresh(self.store)
                 self._loaded_at = self.clock()
+        return f"{len(self.index):,} paper vectors in memory"
 
     async def _keep_fresh(self) -> None:
         if self._loaded_at is None:
