@@ -5,9 +5,9 @@ on a copy of the 100k-paper benchmark database (bench/corpus.py; 10k when quick)
 over HTTP configured (SLACK_BOT_TOKEN + SLACK_SIGNING_SECRET, Web API on the fake Slack) and
 Hugging Face on the fake Hugging Face serving three real archive days as the three days its
 refresh asks for. Before it starts, 200 channel subscriptions and 1,000 daily digests (3
-followed topics each) over 10 workspaces are written through the repositories, all due at
-the first whole minute at least LEAD seconds away, so the run includes a Daily Papers
-refresh and a delivery run of 1,200 deliveries.
+followed topics and 3 saved papers each) over 10 workspaces are written through the
+repositories, all due at the first whole minute at least LEAD seconds away, so the run
+includes a Daily Papers refresh and a delivery run of 1,200 deliveries.
 
 How: /proc/<pid>/status is read every 50 ms (VmRSS) and VmHWM (the kernel's peak RSS) at the
 end; the peak is the larger of the two. "Ready" is the worker's `slack: N scheduled slot(s)`
@@ -201,6 +201,8 @@ async def set_up(url: str, hf: FakeHuggingFace, slot: datetime, now: datetime) -
                     "slack", f"T{n % WORKSPACES:03d}", f"CBENCH{n:04d}", post_time=at,
                     timezone="UTC", count=PER_POST, days="*", by="UADMIN", now=now,
                 )  # fmt: skip
+        async with store.transaction() as repos:
+            stored = await repos.papers.count()
         for first in range(0, DIGESTS, 250):
             async with store.transaction() as repos:
                 for n in range(first, min(first + 250, DIGESTS)):
@@ -208,6 +210,9 @@ async def set_up(url: str, hf: FakeHuggingFace, slot: datetime, now: datetime) -
                     for k in range(3):
                         topic = TOPICS[(n + 5 * k) % len(TOPICS)]
                         await repos.users.follow("slack", team, user, topic, now)
+                        # Saved papers too, so digests look for papers like them.
+                        paper_id = 1 + (n * 97 + k * 31) % stored
+                        await repos.users.save("slack", team, user, paper_id, now)
                     await repos.users.set_digest(
                         "slack", team, user, cadence="daily", weekday=None, send_time=at,
                         timezone="UTC", now=now,
@@ -546,8 +551,9 @@ def section(w: WorkerRun, s: ServeRun, today: date, baseline: tuple[float, float
     out.add(
         f"`paperboy worker` on a copy of the {w.papers:,}-paper database, Slack over HTTP "
         f"configured, {CHANNELS} channel subscriptions and {DIGESTS} daily digests (3 topics "
-        f"each) over {WORKSPACES} workspaces all due at one minute; the fake Hugging Face "
-        f"serves three real archive days as {today - timedelta(days=2)} to {today}. RSS from "
+        f"and 3 saved papers each) over {WORKSPACES} workspaces all due at one minute; the "
+        f"fake Hugging Face serves three real archive days as {today - timedelta(days=2)} to "
+        f"{today}. RSS from "
         f"/proc/<pid>/status every {SAMPLE_EVERY * 1000:.0f} ms; peak = the larger of the "
         "sampled maximum and the kernel's VmHWM. "
         f"{cores()} cores, shared."
