@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status", help="next scheduled slots, recent deliveries and the store's freshness"
     )
-    status.add_argument("--limit", type=int, default=15, help="deliveries and slots to list")
+    status.add_argument(
+        "--limit", type=_positive, default=15, help="deliveries and slots to list (1 or more)"
+    )
     fetch = commands.add_parser("fetch", help="fetch Daily Papers lists into the store")
     when = fetch.add_mutually_exclusive_group()
     when.add_argument("--date", type=_parse_day, help="one day, YYYY-MM-DD (default: today)")
@@ -89,10 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
         "embed", help="store search-by-meaning vectors for papers that have none (after "
         "installing the `semantic` extra on a store that already holds papers)"
     )  # fmt: skip
-    embed.add_argument("--most", type=int, help="embed at most this many papers, newest first")
+    embed.add_argument(
+        "--most", type=_positive, help="embed at most this many papers, newest first"
+    )
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"], help="apply pending migrations")
     return parser
+
+
+def _positive(value: str) -> int:
+    """A whole number of 1 or more, for argparse (which prints the message and exits 2)."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {value!r}")
+    return int(value)
 
 
 def _semantic(settings: Settings, store: Store) -> Semantic | None:
@@ -457,13 +468,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "discord":
         return _invite_url(settings, args.application_id)
     if args.command == "status":
-        return await _status(settings, max(args.limit, 1))
+        return await _status(settings, args.limit)
     if args.command == "console":
         return await _console(settings)
     if args.command == "embed":
-        if args.most is not None and args.most < 1:
-            print("paperboy embed: --most takes a number of papers, 1 or more", file=sys.stderr)
-            return 2
         return await _embed(settings, args.most)
     if args.command == "fetch":
         today = datetime.now(UTC).date()

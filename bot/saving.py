@@ -23,6 +23,7 @@ from bot.events import UserRef
 from bot.links import MAX_IDS, find_paper_ids, reference_id
 from bot.messages import Message
 from bot.sources.lookup import Lookup, PaperLookup
+from bot.text import counted
 from storage.models import Paper
 from storage.store import Store
 
@@ -206,11 +207,11 @@ def outcome_message(outcome: SaveOutcome) -> Message:
             "Save the rest with `/papers save <link or arXiv id>`."
         )
     if outcome.saved:
-        text = f"Saved {_count(len(outcome.saved))}"
+        text = f"Saved {counted(len(outcome.saved), 'paper')}"
     elif outcome.already:
-        text = f"Already in your saved papers: {_count(len(outcome.already))}"
+        text = f"Already in your saved papers: {counted(len(outcome.already), 'paper')}"
     elif outcome.pending:
-        text = f"Nothing saved yet: {_count(len(outcome.pending))} kept as pending"
+        text = f"Nothing saved yet: {counted(len(outcome.pending), 'paper')} kept as pending"
     elif outcome.unknown:
         text = "Nothing saved"
     else:
@@ -229,13 +230,13 @@ def unsave_message(outcome: UnsaveOutcome) -> Message:
     or that none of them was saved."""
     if not (outcome.removed or outcome.dropped):
         return Message(text=f"Not in your saved papers: {_ids(outcome.asked)}")
-    dropped = f"Dropped from your pending saves: {_count(outcome.dropped)}"
+    dropped = f"Dropped from your pending saves: {counted(outcome.dropped, 'paper')}"
     if not outcome.removed:
         return Message(text=dropped)
     lines = [title_text(paper) for paper in outcome.removed]
     if outcome.dropped:
         lines.append(f"{dropped}.")
-    text = f"Removed from your saved papers: {_count(len(outcome.removed))}"
+    text = f"Removed from your saved papers: {counted(len(outcome.removed), 'paper')}"
     return Message(text=text, lines=tuple(lines))
 
 
@@ -292,7 +293,3 @@ def _is_arxiv_id(value: str) -> bool:
 
 def _ids(ids: Iterable[str]) -> str:
     return ", ".join(ids)
-
-
-def _count(n: int) -> str:
-    return f"{n} paper" if n == 1 else f"{n} papers"

@@ -13,7 +13,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+# A time of day as people type it: 21:00, 9:30, 9am, 9:30pm, 12am (midnight).
+_TIME = re.compile(r"^(\d{1,2})(?::([0-5]\d))?\s*([ap]\.?m\.?)?$", re.IGNORECASE)
+# Papers in a channel's daily post: one range for the setting's default and the command.
+MAX_POST_COUNT = 10
 
 
 class ConfigError(Exception):
@@ -64,11 +67,19 @@ def _asyncpg_ssl(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def parse_hhmm(value: str) -> time:
-    match = _HHMM.match(value.strip())
+def parse_time_of_day(value: str) -> time:
+    """A time of day from `21:00`, `9:30`, `9am` or `9:30pm` (a bare hour needs am or pm)."""
+    match = _TIME.match(value.strip())
     if not match:
-        raise ValueError("expected a time as HH:MM, for example 09:00")
-    return time(int(match.group(1)), int(match.group(2)))
+        raise ValueError("expected a time such as 09:00, 21:30 or 9am")
+    hour, minute, half = int(match[1]), int(match[2] or 0), (match[3] or "").lower()
+    if half:
+        if not 1 <= hour <= 12:
+            raise ValueError("expected a time such as 09:00, 21:30 or 9am")
+        hour = hour % 12 + (12 if half.startswith("p") else 0)
+    elif match[2] is None or hour > 23:
+        raise ValueError("expected a time such as 09:00, 21:30 or 9am")
+    return time(hour, minute)
 
 
 class Settings(BaseSettings):
@@ -113,7 +124,9 @@ class Settings(BaseSettings):
     )
     default_tz: str = Field("UTC", validation_alias="PAPERBOY_DEFAULT_TZ")
     default_post_time: str = Field("09:00", validation_alias="PAPERBOY_DEFAULT_POST_TIME")
-    default_post_count: int = Field(5, ge=1, le=20, validation_alias="PAPERBOY_DEFAULT_POST_COUNT")
+    default_post_count: int = Field(
+        5, ge=1, le=MAX_POST_COUNT, validation_alias="PAPERBOY_DEFAULT_POST_COUNT"
+    )
     search_budget_seconds: float = Field(
         1.5, gt=0, le=10, validation_alias="PAPERBOY_SEARCH_BUDGET"
     )
@@ -192,7 +205,7 @@ class Settings(BaseSettings):
     @field_validator("default_post_time")
     @classmethod
     def _post_time(cls, value: str) -> str:
-        return parse_hhmm(value).strftime("%H:%M")
+        return parse_time_of_day(value).strftime("%H:%M")
 
     @field_validator("log_level")
     @classmethod

@@ -507,4 +507,4 @@ async def test_discord_reactions_save_and_unsave_for_the_reacting_member_only(
                                      format="bibtex")  # fmt: skip
     assert "no saved papers to export" in exported
     answer = await discord_harness.command("export", format="bibtex")
-    assert "BibTeX for your 2 saved paper(s)" in discord_text(answer)
+    assert "BibTeX for your 2 saved papers" in discord_text(answer)

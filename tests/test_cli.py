@@ -81,6 +81,14 @@ def test_fetch_rejects_a_bad_date(tmp_path: Path) -> None:
     assert "expected a date as YYYY-MM-DD" in result.stderr
 
 
+@pytest.mark.parametrize(("args"), [("status", "--limit", "0"), ("embed", "--most", "-3")])
+def test_counts_below_one_are_refused_with_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = paperboy(*args, database=tmp_path / "p.db")
+    assert result.returncode == 2
+    assert "expected a whole number of 1 or more" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_db_upgrade_creates_the_schema_once(tmp_path: Path) -> None:
     database = tmp_path / "p.db"
     for _ in range(2):

@@ -292,7 +292,7 @@ async def test_channel_on_status_topics_off(harness: Harness) -> None:
 
 async def test_channel_post_now_posts_then_has_nothing_new(harness: Harness) -> None:
     answer = await harness.say("channel post-now", admin=True)
-    assert "Posted 4 paper(s)" in answer.text
+    assert "Posted 4 papers" in answer.text
     header = harness.platform.posts[0][1]
     assert header.visibility is Visibility.PUBLIC and "Tuesday 05 May 2026" in header.text
     assert [paper_id for paper_id, _ in harness.paper_posts()] == [

@@ -414,7 +414,7 @@ async def test_export_uploads_a_bibtex_file(discord_harness: DiscordHarness) -> 
     await fake.dispatch("MESSAGE_REACTION_ADD", reaction_add(message_id=paper))
     await fake.wait_for_call(lambda c: "Saved" in text_of(c))
     answer = await discord_harness.command("export", format="bibtex")
-    assert "BibTeX for your 1 saved paper(s)" in text_of(answer)
+    assert "BibTeX for your 1 saved paper" in text_of(answer)
     [(filename, content)] = answer.files
     assert filename == "paperboy-saved.bib"
     assert content.decode().startswith("@misc{") and "Self-Speculative Decoding" in content.decode()

@@ -8,6 +8,8 @@ from bot.commands import HANDLERS
 from bot.commands import parser as p
 from bot.commands.parser import UsageError, parse
 from bot.words import search_terms
+from config import ConfigError
+from config.settings import MAX_POST_COUNT, load_settings
 
 
 @pytest.mark.parametrize(
@@ -98,7 +100,8 @@ def test_every_command_has_a_handler() -> None:
         ("digest daily", "/papers digest daily HH:MM"),
         ("digest daily 25:00", "HH:MM"),
         ("digest daily 08:60", "HH:MM"),
-        ("digest daily 8am", "HH:MM"),
+        ("digest daily 13pm", "HH:MM"),
+        ("digest daily 8", "HH:MM"),
         ("digest daily 08:00 Mars/Olympus", "IANA name"),
         ("digest daily 08:00 ../../etc/passwd", "IANA name"),
         ("digest weekly fr 08:00", "mon, tue"),
@@ -182,9 +185,53 @@ def test_topics_keep_combining_marks_inside_their_words(
 
 
 def test_a_time_typed_without_its_colon_is_refused_as_a_time() -> None:
-    with pytest.raises(p.UsageError, match="Times are HH:MM"):
+    with pytest.raises(p.UsageError, match="Times are like 09:00, 21:30 or 9am"):
         p.parse("channel on 0830")
     assert p.parse("channel on 7") == p.ChannelOn(None, None, 7)
+
+
+@pytest.mark.parametrize(
+    ("typed", "time"),
+    [("9am", "09:00"), ("9:30pm", "21:30"), ("21:00", "21:00"), ("12am", "00:00"),
+     ("12pm", "12:00"), ("7 PM", None), ("7PM", "19:00"), ("6:05a.m.", "06:05")],
+)  # fmt: skip
+def test_times_are_read_as_people_type_them(typed: str, time: str | None) -> None:
+    if time is None:  # "7" is a count, and "PM" no time zone nor days
+        with pytest.raises(p.UsageError):
+            p.parse(f"channel on {typed}")
+        return
+    assert p.parse(f"channel on {typed}") == p.ChannelOn(time, None, None)
+    assert p.parse(f"digest daily {typed}") == p.DigestSet("daily", None, time, None)
+    assert p.parse(f"channel weekly on fri {typed}") == p.ChannelWeeklyOn(4, time, None)
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("folow x", "follow"), ("tpoic x", "topic"), ("savd", "saved"), ("hepl", "help"),
+     ("chanel on", "channel")],
+)  # fmt: skip
+def test_a_mistyped_command_word_gets_a_suggestion(typed: str, meant: str) -> None:
+    with pytest.raises(p.UsageError) as caught:
+        p.parse(typed)
+    assert str(caught.value) == f"Unknown command: did you mean `/papers {meant}`?"
+
+
+def test_a_word_like_no_command_gets_the_general_hint() -> None:
+    with pytest.raises(p.UsageError, match=r"Unknown command\. Try `/papers today`"):
+        p.parse("zzzz")
+
+
+def test_the_post_count_has_one_range_for_the_command_and_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert p.parse(f"channel on {MAX_POST_COUNT}") == p.ChannelOn(None, None, MAX_POST_COUNT)
+    with pytest.raises(p.UsageError, match=f"from 1 to {MAX_POST_COUNT}"):
+        p.parse(f"channel on {MAX_POST_COUNT + 1}")
+    monkeypatch.setenv("PAPERBOY_DEFAULT_POST_COUNT", str(MAX_POST_COUNT))
+    assert load_settings().default_post_count == MAX_POST_COUNT
+    monkeypatch.setenv("PAPERBOY_DEFAULT_POST_COUNT", str(MAX_POST_COUNT + 1))
+    with pytest.raises(ConfigError, match="PAPERBOY_DEFAULT_POST_COUNT"):
+        load_settings()
 
 
 @pytest.mark.parametrize(

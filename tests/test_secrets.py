@@ -329,7 +329,7 @@ async def test_discord_commands_and_http_errors_log_no_token(
     texts = json.dumps([answer.json for answer in answers])
     assert "Posting failed for now (rejected" in texts, texts  # the 401
     assert "I can't post in this channel (missing" in texts, texts  # the 403
-    assert "Posted 4 paper(s)" in texts, texts  # the 500, retried
+    assert "Posted 4 papers" in texts, texts  # the 500, retried
     assert fake.identifies[0]["token"] == token
     bot_calls = [c for c in fake.calls if not c.path.startswith(("/interactions/", "/webhooks/"))]
     assert {c.headers.get("authorization") for c in bot_calls} == {f"Bot {token}"}

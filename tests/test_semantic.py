@@ -618,7 +618,7 @@ async def test_a_digest_carries_papers_like_a_save_by_meaning(
     assert platform.dms == []
 
     answer = await say(by_meaning, "digest now")
-    assert answer.text == "Sent you a digest of 1 paper(s) by DM."
+    assert answer.text == "Sent you a digest of 1 paper by DM."
     [(user, message, _)] = platform.dms
     assert user == UserRef(SCOPE, "alice")
     assert [card.paper_id for card in message.cards] == [ALIKE.arxiv_id]

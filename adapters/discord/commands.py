@@ -15,13 +15,9 @@ from typing import Literal
 import discord
 from discord import app_commands
 
-from bot.commands.parser import (
-    MAX_POST_COUNT,
-    MAX_SAVE_LENGTH,
-    MAX_TOPIC_LENGTH,
-    suggest_timezones,
-)
+from bot.commands.parser import MAX_SAVE_LENGTH, MAX_TOPIC_LENGTH, suggest_timezones
 from bot.delivery.slots import WEEKDAYS
+from config.settings import MAX_POST_COUNT
 
 Run = Callable[[discord.Interaction, str], Awaitable[None]]
 FollowedTopics = Callable[[discord.Interaction], Awaitable[list[str]]]

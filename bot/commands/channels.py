@@ -18,6 +18,7 @@ from bot.daily import PUBLISHING_DAYS
 from bot.delivery.status import last_delivery_line
 from bot.messages import Message
 from bot.ports import DeliveryError
+from bot.text import counted
 from storage.deliveries import CHANNEL
 from storage.models import ChannelSubscription
 
@@ -141,7 +142,7 @@ async def channel_post_now(ctx: CommandContext, command: ChannelPostNow) -> Mess
         return Message(text=f"Posting failed for now ({error.reason}). Please try again later.")
     if not sent:
         return Message(text="Nothing new to post: every paper of the latest list is already here.")
-    return Message(text=f"Posted {sent} paper(s) to this channel.")
+    return Message(text=f"Posted {counted(sent, 'paper')} to this channel.")
 
 
 def _schedule(subscription: ChannelSubscription) -> str:

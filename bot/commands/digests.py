@@ -8,6 +8,7 @@ from bot.delivery.slots import WEEKDAYS
 from bot.delivery.status import last_delivery_line
 from bot.messages import Message
 from bot.ports import DeliveryError
+from bot.text import counted
 from storage.deliveries import DIGEST
 from storage.models import DigestSetting
 
@@ -95,4 +96,4 @@ async def digest_now(ctx: CommandContext, command: DigestNow) -> Message:
         )
     if not sent:
         return Message(text="Nothing new on your topics or like your saves since your last digest.")
-    return Message(text=f"Sent you a digest of {sent} paper(s) by DM.")
+    return Message(text=f"Sent you a digest of {counted(sent, 'paper')} by DM.")

@@ -16,6 +16,7 @@ from bot.commands.parser import (
 )
 from bot.messages import Attachment, Message
 from bot.saving import outcome_message, save_papers, unsave_papers
+from bot.text import counted
 from storage.models import PendingSave
 
 MAX_LISTED = 20
@@ -60,7 +61,7 @@ async def following(ctx: CommandContext, command: Following) -> Message:
         topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
     if not topics:
         return Message(text="You follow no topics yet. Try `/papers follow latency`.")
-    return Message(text=f"You follow {len(topics)} topic(s):", lines=tuple(topics))
+    return Message(text=f"You follow {counted(len(topics), 'topic')}:", lines=tuple(topics))
 
 
 async def save(ctx: CommandContext, command: SavePapers) -> Message:
@@ -129,6 +130,6 @@ async def export_bibtex(ctx: CommandContext, command: ExportBibtex) -> Message:
     if not papers:
         return Message(text="You have no saved papers to export.")
     return Message(
-        text=f"BibTeX for your {len(papers)} saved paper(s)",
+        text=f"BibTeX for your {counted(len(papers), 'saved paper')}",
         attachment=Attachment("paperboy-saved.bib", bibtex(papers), "application/x-bibtex"),
     )

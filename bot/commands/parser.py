@@ -6,6 +6,7 @@ changes nothing by construction.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Callable
@@ -17,12 +18,11 @@ from bot.delivery.slots import WEEKDAYS, days_spec
 from bot.links import MAX_IDS, Rejected, reference_id, reference_words
 from bot.text import is_unsafe
 from bot.words import is_word_character, search_terms
-from config.settings import parse_hhmm
+from config.settings import MAX_POST_COUNT, parse_time_of_day
 
 MAX_COMMAND_LENGTH = 500
 MAX_SAVE_LENGTH = 4000  # `save` takes up to MAX_IDS links, which run long
 MAX_TOPIC_LENGTH = 80
-MAX_POST_COUNT = 10
 
 USAGE = {
     "today": "`/papers today`",
@@ -53,6 +53,7 @@ USAGE = {
 # Words, numbers and the few joiners topics need ("c++", "text-to-speech", "bayes' rule").
 _TOPIC_PUNCTUATION = frozenset(" .+#'/-")
 _DEMO_ID = re.compile(r"^(demo-\d{3,})$")
+_AM_PM = re.compile(r"\d\s*[ap]\.?m\.?$", re.IGNORECASE)
 
 
 class UsageError(Exception):
@@ -232,6 +233,9 @@ def parse(text: str) -> Command:
     name, args = words[0].lower(), words[1:]
     parser = _PARSERS.get(name)
     if parser is None:
+        close = difflib.get_close_matches(name, _PARSERS, n=1, cutoff=0.75)
+        if close:
+            raise UsageError(f"Unknown command: did you mean `/papers {close[0]}`?")
         raise UsageError(
             "Unknown command. Try `/papers today`, `/papers topic <words>` or `/papers help`."
         )
@@ -337,9 +341,15 @@ def _export(args: list[str]) -> Command:
 
 def parse_time(value: str, name: str) -> str:
     try:
-        return parse_hhmm(value).strftime("%H:%M")
+        return parse_time_of_day(value).strftime("%H:%M")
     except ValueError:
-        raise UsageError(f"Times are HH:MM, like 08:00. Usage: {USAGE[name]}") from None
+        raise UsageError(f"Times are like 09:00, 21:30 or 9am. Usage: {USAGE[name]}") from None
+
+
+def _looks_like_time(value: str) -> bool:
+    """Meant as a time (then checked as one): 0830 is a mistyped time, not a count; 9am and
+    9pm are times, not time zones."""
+    return ":" in value or (value.isdigit() and len(value) >= 3) or bool(_AM_PM.search(value))
 
 
 @cache
@@ -431,8 +441,8 @@ def _channel_on(args: list[str]) -> Command:
     """`on [HH:MM] [tz] [count] [days]`, each part optional but in this order."""
     time = timezone = count = days = None
     rest = list(args)
-    if rest and (":" in rest[0] or (rest[0].isdigit() and len(rest[0]) >= 3)):
-        time = parse_time(rest.pop(0), "channel")  # "0830" is a mistyped time, not a count
+    if rest and _looks_like_time(rest[0]):
+        time = parse_time(rest.pop(0), "channel")
     if rest and not rest[0].isdigit() and parse_days(rest[0]) is None:
         timezone = parse_timezone(rest.pop(0), "channel")
     if rest and parse_days(rest[0]) is None:
