@@ -52,6 +52,17 @@ SCHEDULE_COMMANDS = (
 )  # fmt: skip
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
 NOTHING_TO_SHARE = "Nothing to share: that answer has changed or is no longer available."
+
+
+def share_command(text: str, answer: Message) -> str | None:
+    """What a "Share to channel" button under `answer` carries: the command that made it, to
+    run again (`today` for the bare `/papers`: a button's value may not be empty); None when
+    the answer is not one to share."""
+    if answer.is_usage_hint or not answer.shareable:
+        return None
+    return " ".join(text.split()) or "today"
+
+
 UNFURL_BUDGET = 10.0  # seconds an unfurl waits for Hugging Face and arXiv
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -114,6 +115,22 @@ async def test_today_renders_paper_cards_with_links(slack_harness: SlackHarness)
         if e.get("action_id") == SHARE_ACTION
     ]
     assert share and share[0]["value"] == "today"
+
+
+async def test_the_bare_command_shares_as_today_and_an_unshareable_answer_offers_nothing(
+    slack_harness: SlackHarness,
+) -> None:
+    def share_values(answer: dict[str, Any]) -> list[str]:
+        return [
+            e["value"]
+            for b in answer["blocks"]
+            for e in b.get("elements", [])
+            if e.get("action_id") == SHARE_ACTION
+        ]
+
+    assert share_values(await slack_harness.command("")) == ["today"]
+    assert share_values(await slack_harness.command("topic zebra finches")) == []
+    assert share_values(await slack_harness.command("following")) == []
 
 
 async def test_paper_text_is_escaped_for_mrkdwn(slack_harness: SlackHarness) -> None:

@@ -21,7 +21,7 @@ from adapters.discord.commands import PapersCommands
 from adapters.discord.outbound import DiscordOutbound
 from adapters.discord.reading import message_text, read_message_text
 from adapters.discord.render import render
-from bot.app import NOTHING_TO_SHARE, Paperboy
+from bot.app import NOTHING_TO_SHARE, Paperboy, share_command
 from bot.config import BotConfig
 from bot.events import (
     ChannelRef,
@@ -220,7 +220,8 @@ class PaperboyClient(discord.Client):
             channel_ref(interaction), str(interaction.user.id), text, is_admin(interaction)
         )
         answer = await self._within_deadline(interaction, self.paperboy.handle_command(event))
-        view = share_view(" ".join(text.split())) if answer.shareable else None
+        share = share_command(text, answer)
+        view = None if share is None else share_view(share)
         await self._reply(interaction, answer, view=view)
 
     async def _within_deadline(

@@ -34,7 +34,7 @@ from adapters.slack.render import (
     fallback_text,
     unfurl_blocks,
 )
-from bot.app import NOTHING_TO_SHARE, Paperboy
+from bot.app import NOTHING_TO_SHARE, Paperboy, share_command
 from bot.config import BotConfig
 from bot.events import (
     ChannelRef,
@@ -276,7 +276,7 @@ class Listeners:
         async def reply() -> dict[str, Any]:
             event = CommandInvoked(ChannelRef(Scope(PLATFORM, team), channel), user, text, is_admin)
             answer = await self.bot.handle_command(event)
-            share = " ".join(text.split()) if answer.shareable else None
+            share = share_command(text, answer)
             return {
                 "response_type": "ephemeral",
                 "text": fallback_text(answer),
