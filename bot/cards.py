@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable
+from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from bot.messages import Link, PaperCard
@@ -14,6 +18,13 @@ DEMO_NOTE = (
     "sample shipped with paperboy (no authors, dates or upvotes)."
 )
 SUMMARY_LIMIT = 300
+# Inline math in titles and abstracts, `$\mathcal{O}(n)$`: between dollar signs that hug it,
+# holding a command, a script or a group (so "$5 and $10" is money, not math).
+_MATH = re.compile(r"\$(?=\S)([^$\n]{1,200}?)(?<=\S)\$")
+_MATH_SIGNS = re.compile(r"[\\^_{]")
+
+if TYPE_CHECKING:
+    from pylatexenc.latex2text import LatexNodes2Text
 
 
 def paper_card(paper: Paper) -> PaperCard:
@@ -21,9 +32,9 @@ def paper_card(paper: Paper) -> PaperCard:
         # Demo papers carry no arXiv id: link to a Hugging Face search for the title instead.
         return PaperCard(
             paper_id=paper.arxiv_id,
-            title=paper.title,
+            title=plain_math(paper.title),
             url=f"{HF_PAPERS}?{urlencode({'q': paper.title})}",
-            summary=_shorten(paper.abstract),
+            summary=_shorten(plain_math(paper.abstract)),
             is_demo=True,
         )
     arxiv_id = quote(paper.arxiv_id, safe="./")
@@ -33,16 +44,18 @@ def paper_card(paper: Paper) -> PaperCard:
     ]
     if paper.github_repo:
         links.append(Link("Code", paper.github_repo))
-    if paper.project_page:
+    if paper.project_page and not _same_url(paper.project_page, paper.github_repo):
         links.append(Link("Project page", paper.project_page))
     return PaperCard(
         paper_id=paper.arxiv_id,
-        title=paper.title,
+        title=plain_math(paper.title),
         url=f"{HF_PAPERS}/{arxiv_id}",
         authors=tuple(paper.authors),
         upvotes=paper.upvotes,
         published=paper.published_at.date() if paper.published_at else None,
-        summary=paper.ai_summary or _shorten(paper.abstract),
+        summary=plain_math(paper.ai_summary)
+        if paper.ai_summary
+        else _shorten(plain_math(paper.abstract)),
         links=tuple(links),
         thumbnail=paper.thumbnail,
     )
@@ -74,3 +87,35 @@ def _shorten(text: str, limit: int = SUMMARY_LIMIT) -> str | None:
     if len(text) <= limit:
         return text
     return text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def plain_math(text: str) -> str:
+    r"""`text` with its inline LaTeX math as plain Unicode text: `$\mathcal{O}(n)$` reads as a
+    script O and (n), `$\alpha$` as the Greek letter, `$\mathbb{R}^{n}$` as a double-struck
+    R and ^n. Only the math: elsewhere `%`, `&` and `~` are what they seem."""
+    if "$" not in text:
+        return text
+    return _MATH.sub(_math_as_text, text)
+
+
+def _math_as_text(match: re.Match[str]) -> str:
+    math = match[1]
+    if not _MATH_SIGNS.search(math) or math.count("{") != math.count("}"):
+        return match[0]
+    try:
+        return _latex().latex_to_text(f"${math}$").strip() or match[0]
+    except Exception:  # malformed LaTeX stays as written
+        return match[0]
+
+
+@cache
+def _latex() -> LatexNodes2Text:
+    from pylatexenc.latex2text import LatexNodes2Text  # 4 MB: only for papers with math
+
+    # Its complaints about a paper's odd LaTeX are not ours to log: the text stays as written.
+    logging.getLogger("pylatexenc").setLevel(logging.CRITICAL)
+    return LatexNodes2Text(math_mode="text")
+
+
+def _same_url(first: str | None, second: str | None) -> bool:
+    return first is not None and second is not None and first.rstrip("/") == second.rstrip("/")

@@ -77,3 +77,8 @@ class DailyPost:
 
     header: Message
     papers: tuple[tuple[int, Message], ...] = field(default=())  # (paper row id, message)
+
+
+def counted(n: int, noun: str) -> str:
+    """ "1 paper", "3 papers": a count in words, as a person writes it (regular plurals)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -21,9 +21,8 @@ from datetime import datetime, timedelta
 from bot.cards import demo_note, paper_cards, title_text
 from bot.events import UserRef
 from bot.links import MAX_IDS, find_paper_ids, reference_id
-from bot.messages import Message
+from bot.messages import Message, counted
 from bot.sources.lookup import Lookup, PaperLookup
-from bot.text import counted
 from storage.models import Paper
 from storage.store import Store
 

@@ -49,8 +49,3 @@ def strip_unsafe(text: str) -> str:
     # piece of every card: `str.translate` took 3.0 us for a 400-character summary, this 1.3.
     text = text.replace("\t", " ").replace("\u2028", "\n").replace("\u2029", "\n")
     return _UNSAFE.sub("", text)
-
-
-def counted(n: int, noun: str) -> str:
-    """ "1 paper", "3 papers": a count in words a person would write (regular plurals)."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

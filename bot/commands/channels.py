@@ -16,9 +16,8 @@ from bot.commands.parser import (
 from bot.commands.weekly import weekly_status_lines
 from bot.daily import PUBLISHING_DAYS
 from bot.delivery.status import last_delivery_line
-from bot.messages import Message
+from bot.messages import Message, counted
 from bot.ports import DeliveryError
-from bot.text import counted
 from storage.deliveries import CHANNEL
 from storage.models import ChannelSubscription
 

@@ -6,9 +6,8 @@ from bot.commands.context import CommandContext
 from bot.commands.parser import DigestNow, DigestOff, DigestSet, DigestStatus
 from bot.delivery.slots import WEEKDAYS
 from bot.delivery.status import last_delivery_line
-from bot.messages import Message
+from bot.messages import Message, counted
 from bot.ports import DeliveryError
-from bot.text import counted
 from storage.deliveries import DIGEST
 from storage.models import DigestSetting
 

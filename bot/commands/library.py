@@ -14,9 +14,8 @@ from bot.commands.parser import (
     Unfollow,
     Unsave,
 )
-from bot.messages import Attachment, Message
+from bot.messages import Attachment, Message, counted
 from bot.saving import outcome_message, save_papers, unsave_papers
-from bot.text import counted
 from storage.models import PendingSave
 
 MAX_LISTED = 20
