@@ -35,7 +35,7 @@ from bot.cards import demo_note, paper_card
 from bot.delivery.resumable import Part, ResumableSend, SendKey
 from bot.delivery.runner import Claim, Send
 from bot.events import MessageRef, Scope, UserRef
-from bot.messages import Message, PaperCard, Visibility
+from bot.messages import Message, PaperCard, Visibility, counted
 from bot.ports import Delivered, DeliveryError, Outbound
 from bot.words import search_terms
 from storage.store import Repositories, Store
@@ -56,6 +56,7 @@ KEYWORDS_PER_SAVE = 3  # Hugging Face lists a paper's most telling keywords firs
 # 0.3% (about 3 of 2,097 per paper); at 0.55 those were 18%, 4.8% and 0.9%, and the pairs
 # read as sharing a field rather than a subject.
 LIKE_SAVED = 0.6
+TOPICS_NAMED = 90  # characters of topic names in a heading; the rest of it takes about 50
 NOTE = "Change topics with `/papers follow` / `unfollow`, timing with `/papers digest`."
 
 
@@ -315,19 +316,35 @@ def _compose(
     if not chosen:
         return None
     cards = tuple(window.cards[paper_id] for paper_id in chosen)
-    plural = "s" if len(chosen) != 1 else ""
-    reasons = []
-    if on_topics.intersection(chosen):
-        reasons.append(f"on {', '.join(want.topics)}")
-    if not on_topics.issuperset(chosen):
-        reasons.append("like ones you saved")
+    matched = [topic for topic in want.topics if matches[topic].intersection(chosen)]
     message = Message(
-        text=f"Your paperboy digest: {len(chosen)} new paper{plural} {' and '.join(reasons)}",
+        text=digest_heading(len(chosen), matched, like_saved=not on_topics.issuperset(chosen)),
         cards=cards,
         note=demo_note(cards) or NOTE,
         visibility=Visibility.PUBLIC,
     )
     return Digest(message, tuple(chosen))
+
+
+def digest_heading(count: int, matched: Sequence[str], *, like_saved: bool) -> str:
+    """A digest's first line: how many papers, on which of the followed topics (those its
+    papers are on, as many as fit in TOPICS_NAMED characters: Slack drops a header block over
+    150), and whether some are like the user's saves."""
+    reasons = [f"on {_named(matched)}"] if matched else []
+    if like_saved:
+        reasons.append("like ones you saved")
+    return f"Your paperboy digest: {counted(count, 'new paper')} {' and '.join(reasons)}"
+
+
+def _named(topics: Sequence[str]) -> str:
+    named: list[str] = []
+    for at, topic in enumerate(topics):
+        rest = len(topics) - at - 1
+        suffix = f" and {counted(rest, 'more topic')}" if rest else ""
+        if named and len(", ".join([*named, topic]) + suffix) > TOPICS_NAMED:
+            return f"{', '.join(named)} and {counted(len(topics) - at, 'more topic')}"
+        named.append(topic)
+    return ", ".join(named)
 
 
 @dataclass

@@ -13,7 +13,14 @@ import bot.digest
 import storage.db
 import storage.papers
 from bot.cards import demo_note, paper_card
-from bot.digest import WINDOW, Digest, WindowCache, compose_digest, compose_digests
+from bot.digest import (
+    WINDOW,
+    Digest,
+    WindowCache,
+    compose_digest,
+    compose_digests,
+    digest_heading,
+)
 from bot.events import Scope, UserRef
 from bot.messages import Message, Visibility
 from bot.words import search_terms
@@ -93,10 +100,11 @@ async def reference_digest(
         reverse=True,
     )
     ids = [paper.id for paper in candidates]
-    on_topics: set[int] = set()
+    on_topic: dict[str, set[int]] = {}
     for topic in topics:  # one ranked search per topic, as before batching
         hits = await repos.papers.search(search_terms(topic), limit=len(ids), within=ids)
-        on_topics.update(hit.id for hit in hits)
+        on_topic[topic] = {hit.id for hit in hits}
+    on_topics = set().union(*on_topic.values())
     like_saved: set[int] = set()
     for keyword in keywords:
         hits = await repos.papers.search(search_terms(keyword), limit=len(ids), within=ids)
@@ -108,14 +116,13 @@ async def reference_digest(
     if not papers:
         return None
     cards = tuple(paper_card(paper) for paper in papers)
-    plural = "s" if len(papers) != 1 else ""
-    reasons = []
-    if any(paper.id in on_topics for paper in papers):
-        reasons.append(f"on {', '.join(topics)}")
-    if any(paper.id not in on_topics for paper in papers):
-        reasons.append("like ones you saved")
+    chosen = {paper.id for paper in papers}
     message = Message(
-        text=f"Your paperboy digest: {len(papers)} new paper{plural} {' and '.join(reasons)}",
+        text=digest_heading(
+            len(papers),
+            [topic for topic in topics if on_topic[topic] & chosen],
+            like_saved=any(paper.id not in on_topics for paper in papers),
+        ),
         cards=cards,
         note=demo_note(cards)
         or "Change topics with `/papers follow` / `unfollow`, timing with `/papers digest`.",
@@ -319,3 +326,24 @@ def test_a_digest_window_covers_a_weekend_or_a_week() -> None:
     now = datetime(2026, 5, 4, 9, tzinfo=UTC)  # a Monday
     assert bot.digest.window_days(now, "daily") == (date(2026, 5, 1), date(2026, 5, 4))
     assert bot.digest.window_days(now, "weekly") == (date(2026, 4, 26), date(2026, 5, 4))
+
+
+def test_a_digest_heading_names_the_matched_topics_and_stays_short() -> None:
+    assert (
+        digest_heading(1, ["llm"], like_saved=False) == "Your paperboy digest: 1 new paper on llm"
+    )
+    assert (
+        digest_heading(3, ["llm", "agents"], like_saved=True)
+        == "Your paperboy digest: 3 new papers on llm, agents and like ones you saved"
+    )
+    assert digest_heading(2, [], like_saved=True) == (
+        "Your paperboy digest: 2 new papers like ones you saved"
+    )
+    many = [f"a topic of many words number {n}" for n in range(12)]
+    heading = digest_heading(10, many, like_saved=True)
+    assert len(heading) <= 150
+    assert heading.startswith(
+        "Your paperboy digest: 10 new papers on a topic of many words number 0"
+    )
+    shown = heading.count("a topic of many words")
+    assert f"and {len(many) - shown} more topics and like ones you saved" in heading
