@@ -6,10 +6,12 @@ from datetime import date, timedelta
 
 from sqlalchemy import func, select, text
 
+from adapters.discord.render import render as discord_render
+from adapters.slack.render import blocks
 from bot.app import Paperboy
 from bot.bibtex import bibtex
 from bot.commands.channels import MAX_CHANNEL_TOPICS
-from bot.commands.library import MAX_FOLLOWED
+from bot.commands.library import MAX_FOLLOWED, MAX_LISTED
 from bot.config import BotConfig
 from bot.events import CommandInvoked
 from bot.messages import Visibility
@@ -19,6 +21,7 @@ from storage.papers import PaperData
 from storage.store import Store
 from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform
 from tests.fakes.huggingface import load_fixture
+from tests.slack_fixtures import all_text
 
 
 async def table_counts(harness: Harness) -> dict[str, int]:
@@ -189,6 +192,27 @@ async def test_saved_unsave_and_bibtex_export(harness: Harness) -> None:
     assert "Removed" in (await harness.say(f"unsave https://arxiv.org/abs/{removed}v1")).text
     assert "not in your saved" in (await harness.say(f"unsave {removed}")).text
     assert [card.paper_id for card in (await harness.say("saved")).cards] == [posts[1][0]]
+
+
+async def test_a_long_saved_list_says_once_how_many_more_on_every_platform(
+    harness: Harness,
+) -> None:
+    papers = [PaperData(f"2612.{n:05d}", f"Saved paper {n}") for n in range(MAX_LISTED + 2)]
+    async with harness.store.transaction() as repos:
+        ids = await repos.papers.upsert(papers, NOW)
+        for paper_id in ids.values():
+            await repos.users.save(SCOPE.platform, SCOPE.workspace, "alice", paper_id, NOW)
+    answer = await harness.say("saved", user="alice")
+    assert len(answer.cards) == MAX_LISTED
+    slack = all_text(blocks(answer))
+    discord = discord_render(answer)
+    discord_text = " ".join(
+        [discord.content or "", *(str(embed.to_dict()) for embed in discord.embeds)]
+    )
+    for shown in (slack, discord_text):
+        assert shown.count("more") == 1, shown
+        assert "2 more: `/papers export bibtex` lists them all" in shown.replace("\\", "")
+    assert len(discord.embeds) == MAX_LISTED
 
 
 async def test_bibtex_escapes_latex_and_keeps_keys_unique(harness: Harness) -> None:

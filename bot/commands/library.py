@@ -18,7 +18,9 @@ from bot.messages import Attachment, Message, counted
 from bot.saving import outcome_message, save_papers, unsave_papers
 from storage.models import PendingSave
 
-MAX_LISTED = 20
+# Saved papers shown as cards: as many as every platform shows in one message (Discord: 10
+# embeds), so no renderer drops any and one line says how many more there are.
+MAX_LISTED = 10
 # Each followed topic is one more full-text match in every digest run; a few dozen cover any
 # reader's interests.
 MAX_FOLLOWED = 25
