@@ -404,6 +404,19 @@ def test_ten_long_cards_fit_6000_by_cutting_summaries_first() -> None:
     assert sum(len(e) for e in rendered.embeds) > 5900  # the budget is used, not wasted
 
 
+def test_a_cut_summary_ends_between_words() -> None:
+    words = "summarised " * 500
+    cards = tuple(card(n, summary=words) for n in range(1, 11))
+    rendered = render(Message(text="Trending", cards=cards))
+    assert_within_limits(rendered)
+    for embed in rendered.embeds:
+        description = embed.description or ""
+        assert description.endswith("summarised…"), description[-30:]
+    # A single word longer than the slack allows is cut inside, still with the ellipsis.
+    long_word = render(Message(text="x", cards=(card(1, summary="x" * 5000),)))
+    assert (long_word.embeds[0].description or "").endswith("x…")
+
+
 def test_cards_that_cannot_fit_6000_even_without_summaries_move_to_the_content() -> None:
     cards = tuple(
         card(

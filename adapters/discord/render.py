@@ -70,6 +70,7 @@ MAX_LINK_LABEL = 64
 MAX_FILENAME = 100
 MAX_FILE_BYTES = 10 * 1024 * 1024  # Discord's smallest upload limit (servers without boosts)
 MIN_SUMMARY = 40  # a summary squeezed below this is left out rather than shown as a stub
+WORD_CUT_SLACK = 30  # characters given up at most to end a cut text between words
 
 EMBED_COLOUR = discord.Colour(0xFFD21E)  # Hugging Face yellow
 FALLBACK_CONTENT = "paperboy"
@@ -163,23 +164,29 @@ def _markup(text: str) -> str:
 
 
 def _shorten(text: str, limit: int) -> str:
-    """Rendered text cut to `limit` characters with an ellipsis, never inside an escape or a
-    code span (a code span too long to fit is cut inside and closed again)."""
+    """Rendered text cut to `limit` characters with an ellipsis, between words where one ends
+    in its last WORD_CUT_SLACK characters, and never inside an escape or a code span (a code
+    span too long to fit is cut inside and closed again)."""
     if len(text) <= limit:
         return text
     room = limit - 1  # for the ellipsis
     kept: list[str] = []
     size = 0
+    last_space = -1  # index in `kept` of the last space between units
     for unit in _UNIT.finditer(text):
         piece = unit.group()
         if size + len(piece) > room:
             if piece.startswith("`") and len(piece) > 2 and room - size >= 3:
                 kept.append(piece[: room - size - 1] + "…`")  # `code…` fits exactly
                 return "".join(kept)
+            if not piece.isspace() and last_space >= 0 and len(kept) - last_space <= WORD_CUT_SLACK:
+                kept = kept[:last_space]  # the word that does not fit goes whole
             break
+        if piece.isspace():
+            last_space = len(kept)
         kept.append(piece)
         size += len(piece)
-    return "".join(kept) + "…"
+    return "".join(kept).rstrip() + "…"
 
 
 def _cut(text: str, limit: int) -> str:
