@@ -146,3 +146,28 @@ async def test_fault_then_success_still_ingests(
 
     assert await ingest_day(store, client, TUESDAY, NOW) == 4
     assert len(await listing(store, TUESDAY)) == 4
+
+
+async def test_text_no_database_stores_is_replaced_and_the_day_is_stored(
+    store: Store,
+    fake_hf: FakeHuggingFace,
+    client: HuggingFaceClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lone surrogate (a broken `\\ud800` escape in the JSON) or a NUL in one paper's text
+    cost neither that paper nor the day's others their storing."""
+    items = fake_hf.load_day("2026-05-04")
+    items[1]["paper"]["title"] += " \ud800broken"
+    items[2]["paper"]["summary"] = "Before\x00after."
+    items[2]["paper"]["authors"] = [{"name": "Ada \udfff Lovelace"}]
+
+    assert await ingest_day(store, client, MONDAY, NOW) == 5
+
+    async with store.transaction() as repos:
+        titled = await repos.papers.by_arxiv_id("2605.00002")
+        assert titled is not None and titled.title.endswith(" \ufffdbroken")
+        summed = await repos.papers.by_arxiv_id("2605.00003")
+        assert summed is not None and summed.abstract == "Before\ufffdafter."
+        assert summed.authors == ["Ada \ufffd Lovelace"]
+    replaced = [r.getMessage() for r in caplog.records if "U+FFFD" in r.getMessage()]
+    assert len(replaced) == 2 and "2605.00002" in replaced[0] and "2605.00003" in replaced[1]

@@ -2,11 +2,14 @@
 
 Accepts daily/search items (`{"paper": {...}, "title": ..., "thumbnail": ...}`) and bare paper
 objects, in the current schema and the 2024 one (no `thumbnail`, no `ai_*`). Wrong types never
-raise: a broken field is dropped, an item without a usable id or title is skipped.
+raise: a broken field is dropped, an item without a usable id or title is skipped. Text no
+database can store (a lone surrogate, from a broken `\ud800` escape; NUL, which PostgreSQL's
+text refuses) is replaced by U+FFFD, so one bad item never costs a day's others their storing.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -25,6 +28,9 @@ _VERSION = re.compile(r"v\d+$")
 # New-style (2405.15738) and old-style (hep-th/9901001) arXiv ids; nothing that could break a URL.
 _ARXIV_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]*(/[0-9]{7})?")
 _WHITESPACE = re.compile(r"\s+")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+log = logging.getLogger(__name__)
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
@@ -45,6 +51,8 @@ def parse_items(payload: object) -> list[PaperData]:
         paper = parse_item(entry)
         if paper is not None:
             papers.append(paper)
+            if _has_unstorable(entry):
+                log.warning("Paper %s: text no database stores, replaced by U+FFFD", paper.arxiv_id)
     return papers
 
 
@@ -99,8 +107,18 @@ def _one_line(value: object) -> str | None:
     """Whitespace (legacy titles carry "\\n  ") collapsed to single spaces; empty -> None."""
     if not isinstance(value, str):
         return None
-    text = _WHITESPACE.sub(" ", value).strip()
+    text = _WHITESPACE.sub(" ", _UNSTORABLE.sub("\ufffd", value)).strip()
     return text or None
+
+
+def _has_unstorable(value: object) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, Mapping):
+        return any(_has_unstorable(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_unstorable(item) for item in value)
+    return False
 
 
 def _paragraphs(value: object) -> str | None:
