@@ -27,9 +27,18 @@ _SLACK_TOKEN = re.compile(r"\b(?:xox[a-z]|xapp)-[0-9A-Za-z-]+")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)[^@/\s]+@", re.IGNORECASE)
 # Whoever holds one can answer as the bot for a while: a Discord interaction token (base64 of
 # "interaction:<id>:..."; in webhook and callback URLs too) for 15 minutes, a Slack
-# response_url for 30.
-_INTERACTION_TOKEN = re.compile(r"\baW50ZXJhY3Rpb246[0-9A-Za-z_\-.:=]+")
-_SLACK_RESPONSE_URL = re.compile(r"(hooks\.slack\.com/(?:commands|actions)/)[^\s\"'<>,]+")
+# response_url for 30; an incoming webhook (hooks.slack.com/services/..., which an OAuth
+# install may bring) posts as the app for good.
+_INTERACTION_TOKEN = re.compile(r"\baW50ZXJhY3Rpb246[0-9A-Za-z_\-.:=+]+")
+_SLACK_HOOK_URL = re.compile(
+    r"(hooks\.slack\.com/(?:commands|actions|services|workflows|triggers)/)[^\s\"'<>,]+"
+)
+# The one-time code of an OAuth install (and its state) in the redirect's query, in the query
+# as bolt logs it parsed ({'code': ['...']}) and in the body slack_sdk logs when it exchanges
+# the code for a token.
+_OAUTH_CODE = re.compile(
+    r"""((?:[?&]|\b)(?:code|state)=|['"](?:code|state)['"]:\s*\[?\s*['"])[^&\s'"]+"""
+)
 
 
 def settings_secrets(settings: Settings) -> list[str]:
@@ -64,7 +73,8 @@ class Redactor:
             text = text.replace(secret, MASK)
         text = _SLACK_TOKEN.sub(MASK, text)
         text = _INTERACTION_TOKEN.sub(MASK, text)
-        text = _SLACK_RESPONSE_URL.sub(rf"\g<1>{MASK}", text)
+        text = _SLACK_HOOK_URL.sub(rf"\g<1>{MASK}", text)
+        text = _OAUTH_CODE.sub(rf"\g<1>{MASK}", text)
         return _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
 
     def scrub(self, record: logging.LogRecord) -> None:

@@ -8,11 +8,13 @@ exception text, stack) and every output is searched for each secret.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import json
 import logging
 import os
+import random
 import re
 import subprocess
 import sys
@@ -435,6 +437,7 @@ def test_redaction_covers_messages_arguments_exceptions_and_stacks(
             "aW50ZXJhY3Rpb246MTIzOjk4NzY1:interaction-secret",
         )
         log.debug("Sending a request - url: https://hooks.slack.com/commands/T1/42/hook-secret")
+        log.debug("POST /webhooks/1/%s/messages/@original has returned 200", REAL_SHAPED_TOKEN)
     finally:
         uninstall()
         log.removeHandler(handler)
@@ -443,7 +446,7 @@ def test_redaction_covers_messages_arguments_exceptions_and_stacks(
     assert leaks([written]) == {}
     assert leaks(record_texts(caplog)[:-1]) == {}
     for text in ("installed-token", "refresh", "other-password", "interaction-secret",
-                 "hook-secret"):  # fmt: skip
+                 "hook-secret", REAL_SHAPED_TOKEN[16:]):  # fmt: skip
         assert text not in written
     assert written.count("[redacted]") >= 11, written
     assert "interactions/1/[redacted]/callback" in written
@@ -451,6 +454,13 @@ def test_redaction_covers_messages_arguments_exceptions_and_stacks(
     assert "RuntimeError: signature check with [redacted] failed" in written
     assert "postgresql+asyncpg://paperboy:[redacted]@db/paperboy" in written
     assert SECRETS["SLACK_BOT_TOKEN"] in caplog.records[-1].getMessage()  # uninstalled
+
+
+# An interaction token as Discord issues them: "interaction:<snowflake>:<secret>", in base64
+# (URL-safe: it travels in URL paths).
+REAL_SHAPED_TOKEN = base64.urlsafe_b64encode(
+    b"interaction:1313131313131313131:" + bytes(random.Random(7).choices(range(33, 127), k=96))
+).decode()
 
 
 # --- the CLI ----------------------------------------------------------------------------------
@@ -520,6 +530,8 @@ def test_paperboy_serve_at_debug_writes_no_secret_nor_installed_token(
     assert " DEBUG slack_sdk" in written and "oauth.v2.access" in written  # the libraries logged
     assert leaks([written]) == {}
     assert "xoxb-T5" not in written
+    assert "webhook-secret" not in written  # the install's incoming webhook posts as the app
+    assert "good-code" not in written  # the one-time OAuth code
 
 
 @pytest.fixture

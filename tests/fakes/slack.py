@@ -452,6 +452,13 @@ class FakeSlack:
             "team": {"id": team, "name": TEAM_NAMES.get(team, f"Team {team}")},
             "enterprise": None,
             "is_enterprise_install": False,
+            # As Slack answers when the app asks for incoming-webhook: a URL that posts.
+            "incoming_webhook": {
+                "channel": "#general",
+                "channel_id": "C1",
+                "configuration_url": "https://x",
+                "url": f"https://hooks.slack.com/services/{team}/B1/webhook-secret",
+            },
         }
 
 
