@@ -425,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for chatty in ("alembic", "apscheduler"):  # a line per migration step, per job added
+    # A line per migration step, per job added, per HTTP request.
+    for chatty in ("alembic", "apscheduler", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     secrets = settings_secrets(settings)
     install_redaction(secrets)  # libraries log tokens at DEBUG

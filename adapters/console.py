@@ -12,7 +12,7 @@ import re
 import secrets
 import sys
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TextIO
 
@@ -55,7 +55,7 @@ def render_card(index: int, card: PaperCard) -> list[str]:
     if card.published:
         facts.append(card.published.isoformat())
     if card.is_demo:
-        facts.append("demo")
+        facts.append(f"demo paper {card.paper_id}")  # the id `/papers unsave` takes
     if facts:
         lines.append("     " + " · ".join(facts))
     if card.summary:
@@ -92,8 +92,13 @@ class ConsoleOutbound:
     refs: dict[int, MessageRef] = field(default_factory=dict)
     said: dict[int, str] = field(default_factory=dict)  # members' messages' texts, by number
     count: int = 0
+    notes_shown: set[str] = field(default_factory=set)
 
     def show(self, message: Message, where: str, channel: ChannelRef) -> MessageRef:
+        if message.note in self.notes_shown:  # a note (the demo disclaimer): once a run
+            message = replace(message, note=None)
+        elif message.note:
+            self.notes_shown.add(message.note)
         first, *rest = render(message)
         return self._numbered(channel, [f"{where}{first}", *rest])
 
@@ -162,8 +167,7 @@ class ConsoleSession:
         elif word in ("/react", "/unreact"):
             await self._react(rest, added=word == "/react")
         elif word == "/post-daily" and not rest:
-            if not (await self.bot.daily.post(CHANNEL)).papers:
-                self.outbound.say("Nothing new to post in #general.")
+            await self._post_daily()
         elif word == "/post-weekly" and not rest:
             if not (await self.bot.weekly.post(CHANNEL)).papers:
                 self.outbound.say("Nothing to post in #general: nothing saved or trending.")
@@ -182,6 +186,23 @@ class ConsoleSession:
         else:
             self.outbound.say(LINE_HELP)
         return True
+
+    async def _post_daily(self) -> None:
+        """What the channel's daily post does at its time: nothing when it is off. Running it
+        early is an admin's call, as `/papers channel post-now` is."""
+        if self.user != ADMIN:
+            self.outbound.say("Only admins can run #general's daily post (you are not one).")
+            return
+        async with self.bot.store.reading() as repos:
+            subscription = await repos.channels.subscription(
+                SCOPE.platform, SCOPE.workspace, CHANNEL.channel
+            )
+        if subscription is None or not subscription.enabled:
+            self.outbound.say(
+                "The daily post is off in #general: turn it on with `/papers channel on`."
+            )
+        elif not (await self.bot.daily.post(CHANNEL)).papers:
+            self.outbound.say("Nothing new to post in #general.")
 
     async def _react(self, args: str, *, added: bool) -> None:
         parts = args.split()

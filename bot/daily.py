@@ -15,7 +15,7 @@ from bot.delivery.batching import Batcher
 from bot.delivery.resumable import Part, ResumableSend, SendKey
 from bot.delivery.runner import Claim, NotReady, Send
 from bot.events import ChannelRef, MessageRef, UserRef
-from bot.messages import DailyPost, Message, PaperCard, Visibility
+from bot.messages import DailyPost, Message, PaperCard, Visibility, counted
 from bot.ports import Delivered, DeliveryError, Outbound
 from bot.reactions import emoji_in_text
 from bot.words import search_terms
@@ -185,12 +185,15 @@ def daily_post(
         return None
     cards = [paper_card(paper) for paper in chosen]
     topics = f" on {', '.join(plan.topics)}" if plan.topics else ""
+    # The list's top papers, or the next ones when the top were posted here already.
+    which = (
+        f"{counted(len(chosen), 'more paper')} from the list"
+        if any(paper.id in posted for paper in papers)
+        else f"Top {len(chosen)}"
+    )
     header = Message(
         text=list_title(day, cards, f"Trending papers{topics}"),
-        lines=(
-            f"Top {len(chosen)}. React with {emoji_in_text(save_emoji)} to save one to "
-            "`/papers saved`.",
-        ),
+        lines=(f"{which}. React with {emoji_in_text(save_emoji)} to save one to `/papers saved`.",),
         note=demo_note(cards),
         visibility=Visibility.PUBLIC,
     )

@@ -82,14 +82,14 @@ def test_offline_console_runs_every_flow_on_the_demo_corpus(
     assert messages[8].startswith("(only you) Your saved papers (1)")
     assert any(line.startswith("DM to you: Your paperboy digest") for line in messages.values())
     assert "@misc{anonkeyformer," in out
-    assert out.count("Demo data:") >= 4  # every message built from demo papers says so
+    assert out.count("Demo data:") == 1  # said once, with the first demo papers shown
     assert "Traceback" not in out + result.stderr
 
 
 def test_state_persists_between_runs(tmp_path: Path, closed_port_url: str) -> None:
     database = tmp_path / "paperboy.db"
     first = run_console(
-        ["/papers follow diffusion", "/post-daily", "/react 3 bookmark"],
+        ["/papers follow diffusion", "/papers channel on", "/post-daily", "/react 4 bookmark"],
         database=database,
         hf_url=closed_port_url,
     )
@@ -107,6 +107,7 @@ def test_state_persists_between_runs(tmp_path: Path, closed_port_url: str) -> No
     assert messages[2].startswith("(only you) Your saved papers (1)")
     # Yesterday's papers were posted already: today's post moves on to the next ones.
     assert "Keyformer" not in second.stdout.split("[3]")[1]
+    assert "5 more papers from the list." in second.stdout.split("[3]")[1]
 
 
 def test_a_pasted_link_shows_its_paper_and_a_reaction_saves_it(
@@ -164,13 +165,17 @@ def test_console_uses_live_papers_when_hugging_face_answers(
 def test_users_admins_and_bad_lines(tmp_path: Path, closed_port_url: str) -> None:
     result = run_console(
         [
+            "/papers channel off",
+            "/post-daily",
+            "/papers channel on",
             "/post-daily",
             "/as bob",
             "/papers channel on",
-            "/react 2 bookmark",
+            "/post-daily",
+            "/react 4 bookmark",
             "/react 99 bookmark",
             "/react two bookmark",
-            "/unreact 2 bookmark",
+            "/unreact 4 bookmark",
             "hello",
             "/as <!channel>",
             "/papers topic \x1b[31mred",
@@ -184,6 +189,8 @@ def test_users_admins_and_bad_lines(tmp_path: Path, closed_port_url: str) -> Non
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "You are now `bob` (not an admin)." in out
+    assert "The daily post is off in #general: turn it on with `/papers channel on`." in out
+    assert "Only admins can run #general's daily post (you are not one)." in out
     assert "Only workspace admins can change" in out
     assert "Saved: Keyformer" in out
     assert "There is no message [99]." in out
@@ -201,11 +208,12 @@ def test_team_and_week_on_the_demo_sample(tmp_path: Path, closed_port_url: str) 
     result = run_console(
         [
             "/papers week",
+            "/papers channel on",
             "/post-daily",
-            "/react 3 bookmark",
-            "/as bob",
-            "/react 3 bookmark",
             "/react 4 bookmark",
+            "/as bob",
+            "/react 4 bookmark",
+            "/react 5 bookmark",
             "/papers team",
             "/papers team year",
         ],
@@ -216,10 +224,10 @@ def test_team_and_week_on_the_demo_sample(tmp_path: Path, closed_port_url: str) 
     out = result.stdout
     messages = numbered(out)
     assert messages[1] == "(only you) Papers of the last 7 days from the offline demo sample"
-    assert messages[3].startswith("#general: Keyformer")
-    assert messages[4].startswith("#general: Sequential Monte Carlo")
-    assert messages[11] == "(only you) What the team saved in the last 7 days"
-    team = out.split("[11] ")[1].split("[12] ")[0]
+    assert messages[4].startswith("#general: Keyformer")
+    assert messages[5].startswith("#general: Sequential Monte Carlo")
+    assert messages[12] == "(only you) What the team saved in the last 7 days"
+    team = out.split("[12] ")[1].split("[13] ")[0]
     assert (
         team.index("1. Keyformer")
         < team.index("saved by 2 · demo")
@@ -227,8 +235,9 @@ def test_team_and_week_on_the_demo_sample(tmp_path: Path, closed_port_url: str) 
         < team.index("saved by 1 · demo")
     )
     assert "bob" not in team  # who saved is never shown
-    assert "Demo data:" in team
-    assert messages[12] == "(only you) Usage: `/papers team [week|month|all]`"
+    assert "demo paper demo-001" in team  # the id `/papers unsave` takes
+    assert out.count("Demo data:") == 1
+    assert messages[13] == "(only you) Usage: `/papers team [week|month|all]`"
     assert "Traceback" not in out + result.stderr
 
 

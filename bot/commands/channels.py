@@ -11,10 +11,10 @@ from bot.commands.parser import (
     ChannelStatus,
     ChannelTopicAdd,
     ChannelTopicRemove,
-    describe_days,
 )
 from bot.commands.weekly import weekly_status_lines
 from bot.daily import PUBLISHING_DAYS
+from bot.delivery.slots import describe_days
 from bot.delivery.status import last_delivery_line
 from bot.messages import Message, counted
 from bot.ports import DeliveryError

@@ -504,15 +504,6 @@ def _weekday_index(value: str) -> int:
     raise ValueError(value)
 
 
-def describe_days(spec: str) -> str:
-    """A cron day_of_week from `parse_days` in words: "on weekdays", "every day"."""
-    if spec == "mon-fri":
-        return "on weekdays"
-    if spec == "mon-sun":
-        return "every day"
-    return "on " + spec.replace(",", ", ").title().replace("-", " to ")
-
-
 def _topic(args: list[str]) -> Command:
     return Topic(normalise_topic(args, "topic"))
 

@@ -101,6 +101,15 @@ def next_fires(slots: Iterable[Slot], now: datetime, limit: int) -> list[tuple[S
     return heapq.nsmallest(limit, upcoming, key=lambda item: item[1])
 
 
+def describe_days(spec: str) -> str:
+    """A cron day_of_week (`days_spec`, or `*`) in words: "on weekdays", "every day"."""
+    if spec == "mon-fri":
+        return "on weekdays"
+    if spec in ("mon-sun", "*"):
+        return "every day"
+    return "on " + spec.replace(",", ", ").title().replace("-", " to ")
+
+
 def days_spec(days: set[int]) -> str:
     """Weekday numbers (0 = Monday) as cron day_of_week, runs of three or more as ranges."""
     runs: list[list[int]] = []

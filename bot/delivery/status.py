@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from bot.delivery.slots import WEEKDAYS, Slot, load_slots, next_fires
+from bot.delivery.slots import WEEKDAYS, Slot, describe_days, load_slots, next_fires
 from storage.deliveries import WEEKLY
 from storage.models import Delivery, Lease, WeeklyPost
 from storage.store import Store
@@ -86,7 +86,7 @@ def render_status(report: StatusReport) -> str:
     lines.append(f"Next slots ({len(report.upcoming)} of {report.slot_count}):")
     lines.extend(
         f"  {_utc(fire)}  {slot.kind:<7} {slot.platform:<7} {slot.workspace}/{slot.target}  "
-        f"{slot.hour:02d}:{slot.minute:02d} {slot.timezone} {slot.day_of_week}"
+        f"{slot.hour:02d}:{slot.minute:02d} {slot.timezone} {describe_days(slot.day_of_week)}"
         for slot, fire in report.upcoming
     )
     if not report.upcoming:
