@@ -44,29 +44,59 @@ def rowcount(result: Result[*tuple[Any, ...]]) -> int:
     return result.rowcount
 
 
+# How long a SQLite connection waits for another's write lock before "database is locked":
+# the web process and the worker share one file, and a morning's delivery run writes often.
+BUSY_TIMEOUT = 30.0
+# The execution option that makes a SQLite transaction take the write lock at BEGIN (`writing`).
+BEGIN_MODE = "paperboy_sqlite_begin"
+
+
+def writing(engine: AsyncEngine) -> AsyncEngine:
+    """`engine` for transactions that write: on SQLite they begin with BEGIN IMMEDIATE, so
+    they wait (up to BUSY_TIMEOUT) for the write lock before reading anything. A deferred
+    transaction that reads first and writes later cannot wait: when another process wrote
+    meanwhile, SQLite fails its write at once with "database is locked", whatever the busy
+    timeout. Elsewhere the option means nothing."""
+    return engine.execution_options(**{BEGIN_MODE: "IMMEDIATE"})
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+    """An async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection,
+    and transactions that begin where SQLAlchemy begins them (`writing` for writers)."""
     if url.startswith("sqlite"):
         # JSON columns are plain text in SQLite and the FTS5 index tokenizes that text, so
         # non-ASCII names and keywords must be stored as themselves, not as \uXXXX escapes.
         kwargs.setdefault("json_serializer", _json_dumps)
         kwargs.setdefault("pool_reset_on_return", None)  # `_end_open_transaction` does it
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        # `timeout` is sqlite3's busy timeout, set as the connection opens (before the pragmas
+        # below, which may wait for a lock too). isolation_level=None stops sqlite3 from
+        # beginning transactions itself (only before an INSERT, UPDATE or DELETE, so reads
+        # ahead of them ran outside the transaction): `_begin` does, as SQLAlchemy's
+        # documentation for pysqlite and aiosqlite recommends.
+        connect_args = {"timeout": BUSY_TIMEOUT, "isolation_level": None}
+        engine = create_async_engine(url, connect_args=connect_args, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
+            # WAL: readers never wait for the writer, nor it for them. Kept in the file, so
+            # setting it again is a no-op; an in-memory database stays in "memory" mode.
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(connection: Connection) -> None:
+            mode = connection.get_execution_options().get(BEGIN_MODE, "DEFERRED")
+            connection.exec_driver_sql(f"BEGIN {mode}")
+
         @event.listens_for(engine.sync_engine, "reset")
         def _end_open_transaction(dbapi_connection: Any, _record: Any, reset: Any) -> None:
             """The pool's rollback of a connection coming back, when it has a transaction to
-            end. sqlite3 begins one only before a write, so after a read there is none, and
-            the pool's own reset would spend a round trip to aiosqlite's thread (~0.2 ms of
-            the event loop's time) on a rollback that does nothing."""
+            end. SQLAlchemy ends the transactions it began itself, so there is usually none,
+            and the pool's own reset would spend a round trip to aiosqlite's thread (~0.2 ms
+            of the event loop's time) on a rollback that does nothing."""
             if reset.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
                 dbapi_connection.rollback()
 
@@ -93,5 +123,5 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the schema to `revision`; safe to run at every start (a no-op when current)."""
-    async with engine.begin() as conn:
+    async with writing(engine).begin() as conn:
         await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))

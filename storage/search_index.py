@@ -14,6 +14,8 @@ import logging
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.db import writing
+
 log = logging.getLogger(__name__)
 
 # Merged when more than this share of the index lies outside its largest segment. Writes since
@@ -53,7 +55,7 @@ async def compact(engine: AsyncEngine, *, pages_per_step: int = PAGES_PER_STEP) 
     steps, done = 0, False
     while not done and steps < MOST_STEPS:
         steps += 1
-        async with engine.begin() as connection:
+        async with writing(engine).begin() as connection:
             changes = await connection.scalar(_CHANGES)
             await connection.execute(_MERGE, {"pages": -pages_per_step})
             # FTS5's documented signal: fewer than two changes means nothing was left to merge.

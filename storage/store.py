@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.channels import ChannelRepository
-from storage.db import create_engine, upgrade
+from storage.db import create_engine, upgrade, writing
 from storage.deliveries import DeliveryRepository
 from storage.inbox import InboxRepository
 from storage.leases import LeaseRepository
@@ -52,7 +52,8 @@ def _repositories(session: AsyncSession) -> Repositories:
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._writes = async_sessionmaker(writing(engine), expire_on_commit=False)
+        self._reads = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -63,16 +64,18 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repositories]:
-        """Repositories sharing one transaction, committed on success, rolled back on error."""
-        async with self._sessions() as session, session.begin():
+        """Repositories sharing one transaction, committed on success, rolled back on error.
+        On SQLite it holds the write lock from its start (`storage.db.writing`)."""
+        async with self._writes() as session, session.begin():
             yield _repositories(session)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Repositories]:
         """Repositories for reading only: the transaction is rolled back at the end, so
         nothing written through them is kept. A command's search answers about 0.4 ms sooner
-        than in `transaction`, which spends that on its begin and commit."""
-        async with self._sessions() as session:
+        than in `transaction`, which spends that on its begin and commit. On SQLite it takes
+        no write lock, so it never waits for a writer."""
+        async with self._reads() as session:
             yield _repositories(session)
 
     async def close(self) -> None:

@@ -500,13 +500,14 @@ async def test_a_sqlite_connection_comes_back_to_the_pool_with_no_transaction_op
     tmp_path: Path,
 ) -> None:
     """The pool's reset on SQLite (`create_engine`): a transaction SQLAlchemy did not begin
-    (here, the driver's own) is rolled back when its connection is returned, so the write is
-    lost and the next user of that connection starts clean."""
+    (here, one begun on the driver) is rolled back when its connection is returned, so the
+    write is lost and the next user of that connection starts clean."""
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'reset.db'}", pool_size=1)
     try:
         await upgrade(engine)
         async with engine.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
+            await driver.execute("BEGIN")
             await driver.execute(
                 "INSERT INTO papers (arxiv_id, title, abstract, authors, ai_keywords, is_demo,"
                 " fetched_at) VALUES ('2401.00099', 'Left open', '', '[]', '[]', 0, '2026-11-23')"
