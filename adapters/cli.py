@@ -18,10 +18,15 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.console import ConsoleOutbound, run_console
+from adapters.http import ASGIApp, http_server
+from adapters.logs import configure_logging
+from adapters.metrics import PrometheusObserver
+from adapters.ops import Operations
 from bot.app import Paperboy
 from bot.config import BotConfig
 from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.status import collect_status, render_status
+from bot.observe import install as install_observer
 from bot.semantic import load_semantic
 from bot.semantic.model import SemanticUnavailable
 from bot.sources.arxiv import ArxivClient
@@ -44,6 +49,7 @@ from storage.store import Store
 # imported where a command runs that platform, not here: a worker runs only the platforms it
 # is configured for, and the console none.
 if TYPE_CHECKING:
+    from adapters.slack.app import SlackBot
     from bot.semantic.meaning import Semantic
 
 log = logging.getLogger("paperboy")
@@ -170,7 +176,6 @@ def settled() -> None:
 async def _serve(settings: Settings) -> int:
     """Slack over HTTP: the Procfile's web process."""
     from adapters.slack.app import create_slack_bot
-    from adapters.slack.server import http_server
 
     store = await Store.open(settings.database_url)
     source = HuggingFaceClient(settings.hf_base_url)
@@ -184,7 +189,8 @@ async def _serve(settings: Settings) -> int:
         log.info("Slack over HTTP on %s:%d", settings.host, settings.port)
         settled()
         try:
-            await http_server(slack.app, host=settings.host, port=settings.port).serve()
+            web = web_app(slack, store)
+            await http_server(web, host=settings.host, port=settings.port).serve()
         finally:
             await slack.close()
     finally:
@@ -192,6 +198,13 @@ async def _serve(settings: Settings) -> int:
         await source.aclose()
         await store.close()
     return 0
+
+
+def web_app(slack: SlackBot, store: Store) -> ASGIApp:
+    """What `paperboy serve` serves: the operations endpoints (`adapters.ops`), then Slack's."""
+    from adapters.slack.server import asgi_app
+
+    return Operations(store).asgi(asgi_app(slack.app))
 
 
 async def _start_papers(store: Store, source: HuggingFaceClient, semantic: Semantic | None) -> str:
@@ -259,7 +272,7 @@ async def _worker(settings: Settings) -> int:
     try:
         semantic = _semantic(settings, store)
         if settings.slack_app_token is not None or settings.slack_configured:
-            from adapters.slack.app import PLATFORM as SLACK
+            from adapters.slack.outbound import PLATFORM as SLACK
             from adapters.slack.app import create_slack_bot, create_slack_outbound
             from adapters.slack.server import run_socket_mode
         if settings.discord_token is not None:
@@ -296,6 +309,8 @@ async def _worker(settings: Settings) -> int:
             settings.slack_app_token is not None or settings.discord_token is not None
         ):
             jobs.append(_prepare_search(semantic))  # this worker answers searches too
+        if settings.metrics_port is not None:
+            jobs.append(_serve_operations(store, settings.host, settings.metrics_port))
         clock = functools.partial(datetime.now, UTC)
         refresh = keep_papers_fresh(
             store, source, clock, interval=REFRESH_INTERVAL, lookup=lookup,
@@ -317,6 +332,12 @@ async def _worker(settings: Settings) -> int:
         await source.aclose()
         await store.close()
     return 0
+
+
+async def _serve_operations(store: Store, host: str, port: int) -> None:
+    """The worker's operations endpoints (/healthz, /readyz, /metrics) on their own port."""
+    log.info("Operations endpoints (/healthz, /readyz, /metrics) on %s:%d", host, port)
+    await http_server(Operations(store).asgi(), host=host, port=port).serve()
 
 
 async def _deliver(
@@ -420,16 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"paperboy: configuration error: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # A line per migration step, per job added, per HTTP request.
-    for chatty in ("alembic", "apscheduler", "httpx"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format)
     secrets = settings_secrets(settings)
     install_redaction(secrets)  # libraries log tokens at DEBUG
+    install_observer(PrometheusObserver())
     try:
         return asyncio.run(_stoppable(_dispatch(args, settings)))
     except ConfigError as error:

@@ -6,6 +6,7 @@ its kinds. It reaches platforms only through the Outbound port."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from bot.digest import Digests
 from bot.events import CommandInvoked, ReactionChanged, SaveFromMessage, UserRef
 from bot.links import MAX_IDS, find_paper_ids
 from bot.messages import Message, PaperCard, Visibility
+from bot.observe import command_name, observer
 from bot.ports import Outbound
 from bot.reactions import SaveReactions
 from bot.saving import outcome_message, papers_by_id, save_linked_papers
@@ -52,6 +54,8 @@ SCHEDULE_COMMANDS = (
 )  # fmt: skip
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
 NOTHING_TO_SHARE = "Nothing to share: that answer has changed or is no longer available."
+UNPARSED = "unparsed"  # what a command that does not parse is reported as
+UNFURL_BUDGET = 10.0  # seconds an unfurl waits for Hugging Face and arXiv
 
 
 def share_command(text: str, answer: Message) -> str | None:
@@ -61,9 +65,6 @@ def share_command(text: str, answer: Message) -> str | None:
     if answer.is_usage_hint or not answer.shareable:
         return None
     return " ".join(text.split()) or "today"
-
-
-UNFURL_BUDGET = 10.0  # seconds an unfurl waits for Hugging Face and arXiv
 
 
 class Paperboy:
@@ -99,12 +100,20 @@ class Paperboy:
 
     async def handle_command(self, event: CommandInvoked) -> Message:
         """The answer to `/papers <text>`: a result, a usage hint, or an apology; never raises."""
+        started = time.monotonic()
+        name, outcome, answer = await self._run_command(event)
+        observer().command_finished(name, outcome, time.monotonic() - started)
+        return answer
+
+    async def _run_command(self, event: CommandInvoked) -> tuple[str, str, Message]:
+        """The command's name (UNPARSED when it has none), how it ended, and its answer."""
         try:
             command = parse(event.text)
         except UsageError as error:
-            return Message(text=str(error), is_usage_hint=True)
+            return UNPARSED, "usage", Message(text=str(error), is_usage_hint=True)
+        name = command_name(command)
         if isinstance(command, ADMIN_COMMANDS) and not await event.by_admin():
-            return Message(text=not_admin(self.config.admins))
+            return name, "denied", Message(text=not_admin(self.config.admins))
         context = CommandContext(
             event=event, now=self.clock(), store=self.store, config=self.config,
             source=self.source, semantic=self.semantic, daily=self.daily, digests=self.digests,
@@ -114,10 +123,10 @@ class Paperboy:
             answer = await HANDLERS[type(command)](context, command)
         except Exception:
             log.exception("command %s failed", type(command).__name__)
-            return Message(text=SOMETHING_WENT_WRONG)
+            return name, "error", Message(text=SOMETHING_WENT_WRONG)
         if isinstance(command, SCHEDULE_COMMANDS):
             self._schedule_changed()
-        return answer
+        return name, "usage" if answer.is_usage_hint else "ok", answer
 
     async def share(self, event: CommandInvoked) -> Message | None:
         """What "Share to channel" posts: the command run again for a fresh answer, public and

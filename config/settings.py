@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     # Search by meaning: "auto" uses it when the `semantic` extra is installed.
     semantic: Literal["auto", "on", "off"] = Field("auto", validation_alias="PAPERBOY_SEMANTIC")
     log_level: str = Field("INFO", validation_alias="PAPERBOY_LOG_LEVEL")
+    # "json": one JSON object per log line, for log collectors.
+    log_format: Literal["text", "json"] = Field("text", validation_alias="PAPERBOY_LOG_FORMAT")
+    # The worker's /healthz, /readyz and /metrics port; off (None) by default, as a worker
+    # dyno has no port to offer.
+    metrics_port: int | None = Field(None, validation_alias="PAPERBOY_METRICS_PORT")
     host: str = Field("0.0.0.0", validation_alias="PAPERBOY_HOST")
     port: int = Field(3000, ge=0, le=65535, validation_alias="PORT")
 
@@ -206,6 +211,24 @@ class Settings(BaseSettings):
     @classmethod
     def _post_time(cls, value: str) -> str:
         return parse_time_of_day(value).strftime("%H:%M")
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in ("text", "json"):
+            raise ValueError("expected text or json")
+        return text
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _metrics_port(cls, value: object) -> int | None:
+        text = "" if value is None else str(value).strip().lower()
+        if text in ("", "off"):
+            return None
+        if not (text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+            raise ValueError("expected a port number from 1 to 65535, or off")
+        return int(text)
 
     @field_validator("log_level")
     @classmethod

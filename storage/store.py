@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.channels import ChannelRepository
@@ -77,6 +78,12 @@ class Store:
         no write lock, so it never waits for a writer."""
         async with self._reads() as session:
             yield _repositories(session)
+
+    async def ping(self) -> None:
+        """One round trip to the database; raises what a database that is down raises
+        (`storage.db.DB_ERRORS`)."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -7,14 +7,16 @@ import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
+from adapters.cli import web_app
+from adapters.http import ASGIApp, http_server
 from adapters.slack.app import SlackBot, create_slack_bot
-from adapters.slack.server import http_server
 from config import Settings
 from storage.store import Store
 from tests.core_fixtures import NOW, stocked
@@ -152,18 +154,28 @@ def all_text(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False)
 
 
-async def serve(slack: SlackBot) -> AsyncIterator[httpx.AsyncClient]:
-    server = http_server(slack.app, host="127.0.0.1", port=0)
+@asynccontextmanager
+async def serving(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    """`app` served by uvicorn on 127.0.0.1, and a client of it."""
+    server = http_server(app, host="127.0.0.1", port=0)
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
         if task.done():
             task.result()
     port = server.servers[0].sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def serve(slack: SlackBot) -> AsyncIterator[httpx.AsyncClient]:
+    """What `paperboy serve` serves, for `slack`."""
+    async with serving(web_app(slack, slack.bot.store)) as http:
         yield http
-    server.should_exit = True
-    await task
     await slack.close()
 
 

@@ -11,7 +11,8 @@ from config import ConfigError, load_settings
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)  # no stray .env
     for name in ("DATABASE_URL", "PAPERBOY_DEFAULT_TZ", "PAPERBOY_SAVE_EMOJIS",
-                 "PAPERBOY_DEFAULT_POST_TIME", "SLACK_BOT_TOKEN"):  # fmt: skip
+                 "PAPERBOY_DEFAULT_POST_TIME", "SLACK_BOT_TOKEN", "PAPERBOY_LOG_FORMAT",
+                 "PAPERBOY_METRICS_PORT"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
 
 
@@ -68,6 +69,9 @@ def test_values_come_from_dotenv(tmp_path) -> None:  # type: ignore[no-untyped-d
         ("PAPERBOY_ARXIV_API_URL", "export.arxiv.org"),
         ("PAPERBOY_LOG_LEVEL", "LOUD"),
         ("PAPERBOY_DISCORD_GUILD_IDS", "123,my-server"),
+        ("PAPERBOY_LOG_FORMAT", "xml"),
+        ("PAPERBOY_METRICS_PORT", "70000"),
+        ("PAPERBOY_METRICS_PORT", "nine"),
     ],
 )
 def test_malformed_values_name_the_variable_not_the_value(
@@ -80,6 +84,17 @@ def test_malformed_values_name_the_variable_not_the_value(
     assert message.startswith(f"{name}: ")
     assert "\n" not in message
     assert "secret" not in message
+
+
+def test_operations_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert (settings.log_format, settings.metrics_port) == ("text", None)
+    monkeypatch.setenv("PAPERBOY_LOG_FORMAT", " JSON ")
+    monkeypatch.setenv("PAPERBOY_METRICS_PORT", "9100")
+    settings = load_settings()
+    assert (settings.log_format, settings.metrics_port) == ("json", 9100)
+    monkeypatch.setenv("PAPERBOY_METRICS_PORT", "off")
+    assert load_settings().metrics_port is None
 
 
 def test_the_arxiv_api_url_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:

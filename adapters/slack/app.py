@@ -24,7 +24,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStor
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.background import Background
-from adapters.slack.outbound import SlackOutbound, TokenLookup, web_client
+from adapters.slack.outbound import PLATFORM, SlackOutbound, TokenLookup, web_client
 from adapters.slack.pacing import SlackPacer
 from adapters.slack.reading import message_text, read_message_text
 from adapters.slack.render import (
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "slack"
 COMMAND = "/papers"
 SAVE_SHORTCUT = "save_paper"  # the "Save paper" message shortcut's callback_id
 # The history scopes let a retried delivery read back what already went out (its metadata),

@@ -30,9 +30,12 @@ from adapters.slack.pacing import SlackPacer
 from adapters.slack.render import blocks, fallback_text
 from bot.events import ChannelRef, MessageRef, UserRef
 from bot.messages import Message
+from bot.observe import observer
 from bot.ports import DeliveryError
 
 log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
 
 # Errors after which posting to that channel (or with that token) cannot succeed again.
 PERMANENT_ERRORS = frozenset(
@@ -94,6 +97,7 @@ class RetryAfterHandler(AsyncRateLimitErrorRetryHandler):
         log.warning(
             "Slack %s rate limited; retrying in %.1fs", request.url.rsplit("/", 1)[-1], delay
         )
+        observer().rate_limited(PLATFORM, delay)
         state.next_attempt_requested = True
         await asyncio.sleep(delay + random.random() / 4)
         state.increment_current_attempt()
@@ -188,6 +192,7 @@ class SlackOutbound:
                     raise DeliveryError("ratelimited", permanent=False)
                 delay = retry_after(headers)
                 log.warning("Slack rate limited posts in %s; pausing %.1fs", workspace, delay)
+                observer().rate_limited(PLATFORM, delay)
                 self.pacer.back_off(workspace, delay)  # this send and the queued ones wait
                 continue
             if not answer.get("ok"):

@@ -3,38 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
-import uvicorn
 from slack_bolt.adapter.asgi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.adapter.asgi.http_response import AsgiHttpResponse
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-log = logging.getLogger(__name__)
+from adapters.http import ASGIApp, Receive, Scope, Send, respond
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 # Slack's requests are a few KB (a slash command, an event, a button click); bolt would read any
 # body whole into memory before checking its signature, so longer ones are refused unread.
 MAX_BODY_BYTES = 1024 * 1024
-
-
-async def _plain(send: Send, status: int, text: str) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-        }
-    )
-    await send({"type": "http.response.body", "body": text.encode()})
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
@@ -83,28 +66,25 @@ def _parse(scope: Scope, body: bytes) -> AsyncBoltRequest | str:
 
 
 def asgi_app(app: AsyncApp) -> ASGIApp:
-    """`/slack/events` (commands, events, interactivity), the OAuth paths, and `/healthz`.
+    """`/slack/events` (commands, events, interactivity) and the OAuth paths.
 
     A body over MAX_BODY_BYTES gets 413 and one bolt can't parse gets 400, each with a log
     line, before bolt sees it. A request that parses goes to bolt as parsed here."""
     slack = AsyncSlackRequestHandler(app, path=EVENTS_PATH)
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/healthz":
-            await _plain(send, 200, "ok")
-            return
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != EVENTS_PATH:
             await slack(scope, receive, send)
             return
         body = await _read_body(scope, receive)
         if body is None:
             log.warning("refused a Slack request body over %d bytes", MAX_BODY_BYTES)
-            await _plain(send, 413, "Payload Too Large")
+            await respond(send, 413, b"Payload Too Large")
             return
         request = _parse(scope, body)
         if isinstance(request, str):
             log.warning("refused a malformed Slack request: %s", request)
-            await _plain(send, 400, "Bad Request")
+            await respond(send, 400, b"Bad Request")
             return
         answer = await app.async_dispatch(request)
         response = AsgiHttpResponse(answer.status, answer.headers, answer.body)
@@ -112,15 +92,6 @@ def asgi_app(app: AsyncApp) -> ASGIApp:
         await send(response.get_response_body())
 
     return serve
-
-
-def http_server(app: AsyncApp, *, host: str, port: int) -> uvicorn.Server:
-    # No ASGI lifespan: nothing runs at its start or end, and SIGTERM cancels the server
-    # (`adapters.cli`), which would log the lifespan task's cancellation as an error.
-    config = uvicorn.Config(
-        asgi_app(app), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
-    )
-    return uvicorn.Server(config)
 
 
 async def run_socket_mode(app: AsyncApp, app_token: str) -> None:

@@ -26,6 +26,7 @@ from bot.delivery.batching import Batcher
 from bot.delivery.leases import SenderLeases
 from bot.delivery.resumable import SendKey
 from bot.events import Scope
+from bot.observe import observer
 from bot.ports import Delivered, DeliveryError
 from storage.deliveries import DeliveryKey, Status
 from storage.models import Delivery
@@ -208,6 +209,7 @@ class DeliveryRunner:
         await self._finishing.submit(
             Outcome(delivery.id, status, self.clock(), ref, detail, retry_at)
         )
+        observer().delivery_finished(key.kind, status.value)
         log.info(
             "delivery kind=%s platform=%s workspace=%s target=%s period=%s outcome=%s "
             "attempt=%d latency_ms=%d detail=%s",

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from bot.observe import observer
 from bot.sources.hf_items import HFParseError, parse_item, parse_items, strip_version
 from storage.papers import PaperData
 
@@ -30,6 +31,7 @@ __all__ = ["DEFAULT_BASE_URL", "HuggingFaceClient", "SourceUnavailable"]
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://huggingface.co"
+SOURCE = "huggingface"  # as `Observer.source_failed` names it
 USER_AGENT = "paperboy/0.1"
 PAGE_SIZE = 100  # the largest page the daily endpoint serves
 MAX_PAGES = 20
@@ -43,9 +45,12 @@ class SourceUnavailable(Exception):
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    """A failed attempt worth another: `reason` for the log, `kind` for `Observer`."""
+
+    def __init__(self, reason: str, kind: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
         self.retry_after = retry_after
 
 
@@ -176,6 +181,7 @@ class HuggingFaceClient:
             try:
                 return await self._attempt(path, params, parse, not_found_ok, conditional)
             except _Retryable as failure:
+                observer().source_failed(SOURCE, failure.kind)
                 if attempt == attempts:
                     raise SourceUnavailable(
                         f"Hugging Face {path} failed after {attempts} attempts: {failure.reason}"
@@ -203,13 +209,13 @@ class HuggingFaceClient:
         try:
             response = await self._http.get(path, params=params, headers=headers)
         except httpx.TimeoutException:
-            raise _Retryable("timeout") from None
+            raise _Retryable("timeout", "timeout") from None
         except httpx.RequestError as error:  # connection, protocol, decoding, redirect loops
-            raise _Retryable(f"connection error ({type(error).__name__})") from None
+            raise _Retryable(f"connection error ({type(error).__name__})", "connection") from None
         status = response.status_code
         if status == 304:
             if cached is None:  # nothing was asked conditionally: a confused server or proxy
-                raise _Retryable("unexpected 304")
+                raise _Retryable("unexpected 304", "malformed")
             self.not_modified += 1
             self._remember(key, cached)
             # The key holds the path, and a path is always parsed by the same function.
@@ -217,15 +223,17 @@ class HuggingFaceClient:
         if status == 404 and not_found_ok:
             raise _NotFound
         if status == 429:
-            raise _Retryable("429 rate limited", _retry_after(response.headers.get("Retry-After")))
+            wait = _retry_after(response.headers.get("Retry-After"))
+            raise _Retryable("429 rate limited", "rate_limited", wait)
         if status >= 500:
-            raise _Retryable(f"HTTP {status}")
+            raise _Retryable(f"HTTP {status}", "server_error")
         if status >= 400 or status < 200:
+            observer().source_failed(SOURCE, "client_error")
             raise SourceUnavailable(f"Hugging Face {path} answered HTTP {status}")
         try:
             value = parse(response.json())
         except (ValueError, HFParseError):  # JSONDecodeError and UnicodeDecodeError too
-            raise _Retryable("malformed JSON") from None
+            raise _Retryable("malformed JSON", "malformed") from None
         if conditional:
             etag = response.headers.get("ETag")
             last_modified = response.headers.get("Last-Modified")
