@@ -7,11 +7,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -209,3 +216,49 @@ def test_json_log_lines_parse_and_hold_no_secret() -> None:
     assert first["time"].endswith("+00:00")
     assert "RuntimeError" in second["exception"] and MASK in second["exception"]
     assert secret not in stream.getvalue() and "xoxb-1-2-abc" not in stream.getvalue()
+
+
+def test_the_worker_logs_json_lines_and_answers_on_its_metrics_port(
+    tmp_path: Path, fake_slack: FakeSlack, fake_hf: FakeHuggingFace
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "PAPERBOY_HF_BASE_URL": fake_hf.base_url,
+        "PAPERBOY_SLACK_API_URL": fake_slack.api_url,
+        "SLACK_BOT_TOKEN": "xoxb-json-logs-secret-token",
+        "PAPERBOY_SEMANTIC": "off",
+        "PAPERBOY_LOG_FORMAT": "json",
+        "PAPERBOY_LOG_LEVEL": "DEBUG",  # libraries' chatter too: every line must be JSON
+        "PAPERBOY_HOST": "127.0.0.1",
+        "PAPERBOY_METRICS_PORT": str(port),
+    }
+    output = tmp_path / "worker.log"
+    with output.open("wb") as sink:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "adapters.cli", "worker"], env=env, cwd=tmp_path,
+            stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+                break
+            except httpx.TransportError:
+                assert worker.poll() is None, output.read_text()
+                assert time.monotonic() < deadline, "the metrics port did not open"
+                time.sleep(0.1)
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    assert metrics.status_code == 200 and "# TYPE paperboy_deliveries_total counter" in metrics.text
+    assert (ready.status_code, ready.text) == (200, "ready")
+    written = output.read_text()
+    entries = [json.loads(line) for line in written.splitlines() if line.strip()]
+    assert len(entries) > 5
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
+    assert any(entry["message"].startswith("Operations endpoints") for entry in entries)
+    assert "xoxb-json-logs-secret-token" not in written
