@@ -272,8 +272,8 @@ async def _worker(settings: Settings) -> int:
     try:
         semantic = _semantic(settings, store)
         if settings.slack_app_token is not None or settings.slack_configured:
-            from adapters.slack.outbound import PLATFORM as SLACK
             from adapters.slack.app import create_slack_bot, create_slack_outbound
+            from adapters.slack.outbound import PLATFORM as SLACK
             from adapters.slack.server import run_socket_mode
         if settings.discord_token is not None:
             from adapters.discord.client import PLATFORM as DISCORD
