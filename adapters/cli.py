@@ -24,6 +24,7 @@ from adapters.metrics import PrometheusObserver
 from adapters.ops import Operations
 from bot.app import Paperboy
 from bot.config import BotConfig
+from bot.delivery.outage import Outage
 from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.status import collect_status, render_status
 from bot.observe import install as install_observer
@@ -267,6 +268,7 @@ async def _worker(settings: Settings) -> int:
     lookup, arxiv = _lookup(settings, source)
     config = BotConfig.from_settings(settings)
     policy = DeliveryPolicy(lease=timedelta(seconds=settings.delivery_lease_seconds))
+    outage = Outage()  # one database, one outage: logged once by every platform's scheduler
     jobs: list[Coroutine[None, None, None]] = []
     closing: list[Callable[[], Awaitable[None]]] = []  # HTTP sessions, at the end
     try:
@@ -287,7 +289,7 @@ async def _worker(settings: Settings) -> int:
             closing.append(slack.close)
             log.info("Slack over Socket Mode")
             jobs.append(run_socket_mode(slack.app, settings.slack_app_token.get_secret_value()))
-            jobs.append(_deliver(slack.bot, SLACK, policy))
+            jobs.append(_deliver(slack.bot, SLACK, policy, outage))
         elif settings.slack_configured:
             log.info("Slack requests go to `paperboy serve`; this worker delivers to Slack")
             outbound = create_slack_outbound(settings, store)
@@ -295,7 +297,7 @@ async def _worker(settings: Settings) -> int:
             bot = Paperboy(
                 store, outbound, config=config, source=source, semantic=semantic, lookup=lookup
             )
-            jobs.append(_deliver(bot, SLACK, policy))
+            jobs.append(_deliver(bot, SLACK, policy, outage))
         if settings.discord_token is not None:
             discord = create_discord_bot(
                 settings, store, source=source, semantic=semantic, lookup=lookup
@@ -304,7 +306,9 @@ async def _worker(settings: Settings) -> int:
             # its share of scheduled posts and DMs over REST, gateway or not.
             gateway = LeasedGateway(discord, store, ttl=settings.gateway_lease_seconds)
             jobs.append(gateway.run())
-            jobs.append(_deliver(discord.bot, DISCORD, policy, ready=gateway.logged_in.wait))
+            jobs.append(
+                _deliver(discord.bot, DISCORD, policy, outage, ready=gateway.logged_in.wait)
+            )
         if semantic is not None and (
             settings.slack_app_token is not None or settings.discord_token is not None
         ):
@@ -344,19 +348,20 @@ async def _deliver(
     bot: Paperboy,
     platform: str,
     policy: DeliveryPolicy,
+    outage: Outage,
     *,
     ready: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Run `platform`'s scheduled deliveries (once `ready` says it can send) until cancelled."""
     if ready is not None:
         await ready()
-    scheduler = bot.scheduler(platform=platform, policy=policy)
-    await scheduler.start()
-    log.info("%s: %d scheduled slot(s)", platform, len(scheduler.slots))
+    scheduler = bot.scheduler(platform=platform, policy=policy, outage=outage)
     try:
+        await scheduler.start()
+        log.info("%s: %d scheduled slot(s)", platform, len(scheduler.slots))
         await asyncio.Event().wait()
     finally:
-        scheduler.shutdown()
+        await scheduler.stop()
 
 
 def _invite_url(settings: Settings, application_id: int | None) -> int:

@@ -28,6 +28,7 @@ from bot.commands.parser import (
 )
 from bot.config import BotConfig
 from bot.daily import DailyPosts
+from bot.delivery.outage import Outage
 from bot.delivery.runner import DeliveryKind, DeliveryPolicy
 from bot.delivery.scheduler import DeliveryScheduler
 from bot.digest import Digests
@@ -196,15 +197,17 @@ class Paperboy:
         worker: str | None = None,
         policy: DeliveryPolicy | None = None,
         clock: Callable[[], datetime] | None = None,
+        outage: Outage | None = None,
     ) -> DeliveryScheduler:
         """Scheduled delivery of this bot's daily and weekly posts and digests (on `platform`,
-        the one its outbound reaches), told at once when a command here changes a schedule."""
+        the one its outbound reaches), told at once when a command here changes a schedule.
+        Schedulers of one process share an `outage`, so a database outage is logged once."""
         kinds: dict[str, DeliveryKind] = {
             CHANNEL: self.daily, WEEKLY: self.weekly, DIGEST: self.digests
         }  # fmt: skip
         scheduler = DeliveryScheduler(
             self.store, kinds, platform=platform,
-            worker=worker, policy=policy, clock=clock or self.clock,
+            worker=worker, policy=policy, clock=clock or self.clock, outage=outage,
         )  # fmt: skip
         self._schedule_listeners.append(scheduler.schedule_changed)
         return scheduler

@@ -21,12 +21,15 @@ class Delivered:
 
 
 class DeliveryError(Exception):
-    """A send failed. `permanent` means retrying cannot help (channel gone, DMs closed)."""
+    """A send failed. `permanent` means retrying cannot help (channel gone, DMs closed);
+    `unreachable`, that the platform could not be reached (the network, its 5xx): retried
+    through the slot's day like an outage, using up no attempt."""
 
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    def __init__(self, reason: str, *, permanent: bool, unreachable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.unreachable = unreachable
 
 
 class Outbound(Protocol):

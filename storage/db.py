@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, CursorResult, Result
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -21,6 +21,22 @@ T = TypeVar("T")
 # What a database that is down or unreachable raises: SQLAlchemy's errors, and the OSError a
 # driver's connect can raise before SQLAlchemy wraps anything.
 DB_ERRORS = (SQLAlchemyError, OSError)
+
+# SQLSTATEs of a server that is going away or not back yet: class 08 (connection exception),
+# admin and crash shutdown, "the database system is starting up".
+_UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached now (stopped, restarting, the
+    network, SQLite's file) rather than that a statement was wrong: worth waiting out."""
+    if isinstance(error, OperationalError | InterfaceError | OSError):
+        return True  # OSError: a driver's refused or timed-out connect, before SQLAlchemy wraps
+    if isinstance(error, DBAPIError):
+        state: str = getattr(error.orig, "sqlstate", None) or ""
+        return error.connection_invalidated or state.startswith(_UNREACHABLE_STATES)
+    return False
+
 
 # Values bound in one IN list. Every query that uses `chunks` binds at most one such list
 # (of values or pairs) plus a few scalars, so it stays under SQLite's oldest variable limit

@@ -123,10 +123,12 @@ class DeliveryRepository:
         message_ref: str | None = None,
         detail: str | None = None,
         retry_at: datetime | None = None,
+        spent: bool = True,
     ) -> None:
-        """Record the outcome of the claimed attempt. Waiting is not a failed attempt: its
-        claim gives the attempt back, so a late list never uses up the retries."""
-        attempts = Delivery.attempts - 1 if status == Status.WAITING else Delivery.attempts
+        """Record the outcome of the claimed attempt. An attempt not `spent` (waiting for a
+        late list, a platform that could not be reached) gives its claim's attempt back, so
+        it never uses up the retries."""
+        attempts = Delivery.attempts if spent else Delivery.attempts - 1
         await self.session.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id)

@@ -283,3 +283,14 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(LEASE_NAME_LENGTH), primary_key=True)
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WorkerBeat(Base):
+    """A delivering worker's heartbeat: live until `expires_at`, renewed well before it. The
+    live workers of a platform share its workspaces' sender leases (`bot.delivery.workers`)."""
+
+    __tablename__ = "workers"
+
+    worker: Mapped[str] = mapped_column(String(64), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -19,6 +19,7 @@ from storage.pending import PendingSaveRepository
 from storage.users import UserRepository
 from storage.vectors import VectorRepository
 from storage.weekly import WeeklyPostRepository
+from storage.workers import WorkerRepository
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Repositories:
     vectors: VectorRepository
     pending: PendingSaveRepository
     weekly: WeeklyPostRepository
+    workers: WorkerRepository
 
 
 def _repositories(session: AsyncSession) -> Repositories:
@@ -47,6 +49,7 @@ def _repositories(session: AsyncSession) -> Repositories:
         vectors=VectorRepository(session),
         pending=PendingSaveRepository(session),
         weekly=WeeklyPostRepository(session),
+        workers=WorkerRepository(session),
     )
 
 

@@ -15,9 +15,11 @@ from bot.app import Paperboy
 from bot.config import BotConfig
 from bot.daily import due_list_day
 from bot.delivery.leases import SenderLeases, lease_name
+from bot.delivery.outage import Outage
 from bot.delivery.runner import Claim, DeliveryPolicy, Send
 from bot.delivery.scheduler import DeliveryScheduler
 from bot.delivery.slots import Slot, last_fire, next_fires
+from bot.delivery.workers import LiveWorkers
 from bot.events import ChannelRef, MessageRef, UserRef
 from bot.messages import Message
 from bot.ports import DeliveryError
@@ -526,7 +528,15 @@ async def test_a_sender_lease_is_renewed_while_held_and_passed_on_when_let_go(
     clock = [NOW]
     ttl, poll = timedelta(seconds=0.3), timedelta(seconds=0.02)  # renewed every 0.1 s
     first, second = (
-        SenderLeases(store, name, ttl=ttl, poll=poll, clock=lambda: clock[0])
+        SenderLeases(
+            store,
+            LiveWorkers(store, name, platform="slack", ttl=ttl, clock=lambda: clock[0]),
+            ttl=ttl,
+            poll=poll,
+            grace=timedelta(0),
+            clock=lambda: clock[0],
+            outage=Outage(),
+        )
         for name in ("w1", "w2")
     )
     name = lease_name("slack", "T1")

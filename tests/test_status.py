@@ -86,3 +86,15 @@ def test_the_status_command_masks_the_database_password_and_shows_no_token(
         assert "db-password-secret" not in output
         for value in SECRETS.values():
             assert value not in output
+
+
+async def test_status_shows_the_live_workers(harness: Harness) -> None:
+    workers = [
+        harness.bot.scheduler(platform="test", worker=name, clock=lambda: harness.clock[0])
+        for name in ("w1", "w2")
+    ]
+    for worker in workers:
+        await worker.workers.beat()
+    await workers[1].stop()  # left: no longer live
+    text = render_status(await collect_status(harness.store, NOW))
+    assert "Workers delivering to test: 1 live (w1)" in text.splitlines()

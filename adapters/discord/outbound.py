@@ -49,10 +49,10 @@ def delivery_error(error: Exception) -> DeliveryError:
         if error.status == 429:
             return DeliveryError("rate_limited", permanent=False)
         if error.status >= 500:
-            return DeliveryError("discord_unavailable", permanent=False)
+            return DeliveryError("discord_unavailable", permanent=False, unreachable=True)
         # A 400 is our payload's fault, not the channel's: don't switch the channel off.
         return DeliveryError(f"rejected_{error.status}_{error.code}", permanent=False)
-    return DeliveryError("network_error", permanent=False)
+    return DeliveryError("network_error", permanent=False, unreachable=True)
 
 
 def _snowflake(value: str, reason: str) -> int:

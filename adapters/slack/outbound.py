@@ -55,6 +55,9 @@ PERMANENT_ERRORS = frozenset(
         "missing_scope",
     }
 )
+# Errors that say Slack could not be reached or answer now (besides HTTP 5xx): the send waits
+# it out through the slot's day.
+UNREACHABLE_ERRORS = frozenset({"service_unavailable", "request_timeout"})
 RATE_LIMIT_RETRIES = 3
 MAX_RETRY_AFTER = 120.0  # seconds; a longer wait fails the send instead of hanging a worker
 
@@ -118,7 +121,14 @@ def delivery_error(error: SlackApiError) -> DeliveryError:
 
 
 def _failure(code: str) -> DeliveryError:
-    return DeliveryError(code, permanent=code in PERMANENT_ERRORS)
+    unreachable = code in UNREACHABLE_ERRORS or code.startswith("http_5")
+    return DeliveryError(code, permanent=code in PERMANENT_ERRORS, unreachable=unreachable)
+
+
+def _network_failure(error: Exception) -> DeliveryError:
+    return DeliveryError(
+        f"network_error: {type(error).__name__}", permanent=False, unreachable=True
+    )
 
 
 class SlackOutbound:
@@ -219,7 +229,7 @@ class SlackOutbound:
                 raw = await response.read()
                 status, headers = response.status, response.headers
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise DeliveryError(f"network_error: {type(error).__name__}", permanent=False) from None
+            raise _network_failure(error) from None
         try:
             answer = json.loads(raw)
         except ValueError:
@@ -247,6 +257,8 @@ class SlackOutbound:
                     channel=channel.channel, oldest=f"{since.timestamp():.6f}", limit=200,
                     include_all_metadata=True, cursor=cursor,
                 )  # fmt: skip
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise _network_failure(error) from None
             except SlackApiError as error:
                 failure = delivery_error(error)
                 if not failure.permanent:
@@ -269,6 +281,8 @@ class SlackOutbound:
         client = await self.client(user.scope.workspace)
         try:
             opened = await client.conversations_open(users=user.user)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise _network_failure(error) from None
         except SlackApiError as error:
             raise delivery_error(error) from None
         return ChannelRef(user.scope, str(opened["channel"]["id"]))

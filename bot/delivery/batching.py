@@ -3,7 +3,8 @@ handled share the next one, and each caller still gets its own result or error.
 
 On a busy morning hundreds of deliveries are in flight, and a transaction per call costs
 more CPU than the work in it. A batch that fails is handled again one call at a time, so a
-bad item fails only its own caller.
+bad item fails only its own caller; unless the database could not be reached, which fails
+every caller at once (one at a time, a thousand callers would knock a thousand times).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from storage.db import unreachable
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -41,7 +44,11 @@ class Batcher(Generic[T, R]):
             self._waiting = self._waiting[self.max_batch :]
             try:
                 results = await self.handle([item for item, _ in batch])
-            except Exception:
+            except Exception as error:
+                if unreachable(error):
+                    for _, done in batch:
+                        _fail(done, error)
+                    continue
                 for item, done in batch:
                     try:
                         (result,) = await self.handle([item])

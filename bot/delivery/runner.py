@@ -18,16 +18,19 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.delivery.batching import Batcher
 from bot.delivery.leases import SenderLeases
+from bot.delivery.outage import Backoff, Outage
 from bot.delivery.resumable import SendKey
+from bot.delivery.workers import LiveWorkers
 from bot.events import Scope
 from bot.observe import observer
 from bot.ports import Delivered, DeliveryError
+from storage.db import unreachable
 from storage.deliveries import DeliveryKey, Status
 from storage.models import Delivery
 from storage.store import Repositories, Store
@@ -60,8 +63,15 @@ class DeliveryPolicy:
     list_wait: timedelta = timedelta(hours=4)
     list_poll: timedelta = timedelta(minutes=10)
     # One worker at a time sends to a workspace (`bot.delivery.leases`); the others look again
-    # every `sender_poll` for its lease to be free.
+    # every `sender_poll` for its lease to be free. The workspace's owner among the live
+    # workers asks at once, the others after `sender_grace`: long enough for the owner to
+    # take it when it fires the same slots, short enough that a workspace whose owner has no
+    # runs for it (or died) is hardly late.
     sender_poll: timedelta = timedelta(seconds=1)
+    sender_grace: timedelta = timedelta(seconds=5)
+    # Waits before trying a slot again while the database (or the platform) is unreachable,
+    # until the slot's local day ends (`bot.delivery.outage`).
+    outage_backoff: Backoff = field(default_factory=Backoff)
 
     @property
     def sender_lease(self) -> timedelta:
@@ -127,6 +137,7 @@ class Outcome:
     message_ref: str | None
     detail: str | None
     retry_at: datetime | None
+    spent: bool  # False: the attempt is given back (waiting for a list, the platform down)
 
 
 class DeliveryRunner:
@@ -137,13 +148,14 @@ class DeliveryRunner:
         store: Store,
         kinds: Mapping[str, DeliveryKind],
         *,
-        worker: str,
+        workers: LiveWorkers,
         policy: DeliveryPolicy,
         clock: Callable[[], datetime],
+        outage: Outage,
     ) -> None:
         self.store = store
         self.kinds = kinds
-        self.worker = worker
+        self.worker = workers.worker
         self.policy = policy
         self.clock = clock
         self._slots = asyncio.Semaphore(policy.concurrency)
@@ -155,12 +167,15 @@ class DeliveryRunner:
         # (platform, workspace) -> its slots and how many runs hold or wait for them.
         self._workspaces: dict[tuple[str, str], tuple[asyncio.Semaphore, list[int]]] = {}
         self._senders = SenderLeases(
-            store, worker, ttl=policy.sender_lease, poll=policy.sender_poll, clock=clock
-        )
+            store, workers, ttl=policy.sender_lease, poll=policy.sender_poll,
+            grace=policy.sender_grace, clock=clock, outage=outage,
+        )  # fmt: skip
 
-    async def run(self, key: DeliveryKey) -> Status | None:
+    async def run(self, key: DeliveryKey, until: datetime | None = None) -> Status | None:
         """The outcome, or None when this worker did not get the claim (another worker has
-        it, it is done, or its retry is not due)."""
+        it, it is done, or its retry is not due). `until`, when known, is the end of the
+        slot's local day: until then an unreachable platform costs no attempt. Raises what
+        the database raises when it cannot be reached (the scheduler tries again)."""
         workspace = (key.platform, key.workspace)
         # The workspace's sender lease first, then its slot: a run waiting for either holds
         # no worker-wide slot.
@@ -171,13 +186,13 @@ class DeliveryRunner:
             users[0] += 1
             try:
                 async with slots, self._slots:
-                    return await self._run(key)
+                    return await self._run(key, until)
             finally:
                 users[0] -= 1
                 if not users[0]:
                     del self._workspaces[workspace]
 
-    async def _run(self, key: DeliveryKey) -> Status | None:
+    async def _run(self, key: DeliveryKey, until: datetime | None) -> Status | None:
         policy = self.policy
         prepared = await self._preparing.submit(key)
         if prepared is None:
@@ -185,18 +200,32 @@ class DeliveryRunner:
         delivery, send = prepared
         started = time.monotonic()
         status, retry_at, ref, detail = Status.FAILED, None, None, None
+        spent = True  # whether this attempt counts against max_attempts
         try:
             delivered = await send()
         except NotReady as waiting:
-            status, detail = Status.WAITING, str(waiting)
+            status, detail, spent = Status.WAITING, str(waiting), False
             give_up_at = delivery.created_at + policy.list_wait
             retry_at = min(self.clock() + policy.list_poll, give_up_at)
         except DeliveryError as error:
             detail = error.reason
-            if not error.permanent and delivery.attempts < policy.max_attempts:
+            now = self.clock()
+            if error.unreachable and until is not None:
+                # The platform is down, not this delivery wrong: as through an outage of the
+                # database, it is tried again until the slot's local day ends, using up no
+                # attempt, and not sent later.
+                if now < until:
+                    wait = policy.outage_backoff.delay(now - delivery.created_at)
+                    status, spent = Status.RETRY, False
+                    retry_at = min(now + timedelta(seconds=wait), until)
+            elif not error.permanent and delivery.attempts < policy.max_attempts:
                 status = Status.RETRY
-                retry_at = self.clock() + policy.retry_delay(delivery.attempts)
+                retry_at = now + policy.retry_delay(delivery.attempts)
         except Exception as error:  # a bug or an outage of ours: retry, never crash the worker
+            if unreachable(error):
+                # Its claim stays until its lease runs out, then a retry takes it over and
+                # finds out what went out; the outage is logged once by the scheduler.
+                raise
             log.exception("delivery %s crashed", key)
             detail = f"internal_error: {type(error).__name__}"
             if delivery.attempts < policy.max_attempts:
@@ -207,7 +236,7 @@ class DeliveryRunner:
             ref = delivered.ref.message_id if delivered.ref else None
             detail = delivered.note or f"{delivered.papers} papers"
         await self._finishing.submit(
-            Outcome(delivery.id, status, self.clock(), ref, detail, retry_at)
+            Outcome(delivery.id, status, self.clock(), ref, detail, retry_at, spent)
         )
         observer().delivery_finished(key.kind, status.value)
         log.info(
@@ -229,7 +258,7 @@ class DeliveryRunner:
                 await repos.deliveries.finish(
                     outcome.delivery_id, outcome.status, outcome.at,
                     message_ref=outcome.message_ref, detail=outcome.detail,
-                    retry_at=outcome.retry_at,
+                    retry_at=outcome.retry_at, spent=outcome.spent,
                 )  # fmt: skip
         return [None] * len(outcomes)
 

@@ -7,7 +7,11 @@ every slot on it: most channels post at the same few times, and a thousand jobs 
 once cost more than the posts' claims. Jobs live in memory only: they are rebuilt from the
 database at start and re-synced every minute (and at once after a command changes a schedule
 in this process), so workers never share a job store. Several workers fire the same slot; the
-deliveries ledger lets exactly one of them send it (`bot.delivery.runner`).
+deliveries ledger lets exactly one of them send it (`bot.delivery.runner`), and the live
+workers share the workspaces between them (`bot.delivery.workers`, heartbeats every third of
+the sender lease). A slot whose run finds the database unreachable is run again with backoff
+until it runs or its local day ends (`bot.delivery.outage`); periodic jobs that find it so
+wait for their next turn, and the outage is logged once, not per attempt.
 """
 
 from __future__ import annotations
@@ -15,15 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.delivery.outage import Outage
 from bot.delivery.runner import DeliveryKind, DeliveryPolicy, DeliveryRunner, worker_name
 from bot.delivery.slots import Slot, last_fire, load_slots
+from bot.delivery.workers import LiveWorkers
+from storage.db import unreachable
 from storage.deliveries import DeliveryKey, Status
 from storage.store import Store
 
@@ -42,33 +49,56 @@ class DeliveryScheduler:
         worker: str | None = None,
         policy: DeliveryPolicy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        outage: Outage | None = None,
     ) -> None:
         self.store = store
         self.platform = platform  # the slots the kinds' outbound can deliver; None: all
         self.policy = policy or DeliveryPolicy()
         self.clock = clock
+        self.outage = outage or Outage()  # shared by the schedulers of one process
+        self.workers = LiveWorkers(
+            store, worker or worker_name(), platform=platform or "any",
+            ttl=self.policy.sender_lease, clock=clock,
+        )  # fmt: skip
         self.runner = DeliveryRunner(
-            store, kinds, worker=worker or worker_name(), policy=self.policy, clock=clock
-        )
+            store, kinds, workers=self.workers, policy=self.policy, clock=clock,
+            outage=self.outage,
+        )  # fmt: skip
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._schedules: dict[str, list[Slot]] = {}  # schedule id -> its slots
         self._resync_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Build the jobs from the database, deliver today's missed slots, then run."""
+        """Join the live workers, build the jobs from the database, deliver today's missed
+        slots, then run."""
         self.scheduler.start()
-        await self.resync(catch_up=True)
+        await self.workers.beat()  # before the catch-up: the others see this worker's share
         every = self.policy.resync_every.total_seconds()
-        self.scheduler.add_job(
-            self.resync, IntervalTrigger(seconds=every), id="resync", coalesce=True
-        )
-        self.scheduler.add_job(
-            self.retry_due, IntervalTrigger(seconds=every), id="retries", coalesce=True
-        )
+        jobs: dict[str, tuple[Callable[[], Awaitable[None]], float]] = {
+            "resync": (self.resync, every),
+            "retries": (self.retry_due, every),
+            "heartbeat": (self.workers.beat, self.policy.sender_lease.total_seconds() / 3),
+        }
+        for job_id, (job, seconds) in jobs.items():  # beating on through a long catch-up
+            self.scheduler.add_job(
+                self._through_outage, IntervalTrigger(seconds=seconds), args=(job,),
+                id=job_id, coalesce=True,
+            )  # fmt: skip
+        await self.resync(catch_up=True)
 
     def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    async def stop(self) -> None:
+        """Stop firing, and leave the live workers at once: the others take this worker's
+        workspaces now, not when its heartbeat runs out."""
+        self.shutdown()
+        try:
+            await self.workers.leave()
+        except Exception as error:  # its heartbeat runs out by itself
+            if not unreachable(error):
+                raise
 
     def schedule_changed(self) -> None:
         """A command changed a schedule in this process: pick it up now, not in a minute."""
@@ -105,12 +135,7 @@ class DeliveryScheduler:
         """Deliver every slot on the schedule that fired; one failing fails alone."""
         slots = self._schedules.get(schedule_id, [])
         now = self.clock()
-        outcomes = await asyncio.gather(
-            *(self.runner.run(slot.key(now)) for slot in slots), return_exceptions=True
-        )
-        for slot, outcome in zip(slots, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                log.error("delivery %s failed to run", slot.job_id, exc_info=outcome)
+        await asyncio.gather(*(self.deliver(slot, slot.key(now)) for slot in slots))
 
     async def catch_up(self, slot: Slot, now: datetime) -> Status | None:
         """A slot missed while no worker ran (judged at `now`): delivered once if it was
@@ -122,12 +147,39 @@ class DeliveryScheduler:
         key = slot.key(fired)
         today = now.astimezone(ZoneInfo(slot.timezone)).date().isoformat()
         if key.period == today:
-            return await self.runner.run(key)
+            return await self.deliver(slot, key)
         async with self.store.transaction() as repos:
             skipped = await repos.deliveries.skip(key, now, "missed while no worker ran")
         if skipped:
             log.warning("missed slot skipped: %s", key)
         return None
+
+    async def deliver(self, slot: Slot, key: DeliveryKey) -> Status | None:
+        """Run the slot's delivery `key`. While the database cannot be reached, run it again
+        with backoff (sooner when the database answers meanwhile) until it runs or the slot's
+        local day ends; any other error fails this slot alone, logged."""
+        until = slot.day_end(key.period)
+        first_failure: datetime | None = None
+        while True:
+            try:
+                status = await self.runner.run(key, until)
+            except Exception as error:
+                if not unreachable(error):
+                    log.error("delivery %s failed to run", slot.job_id, exc_info=error)
+                    return None
+                self.outage.failed(error)
+                self.outage.waiting(key)
+                now = self.clock()
+                first_failure = first_failure or now
+                wait = self.policy.outage_backoff.delay(now - first_failure)
+                if now + timedelta(seconds=wait) >= until:
+                    self.outage.gave_up(key)
+                    return None
+                await self.outage.wait(wait)
+            else:
+                self.outage.answered()
+                self.outage.ran(key)
+                return status
 
     async def retry_due(self) -> None:
         """Retries that are due, and deliveries whose worker died mid-way (lease expired)."""
@@ -137,9 +189,37 @@ class DeliveryScheduler:
                 self.clock(), self.policy.max_attempts, platform=self.platform
             )
             keys = [DeliveryKey(r.kind, r.platform, r.workspace, r.target, r.period) for r in rows]
-        await asyncio.gather(*(self.runner.run(key) for key in keys))
+        slots = {(s.kind, s.platform, s.workspace, s.target): s for s in self.slots}
+        outcomes = await asyncio.gather(
+            *(self.runner.run(key, _day_end(slots, key)) for key in keys), return_exceptions=True
+        )
+        for key, outcome in zip(keys, outcomes, strict=True):
+            if not isinstance(outcome, Exception):
+                continue
+            if unreachable(outcome):  # its row stays: the next turn tries again
+                self.outage.failed(outcome)
+            else:
+                log.error("retry of %s failed to run", key, exc_info=outcome)
+
+    async def _through_outage(self, job: Callable[[], Awaitable[None]]) -> None:
+        """A periodic job: the database being unreachable waits for its next turn, noted by
+        the outage (one line when it starts), not a traceback per turn."""
+        try:
+            await job()
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            self.outage.failed(error)
+        else:
+            self.outage.answered()
 
     @property
     def slots(self) -> list[Slot]:
         """The slots this worker's jobs deliver, as of the last resync."""
         return [slot for slots in self._schedules.values() for slot in slots]
+
+
+def _day_end(slots: Mapping[tuple[str, str, str, str], Slot], key: DeliveryKey) -> datetime | None:
+    """The end of `key`'s local day, when its slot is still scheduled."""
+    slot = slots.get((key.kind, key.platform, key.workspace, key.target))
+    return slot.day_end(key.period) if slot is not None else None

@@ -14,7 +14,7 @@ import functools
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -53,6 +53,12 @@ class Slot:
 
     def trigger(self) -> CronTrigger:
         return _cron(self.day_of_week, self.hour, self.minute, self.timezone)
+
+    def day_end(self, period: str) -> datetime:
+        """When the local day `period` (YYYY-MM-DD) ends: a slot of that day is not sent
+        later."""
+        next_day = date.fromisoformat(period) + timedelta(days=1)
+        return datetime.combine(next_day, time(0), tzinfo=ZoneInfo(self.timezone))
 
     def key(self, fire_time: datetime) -> DeliveryKey:
         """The ledger key of the slot firing at `fire_time`: its local date is the period."""

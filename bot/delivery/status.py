@@ -38,6 +38,7 @@ class StatusReport:
     last_day: dict[str, int]  # deliveries of the last 24 hours by outcome
     recent: Sequence[Delivery]
     leases: Sequence[Lease]
+    workers: dict[str, list[str]]  # platform -> its live delivering workers
     weekly: Sequence[tuple[WeeklyPost, Delivery | None]]  # with its latest delivery
 
 
@@ -56,6 +57,7 @@ async def collect_status(
         last_day = await repos.deliveries.counts(now - timedelta(days=1))
         deliveries = await repos.deliveries.recent(recent)
         leases = await repos.leases.held(now)
+        workers = await repos.workers.live_by_platform(now)
         weekly = [
             (post, await repos.deliveries.latest(
                 WEEKLY, post.platform, post.workspace, post.channel
@@ -71,6 +73,7 @@ async def collect_status(
         last_day=last_day,
         recent=deliveries,
         leases=leases,
+        workers=workers,
         weekly=weekly,
     )
 
@@ -81,6 +84,10 @@ def render_status(report: StatusReport) -> str:
     lines.extend(
         f"Lease {lease.name}: held by {lease.holder} until {_utc(lease.expires_at, seconds=True)}"
         for lease in report.leases
+    )
+    lines.extend(
+        f"Workers delivering to {platform}: {len(names)} live ({', '.join(names)})"
+        for platform, names in report.workers.items()
     )
     lines.append("")
     lines.append(f"Next slots ({len(report.upcoming)} of {report.slot_count}):")
