@@ -311,6 +311,56 @@ async def test_a_transient_failure_is_retried_with_backoff(harness: Harness) -> 
     assert row is not None and (row.status, row.attempts) == ("sent", 2)
 
 
+class UnreachablePlatform(RecordingPlatform):
+    """Cannot be reached for its first `failures` posts (the network, a 5xx)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+        if self.failures:
+            self.failures -= 1
+            raise DeliveryError("network_error", permanent=False, unreachable=True)
+        return await super().post(channel, message)
+
+
+async def test_an_unreachable_platform_is_retried_through_the_day_using_no_attempt(
+    harness: Harness,
+) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    platform = harness.use(UnreachablePlatform(failures=POLICY.max_attempts + 2))
+    worker = scheduler(harness)
+    await worker.resync()
+    (slot,) = [s for s in worker.slots if s.kind == "channel"]
+    assert await worker.deliver(slot, KEY) is Status.RETRY
+    for _ in range(POLICY.max_attempts + 2):  # more failures than attempts
+        harness.clock[0] += POLICY.outage_backoff.most  # the longest wait between them
+        await worker.retry_due()
+    assert delivered(platform)[0] == 1
+    async with harness.store.transaction() as repos:
+        row = await ledger_row(repos, KEY)
+    assert row is not None and (row.status, row.attempts) == ("sent", 1)
+
+
+async def test_a_platform_unreachable_until_the_day_ends_is_not_posted_late(
+    harness: Harness,
+) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    platform = harness.use(UnreachablePlatform(failures=1000))
+    worker = scheduler(harness)
+    await worker.resync()
+    (slot,) = [s for s in worker.slots if s.kind == "channel"]
+    assert await worker.deliver(slot, KEY) is Status.RETRY
+    # A minute before midnight: the next look (2.5-5 minutes on) would be the next day.
+    harness.clock[0] = slot.day_end(KEY.period) - timedelta(minutes=1)
+    await worker.retry_due()
+    async with harness.store.transaction() as repos:
+        row = await ledger_row(repos, KEY)
+    assert row is not None and (row.status, row.detail) == ("failed", "network_error")
+    assert delivered(platform)[0] == 0
+
+
 async def test_a_permanent_failure_is_recorded_and_stops_the_channel(harness: Harness) -> None:
     await configure(harness, NOW - timedelta(hours=5))
 

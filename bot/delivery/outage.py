@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from storage.deliveries import DeliveryKey
 
@@ -35,10 +35,12 @@ class Backoff:
     first: timedelta = timedelta(seconds=5)
     most: timedelta = timedelta(minutes=5)
 
-    def delay(self, lasted: timedelta) -> float:
-        """Seconds to wait before the next attempt, the failures having lasted `lasted`."""
-        ceiling = min(max(lasted, self.first), self.most).total_seconds()
-        return random.uniform(ceiling / 2, ceiling)
+    def next_try(self, since: datetime, now: datetime, until: datetime) -> datetime | None:
+        """When to try again, the failures having lasted since `since`; None when that is
+        `until` (the end of the slot's local day) or later: a slot is not sent late."""
+        ceiling = min(max(now - since, self.first), self.most).total_seconds()
+        at = now + timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+        return at if at < until else None
 
 
 def describe(error: BaseException) -> str:

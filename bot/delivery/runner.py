@@ -214,10 +214,9 @@ class DeliveryRunner:
                 # The platform is down, not this delivery wrong: as through an outage of the
                 # database, it is tried again until the slot's local day ends, using up no
                 # attempt, and not sent later.
-                if now < until:
-                    wait = policy.outage_backoff.delay(now - delivery.created_at)
+                retry_at = policy.outage_backoff.next_try(delivery.created_at, now, until)
+                if retry_at is not None:
                     status, spent = Status.RETRY, False
-                    retry_at = min(now + timedelta(seconds=wait), until)
             elif not error.permanent and delivery.attempts < policy.max_attempts:
                 status = Status.RETRY
                 retry_at = now + policy.retry_delay(delivery.attempts)

@@ -171,11 +171,11 @@ class DeliveryScheduler:
                 self.outage.waiting(key)
                 now = self.clock()
                 first_failure = first_failure or now
-                wait = self.policy.outage_backoff.delay(now - first_failure)
-                if now + timedelta(seconds=wait) >= until:
+                retry_at = self.policy.outage_backoff.next_try(first_failure, now, until)
+                if retry_at is None:
                     self.outage.gave_up(key)
                     return None
-                await self.outage.wait(wait)
+                await self.outage.wait((retry_at - now).total_seconds())
             else:
                 self.outage.answered()
                 self.outage.ran(key)
