@@ -73,6 +73,8 @@ QUICK = (10, 200)
 POST_AT = "09:00"
 STARTED_AT = "12:00"  # the worker starts three hours after every channel's slot
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+KILLED_WORKER_LEASE = 20  # seconds: PAPERBOY_DELIVERY_LEASE_SECONDS when a worker is killed
+OUTCOMES_WAIT = 900.0  # seconds: a worker gives up waiting for every outcome after this
 
 
 @dataclass(frozen=True)
@@ -133,20 +135,31 @@ def _fake_slack(conn: Connection, teams: Sequence[str]) -> None:
 
 
 def _in_worker_processes(
-    workers: int, settings: Settings, teams: Sequence[str], now: datetime
+    workers: int,
+    settings: Settings,
+    teams: Sequence[str],
+    now: datetime,
+    due: int,
+    kill_one: bool = False,
 ) -> tuple[float, list[float], float]:
-    """Run the scheduler in `workers` processes at once; (the start's time.monotonic(),
-    [wall time], their CPU seconds).
+    """Run the scheduler in `workers` processes at once until the `due` deliveries have
+    their outcomes; (the start's time.monotonic(), [wall time], their CPU seconds). With
+    `kill_one`, the first is killed (SIGKILL) once it has recorded a quarter of its share of
+    the outcomes; the others' retries take its deliveries over.
     The clock starts when every process is ready, so start-up is not counted, and stops at
     the last outcome any of them recorded: a worker's runs for the workspaces another one
     sent wait for their sender leases and then find nothing to do, which delays no post."""
     context = multiprocessing.get_context("spawn")
     pipes, processes = [], []
+    epoch = time.monotonic()  # the same clock in every process on Linux
+    midway = due // workers // 4 if kill_one else None
     for n in range(workers):
         ours, theirs = context.Pipe()
         process = context.Process(
-            target=_worker_process, args=(theirs, settings, list(teams), now, f"bench-{n}")
-        )
+            target=_worker_process,
+            args=(theirs, settings, list(teams), now, epoch, f"bench-{n}", due,
+                  midway if n == 0 else None),
+        )  # fmt: skip
         process.start()
         pipes.append(ours)
         processes.append(process)
@@ -154,9 +167,14 @@ def _in_worker_processes(
         for pipe in pipes:
             if not pipe.poll(120) or pipe.recv() != "ready":
                 raise RuntimeError("a worker process did not start")
-        started = time.monotonic()  # the same clock in every process on Linux
+        started = time.monotonic()
         for pipe in pipes:
             pipe.send("go")
+        if kill_one:
+            if not pipes[0].poll(600) or pipes[0].recv() != "midway":
+                raise RuntimeError("the worker to kill did not get midway")
+            processes[0].kill()
+            pipes, processes = pipes[1:], processes[1:]
         reports = [pipe.recv() for pipe in pipes]
     finally:
         for process in processes:
@@ -186,49 +204,94 @@ def _delivering(
 
 
 def _worker_process(
-    conn: Connection, settings: Settings, teams: list[str], now: datetime, name: str
+    conn: Connection,
+    settings: Settings,
+    teams: list[str],
+    now: datetime,
+    epoch: float,
+    name: str,
+    due: int,
+    midway: int | None,
 ) -> None:
-    """One worker: the same objects `paperboy worker` builds, on the shared store."""
+    """One worker: the same objects `paperboy worker` builds, on the shared store, its clock
+    running from `now` at `epoch` (time.monotonic(), the same in every process), so leases
+    and heartbeats run out as they would. With `midway`, it says "midway" once it has
+    recorded that many outcomes (to be killed)."""
     for variable in _PROXY_VARS:
         os.environ.pop(variable, None)
 
+    def clock() -> datetime:
+        return now + timedelta(seconds=time.monotonic() - epoch)
+
     async def deliver() -> None:
         store = await Store.open(settings.database_url, migrate=False)
-        _, outbound, scheduler = _delivering(store, settings, teams, lambda: now, name)
+        _, outbound, scheduler = _delivering(store, settings, teams, clock, name)
         last_outcome = _note_last_outcome(scheduler)
+        await scheduler.workers.beat()  # live before any of them starts
         settled()  # as `paperboy worker` does before it runs
         conn.send("ready")
         await asyncio.to_thread(conn.recv)
         cpu = time.process_time()
+        saying = asyncio.create_task(_say_midway(conn, last_outcome, midway))
         try:
-            await _deliver_morning(scheduler, outbound)
+            await _deliver_morning(scheduler, outbound, due)
         finally:
+            saying.cancel()
             await store.close()
         conn.send((time.process_time() - cpu, last_outcome[0]))
 
     asyncio.run(deliver())
 
 
-async def _deliver_morning(scheduler: DeliveryScheduler, outbound: SlackOutbound) -> None:
-    """The worker's start: its catch-up delivers the morning; then it stops."""
+async def _say_midway(conn: Connection, noted: list[float], outcomes: int | None) -> None:
+    """Say "midway" once this worker has recorded `outcomes` outcomes (None: never)."""
+    if outcomes is None:
+        return
+    while noted[1] < outcomes:
+        await asyncio.sleep(0.05)
+    conn.send("midway")
+
+
+async def _deliver_morning(scheduler: DeliveryScheduler, outbound: SlackOutbound, due: int) -> None:
+    """The worker's start: it joins the live workers and its catch-up delivers the morning;
+    its retries take over what a dead worker left. It stops once all `due` deliveries have
+    their outcome."""
     try:
-        await scheduler.resync(catch_up=True)
+        await scheduler.start()
+        await _until_every_outcome(scheduler.store, due)
     finally:
-        scheduler.shutdown()
+        await scheduler.stop()
         await outbound.close()
 
 
+async def _until_every_outcome(store: Store, due: int) -> None:
+    """Wait (up to OUTCOMES_WAIT) until `due` deliveries have a final outcome in the ledger."""
+    final = (Status.SENT, Status.EMPTY, Status.FAILED, Status.SKIPPED)
+    for _ in range(int(OUTCOMES_WAIT / 0.2)):
+        async with store.transaction() as repos:
+            done = await repos.session.scalar(
+                select(func.count()).select_from(Delivery).where(Delivery.status.in_(final))
+            )
+        if (done or 0) >= due:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"not every delivery had its outcome after {OUTCOMES_WAIT:.0f} s")
+
+
 def _note_last_outcome(scheduler: DeliveryScheduler) -> list[float]:
-    """[time.monotonic() of the last outcome `scheduler`'s runs record in the ledger], kept
-    up to date from now on: where the wall time ends (not at the lease releases and the
-    shutdown that follow)."""
-    last_outcome = [0.0]
+    """[time.monotonic() of the last outcome `scheduler`'s runs record in the ledger, how
+    many they recorded], kept up to date from now on: where the wall time ends (not at the
+    lease releases and the shutdown that follow)."""
+    last_outcome = [0.0, 0]
     run = scheduler.runner.run
 
-    async def run_and_note_its_time(key: DeliveryKey) -> Status | None:
-        outcome = await run(key)
+    async def run_and_note_its_time(
+        key: DeliveryKey, until: datetime | None = None
+    ) -> Status | None:
+        outcome = await run(key, until)
         if outcome is not None:  # this worker recorded an outcome in the ledger
             last_outcome[0] = time.monotonic()
+            last_outcome[1] += 1
         return outcome
 
     scheduler.runner.run = run_and_note_its_time  # type: ignore[method-assign]
@@ -286,6 +349,7 @@ class Morning:
     load: tuple[float, float]  # 1-minute load average before and after
     busier_share: float  # mean share of a workspace's posts its busier worker sent
     workspaces_of: Counter[str]  # worker -> how many workspaces it sent posts to
+    killed: bool  # one of the worker processes was killed midway
 
 
 async def morning(
@@ -295,12 +359,16 @@ async def morning(
     tmp: Path,
     workers: int = 1,
     database_url: str | None = None,
+    kill_one: bool = False,
 ) -> Morning:
     """Set up `channels` subscriptions over `teams` on a fresh store holding a real day's
     list, then start the scheduler after their slot and wait until all are delivered: in this
     process, or in `workers` worker processes sharing the store, each paced to the workspace
-    limits (one at a time sends to a workspace)."""
+    limits (one at a time sends to a workspace); with `kill_one`, one of them killed midway."""
     day, items = newest_day()
+    # A killed worker's claims wait for their lease: a short one, so the run sees them taken
+    # over (an operator's PAPERBOY_DELIVERY_LEASE_SECONDS).
+    lease = {"PAPERBOY_DELIVERY_LEASE_SECONDS": KILLED_WORKER_LEASE} if kill_one else {}
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         DATABASE_URL=database_url or f"sqlite+aiosqlite:///{tmp / 'paperboy.db'}",
@@ -308,6 +376,7 @@ async def morning(
         PAPERBOY_SLACK_API_URL=api_url,
         PAPERBOY_SLACK_MESSAGES_PER_SECOND=WORKSPACE_RATE,
         PAPERBOY_SLACK_BURST=WORKSPACE_BURST - 2,
+        **lease,
     )
     hf = FakeHuggingFace().start()
     hf.days[day.isoformat()] = items
@@ -332,14 +401,14 @@ async def morning(
         if workers > 1:
             await outbound.close()
             started, took, process_cpu = await asyncio.to_thread(
-                _in_worker_processes, workers, settings, teams, now
+                _in_worker_processes, workers, settings, teams, now, channels, kill_one
             )
             sched_after = (math.nan, math.nan)
         else:
             last_outcome = _note_last_outcome(scheduler)
             settled()  # as `paperboy worker` does before it runs
             started = time.monotonic()
-            await _deliver_morning(scheduler, outbound)
+            await _deliver_morning(scheduler, outbound, channels)
             took = [last_outcome[0] - started]
             process_cpu = time.process_time() - cpu_before
             sched_after = _main_thread_schedstat()
@@ -376,7 +445,7 @@ async def morning(
         loop_cpu=sched_after[0] - sched_before[0], loop_waiting=sched_after[1] - sched_before[1],
         load=load,
         busier_share=sum(max(n) / sum(n) for n in by_workspace.values()) / len(by_workspace),
-        workspaces_of=workspaces_of,
+        workspaces_of=workspaces_of, killed=kill_one,
     )  # fmt: skip
 
 
@@ -403,7 +472,11 @@ def run(quick: bool = False) -> Section:
 
 
 def morning_with_fake(
-    workspaces: int, channels: int, workers: int, database_url: str | None = None
+    workspaces: int,
+    channels: int,
+    workers: int,
+    database_url: str | None = None,
+    kill_one: bool = False,
 ) -> Morning:
     """One morning against a fresh fake Slack in its own process."""
     teams = [f"T{n:03d}" for n in range(workspaces)]
@@ -419,7 +492,7 @@ def morning_with_fake(
         api_url = ours.recv()
         with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
             result = asyncio.run(
-                morning(api_url, teams, channels, Path(tmp), workers, database_url)
+                morning(api_url, teams, channels, Path(tmp), workers, database_url, kill_one)
             )
         ours.send("report")
         if not ours.poll(60):
@@ -432,32 +505,67 @@ def morning_with_fake(
     return result
 
 
+@dataclass(frozen=True)
+class Tally:
+    """What a morning delivered against what was due and what the fake allowed."""
+
+    delivered: int
+    due: int
+    allowed: float  # messages the fake would accept over the wall time
+    lost: int  # due, never delivered
+    duplicate_keys: int  # a delivery key arriving twice in one channel
+    same_message: int  # the same text and blocks twice in one channel
+    papers_twice: int  # the same paper twice in one channel
+
+    @property
+    def fraction(self) -> float:
+        return self.delivered / self.allowed
+
+    @property
+    def duplicated(self) -> int:
+        return max(self.duplicate_keys, self.same_message, self.papers_twice)
+
+
+def tally(m: Morning) -> Tally:
+    """Each channel expects a header and its papers, each under its own delivery key (message
+    metadata): lost = keys due that never arrived; duplicated = a key, a message (text and
+    blocks) or a paper arriving twice in one channel."""
+    report = m.report
+    per_workspace = Counter(n % m.workspaces for n in range(m.channels))
+    keys = {channel: Counter(found) for channel, found in report.keys.items()}
+    channels = [f"CT{n % m.workspaces:03d}x{n:04d}" for n in range(m.channels)]
+    return Tally(
+        delivered=len(report.delivered),
+        due=m.channels * m.per_post,
+        allowed=allowed_messages(m.wall, list(per_workspace.values())),
+        lost=sum(max(0, m.per_post - len(keys.get(channel, {}))) for channel in channels),
+        duplicate_keys=sum(n - 1 for found in keys.values() for n in found.values()),
+        same_message=sum(
+            n - 1 for n in Counter((t, c, body) for t, c, _, body in report.delivered).values()
+        ),
+        papers_twice=sum(
+            n - 1
+            for found in keys.values()
+            for n in Counter(
+                k.rsplit(":", 1)[-1] for k in found.elements() if ":paper:" in k
+            ).values()
+        ),
+    )
+
+
 def section(m: Morning) -> Section:
     """The results as markdown: rates, losses, duplicates, ledger, and where time went."""
     report = m.report
-    per_workspace = Counter(n % m.workspaces for n in range(m.channels))
-    delivered = len(report.delivered)
-    due = m.channels * m.per_post
-    allowed = allowed_messages(m.wall, list(per_workspace.values()))
+    counted = tally(m)
+    delivered, due, allowed, fraction = (
+        counted.delivered, counted.due, counted.allowed, counted.fraction
+    )  # fmt: skip
+    lost, duplicated = counted.lost, counted.duplicated
+    duplicate_keys, same_message, papers_twice = (
+        counted.duplicate_keys, counted.same_message, counted.papers_twice
+    )  # fmt: skip
     achieved_rate = delivered / m.wall
     allowed_rate = allowed / m.wall
-    fraction = delivered / allowed
-    # Each channel expects a header and its papers, each under its own delivery key (message
-    # metadata): lost = keys due that never arrived; duplicated = a key, a message (text and
-    # blocks) or a paper arriving twice in one channel.
-    keys = {channel: Counter(found) for channel, found in report.keys.items()}
-    channels = [f"CT{n % m.workspaces:03d}x{n:04d}" for n in range(m.channels)]
-    lost = sum(max(0, m.per_post - len(keys.get(channel, {}))) for channel in channels)
-    duplicate_keys = sum(n - 1 for found in keys.values() for n in found.values())
-    same_message = sum(
-        n - 1 for n in Counter((t, c, body) for t, c, _, body in report.delivered).values()
-    )
-    papers_twice = sum(
-        n - 1
-        for found in keys.values()
-        for n in Counter(k.rsplit(":", 1)[-1] for k in found.elements() if ":paper:" in k).values()
-    )
-    duplicated = max(duplicate_keys, same_message, papers_twice)
     refusals = Counter(limit for _, _, limit, _ in report.refused)
     times = sorted(at for _, _, at, _ in report.delivered)
     span = times[-1] - times[0] if len(times) > 1 else math.nan
@@ -568,8 +676,8 @@ def section(m: Morning) -> Section:
         s.add(
             f"Of each workspace's posts, its busier worker sent {m.busier_share:.0%} on average "
             f"(100%: every workspace had one sender). Workspaces sent to, by worker: {split} "
-            f"(of {m.workspaces}; a worker takes the lease of every free workspace it has "
-            "posts for)."
+            f"(of {m.workspaces}; the live workers share them: each asks first for the "
+            "workspaces rendezvous hashing gives it, the others after a grace)."
         )
     if fraction < 0.9 and m.workers > 1:
         s.add(
