@@ -27,6 +27,7 @@ from bot.config import BotConfig
 from bot.delivery.outage import Outage
 from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.status import collect_status, render_status
+from bot.lifecycle import keep_deleting_left_workspaces
 from bot.observe import install as install_observer
 from bot.semantic import load_semantic
 from bot.semantic.model import SemanticUnavailable
@@ -321,6 +322,8 @@ async def _worker(settings: Settings) -> int:
             embed_new=None if semantic is None else _embed_apart,
         )  # fmt: skip
         jobs.append(refresh)
+        grace = timedelta(days=settings.data_grace_days)
+        jobs.append(keep_deleting_left_workspaces(store, clock, grace))
         settled()
         async with asyncio.TaskGroup() as group:
             for job in jobs:

@@ -19,7 +19,8 @@ from typing import TextIO
 from bot.app import Paperboy
 from bot.cards import saved_by_text
 from bot.events import ChannelRef, CommandInvoked, MessageRef, ReactionChanged, Scope, UserRef
-from bot.messages import Message, PaperCard, Visibility
+from bot.messages import CHANNEL_SLOT, Attachment, Message, PaperCard, Visibility
+from bot.ports import FileToSend
 from bot.text import strip_unsafe
 
 SCOPE = Scope("console", "local")
@@ -68,7 +69,10 @@ def render_card(index: int, card: PaperCard) -> list[str]:
 
 
 def render(message: Message) -> list[str]:
-    lines = [strip_unsafe(message.text)] if message.text else []
+    text = message.text
+    if message.channel is not None:
+        text = text.replace(CHANNEL_SLOT, f"#{message.channel}")
+    lines = [strip_unsafe(text)] if text else []
     lines += [f"  {strip_unsafe(line)}" for line in message.lines]
     for index, card in enumerate(message.cards, start=1):
         lines += render_card(index, card)
@@ -130,6 +134,11 @@ class ConsoleOutbound:
         return self.show(
             message, f"DM to {strip_unsafe(user.user)}: ", ChannelRef(user.scope, f"dm-{user.user}")
         )
+
+    async def send_file(self, user: UserRef, file: FileToSend) -> MessageRef:
+        """Printed as a DM holding the file (its text)."""
+        attachment = Attachment(file.name, file.content.decode("utf-8", "replace"))
+        return await self.send_dm(user, Message(text=file.caption, attachment=attachment))
 
     async def sent_keys(
         self, target: ChannelRef | UserRef, since: datetime

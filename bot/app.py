@@ -23,6 +23,7 @@ from bot.commands.parser import (
     ChannelWeeklyOn,
     DigestOff,
     DigestSet,
+    ForgetMe,
     UsageError,
     parse,
 )
@@ -32,7 +33,16 @@ from bot.delivery.outage import Outage
 from bot.delivery.runner import DeliveryKind, DeliveryPolicy
 from bot.delivery.scheduler import DeliveryScheduler
 from bot.digest import Digests
-from bot.events import CommandInvoked, ReactionChanged, SaveFromMessage, UserRef
+from bot.events import (
+    ChannelGone,
+    CommandInvoked,
+    ReactionChanged,
+    SaveFromMessage,
+    UserRef,
+    WorkspaceBack,
+    WorkspaceGone,
+)
+from bot.lifecycle import Lifecycle
 from bot.links import MAX_IDS, find_paper_ids
 from bot.messages import Message, PaperCard, Visibility
 from bot.observe import command_name, observer
@@ -51,7 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCHEDULE_COMMANDS = (
-    ChannelOn, ChannelOff, ChannelWeeklyOn, ChannelWeeklyOff, DigestSet, DigestOff
+    ChannelOn, ChannelOff, ChannelWeeklyOn, ChannelWeeklyOff, DigestSet, DigestOff, ForgetMe
 )  # fmt: skip
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
 NOTHING_TO_SHARE = "Nothing to share: that answer has changed or is no longer available."
@@ -86,14 +96,17 @@ class Paperboy:
         self.semantic = semantic
         self.lookup = lookup  # papers by id from Hugging Face and arXiv, for saves by link
         self.clock = clock
-        # Called after a command or a failed send changes when something is delivered.
+        self.outbound = outbound
+        # Called after a command, a failed send or a lifecycle event changes when something
+        # is delivered.
         self._schedule_listeners: list[Callable[[], None]] = []
         self.reactions = SaveReactions(store, config.save_emojis, lookup)
+        self.lifecycle = Lifecycle(store, outbound, clock, self._schedule_changed)
         self.daily = DailyPosts(
             store, outbound, default_count=config.default_post_count,
-            save_emoji=config.save_emoji, clock=clock, schedule_changed=self._schedule_changed,
+            save_emoji=config.save_emoji, clock=clock, channel_gone=self.lifecycle.channel_gone,
         )  # fmt: skip
-        self.weekly = WeeklyPosts(store, outbound, clock, self._schedule_changed)
+        self.weekly = WeeklyPosts(store, outbound, clock, self.lifecycle.channel_gone)
         self.digests = Digests(
             store, outbound, clock=clock, schedule_changed=self._schedule_changed,
             semantic=semantic,
@@ -118,7 +131,7 @@ class Paperboy:
         context = CommandContext(
             event=event, now=self.clock(), store=self.store, config=self.config,
             source=self.source, semantic=self.semantic, daily=self.daily, digests=self.digests,
-            lookup=self.lookup,
+            outbound=self.outbound, lookup=self.lookup,
         )  # fmt: skip
         try:
             answer = await HANDLERS[type(command)](context, command)
@@ -183,6 +196,28 @@ class Paperboy:
             for url, arxiv_id in wanted.items()
             if arxiv_id in papers and not papers[arxiv_id].is_demo
         }
+
+    async def channel_gone(self, event: ChannelGone) -> None:
+        """The bot can no longer post in a channel: its posts stop, their admins are told
+        (`bot.lifecycle`). Never raises."""
+        try:
+            await self.lifecycle.channel_gone(event)
+        except Exception:
+            log.exception("handling a channel that is gone failed")
+
+    async def workspace_gone(self, event: WorkspaceGone) -> None:
+        """A workspace removed the app: everything there stops. Never raises."""
+        try:
+            await self.lifecycle.workspace_gone(event)
+        except Exception:
+            log.exception("handling a workspace that removed the app failed")
+
+    async def workspace_back(self, event: WorkspaceBack) -> None:
+        """The app was installed in a workspace: what it left resumes. Never raises."""
+        try:
+            await self.lifecycle.workspace_back(event)
+        except Exception:
+            log.exception("handling a workspace that installed the app failed")
 
     async def followed_topics(self, user: UserRef) -> list[str]:
         """The topics `user` follows (for pickers such as Discord's autocomplete)."""

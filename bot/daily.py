@@ -5,8 +5,7 @@ delivery (`DailyPosts`), whose sending `bot.delivery` does once."""
 from __future__ import annotations
 
 import functools
-import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -14,7 +13,8 @@ from bot.cards import demo_note, paper_card
 from bot.delivery.batching import Batcher
 from bot.delivery.resumable import Part, ResumableSend, SendKey
 from bot.delivery.runner import Claim, NotReady, Send
-from bot.events import ChannelRef, MessageRef, UserRef
+from bot.events import ChannelGone, ChannelRef, MessageRef
+from bot.lifecycle import lost_channel
 from bot.messages import DailyPost, Message, PaperCard, Visibility, counted
 from bot.ports import Delivered, DeliveryError, Outbound
 from bot.reactions import emoji_in_text
@@ -22,8 +22,6 @@ from bot.words import search_terms
 from storage.channels import PostRecord
 from storage.models import Paper
 from storage.store import Repositories, Store
-
-log = logging.getLogger(__name__)
 
 PUBLISHING_DAYS = "mon-fri"  # Hugging Face publishes Daily Papers on weekdays
 # A day's list fills up from 00:00 UTC; by 08:00 UTC it holds most of its papers (the
@@ -236,15 +234,15 @@ class DuePost:
 @dataclass
 class DailyPosts:
     """The daily post as a kind of delivery (`bot.delivery.runner.DeliveryKind`), and
-    `/papers channel post-now`. A permanent delivery error (channel gone, bot removed) turns
-    the channel's post off and tells the admin who set it up."""
+    `/papers channel post-now`. A permanent delivery error (channel gone, bot removed) is
+    the channel gone (`bot.lifecycle`): its posts stop and the admin who set them up is told."""
 
     store: Store
     outbound: Outbound
     default_count: int  # papers in a post whose channel has no count of its own
     save_emoji: str  # the name of the emoji that saves, offered under each paper
     clock: Callable[[], datetime]
-    schedule_changed: Callable[[], None]  # a channel's post was turned off
+    channel_gone: Callable[[ChannelGone], Awaitable[None]]  # `Lifecycle.channel_gone`
     # Each paper message is recorded before the next one is sent; on a busy morning hundreds
     # of posts are in flight, and the rows that arrive while one transaction commits share
     # the next (a transaction each costs more CPU than the send).
@@ -363,43 +361,10 @@ class DailyPosts:
                 return await send.run(self.outbound, due.key)
             except DeliveryError as error:
                 if error.permanent:
-                    await self._stop(due.channel, error.reason)
+                    await self.channel_gone(lost_channel(due.channel, error))
                 raise
 
         return step
-
-    async def _stop(self, channel: ChannelRef, reason: str) -> None:
-        scope = channel.scope
-        async with self.store.transaction() as repos:
-            subscription = await repos.channels.subscription(
-                scope.platform, scope.workspace, channel.channel
-            )
-            if subscription is None:
-                return
-            subscription.enabled = False
-            subscription.disabled_reason = reason[:200]
-            subscription.updated_at = self.clock()
-            admin = UserRef(scope, subscription.created_by)
-        self.schedule_changed()
-        log.warning(
-            "daily post stopped: platform=%s workspace=%s channel=%s reason=%s",
-            scope.platform, scope.workspace, channel.channel, reason,
-        )  # fmt: skip
-        notice = Message(
-            text=f"I stopped the daily post in channel {channel.channel}: {reason}.",
-            lines=("Fix that (e.g. invite me back), then run `/papers channel on` there.",),
-            visibility=Visibility.PUBLIC,
-        )
-        await tell_admin(self.outbound, admin, notice)
-
-
-async def tell_admin(outbound: Outbound, admin: UserRef, notice: Message) -> None:
-    """DM the admin who set a channel's post up that it stopped; their DMs being closed too
-    is only logged."""
-    try:
-        await outbound.send_dm(admin, notice)
-    except DeliveryError as error:
-        log.warning("could not tell %s about it: %s", admin.user, error.reason)
 
 
 def _where(channel: ChannelRef) -> tuple[str, str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import Enum
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class CommandInvoked:
     user: str
     text: str
     is_admin: bool | AdminCheck
+    # Whether the answer itself can carry a file to the caller alone (Discord's private
+    # replies, the console); else a file goes to the caller's DMs (`Outbound.send_file`).
+    files_in_answer: bool = True
 
     async def by_admin(self) -> bool:
         if isinstance(self.is_admin, bool):
@@ -78,3 +82,35 @@ class SaveFromMessage:
 
     user: UserRef
     text: str
+
+
+class GoneWhy(Enum):
+    """Why the bot can no longer post in a channel, as adapters tell it."""
+
+    REMOVED = "removed"  # the bot was removed from the channel, or lost access to it
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+    UNREACHABLE = "unreachable"  # any other lasting refusal
+
+
+@dataclass(frozen=True)
+class ChannelGone:
+    """The bot can no longer post in `channel`."""
+
+    channel: ChannelRef
+    why: GoneWhy
+
+
+@dataclass(frozen=True)
+class WorkspaceGone:
+    """A workspace (a Discord server) removed the app: uninstalled, its bot token revoked,
+    or the bot was removed from the server."""
+
+    scope: Scope
+
+
+@dataclass(frozen=True)
+class WorkspaceBack:
+    """The app was installed in a workspace (again): an OAuth install, a server joined."""
+
+    scope: Scope

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
 
+# Where `Message.text` names `Message.channel`: each adapter puts its platform's mention of the
+# channel there (Slack and Discord show the channel's name), so no raw id reaches people.
+CHANNEL_SLOT = "{channel}"
+
 
 class Visibility(Enum):
     CALLER = "caller"  # only the person who ran the command sees it
@@ -55,7 +59,7 @@ class Message:
     `is_usage_hint` marks a rejected command (nothing was changed). `reaction` is an emoji the
     adapter adds to the sent message itself, where the platform allows, so people can click it.
     `delivery_key` marks a scheduled message so a retry can find it on the platform (see
-    `Outbound.sent_keys`).
+    `Outbound.sent_keys`). `channel` is the channel `text` names at CHANNEL_SLOT.
     """
 
     text: str
@@ -69,6 +73,7 @@ class Message:
     reaction: str | None = None
     delivery_key: str | None = None
     shared_by: str | None = None
+    channel: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from bot.events import ChannelRef, MessageRef, UserRef
+from bot.events import ChannelRef, GoneWhy, MessageRef, UserRef
 from bot.messages import Message
 
 
@@ -23,13 +23,32 @@ class Delivered:
 class DeliveryError(Exception):
     """A send failed. `permanent` means retrying cannot help (channel gone, DMs closed);
     `unreachable`, that the platform could not be reached (the network, its 5xx): retried
-    through the slot's day like an outage, using up no attempt."""
+    through the slot's day like an outage, using up no attempt. `gone` says why a channel
+    cannot be posted to, where the platform told. `reason` is the platform's code, for logs
+    and the ledger, never for people to read."""
 
-    def __init__(self, reason: str, *, permanent: bool, unreachable: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        permanent: bool,
+        unreachable: bool = False,
+        gone: GoneWhy | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
         self.unreachable = unreachable
+        self.gone = gone
+
+
+@dataclass(frozen=True)
+class FileToSend:
+    """A file for one person: its name, its bytes, and a line saying what it is."""
+
+    name: str
+    content: bytes
+    caption: str
 
 
 class Outbound(Protocol):
@@ -39,6 +58,10 @@ class Outbound(Protocol):
 
     async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
         """Send a direct message."""
+        ...
+
+    async def send_file(self, user: UserRef, file: FileToSend) -> MessageRef:
+        """Send a file to a user privately (their DMs)."""
         ...
 
     async def sent_keys(

@@ -10,22 +10,19 @@ posted yet; and the weekly post as a kind of scheduled delivery (`WeeklyPosts`),
 from __future__ import annotations
 
 import functools
-import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from bot.cards import demo_note
-from bot.daily import tell_admin
 from bot.delivery.resumable import Part, ResumableSend, SendKey
 from bot.delivery.runner import Claim, Send
-from bot.events import ChannelRef, UserRef
+from bot.events import ChannelGone, ChannelRef
+from bot.lifecycle import lost_channel
 from bot.messages import Message, Visibility
 from bot.ports import Delivered, DeliveryError, Outbound
 from bot.rankings import Ranked, listing_days, most_saved, most_upvoted
 from storage.store import Repositories, Store
-
-log = logging.getLogger(__name__)
 
 WEEK_DAYS = 7
 MAX_SAVED = 5
@@ -80,13 +77,13 @@ def weekly_message(
 @dataclass
 class WeeklyPosts:
     """The weekly post as a kind of delivery (`bot.delivery.runner.DeliveryKind`), and the
-    console's `/post-weekly`. A permanent delivery error (channel gone, bot removed) turns the
-    channel's weekly post off and tells the admin who set it up."""
+    console's `/post-weekly`. A permanent delivery error (channel gone, bot removed) is the
+    channel gone (`bot.lifecycle`): its posts stop and the admin who set them up is told."""
 
     store: Store
     outbound: Outbound
     clock: Callable[[], datetime]
-    schedule_changed: Callable[[], None]  # a channel's weekly post was turned off
+    channel_gone: Callable[[ChannelGone], Awaitable[None]]  # `Lifecycle.channel_gone`
 
     async def post(self, channel: ChannelRef) -> Delivered:
         """Post the week's papers to `channel` now."""
@@ -119,25 +116,5 @@ class WeeklyPosts:
             return await send.run(self.outbound, key)
         except DeliveryError as error:
             if error.permanent:
-                await self._stop(channel, error.reason)
+                await self.channel_gone(lost_channel(channel, error))
             raise
-
-    async def _stop(self, channel: ChannelRef, reason: str) -> None:
-        scope = channel.scope
-        async with self.store.transaction() as repos:
-            stopped = await repos.weekly.turn_off(
-                scope.platform, scope.workspace, channel.channel, self.clock(), reason
-            )
-        if stopped is None:
-            return
-        self.schedule_changed()
-        log.warning(
-            "weekly post stopped: platform=%s workspace=%s channel=%s reason=%s",
-            scope.platform, scope.workspace, channel.channel, reason,
-        )  # fmt: skip
-        notice = Message(
-            text=f"I stopped the weekly post in channel {channel.channel}: {reason}.",
-            lines=("Fix that (e.g. invite me back), then run `/papers channel weekly on` there.",),
-            visibility=Visibility.PUBLIC,
-        )
-        await tell_admin(self.outbound, UserRef(scope, stopped.created_by), notice)

@@ -145,6 +145,8 @@ class Settings(BaseSettings):
     )
     # How many of those posts may go out back to back after a quiet spell.
     slack_burst: int = Field(4, ge=1, le=100, validation_alias="PAPERBOY_SLACK_BURST")
+    # Days a workspace's data is kept after it removed the app, in case it installs it again.
+    data_grace_days: int = Field(30, ge=1, le=3650, validation_alias="PAPERBOY_DATA_GRACE_DAYS")
     # Search by meaning: "auto" uses it when the `semantic` extra is installed.
     semantic: Literal["auto", "on", "off"] = Field("auto", validation_alias="PAPERBOY_SEMANTIC")
     log_level: str = Field("INFO", validation_alias="PAPERBOY_LOG_LEVEL")

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.db import chunks, rowcount
 from storage.models import Delivery
 from storage.papers import dialect_insert
+from storage.workspaces import installed
 
 CHANNEL = "channel"  # a channel's daily post
 DIGEST = "digest"  # a user's DM digest
@@ -191,8 +192,10 @@ class DeliveryRepository:
         self, now: datetime, max_attempts: int, *, platform: str | None = None
     ) -> Sequence[Delivery]:
         """Rows (of `platform`, when given) whose retry is due or whose lease expired (their
-        worker died), still allowed another attempt."""
-        query = select(Delivery).where(_claimable(now, max_attempts))
+        worker died), still allowed another attempt, in workspaces that have the app."""
+        query = select(Delivery).where(
+            _claimable(now, max_attempts), installed(Delivery.platform, Delivery.workspace)
+        )
         if platform is not None:
             query = query.where(Delivery.platform == platform)
         result = await self.session.scalars(query)

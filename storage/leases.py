@@ -75,6 +75,10 @@ class LeaseRepository:
         """Give the lease up at once (a clean shutdown) so another process need not wait."""
         await self.session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
 
+    async def drop(self, name: str) -> None:
+        """End the lease whoever holds it (what it guarded is gone)."""
+        await self.session.execute(delete(Lease).where(Lease.name == name))
+
     async def get(self, name: str) -> Lease | None:
         return await self.session.scalar(
             select(Lease).where(Lease.name == name).execution_options(populate_existing=True)

@@ -271,6 +271,18 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class LeftWorkspace(Base):
+    """A workspace (Slack) or server (Discord) that removed the app: nothing is sent there
+    while this row exists, and its data is deleted once `left_at` is older than the grace
+    period; installing the app again deletes the row and everything resumes as it was."""
+
+    __tablename__ = "left_workspaces"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace: Mapped[str] = mapped_column(Ident, primary_key=True)
+    left_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 LEASE_NAME_LENGTH = 64
 
 

@@ -20,6 +20,7 @@ from storage.users import UserRepository
 from storage.vectors import VectorRepository
 from storage.weekly import WeeklyPostRepository
 from storage.workers import WorkerRepository
+from storage.workspaces import WorkspaceRepository
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Repositories:
     pending: PendingSaveRepository
     weekly: WeeklyPostRepository
     workers: WorkerRepository
+    workspaces: WorkspaceRepository
 
 
 def _repositories(session: AsyncSession) -> Repositories:
@@ -50,6 +52,7 @@ def _repositories(session: AsyncSession) -> Repositories:
         pending=PendingSaveRepository(session),
         weekly=WeeklyPostRepository(session),
         workers=WorkerRepository(session),
+        workspaces=WorkspaceRepository(session),
     )
 
 

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import chunks, rowcount
-from storage.models import DigestItem, DigestSetting, Follow, Paper, Save
+from storage.deliveries import DIGEST
+from storage.models import (
+    Delivery,
+    DigestItem,
+    DigestSetting,
+    Follow,
+    Paper,
+    PendingSave,
+    Save,
+)
 from storage.papers import dialect_insert
 
 
@@ -53,6 +63,18 @@ class UserRepository:
             .order_by(Save.saved_at.desc(), Paper.id.desc())
         )
         return list(result)
+
+    async def saves_with_dates(
+        self, platform: str, workspace: str, user: str
+    ) -> list[tuple[Paper, datetime]]:
+        """Saved papers with when each was saved, most recently saved first."""
+        result = await self.session.execute(
+            select(Paper, Save.saved_at)
+            .join(Save, Save.paper_id == Paper.id)
+            .where(Save.platform == platform, Save.workspace == workspace, Save.user == user)
+            .order_by(Save.saved_at.desc(), Paper.id.desc())
+        )
+        return [(paper, saved_at) for paper, saved_at in result]
 
     async def team_saves(
         self, platform: str, workspace: str, since: datetime | None, limit: int
@@ -232,6 +254,28 @@ class UserRepository:
         ]  # fmt: skip
         insert = dialect_insert(self.session)
         await self.session.execute(insert(DigestItem).values(rows).on_conflict_do_nothing())
+
+    # A member's own data
+    async def forget(self, platform: str, workspace: str, user: str) -> dict[str, int]:
+        """Delete everything stored about `user` in this workspace (saves, follows, digest
+        setting, pending saves, papers sent in digests and their digests' delivery records);
+        how many rows of each went. Channels and other members' rows are untouched."""
+        mine: dict[str, tuple[Any, ColumnElement[bool]]] = {
+            "saves": (Save, Save.user == user),
+            "follows": (Follow, Follow.user == user),
+            "digest settings": (DigestSetting, DigestSetting.user == user),
+            "pending saves": (PendingSave, PendingSave.user == user),
+            "papers sent in digests": (DigestItem, DigestItem.user == user),
+            # A digest's ledger rows name its reader as their target.
+            "delivery records": (Delivery, and_(Delivery.kind == DIGEST, Delivery.target == user)),
+        }
+        deleted = {}
+        for what, (model, whose) in mine.items():
+            result = await self.session.execute(
+                delete(model).where(model.platform == platform, model.workspace == workspace, whose)
+            )
+            deleted[what] = rowcount(result)
+        return deleted
 
 
 def team_saves_statement(

@@ -132,8 +132,10 @@ async def test_start_up_identifies_with_minimal_intents_and_syncs_papers(
     children = {option["name"]: option for option in papers["options"]}
     assert set(children) == {
         "today", "topic", "follow", "unfollow", "following", "saved", "unsave", "save",
-        "export", "help", "digest", "channel", "week", "month", "team",
+        "export", "forget", "help", "digest", "channel", "week", "month", "team",
     }  # fmt: skip
+    [export_format] = children["export"]["options"]
+    assert [choice["value"] for choice in export_format["choices"]] == ["bibtex", "mine"]
     [period] = children["team"]["options"]
     assert period["name"] == "period" and not period.get("required")
     assert [choice["value"] for choice in period["choices"]] == ["week", "month", "all"]
@@ -337,12 +339,13 @@ async def test_a_lost_channel_stops_the_daily_post_and_tells_the_admin(
     await discord_harness.command("channel on", admin=True, time="09:00")
     fake.block_channel(CHANNEL_ID)
     answer = await discord_harness.command("channel post-now", admin=True)
-    assert "missing_access" in text_of(answer)
+    assert "I was removed from this channel: its daily post is now off." in text_of(answer)
     status = await discord_harness.command("channel status")
-    assert "missing_access" in text_of(status)
+    assert "stopped: I was removed from the channel" in text_of(status)
     dm_channel = fake.dm_channel_for(USER_ID)["id"]
     [notice] = fake.calls_to("POST", rf"/channels/{dm_channel}/messages")
-    assert "stopped the daily post" in text_of(notice)
+    assert f"I was removed from <#{CHANNEL_ID}>, so I stopped its daily post." in text_of(notice)
+    assert "missing_access" not in text_of(notice) and "50001" not in text_of(notice)
 
 
 async def test_hostile_paper_text_cannot_ping_or_inject(discord_harness: DiscordHarness) -> None:

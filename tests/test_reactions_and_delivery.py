@@ -18,7 +18,7 @@ from bot.daily import (
     compose_daily_posts,
 )
 from bot.digest import compose_digest
-from bot.events import ChannelRef, MessageRef, ReactionChanged, Scope, UserRef
+from bot.events import ChannelRef, GoneWhy, MessageRef, ReactionChanged, Scope, UserRef
 from bot.messages import DailyPost, Message
 from bot.ports import DeliveryError
 from bot.sources.huggingface import HuggingFaceClient
@@ -257,7 +257,7 @@ class LostChannelPlatform(RecordingPlatform):
 
     async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
         if channel.channel == "C1":
-            raise DeliveryError("channel_not_found", permanent=True)
+            raise DeliveryError("channel_not_found", permanent=True, gone=GoneWhy.DELETED)
         return await super().post(channel, message)
 
 
@@ -268,14 +268,16 @@ async def test_a_permanent_delivery_error_stops_the_channel_and_tells_its_admin(
     platform = LostChannelPlatform()
     harness.use(platform)
     answer = await harness.say("channel post-now", user="admin", admin=True)
-    assert "can't post in this channel (channel_not_found)" in answer.text
+    assert answer.text == "This channel was deleted: its daily post is now off."
     status = await harness.say("channel status")
-    assert "No daily post" in status.text and "channel_not_found" in status.text
+    assert "No daily post" in status.text and "the channel was deleted" in status.text
     assert [user.user for user, _, _ in platform.dms] == ["admin"]
-    assert "channel_not_found" in platform.dms[0][1].text
+    notice = platform.dms[0][1]
+    assert notice.text == "{channel} was deleted, so I stopped its daily post."
+    assert notice.channel == "C1" and "channel_not_found" not in str(notice)
     with pytest.raises(DeliveryError):
         await harness.bot.daily.post(CHANNEL)  # the scheduler sees it too, and nothing loops
-    assert len(platform.dms) == 2
+    assert len(platform.dms) == 1  # the admin was told once
     await harness.say("channel on", user="admin", admin=True)
     assert "stopped" not in (await harness.say("channel status")).text
 

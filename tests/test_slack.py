@@ -257,11 +257,13 @@ async def test_archived_channel_stops_the_daily_post_and_tells_the_admin(
     await slack_harness.command("channel on 09:00 UTC 3")
     slack_harness.fake.faults["chat.postMessage"] = ["is_archived"]
     answer = await answer_text(slack_harness, "channel post-now")
-    assert "can't post in this channel (is_archived)" in answer
+    assert "This channel was archived: its daily post is now off." in answer
     assert [c.args["users"] for c in slack_harness.fake.calls("conversations.open")] == ["U1"]
-    notice = slack_harness.posted("DU1")
-    assert notice and "is_archived" in notice[0]["text"]
-    assert "stopped: is_archived" in await answer_text(slack_harness, "channel status")
+    [notice] = slack_harness.posted("DU1")
+    assert notice["text"] == "<#C1> was archived, so I stopped its daily post."
+    assert "is_archived" not in all_text(notice)
+    status = await answer_text(slack_harness, "channel status")
+    assert "stopped: the channel was archived" in status
 
 
 async def test_rate_limit_is_waited_out(slack_harness: SlackHarness) -> None:

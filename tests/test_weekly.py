@@ -270,9 +270,13 @@ async def test_a_channel_that_is_gone_stops_its_weekly_post_and_tells_the_admin(
     assert row is not None and (row.status, row.detail) == ("failed", "channel_not_found")
     assert await weekly_row(harness.store) == (False, 1, "11:00", "UTC")
     ((admin, notice, _),) = platform.dms
-    assert admin.user == "admin" and "stopped the weekly post in channel C1" in notice.text
+    assert admin.user == "admin" and notice.channel == "C1"
+    assert notice.text == "I can no longer post in {channel}, so I stopped its weekly post."
+    assert "channel_not_found" not in str(notice)
     status = await harness.say("channel status")
-    assert any("it was stopped: channel_not_found" in line for line in status.lines)
+    assert any(
+        "it was stopped: I can no longer post in the channel" in line for line in status.lines
+    )
 
 
 # Exactly once ------------------------------------------------------------------------------

@@ -24,14 +24,18 @@ from adapters.discord.render import render
 from bot.app import NOTHING_TO_SHARE, Paperboy, share_command
 from bot.config import BotConfig
 from bot.events import (
+    ChannelGone,
     ChannelRef,
     CommandInvoked,
+    GoneWhy,
     MessageRef,
     ReactionChanged,
     SaveFromMessage,
     Scope,
     TextReader,
     UserRef,
+    WorkspaceBack,
+    WorkspaceGone,
 )
 from bot.messages import Message, Visibility
 from bot.ports import DeliveryError
@@ -211,6 +215,25 @@ class PaperboyClient(discord.Client):
 
     async def on_ready(self) -> None:
         log.info("Discord gateway ready as %s in %d server(s)", self.user, len(self.guilds))
+
+    # Servers and channels coming and going ---------------------------------------------------
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.paperboy.workspace_back(WorkspaceBack(Scope(PLATFORM, str(guild.id))))
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """A server the bot is in, as the gateway connects: one that added the bot back
+        while no worker was connected is back too."""
+        await self.paperboy.workspace_back(WorkspaceBack(Scope(PLATFORM, str(guild.id))))
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """The bot was removed from the server (kicked, banned, or the server deleted);
+        discord.py does not call this for a server that is only unavailable."""
+        await self.paperboy.workspace_gone(WorkspaceGone(Scope(PLATFORM, str(guild.id))))
+
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        where = ChannelRef(Scope(PLATFORM, str(channel.guild.id)), str(channel.id))
+        await self.paperboy.channel_gone(ChannelGone(where, GoneWhy.DELETED))
 
     # Commands --------------------------------------------------------------------------------
 

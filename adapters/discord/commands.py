@@ -128,12 +128,17 @@ class PapersCommands(app_commands.Group):
     ) -> None:
         await self.run(interaction, _words("save", papers))
 
-    @app_commands.command(description="Export your saved papers")
-    @app_commands.describe(format="File format")
+    @app_commands.command(description="Export your saved papers, or everything stored about you")
+    @app_commands.describe(format="bibtex: your saved papers; mine: everything about you (JSON)")
     async def export(
-        self, interaction: discord.Interaction, format: Literal["bibtex"] = "bibtex"
+        self, interaction: discord.Interaction, format: Literal["bibtex", "mine"] = "bibtex"
     ) -> None:
         await self.run(interaction, _words("export", format))
+
+    @app_commands.command(description="Delete everything stored about you in this server")
+    @app_commands.describe(confirm="True deletes it; without it you see what would go")
+    async def forget(self, interaction: discord.Interaction, confirm: bool = False) -> None:
+        await self.run(interaction, _words("forget me", "confirm" if confirm else None))
 
     @app_commands.command(description="What paperboy can do")
     async def help(self, interaction: discord.Interaction) -> None:

@@ -9,16 +9,17 @@ using it; anything else is transient and may be retried later.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from datetime import datetime
 
 import aiohttp
 import discord
 
-from adapters.discord.render import render
-from bot.events import ChannelRef, MessageRef, UserRef
+from adapters.discord.render import escape, render
+from bot.events import ChannelRef, GoneWhy, MessageRef, UserRef
 from bot.messages import Message
-from bot.ports import DeliveryError
+from bot.ports import DeliveryError, FileToSend
 from bot.reactions import emoji_character
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,13 @@ PERMANENT_CODES = {
     50013: "missing_permissions",
 }
 
+# The codes that say why a channel cannot be posted to.
+CHANNEL_GONE = {
+    10003: GoneWhy.DELETED,
+    50001: GoneWhy.REMOVED,  # missing access: the bot was removed from the channel
+    50013: GoneWhy.REMOVED,  # missing permissions: it may no longer post there
+}
+
 
 def delivery_error(error: Exception) -> DeliveryError:
     """Classify a failed send."""
@@ -41,7 +49,8 @@ def delivery_error(error: Exception) -> DeliveryError:
         return DeliveryError("rate_limited", permanent=False)
     if isinstance(error, discord.HTTPException):
         if error.code in PERMANENT_CODES:
-            return DeliveryError(PERMANENT_CODES[error.code], permanent=True)
+            gone = CHANNEL_GONE.get(error.code)
+            return DeliveryError(PERMANENT_CODES[error.code], permanent=True, gone=gone)
         if isinstance(error, discord.Forbidden):
             return DeliveryError("forbidden", permanent=True)
         if isinstance(error, discord.NotFound):
@@ -88,6 +97,20 @@ class DiscordOutbound:
         except SEND_ERRORS as error:
             raise delivery_error(error) from None
         return await self._send(ChannelRef(user.scope, str(dm.id)), dm, message)
+
+    async def send_file(self, user: UserRef, file: FileToSend) -> MessageRef:
+        """A DM holding the file, with its caption as the message."""
+        user_id = _snowflake(user.user, "unknown_user")
+        try:
+            dm = await self.client.create_dm(discord.Object(id=user_id))
+            sent = await dm.send(
+                content=escape(file.caption),
+                file=discord.File(io.BytesIO(file.content), filename=file.name),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except SEND_ERRORS as error:
+            raise delivery_error(error) from None
+        return MessageRef(ChannelRef(user.scope, str(dm.id)), str(sent.id))
 
     async def sent_keys(
         self, target: ChannelRef | UserRef, since: datetime

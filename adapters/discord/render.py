@@ -51,7 +51,7 @@ import discord
 from discord.utils import escape_mentions
 
 from bot.cards import saved_by_text
-from bot.messages import Attachment, Message, PaperCard
+from bot.messages import CHANNEL_SLOT, Attachment, Message, PaperCard
 from bot.text import strip_unsafe
 
 MAX_CONTENT = 2000
@@ -408,7 +408,12 @@ def render(message: Message) -> DiscordMessage:
     """discord.py arguments for `message`: content, one embed per card, the attachment."""
     note = _one_line(message.note or "")
     embeds = _embeds(message.cards, _footer_text(note)) if message.cards else []
-    lines = [_markup(message.text).strip(), *(_markup(line) for line in message.lines)]
+    heading = _markup(message.text).strip()
+    if message.channel is not None:
+        # The channel's mention, built here from a real id: Discord shows its name.
+        mention = f"<#{message.channel}>" if message.channel.isdigit() else "a channel"
+        heading = heading.replace(CHANNEL_SLOT, mention)
+    lines = [heading, *(_markup(line) for line in message.lines)]
     if message.shared_by is not None and message.shared_by.isdigit():
         # The sharer's own mention, built here; AllowedMentions.none() keeps it from pinging.
         lines.insert(0, f"Shared by <@{message.shared_by}>")

@@ -19,6 +19,7 @@ from slack_bolt.logger.messages import warning_client_prioritized_and_token_skip
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
+from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
@@ -37,13 +38,17 @@ from adapters.slack.render import (
 from bot.app import NOTHING_TO_SHARE, Paperboy, share_command
 from bot.config import BotConfig
 from bot.events import (
+    ChannelGone,
     ChannelRef,
     CommandInvoked,
+    GoneWhy,
     MessageRef,
     ReactionChanged,
     SaveFromMessage,
     Scope,
     UserRef,
+    WorkspaceBack,
+    WorkspaceGone,
 )
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
@@ -59,10 +64,23 @@ COMMAND = "/papers"
 SAVE_SHORTCUT = "save_paper"  # the "Save paper" message shortcut's callback_id
 # The history scopes let a retried delivery read back what already went out (its metadata),
 # and a save reaction read the message it was added to (its paper links).
+# `files:write` uploads `/papers export mine` into the member's DM.
 BOT_SCOPES = [
     "commands", "chat:write", "im:write", "reactions:read", "users:read",
     "channels:history", "groups:history", "im:history", "links:read", "links:write",
+    "files:write",
 ]  # fmt: skip
+# Events that say the bot can no longer post in a channel, and why.
+CHANNEL_GONE_EVENTS = {
+    "channel_left": GoneWhy.REMOVED,
+    "channel_archive": GoneWhy.ARCHIVED,
+    "channel_deleted": GoneWhy.DELETED,
+    "group_left": GoneWhy.REMOVED,  # a private channel
+    "group_archive": GoneWhy.ARCHIVED,
+}
+# Events that say the app was removed from the workspace (for tokens_revoked, when the bot's
+# token is among the revoked).
+WORKSPACE_GONE_EVENTS = ("app_uninstalled", "tokens_revoked")
 UNFURL_DOMAINS = ["arxiv.org", "huggingface.co", "alphaxiv.org"]
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
@@ -119,13 +137,23 @@ def _nonempty_str(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value)
 
 
+class InstallationStore(AsyncSQLAlchemyInstallationStore):
+    """slack_sdk's store of OAuth installs, which also tells the core of each install: a
+    workspace that had removed the app is back (`welcome`, set once the bot exists)."""
+
+    welcome: Callable[[str], Awaitable[None]] | None = None
+
+    async def async_save(self, installation: Installation) -> None:
+        await super().async_save(installation)
+        if self.welcome is not None and installation.team_id:
+            await self.welcome(installation.team_id)
+
+
 def _token_lookup(
     settings: Settings, store: Store
 ) -> tuple[TokenLookup, AsyncOAuthSettings | None]:
     if settings.slack_client_id and settings.slack_client_secret:
-        installations = AsyncSQLAlchemyInstallationStore(
-            client_id=settings.slack_client_id, engine=store.engine
-        )
+        installations = InstallationStore(client_id=settings.slack_client_id, engine=store.engine)
         oauth = AsyncOAuthSettings(
             client_id=settings.slack_client_id,
             client_secret=settings.slack_client_secret.get_secret_value(),
@@ -204,6 +232,12 @@ def create_slack_bot(
         # Acknowledge when the listener returns, so that a command's answer can ride in it.
         process_before_response=True,
     )
+    if oauth is not None and isinstance(oauth.installation_store, InstallationStore):
+
+        async def welcome(team: str) -> None:
+            await bot.workspace_back(WorkspaceBack(Scope(PLATFORM, team)))
+
+        oauth.installation_store.welcome = welcome
     background = Background()
     listeners = Listeners(bot, store, outbound, background, clock, answer_in_ack_within)
     listeners.register(app)
@@ -231,6 +265,8 @@ class Listeners:
         app.event(re.compile("^reaction_(added|removed)$"))(self.on_reaction)
         app.event("link_shared")(self.on_link_shared)
         app.shortcut(SAVE_SHORTCUT)(self.on_save_shortcut)
+        app.event(re.compile(f"^({'|'.join(CHANNEL_GONE_EVENTS)})$"))(self.on_channel_gone)
+        app.event(re.compile(f"^({'|'.join(WORKSPACE_GONE_EVENTS)})$"))(self.on_workspace_gone)
         app.action(re.compile(f"^{LINK_ACTION_PREFIX}"))(self.on_link_click)
         app.error(self.on_error)
 
@@ -273,7 +309,10 @@ class Listeners:
             return await self.admin_check(client, team, user)
 
         async def reply() -> dict[str, Any]:
-            event = CommandInvoked(ChannelRef(Scope(PLATFORM, team), channel), user, text, is_admin)
+            event = CommandInvoked(
+                ChannelRef(Scope(PLATFORM, team), channel), user, text, is_admin,
+                files_in_answer=False,  # a command's answer carries no file: files go by DM
+            )  # fmt: skip
             answer = await self.bot.handle_command(event)
             share = share_command(text, answer)
             return {
@@ -441,6 +480,34 @@ class Listeners:
             log.warning("chat.unfurl failed: %s", error.response.get("error"))
         except (aiohttp.ClientError, TimeoutError) as error:
             log.warning("chat.unfurl unreachable: %s", type(error).__name__)
+
+    async def on_channel_gone(
+        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """The bot left, or lost, a channel: its posts stop and their admins are told."""
+        team, channel = _team(context, body), event.get("channel")
+        if not (team and _nonempty_str(channel)):
+            log.warning("ignoring a Slack %s event without team or channel", event.get("type"))
+            return
+        gone = ChannelGone(
+            ChannelRef(Scope(PLATFORM, team), channel), CHANNEL_GONE_EVENTS[str(event["type"])]
+        )
+        self.background.start(self.bot.channel_gone(gone), name="channel gone")
+
+    async def on_workspace_gone(
+        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """The app was uninstalled, or the bot's token revoked: everything there stops."""
+        team = _team(context, body)
+        if not team:
+            log.warning("ignoring a Slack %s event without team", event.get("type"))
+            return
+        tokens = event.get("tokens")
+        if event.get("type") == "tokens_revoked" and not (
+            isinstance(tokens, dict) and tokens.get("bot")
+        ):
+            return  # only users' tokens went; the bot still works
+        await self.bot.workspace_gone(WorkspaceGone(Scope(PLATFORM, team)))
 
     async def on_link_click(self, ack: AsyncAck) -> None:
         await ack()  # the browser opens the link; Slack still wants the click acknowledged

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
@@ -27,11 +27,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack.pacing import SlackPacer
-from adapters.slack.render import blocks, fallback_text
-from bot.events import ChannelRef, MessageRef, UserRef
+from adapters.slack.render import blocks, escape, fallback_text
+from bot.events import ChannelRef, GoneWhy, MessageRef, UserRef
 from bot.messages import Message
 from bot.observe import observer
-from bot.ports import DeliveryError
+from bot.ports import DeliveryError, FileToSend
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,12 @@ PERMANENT_ERRORS = frozenset(
 # Errors that say Slack could not be reached or answer now (besides HTTP 5xx): the send waits
 # it out through the slot's day.
 UNREACHABLE_ERRORS = frozenset({"service_unavailable", "request_timeout"})
+# The errors that say why a channel cannot be posted to.
+CHANNEL_GONE = {
+    "channel_not_found": GoneWhy.DELETED,
+    "not_in_channel": GoneWhy.REMOVED,
+    "is_archived": GoneWhy.ARCHIVED,
+}
 RATE_LIMIT_RETRIES = 3
 MAX_RETRY_AFTER = 120.0  # seconds; a longer wait fails the send instead of hanging a worker
 
@@ -122,7 +128,10 @@ def delivery_error(error: SlackApiError) -> DeliveryError:
 
 def _failure(code: str) -> DeliveryError:
     unreachable = code in UNREACHABLE_ERRORS or code.startswith("http_5")
-    return DeliveryError(code, permanent=code in PERMANENT_ERRORS, unreachable=unreachable)
+    return DeliveryError(
+        code, permanent=code in PERMANENT_ERRORS, unreachable=unreachable,
+        gone=CHANNEL_GONE.get(code),
+    )  # fmt: skip
 
 
 def _network_failure(error: Exception) -> DeliveryError:
@@ -240,6 +249,24 @@ class SlackOutbound:
 
     async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
         return await self.post(await self._dm_channel(user), message)
+
+    async def send_file(self, user: UserRef, file: FileToSend) -> MessageRef:
+        """Upload the file into the user's DM with `files_upload_v2`: an upload URL
+        (files.getUploadURLExternal), the bytes POSTed to it, then the upload completed
+        into the DM channel (files.completeUploadExternal) with the caption. Scope
+        `files:write`."""
+        channel = await self._dm_channel(user)
+        client = await self.client(user.scope.workspace)
+        try:
+            done = await client.files_upload_v2(
+                channel=channel.channel, filename=file.name, title=file.name,
+                content=file.content, initial_comment=escape(file.caption),
+            )  # fmt: skip
+        except SlackApiError as error:
+            raise delivery_error(error) from None
+        except (SlackRequestError, aiohttp.ClientError, TimeoutError) as error:
+            raise DeliveryError(f"upload_failed: {type(error).__name__}", permanent=False) from None
+        return MessageRef(channel, str((done.get("file") or {}).get("id", "")))
 
     async def sent_keys(
         self, target: ChannelRef | UserRef, since: datetime

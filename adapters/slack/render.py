@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from bot.cards import saved_by_text
-from bot.messages import Attachment, Message, PaperCard, Visibility
+from bot.messages import CHANNEL_SLOT, Attachment, Message, PaperCard, Visibility
 from bot.text import strip_unsafe
 
 SHARE_ACTION = "paperboy_share"
@@ -52,6 +52,7 @@ _URL_SAFE = ":/?#[]@!$&'()*+,;=%"  # RFC 3986 reserved characters (and existing 
 _HTTP_URL = re.compile(r"https?://[^/?#\s]", re.IGNORECASE)
 _BACKTICK_RUN = re.compile(r"`{3,}")
 _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
+_SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]+$")
 
 Block = dict[str, object]
 
@@ -164,11 +165,21 @@ def _wants_header(message: Message, heading: str) -> bool:
     return "\n" not in heading and "`" not in heading and len(heading) <= MAX_HEADER
 
 
+def _naming_channel(escaped: str, channel: str | None) -> str:
+    """Escaped core text with the channel it names as a mention, which Slack shows as the
+    channel's name (built here, from a real channel id only)."""
+    if channel is None:
+        return escaped
+    mention = f"<#{channel}>" if _SLACK_CHANNEL_ID.match(channel) else "a channel"
+    return escaped.replace(CHANNEL_SLOT, mention)
+
+
 def _heading_blocks(message: Message) -> list[Block]:
-    heading = escape(message.text).strip()
+    heading = _naming_channel(escape(message.text).strip(), message.channel)
     lines = "\n".join(escape(line) for line in message.lines).strip("\n")
     blocks: list[Block] = []
-    if heading and _wants_header(message, heading):
+    # A header is plain text, where a channel mention would show as typed.
+    if heading and message.channel is None and _wants_header(message, heading):
         blocks.append({"type": "header", "text": _plain(heading)})
         heading = ""
     body = "\n".join(part for part in (heading, lines) if part)
@@ -354,7 +365,7 @@ def blocks(message: Message, *, share_value: str | None = None) -> list[Block]:
 
 def fallback_text(message: Message) -> str:
     """Plain `text` for notifications and screen readers: the heading and the card titles."""
-    heading = " ".join(escape(message.text).split())
+    heading = " ".join(_naming_channel(escape(message.text), message.channel).split())
     titles = [_inline(card.title) for card in message.cards]
     if heading:
         parts = [heading, *(f"• {title}" for title in titles if title)]

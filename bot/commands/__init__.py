@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.commands import channels, digests, library, lists, papers, weekly
+from bot.commands import channels, digests, library, lists, own_data, papers, weekly
 from bot.commands import parser as p
 from bot.commands.context import CommandContext
 from bot.messages import Message
@@ -25,6 +25,8 @@ HANDLERS: dict[type, Handler] = {
     p.Unsave: library.unsave,
     p.SavePapers: library.save,
     p.ExportBibtex: library.export_bibtex,
+    p.ExportMine: own_data.export_mine,
+    p.ForgetMe: own_data.forget_me,
     p.DigestSet: digests.digest_set,
     p.DigestOff: digests.digest_off,
     p.DigestNow: digests.digest_now,

@@ -10,6 +10,7 @@ from bot.config import BotConfig
 from bot.daily import DailyPosts
 from bot.digest import Digests
 from bot.events import CommandInvoked, UserRef
+from bot.ports import Outbound
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
 from storage.store import Store
@@ -28,6 +29,7 @@ class CommandContext:
     semantic: Semantic | None  # search by meaning, when its extra is installed and on
     daily: DailyPosts  # `channel post-now`
     digests: Digests  # `digest now`
+    outbound: Outbound  # files for the caller's DMs (`export mine` on platforms that need it)
     lookup: PaperLookup | None = None  # papers by id from Hugging Face and arXiv (`save`)
 
     @property

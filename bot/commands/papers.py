@@ -62,6 +62,8 @@ HELP_LINES = (
     f"{USAGE['saved']} · {USAGE['unsave']} · {USAGE['export']}",
     f"{USAGE['save']}: save papers by link (arXiv, Hugging Face, alphaXiv) or arXiv id",
     f"{USAGE['digest']}: your DM digest of followed topics",
+    "`/papers export mine`: a file of everything stored about you here",
+    f"{USAGE['forget']}: delete everything stored about you here",
     f"{USAGE['channel']}: this channel's daily post and weekly team post (admins)",
     "React with the save emoji on a posted paper to save it; remove the reaction to unsave.",
 )

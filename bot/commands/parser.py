@@ -37,7 +37,8 @@ USAGE = {
     "unsave": "`/papers unsave <arXiv id>`, e.g. `/papers unsave 2405.15738`",
     "save": "`/papers save <link or arXiv id> [more...]`, "
     "e.g. `/papers save https://arxiv.org/abs/2405.15738`",
-    "export": "`/papers export bibtex`",
+    "export": "`/papers export bibtex` or `/papers export mine`",
+    "forget": "`/papers forget me`, then `/papers forget me confirm`",
     "digest": "`/papers digest daily HH:MM [timezone]`, "
     "`/papers digest weekly [mon..sun] HH:MM [timezone]`, `/papers digest off` "
     "or `/papers digest now`",
@@ -120,6 +121,16 @@ class ExportBibtex:
 
 
 @dataclass(frozen=True)
+class ExportMine:
+    pass
+
+
+@dataclass(frozen=True)
+class ForgetMe:
+    confirmed: bool  # without it, the answer says what would be deleted and asks to confirm
+
+
+@dataclass(frozen=True)
 class DigestSet:
     cadence: str  # "daily" | "weekly"
     weekday: int | None  # 0 = Monday; weekly only
@@ -194,7 +205,7 @@ class Help:
 
 Command = (
     Today | Topic | Follow | Unfollow | Following | Saved | Unsave | SavePapers | ExportBibtex
-    | DigestSet | DigestOff | DigestNow | DigestStatus
+    | ExportMine | ForgetMe | DigestSet | DigestOff | DigestNow | DigestStatus
     | ChannelOn | ChannelOff | ChannelStatus | ChannelPostNow | ChannelTopicAdd
     | ChannelTopicRemove | ChannelWeeklyOn | ChannelWeeklyOff | Help
     | MostUpvoted | Team
@@ -334,9 +345,20 @@ def _save(args: list[str]) -> Command:
 
 
 def _export(args: list[str]) -> Command:
-    if [a.lower() for a in args] != ["bibtex"]:
+    """`export bibtex` or `export mine`."""
+    exports: dict[str, Command] = {"bibtex": ExportBibtex(), "mine": ExportMine()}
+    words = [arg.lower() for arg in args]
+    if len(words) != 1 or words[0] not in exports:
         raise usage("export")
-    return ExportBibtex()
+    return exports[words[0]]
+
+
+def _forget(args: list[str]) -> Command:
+    """`forget me` (asks to confirm) or `forget me confirm`."""
+    words = [arg.lower() for arg in args]
+    if words not in (["me"], ["me", "confirm"]):
+        raise usage("forget")
+    return ForgetMe(confirmed=len(words) == 2)
 
 
 def parse_time(value: str, name: str) -> str:
@@ -533,6 +555,7 @@ _PARSERS: dict[str, ArgsParser] = {
     "unsave": _unsave,
     "save": _save,
     "export": _export,
+    "forget": _forget,
     "digest": _digest,
     "channel": _channel,
     "help": lambda args: Help(),

@@ -21,8 +21,9 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
 from storage.deliveries import CHANNEL, DIGEST, WEEKLY, DeliveryKey
-from storage.models import ChannelSubscription, DigestSetting
+from storage.models import ChannelSubscription, DigestSetting, WeeklyPost
 from storage.store import Store
+from storage.workspaces import installed
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 CRON_DAYS = tuple(day[:3] for day in WEEKDAYS)
@@ -139,16 +140,26 @@ def _hour_minute(value: str) -> tuple[int, int]:
 
 async def load_slots(store: Store, platform: str | None = None) -> list[Slot]:
     """Every enabled daily and weekly channel post and every digest that is not paused (on
-    `platform`)."""
-    channels = select(ChannelSubscription).where(ChannelSubscription.enabled.is_(True))
-    digests_query = select(DigestSetting).where(DigestSetting.disabled_reason.is_(None))
+    `platform`), in workspaces that have not removed the app."""
+    channels = select(ChannelSubscription).where(
+        ChannelSubscription.enabled.is_(True),
+        installed(ChannelSubscription.platform, ChannelSubscription.workspace),
+    )
+    digests_query = select(DigestSetting).where(
+        DigestSetting.disabled_reason.is_(None),
+        installed(DigestSetting.platform, DigestSetting.workspace),
+    )
+    weekly_query = select(WeeklyPost).where(
+        WeeklyPost.enabled.is_(True), installed(WeeklyPost.platform, WeeklyPost.workspace)
+    )
     if platform is not None:
         channels = channels.where(ChannelSubscription.platform == platform)
         digests_query = digests_query.where(DigestSetting.platform == platform)
+        weekly_query = weekly_query.where(WeeklyPost.platform == platform)
     async with store.transaction() as repos:
         subscriptions = (await repos.session.scalars(channels)).all()
         digests = (await repos.session.scalars(digests_query)).all()
-        weekly = await repos.weekly.listed(enabled_only=True, platform=platform)
+        weekly = (await repos.session.scalars(weekly_query)).all()
     slots = [
         Slot(CHANNEL, s.platform, s.workspace, s.channel, s.days,
              *_hour_minute(s.post_time), s.timezone, s.updated_at)

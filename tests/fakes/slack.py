@@ -123,9 +123,17 @@ class FakeSlack:
     someone else posted, or a reply inside a thread: replies are not in the channel's history,
     as on Slack, and `conversations.replies` (`ts` of the parent or of a reply) answers the
     parent first, then the newest `limit` replies within `oldest`/`latest`, oldest first.
-    `delete_message(...)` removes one. `stall_answers_after(n)`: once `n` messages are
-    delivered, every further chat.postMessage is delivered but not answered until
-    `release_stalled()`, as when the sender dies mid-request; `stalled` counts them.
+    `delete_message(...)` removes one.
+
+    Files (`files_upload_v2`): files.getUploadURLExternal hands out a file id and an
+    `upload_url` on this fake; a POST of the bytes there is kept in `uploads` (file id ->
+    bytes) and logged as a call to method "upload"; files.completeUploadExternal shares
+    uploaded files into `channel_id` (each kept in `shared_files` with its title and
+    `initial_comment`) and refuses ids that were never uploaded.
+
+    `stall_answers_after(n)`: once `n` messages are delivered, every further chat.postMessage
+    is delivered but not answered until `release_stalled()`, as when the sender dies
+    mid-request; `stalled` counts them.
     """
 
     def __init__(self) -> None:
@@ -145,6 +153,9 @@ class FakeSlack:
         self.rate_limited: list[RateLimited] = []
         self._last_post: dict[tuple[str, str], float] = {}  # (team, channel) -> delivered at
         self._buckets: dict[str, tuple[float, float]] = {}  # team -> (tokens, as of)
+        self.uploads: dict[str, bytes] = {}  # file id -> the bytes POSTed to its upload_url
+        self.shared_files: list[dict[str, Any]] = []  # completed uploads, with their channel
+        self._file_names: dict[str, str] = {}  # file id -> filename, from getUploadURLExternal
         self.history: dict[str, list[dict[str, Any]]] = defaultdict(list)  # channel -> messages
         # (channel, thread_ts) -> the thread's replies
         self.threads: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -387,6 +398,10 @@ class FakeSlack:
             }
         if method == "oauth.v2.access":
             return self._oauth(args)
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(args)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(args)
         if method == "apps.connections.open":
             return {"ok": True, "url": self.socket_url}
         return {"ok": True}
@@ -418,6 +433,34 @@ class FakeSlack:
             return {"ok": False, "error": "thread_not_found"}
         limit = int(args.get("limit") or 100)
         return {"ok": True, "messages": parent + replies[-limit:], "has_more": False}
+
+    def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("filename") or not str(args.get("length", "")).isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        with self._lock:
+            file_id = f"F{len(self._file_names) + 1:08d}"
+            self._file_names[file_id] = str(args["filename"])
+        return {"ok": True, "upload_url": f"{self.base_url}/upload/{file_id}", "file_id": file_id}
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = args.get("files")
+        files = json.loads(files) if isinstance(files, str) else files
+        channel = args.get("channel_id")
+        with self._lock:
+            if not files or any(f.get("id") not in self.uploads for f in files):
+                return {"ok": False, "error": "invalid_arguments"}
+            done = []
+            for f in files:
+                shared = {
+                    "id": f["id"],
+                    "name": self._file_names[f["id"]],
+                    "title": f.get("title"),
+                    "channel": channel,
+                    "initial_comment": args.get("initial_comment"),
+                }
+                self.shared_files.append(shared)
+                done.append({"id": f["id"], "name": shared["name"], "title": f.get("title")})
+        return {"ok": True, "files": done}
 
     def stall_answers_after(self, delivered: int) -> None:
         self._stall_after = delivered
@@ -496,6 +539,9 @@ class _Handler(JsonHandler):
         if url.path.startswith("/response/"):
             self._response_url(url.path[len("/response/") :], raw)
             return
+        if url.path.startswith("/upload/"):
+            self._upload(url.path[len("/upload/") :], raw, headers, verb)
+            return
         if not url.path.startswith("/api/"):
             self._json(404, {"ok": False, "error": "unknown_method"})
             return
@@ -544,6 +590,21 @@ class _Handler(JsonHandler):
                 self.close_connection = True
                 return
             self._json(200, answer)
+
+    def _upload(self, file_id: str, raw: bytes, headers: dict[str, str], verb: str) -> None:
+        """The bytes of a file, POSTed to the upload_url files.getUploadURLExternal gave."""
+        fake = self.server.fake
+        fake._record(
+            SlackCall("upload", {"file_id": file_id, "size": len(raw)}, None, headers, verb)
+        )
+        with fake._lock:
+            known = file_id in fake._file_names
+            if known:
+                fake.uploads[file_id] = raw
+        if verb != "POST" or not known:
+            self._send(404, b"not found", "text/plain")
+            return
+        self._send(200, f"OK - {len(raw)}".encode(), "text/plain")
 
     def _response_url(self, name: str, raw: bytes) -> None:
         fake = self.server.fake
