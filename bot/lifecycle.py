@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -63,6 +63,12 @@ def happened(why: GoneWhy, channel: str) -> str:
     return _HAPPENED[why].replace("{channel}", channel)
 
 
+def back_on(why: GoneWhy, stopped: Sequence[str]) -> str:
+    """How to have the `stopped` posts ("daily post", "weekly post") again."""
+    commands = " and ".join(_TURN_ON[what] for what in stopped)
+    return _BACK_ON[why].replace("{commands}", commands)
+
+
 def lost_channel(channel: ChannelRef, error: DeliveryError) -> ChannelGone:
     """The channel a permanent send failure makes unreachable, and why, where told."""
     return ChannelGone(channel, error.gone or GoneWhy.UNREACHABLE)
@@ -72,10 +78,9 @@ def gone_notice(gone: ChannelGone, stopped: list[str]) -> Message:
     """The DM to an admin whose posts in a channel stopped: the channel by name (a mention),
     what happened and how to turn them back on; no id and no error code."""
     posts = " and ".join(f"its {what}" for what in stopped)
-    commands = " and ".join(_TURN_ON[what] for what in stopped)
     return Message(
         text=f"{happened(gone.why, CHANNEL_SLOT)}, so I stopped {posts}.",
-        lines=(_BACK_ON[gone.why].replace("{commands}", commands),),
+        lines=(back_on(gone.why, stopped),),
         visibility=Visibility.PUBLIC,
         channel=gone.channel.channel,
     )

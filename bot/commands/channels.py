@@ -16,7 +16,7 @@ from bot.commands.weekly import weekly_status_lines
 from bot.daily import PUBLISHING_DAYS
 from bot.delivery.slots import describe_days
 from bot.delivery.status import last_delivery_line
-from bot.lifecycle import happened, lost_channel
+from bot.lifecycle import back_on, happened, lost_channel
 from bot.messages import Message, counted
 from bot.ports import DeliveryError
 from storage.deliveries import CHANNEL
@@ -135,10 +135,11 @@ async def channel_post_now(ctx: CommandContext, command: ChannelPostNow) -> Mess
         sent = (await ctx.daily.post(ctx.event.channel)).papers
     except DeliveryError as error:
         if error.permanent:
-            what = happened(lost_channel(ctx.event.channel, error).why, "this channel")
+            why = lost_channel(ctx.event.channel, error).why
+            what = happened(why, "this channel")
             return Message(
                 text=f"{what[:1].upper()}{what[1:]}: its daily post is now off.",
-                lines=("Add me to the channel again, then run `/papers channel on`.",),
+                lines=(back_on(why, ["daily post"]),),
             )
         return Message(text=f"Posting failed for now ({error.reason}). Please try again later.")
     if not sent:
