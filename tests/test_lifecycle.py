@@ -15,7 +15,8 @@ from bot.delivery.leases import lease_name
 from bot.delivery.slots import load_slots
 from bot.events import ChannelGone, ChannelRef, GoneWhy, Scope, WorkspaceBack, WorkspaceGone
 from bot.lifecycle import delete_left_workspaces, keep_deleting_left_workspaces
-from storage.models import ChannelSubscription, ChannelTopic, Follow, Save, WeeklyPost
+from storage.deliveries import Status
+from storage.models import ChannelSubscription, ChannelTopic, Delivery, Follow, Save, WeeklyPost
 from storage.store import Store
 from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness
 
@@ -110,6 +111,27 @@ async def test_a_workspace_that_left_stops_everything_and_resumes_when_back(
     status = await harness.say("channel status")
     assert status.text.startswith("Daily post: the top 3 papers at 09:00 UTC")
     assert "Topics: diffusion." in status.lines
+
+
+async def test_a_workspace_that_left_has_no_retries_due(harness: Harness) -> None:
+    async with harness.store.transaction() as repos:
+        for workspace in ("T1", "T2"):
+            repos.session.add(
+                Delivery(kind="channel", platform="test", workspace=workspace, target="C1",
+                         period="2026-05-05", status=Status.RETRY, attempts=1,
+                         retry_at=NOW, created_at=NOW, updated_at=NOW)
+            )  # fmt: skip
+
+    async def due() -> list[str]:
+        async with harness.store.reading() as repos:
+            rows = await repos.deliveries.due_retries(NOW, max_attempts=5)
+            return sorted(row.workspace for row in rows)
+
+    assert await due() == ["T1", "T2"]
+    await harness.bot.workspace_gone(WorkspaceGone(SCOPE))
+    assert await due() == ["T2"]
+    await harness.bot.workspace_back(WorkspaceBack(SCOPE))
+    assert await due() == ["T1", "T2"]
 
 
 async def test_a_send_refused_after_the_workspace_left_keeps_its_posts_for_its_return(
