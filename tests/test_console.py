@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -258,3 +259,24 @@ def test_malformed_configuration_stops_with_one_line(tmp_path: Path, closed_port
         assert name in result.stderr and "Traceback" not in result.stderr
         assert result.stdout == ""
     assert not (tmp_path / "p.db").exists()  # stopped before touching the database
+
+
+def test_export_mine_prints_the_file_and_forget_me_deletes(
+    tmp_path: Path, closed_port_url: str
+) -> None:
+    result = run_console(
+        [
+            "/papers follow diffusion",
+            "/papers export mine",
+            "/papers forget me confirm",
+            "/papers following",
+        ],
+        database=tmp_path / "paperboy.db",
+        hf_url=closed_port_url,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    exported = out.split("--- paperboy-my-data.json ---\n")[1].split("\n  ---")[0]
+    assert json.loads(exported)["follows"] == ["diffusion"]
+    assert "Deleted everything stored about you in this workspace: 0 saved papers" in out
+    assert "You follow no topics yet." in out
