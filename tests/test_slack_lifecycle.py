@@ -180,3 +180,10 @@ async def test_forget_me_on_slack(slack_harness: SlackHarness) -> None:
     assert "diffusion" in all_text(await slack_harness.command("following", user="U3"))
     usage = all_text(await slack_harness.command("forget you", user="U2"))
     assert "Usage: `/papers forget me`, then `/papers forget me confirm`" in usage
+
+
+async def test_export_mine_says_so_when_the_upload_fails(slack_harness: SlackHarness) -> None:
+    slack_harness.fake.faults["files.completeUploadExternal"] = ["not_allowed_token_type"]
+    answer = all_text(await slack_harness.command("export mine", user="U2"))
+    assert "I couldn't send you the file just now" in answer
+    assert slack_harness.fake.shared_files == []
