@@ -331,7 +331,7 @@ async def test_discord_commands_and_http_errors_log_no_token(
             uninstall()
     texts = json.dumps([answer.json for answer in answers])
     assert "Posting failed for now (rejected" in texts, texts  # the 401
-    assert "I can't post in this channel (missing" in texts, texts  # the 403
+    assert "I was removed from this channel: its daily post is now off." in texts, texts  # 403
     assert "Posted 4 papers" in texts, texts  # the 500, retried
     assert fake.identifies[0]["token"] == token
     bot_calls = [c for c in fake.calls if not c.path.startswith(("/interactions/", "/webhooks/"))]

@@ -42,7 +42,7 @@ async def test_status_shows_next_slots_deliveries_and_freshness(harness: Harness
     assert "Next slots (2 of 2):" in text
     lines = text.splitlines()
     slots = lines[lines.index("Next slots (2 of 2):") + 1 :][:2]
-    assert "channel test    T1/C1  09:00 UTC mon-fri" in slots[1]  # Wednesday 09:00 UTC
+    assert "channel test    T1/C1  09:00 UTC on weekdays" in slots[1]  # Wednesday 09:00 UTC
     assert slots[0].startswith("  2026-05-06 08:30 UTC  digest")  # 10:30 in Berlin
     assert "Last 24 hours: 2 sent" in text
     assert any("2026-05-05  sent    attempt 1  3 papers" in line for line in lines)

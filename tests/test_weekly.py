@@ -61,8 +61,8 @@ def test_weekly_commands_parse_day_names_times_and_timezones(text: str, command:
         ("channel weekly on fri", "Usage: `/papers channel weekly on"),
         ("channel weekly on someday 16:00", "Days are mon, tue, wed, thu, fri, sat or sun."),
         ("channel weekly on fr 16:00", "Days are mon"),
-        ("channel weekly on fri 25:00", "Times are HH:MM"),
-        ("channel weekly on fri 4pm", "Times are HH:MM"),
+        ("channel weekly on fri 25:00", "Times are like 09:00, 21:30 or 9am"),
+        ("channel weekly on fri 13pm", "Times are like 09:00, 21:30 or 9am"),
         ("channel weekly on fri 16:00 Mars/Base", "Unknown timezone"),
         ("channel weekly on fri 16:00 UTC extra", "Usage: `/papers channel weekly on"),
         ("channel weekly off now", "Usage: `/papers channel weekly on"),
@@ -391,7 +391,7 @@ async def test_paperboy_status_shows_weekly_posts_and_their_last_outcomes(
         "  test    T1/C2  Fridays at 16:00 Europe/Berlin  on  not run yet",
         "  test    T1/C1  Tuesdays at 11:00 UTC  on  last (2026-05-05): sent, 7 papers.",
     ]
-    assert any(" weekly  test    T1/C2  16:00 Europe/Berlin fri" in line for line in lines)
+    assert any(" weekly  test    T1/C2  16:00 Europe/Berlin on Fri" in line for line in lines)
     assert any("weekly  test    T1/C1  2026-05-05  sent    attempt 1  7 papers" in line
                for line in lines)  # fmt: skip
     await harness.say("channel weekly off", channel=ChannelRef(SCOPE, "C2"), admin=True)
