@@ -67,8 +67,9 @@ def entry(paper: Paper, key: str) -> str:
     return f"@misc{{{key},\n{body}\n}}\n"
 
 
-def bibtex(papers: Sequence[Paper]) -> str:
-    """One @misc entry per paper, with unique citation keys."""
+def bibtex_entries(papers: Sequence[Paper]) -> list[str]:
+    """One @misc entry per paper, with unique citation keys; joined by newlines, they are a
+    .bib file, and so is any part of them."""
     seen: dict[str, int] = {}
     entries = []
     for paper in papers:
@@ -76,4 +77,4 @@ def bibtex(papers: Sequence[Paper]) -> str:
         count = seen.get(key, 0)
         seen[key] = count + 1
         entries.append(entry(paper, f"{key}_{count + 1}" if count else key))
-    return "\n".join(entries)
+    return entries

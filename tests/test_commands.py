@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 from adapters.discord.render import render as discord_render
 from adapters.slack.render import blocks
 from bot.app import Paperboy
-from bot.bibtex import bibtex
+from bot.bibtex import bibtex_entries
 from bot.commands.channels import MAX_CHANNEL_TOPICS
 from bot.commands.library import MAX_FOLLOWED, MAX_LISTED
 from bot.config import BotConfig
@@ -228,7 +228,7 @@ async def test_bibtex_escapes_latex_and_keeps_keys_unique(harness: Harness) -> N
 def test_bibtex_escapes_latex_specials() -> None:
     paper = Paper(arxiv_id="2605.00003", title="R&D at 100% {fast} $x_1$ #1", abstract="",
                   authors=["Zoë Müller", "Sam O'Neil"], is_demo=False)  # fmt: skip
-    entry = bibtex([paper, paper])
+    entry = "\n".join(bibtex_entries([paper, paper]))
     assert r"R\&D at 100\% \{fast\} \$x\_1\$ \#1" in entry
     assert "author = {Zoë Müller and Sam O'Neil}" in entry
     assert "@misc{muller2026100," in entry and "@misc{muller2026100_2," in entry

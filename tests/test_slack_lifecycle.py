@@ -14,7 +14,9 @@ import pytest
 
 from adapters.slack.app import create_slack_bot
 from bot.delivery.slots import load_slots
+from storage.papers import PaperData
 from storage.store import Store
+from tests.core_fixtures import NOW
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.slack import FakeSlack
 from tests.slack_fixtures import SlackHarness, all_text, serve, slack_settings
@@ -187,3 +189,42 @@ async def test_export_mine_says_so_when_the_upload_fails(slack_harness: SlackHar
     answer = all_text(await slack_harness.command("export mine", user="U2"))
     assert "I couldn't send you the file just now" in answer
     assert slack_harness.fake.shared_files == []
+
+
+async def test_export_bibtex_uploads_a_bib_file_and_shows_whole_entries(
+    slack_harness: SlackHarness,
+) -> None:
+    """BibTeX copied from the answer must stay valid: the whole file goes to the member's DM
+    as a .bib file, and the answer shows only whole entries; when the upload fails, the
+    answer says so and still cuts only between entries."""
+    papers = [
+        PaperData(f"2612.{n:05d}", f"Saved paper number {n} on long-horizon planning",
+                  authors=tuple(f"Author {n}-{k}" for k in range(12)))
+        for n in range(40)
+    ]  # fmt: skip
+    async with slack_harness.store.transaction() as repos:
+        ids = await repos.papers.upsert(papers, NOW)
+        for paper_id in ids.values():
+            await repos.users.save("slack", "T1", "U2", paper_id, NOW)
+    fake = slack_harness.fake
+
+    def preview(answer: dict[str, Any]) -> str:
+        sections = [b["text"]["text"] for b in answer["blocks"] if b["type"] == "section"]
+        return next(text for text in sections if "```" in text).split("```")[1]
+
+    answered = await slack_harness.command("export bibtex", user="U2")
+    answer = all_text(answered)
+    assert "The whole file, paperboy-saved.bib, is in your direct messages with me." in answer
+    shown = preview(answered).count("@misc{")
+    assert 0 < shown < 40 and f"Below, the first {shown}; {40 - shown} more in the file." in answer
+    assert preview(answered).strip().endswith("}")  # the last entry shown is whole
+    [shared] = fake.shared_files
+    assert shared["channel"] == "DU2" and shared["name"] == "paperboy-saved.bib"
+    assert fake.uploads[shared["id"]].decode().count("@misc{") == 40
+
+    fake.faults["files.completeUploadExternal"] = ["not_allowed_token_type"]
+    failed = await slack_harness.command("export bibtex", user="U2")
+    assert "I couldn't send you the file just now; try again in a minute for all of it." in (
+        all_text(failed)
+    )
+    assert preview(failed).count("@misc{") == shown and preview(failed).strip().endswith("}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.bibtex import bibtex
+from bot.bibtex import bibtex_entries
 from bot.cards import demo_note, paper_cards
 from bot.commands.context import CommandContext
 from bot.commands.parser import (
@@ -15,9 +15,13 @@ from bot.commands.parser import (
     Unsave,
 )
 from bot.messages import Attachment, Message, counted
+from bot.ports import DeliveryError, FileToSend
 from bot.saving import outcome_message, save_papers, unsave_papers
 from storage.models import PendingSave
 
+BIB_NAME, BIB_TYPE = "paperboy-saved.bib", "application/x-bibtex"
+# The entries shown beside a .bib file sent by DM: what one Slack section holds as code.
+PREVIEW_CHARACTERS = 2500
 # Saved papers shown as cards: as many as every platform shows in one message (Discord: 10
 # embeds), so no renderer drops any and one line says how many more there are.
 MAX_LISTED = 10
@@ -126,11 +130,39 @@ async def unsave(ctx: CommandContext, command: Unsave) -> Message:
 
 
 async def export_bibtex(ctx: CommandContext, command: ExportBibtex) -> Message:
+    """The saved papers as a .bib file: in the answer where it can carry one to the caller
+    alone, else in their DMs, with the first entries (whole ones) shown in the answer."""
     async with ctx.store.transaction() as repos:
         papers = await repos.users.saved(ctx.platform, ctx.workspace, ctx.user)
     if not papers:
         return Message(text="You have no saved papers to export.")
+    entries = bibtex_entries(papers)
+    title = f"BibTeX for your {counted(len(papers), 'saved paper')}"
+    if ctx.event.files_in_answer:
+        return Message(text=title, attachment=Attachment(BIB_NAME, "\n".join(entries), BIB_TYPE))
+    try:
+        whole = "\n".join(entries).encode("utf-8")
+        await ctx.outbound.send_file(ctx.actor, FileToSend(BIB_NAME, whole, title))
+        where = f"The whole file, {BIB_NAME}, is in your direct messages with me."
+    except DeliveryError:
+        where = "I couldn't send you the file just now; try again in a minute for all of it."
+    shown = _first_entries(entries, PREVIEW_CHARACTERS)
+    left = len(entries) - len(shown)
+    lines = [where] + ([f"Below, the first {len(shown)}; {left} more in the file."] if left else [])
     return Message(
-        text=f"BibTeX for your {counted(len(papers), 'saved paper')}",
-        attachment=Attachment("paperboy-saved.bib", bibtex(papers), "application/x-bibtex"),
+        text=title,
+        lines=tuple(lines),
+        attachment=Attachment(BIB_NAME, "\n".join(shown), BIB_TYPE),
     )
+
+
+def _first_entries(entries: list[str], limit: int) -> list[str]:
+    """The first entries that fit in `limit` characters (the first one at least): cut only
+    between entries, so what is shown stays valid BibTeX."""
+    shown, size = entries[:1], len(entries[0]) if entries else 0
+    for entry in entries[1:]:
+        size += len(entry) + 1
+        if size > limit:
+            break
+        shown.append(entry)
+    return shown
