@@ -39,11 +39,16 @@ class _Server(uvicorn.Server):
         yield
 
 
+# Connections served at once; more get 503 at once rather than each holding memory (Slack
+# retries). A team's bot sees a few requests a second.
+MAX_CONNECTIONS = 200
+
+
 def http_server(app: ASGIApp, *, host: str, port: int) -> uvicorn.Server:
     # No ASGI lifespan: nothing runs at its start or end. No log configuration of uvicorn's
     # own: its records go to the process's handler, in the process's format (text or JSON).
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-        log_config=None,
+        log_config=None, limit_concurrency=MAX_CONNECTIONS,
     )  # fmt: skip
     return _Server(config)

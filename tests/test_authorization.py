@@ -357,6 +357,7 @@ def bad_signatures(body: str) -> dict[str, tuple[str, dict[str, str]]]:
         "timestamp only": (body, {"X-Slack-Request-Timestamp": str(now)}),
         "signature only": (body, {"X-Slack-Signature": good["X-Slack-Signature"]}),
         "garbage signature": (body, {**good, "X-Slack-Signature": "v0=" + "0" * 64}),
+        "timestamp not a number": (body, {**good, "X-Slack-Request-Timestamp": "abc"}),
         "stale timestamp": (body, sign(SIGNING_SECRET, body, now - 600)),
         "future timestamp": (body, sign(SIGNING_SECRET, body, now + 600)),
         "body changed after signing": (tampered(body), good),

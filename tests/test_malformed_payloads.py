@@ -238,15 +238,51 @@ async def chunks(size: int, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
         yield b"a" * piece
 
 
+# Signature headers of the right form (not the right value): enough to have the body read.
+WELL_FORMED = {"X-Slack-Request-Timestamp": "1700000000", "X-Slack-Signature": "v0=" + "0" * 64}
+
+
 @pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
 async def test_an_oversized_body_gets_413_unread(
     slack_harness: SlackHarness, caplog: pytest.LogCaptureFixture, signed: bool
 ) -> None:
     body = "text=" + "a" * (8 * 1024 * 1024)  # 8 MiB: Slack's own requests are a few KB
-    headers = {"Content-Type": FORM, **(sign(SIGNING_SECRET, body) if signed else {})}
+    headers = {"Content-Type": FORM, **(sign(SIGNING_SECRET, body) if signed else WELL_FORMED)}
     response = await slack_harness.http.post("/slack/events", content=body, headers=headers)
     assert response.status_code == 413
     assert str(MAX_BODY_BYTES) in await logged(caplog, "refused a Slack request body over")
+    await assert_still_serving(slack_harness)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=" + "0" * 64},
+     {"X-Slack-Request-Timestamp": "1700000000", "X-Slack-Signature": "sha256=nope"},
+     {"X-Slack-Request-Timestamp": "1700000000"}],
+    ids=["none", "timestamp not a number", "signature of another form", "no signature"],
+)  # fmt: skip
+async def test_a_request_without_well_formed_signature_headers_gets_401_unread(
+    slack_harness: SlackHarness, caplog: pytest.LogCaptureFixture, headers: dict[str, str]
+) -> None:
+    response = await slack_harness.http.post(
+        "/slack/events",
+        content=chunks(3 * MAX_BODY_BYTES),
+        headers={"Content-Type": FORM, **headers},
+    )
+    assert response.status_code == 401
+    await logged(caplog, "refused a Slack request without well-formed signature headers")
+    await assert_still_serving(slack_harness)
+
+
+async def test_a_signed_button_click_whose_user_is_not_an_object_gets_400(
+    slack_harness: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    payload = {"type": "block_actions", "user": "U1", "team": {"id": "T1"},
+               "actions": [{"action_id": "share", "value": "today"}]}  # fmt: skip
+    body = urlencode({"payload": json.dumps(payload)})
+    response = await slack_harness.post(body, content_type=FORM)
+    assert response.status_code == 400
+    assert "user is not an object" in await logged(caplog, "refused a malformed Slack request")
     await assert_still_serving(slack_harness)
 
 
@@ -254,7 +290,9 @@ async def test_a_streamed_body_without_length_is_cut_off_at_the_cap(
     slack_harness: SlackHarness, caplog: pytest.LogCaptureFixture
 ) -> None:
     response = await slack_harness.http.post(
-        "/slack/events", content=chunks(3 * MAX_BODY_BYTES), headers={"Content-Type": FORM}
+        "/slack/events",
+        content=chunks(3 * MAX_BODY_BYTES),
+        headers={"Content-Type": FORM, **WELL_FORMED},
     )
     assert response.status_code == 413
     await logged(caplog, "refused a Slack request body over")
@@ -335,7 +373,8 @@ def test_paperboy_serve_survives_malformed_and_oversized_requests(
     assert post(json.dumps(event_payload("reaction_added")), JSON) == 400  # type: ignore[arg-type]
     assert post(urlencode({"payload": "[1]"}), FORM) == 400
     assert post(b"text=\xff", FORM) == 400
-    assert post("text=" + "a" * (5 * MAX_BODY_BYTES), FORM, signed=False) == 413
+    assert post("text=" + "a" * (5 * MAX_BODY_BYTES), FORM) == 413
+    assert post("text=" + "a" * (5 * MAX_BODY_BYTES), FORM, signed=False) == 401
     assert post("", FORM) == 404
     command = slash_command_payload("help", response_url=fake_slack.response_url("ok"))
     answer = send(urlencode(command), FORM)

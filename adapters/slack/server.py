@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 
 from slack_bolt.adapter.asgi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.adapter.asgi.http_response import AsgiHttpResponse
@@ -15,9 +17,18 @@ from adapters.http import ASGIApp, Receive, Scope, Send, respond
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-# Slack's requests are a few KB (a slash command, an event, a button click); bolt would read any
-# body whole into memory before checking its signature, so longer ones are refused unread.
-MAX_BODY_BYTES = 1024 * 1024
+# Slack's requests are a few KB (a slash command, an event); the largest carry a message and
+# its blocks (a button click under one of ours, a message shortcut on a long message), tens of
+# KB. Bolt would read any body whole into memory before checking its signature, so longer ones
+# are refused unread, and so are slow ones.
+MAX_BODY_BYTES = 512 * 1024
+BODY_SECONDS = 10.0
+# What Slack signs every request with: a Unix time in seconds and "v0=" and 64 hex digits. A
+# request without them is refused before its body is read.
+_TIMESTAMP = re.compile(rb"\d{1,12}")
+_SIGNATURE = re.compile(rb"v0=[0-9a-f]{64}")
+# Interactivity payloads name their user as an object (bolt reads user["id"] unchecked).
+_INTERACTIVE = ("block_actions", "message_action", "shortcut", "view_submission")
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
@@ -41,6 +52,14 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
             return bytes(body)
 
 
+def _unsigned(scope: Scope) -> bool:
+    """Whether the request lacks Slack's signature headers of the right form."""
+    headers = {name.lower(): value for name, value in scope.get("headers") or []}
+    timestamp = headers.get(b"x-slack-request-timestamp", b"")
+    signature = headers.get(b"x-slack-signature", b"")
+    return not (_TIMESTAMP.fullmatch(timestamp) and _SIGNATURE.fullmatch(signature))
+
+
 def _parse(scope: Scope, body: bytes) -> AsyncBoltRequest | str:
     """The request bolt dispatches, or why it could not handle `body`. Bolt parses a body
     before it checks the signature and indexes into it without checks, so a body it can't
@@ -57,6 +76,8 @@ def _parse(scope: Scope, body: bytes) -> AsyncBoltRequest | str:
     payload = request.body
     if "event" in payload and not isinstance(payload["event"], dict):
         return "event is not an object"
+    if payload.get("type") in _INTERACTIVE and not isinstance(payload.get("user"), dict):
+        return "user is not an object"
     actions = payload.get("actions")
     if actions is not None and not (
         isinstance(actions, list) and all(isinstance(action, dict) for action in actions)
@@ -68,15 +89,26 @@ def _parse(scope: Scope, body: bytes) -> AsyncBoltRequest | str:
 def asgi_app(app: AsyncApp) -> ASGIApp:
     """`/slack/events` (commands, events, interactivity) and the OAuth paths.
 
-    A body over MAX_BODY_BYTES gets 413 and one bolt can't parse gets 400, each with a log
-    line, before bolt sees it. A request that parses goes to bolt as parsed here."""
+    A request without Slack's signature headers gets 401 unread; a body over MAX_BODY_BYTES
+    413, one slower than BODY_SECONDS 408, and one bolt can't parse 400: each with a log line,
+    before bolt sees it. A request that parses goes to bolt as parsed here."""
     slack = AsyncSlackRequestHandler(app, path=EVENTS_PATH)
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != EVENTS_PATH:
             await slack(scope, receive, send)
             return
-        body = await _read_body(scope, receive)
+        if _unsigned(scope):
+            log.warning("refused a Slack request without well-formed signature headers")
+            await respond(send, 401, b"Unauthorized")
+            return
+        try:
+            async with asyncio.timeout(BODY_SECONDS):
+                body = await _read_body(scope, receive)
+        except TimeoutError:
+            log.warning("refused a Slack request whose body took over %g s", BODY_SECONDS)
+            await respond(send, 408, b"Request Timeout")
+            return
         if body is None:
             log.warning("refused a Slack request body over %d bytes", MAX_BODY_BYTES)
             await respond(send, 413, b"Payload Too Large")
