@@ -321,6 +321,10 @@ def database(count: int, directory: Path, *, vectors: bool = False) -> tuple[Pat
             asyncio.run(_store_vectors(building, corpus))
             building.rename(cached)
     copy = directory / f"papers-{count}{'-vectors' if vectors else ''}.db"
+    # A journal left by a process that had an earlier copy open (a stopped server's child
+    # still embedding) would be read as this copy's: SQLite calls that malformed.
+    for journal in ("-wal", "-shm", "-journal"):
+        copy.with_name(copy.name + journal).unlink(missing_ok=True)
     shutil.copyfile(cached, copy)
     return copy, corpus
 
