@@ -118,7 +118,7 @@ def test_refresh_interval_backs_off_after_failures() -> None:
 
 
 async def listed(store: Store, day: date) -> list[str]:
-    async with store.transaction() as repos:
+    async with store.reading() as repos:
         return [p.arxiv_id for p in await repos.papers.listing(day)]
 
 

@@ -46,7 +46,7 @@ class Links:
         return await complete_pending_saves(self.harness.store, self.lookup, self.harness.clock[0])
 
     async def pending(self) -> list[tuple[str, str, int, bool]]:
-        async with self.harness.store.transaction() as repos:
+        async with self.harness.store.reading() as repos:
             rows = await repos.session.scalars(
                 select(PendingSave).order_by(PendingSave.user, PendingSave.arxiv_id)
             )

@@ -62,7 +62,7 @@ async def unfollow(ctx: CommandContext, command: Unfollow) -> Message:
 
 
 async def following(ctx: CommandContext, command: Following) -> Message:
-    async with ctx.store.transaction() as repos:
+    async with ctx.store.reading() as repos:
         topics = await repos.users.following(ctx.platform, ctx.workspace, ctx.user)
     if not topics:
         return Message(text="You follow no topics yet. Try `/papers follow latency`.")
@@ -77,7 +77,7 @@ async def save(ctx: CommandContext, command: SavePapers) -> Message:
 
 
 async def saved(ctx: CommandContext, command: Saved) -> Message:
-    async with ctx.store.transaction() as repos:
+    async with ctx.store.reading() as repos:
         papers = await repos.users.saved(ctx.platform, ctx.workspace, ctx.user)
         pending = await repos.pending.of_user(ctx.platform, ctx.workspace, ctx.user)
     if not papers and not pending:
@@ -132,7 +132,7 @@ async def unsave(ctx: CommandContext, command: Unsave) -> Message:
 async def export_bibtex(ctx: CommandContext, command: ExportBibtex) -> Message:
     """The saved papers as a .bib file: in the answer where it can carry one to the caller
     alone, else in their DMs, with the first entries (whole ones) shown in the answer."""
-    async with ctx.store.transaction() as repos:
+    async with ctx.store.reading() as repos:
         papers = await repos.users.saved(ctx.platform, ctx.workspace, ctx.user)
     if not papers:
         return Message(text="You have no saved papers to export.")
