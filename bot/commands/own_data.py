@@ -10,7 +10,7 @@ from typing import Any
 from bot.commands.context import CommandContext
 from bot.commands.parser import ExportMine, ForgetMe
 from bot.events import UserRef
-from bot.messages import Attachment, Message
+from bot.messages import Attachment, Message, counted
 from bot.ports import DeliveryError, FileToSend
 from storage.store import Repositories
 
@@ -54,17 +54,13 @@ async def own_data(repos: Repositories, user: UserRef) -> dict[str, Any]:
     }
 
 
-def _counted(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"
-
-
 def _summary(data: dict[str, Any]) -> list[str]:
     """What `data` holds, in words, a line per kind."""
     return [
-        _counted(len(data["saved_papers"]), "saved paper", "saved papers"),
-        _counted(len(data["follows"]), "followed topic", "followed topics"),
+        counted(len(data["saved_papers"]), "saved paper"),
+        counted(len(data["follows"]), "followed topic"),
         "your digest setting" if data["digest"] else "no digest setting",
-        _counted(len(data["pending_saves"]), "pending save", "pending saves"),
+        counted(len(data["pending_saves"]), "pending save"),
     ]
 
 
@@ -105,10 +101,10 @@ async def forget_me(ctx: CommandContext, command: ForgetMe) -> Message:
     async with ctx.store.transaction() as repos:
         deleted = await repos.users.forget(ctx.platform, ctx.workspace, ctx.user)
     gone = [
-        _counted(deleted["saves"], "saved paper", "saved papers"),
-        _counted(deleted["follows"], "followed topic", "followed topics"),
-        _counted(deleted["digest settings"], "digest setting", "digest settings"),
-        _counted(deleted["pending saves"], "pending save", "pending saves"),
+        counted(deleted["saves"], "saved paper"),
+        counted(deleted["follows"], "followed topic"),
+        counted(deleted["digest settings"], "digest setting"),
+        counted(deleted["pending saves"], "pending save"),
     ]
     return Message(
         text="Deleted everything stored about you in this workspace: " + ", ".join(gone) + ".",
