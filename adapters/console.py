@@ -202,15 +202,12 @@ class ConsoleSession:
         if self.user != ADMIN:
             self.outbound.say("Only admins can run #general's daily post (you are not one).")
             return
-        async with self.bot.store.reading() as repos:
-            subscription = await repos.channels.subscription(
-                SCOPE.platform, SCOPE.workspace, CHANNEL.channel
-            )
-        if subscription is None or not subscription.enabled:
+        delivered = await self.bot.daily.post_if_on(CHANNEL)
+        if delivered is None:
             self.outbound.say(
                 "The daily post is off in #general: turn it on with `/papers channel on`."
             )
-        elif not (await self.bot.daily.post(CHANNEL)).papers:
+        elif not delivered.papers:
             self.outbound.say("Nothing new to post in #general.")
 
     async def _react(self, args: str, *, added: bool) -> None:

@@ -257,6 +257,17 @@ class DailyPosts:
             (send,) = await self._prepare(repos, [DuePost(channel)])
         return await send()
 
+    async def post_if_on(self, channel: ChannelRef) -> Delivered | None:
+        """What the channel's daily post does at its time, run now; None while it is off."""
+        scope = channel.scope
+        async with self.store.reading() as repos:
+            subscription = await repos.channels.subscription(
+                scope.platform, scope.workspace, channel.channel
+            )
+        if subscription is None or not subscription.enabled:
+            return None
+        return await self.post(channel)
+
     async def prepare(self, repos: Repositories, claims: Sequence[Claim]) -> list[Send]:
         """The claimed posts, composed in the claims' transaction: a morning's posts share
         the lists they carry and a few queries. Each carries the list due when its slot first
