@@ -178,6 +178,7 @@ def settled() -> None:
 async def _serve(settings: Settings) -> int:
     """Slack over HTTP: the Procfile's web process."""
     from adapters.slack.app import create_slack_bot
+    from adapters.slack.outbound import PLATFORM as SLACK
 
     store = await Store.open(settings.database_url)
     source = HuggingFaceClient(settings.hf_base_url)
@@ -188,12 +189,14 @@ async def _serve(settings: Settings) -> int:
         # Serve at once; papers arrive in the background (the store answers meanwhile).
         refresh = asyncio.create_task(_start_papers(store, source, semantic))
         refresh.add_done_callback(_log_outcome)
+        reactions = asyncio.create_task(slack.bot.inbox.keep_working(SLACK))
         log.info("Slack over HTTP on %s:%d", settings.host, settings.port)
         settled()
         try:
             web = web_app(slack, store)
             await http_server(web, host=settings.host, port=settings.port).serve()
         finally:
+            reactions.cancel()
             await slack.close()
     finally:
         await arxiv.aclose()
@@ -355,14 +358,16 @@ async def _deliver(
     *,
     ready: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
-    """Run `platform`'s scheduled deliveries (once `ready` says it can send) until cancelled."""
+    """Run `platform`'s scheduled deliveries (once `ready` says it can send) until cancelled,
+    and the retries of its reactions: those this process took in, and those another (say
+    `paperboy serve`) took in and left when it stopped."""
     if ready is not None:
         await ready()
     scheduler = bot.scheduler(platform=platform, policy=policy, outage=outage)
     try:
         await scheduler.start()
         log.info("%s: %d scheduled slot(s)", platform, len(scheduler.slots))
-        await asyncio.Event().wait()
+        await bot.inbox.keep_working(platform)
     finally:
         await scheduler.stop()
 

@@ -140,6 +140,14 @@ class ConsoleOutbound:
         attachment = Attachment(file.name, file.content.decode("utf-8", "replace"))
         return await self.send_dm(user, Message(text=file.caption, attachment=attachment))
 
+    async def tell(self, user: UserRef, where: ChannelRef, message: Message) -> None:
+        self.reply(message)
+
+    async def read_text(self, message: MessageRef) -> str | None:
+        """A member's message typed in this run (the bot's own are not read)."""
+        number = next((n for n, ref in self.refs.items() if ref == message), None)
+        return None if number is None else self.said.get(number)
+
     async def sent_keys(
         self, target: ChannelRef | UserRef, since: datetime
     ) -> dict[str, MessageRef]:
@@ -219,17 +227,10 @@ class ConsoleSession:
         if ref is None:
             self.outbound.say(f"There is no message [{int(parts[0])}].")
             return
-        text = self.outbound.said.get(int(parts[0]))
-
-        async def read_text() -> str | None:  # a member's message: its paper links
-            return text
-
-        event = ReactionChanged(
-            ref, self.user, parts[1].strip(":"), added, None if text is None else read_text
-        )
-        confirmation = await self.bot.handle_reaction(event)
-        if confirmation is not None:
-            self.outbound.reply(confirmation)
+        # The same way in as a chat platform's reactions: recorded, acted on, answered.
+        event = ReactionChanged(ref, self.user, parts[1].strip(":"), added)
+        if await self.bot.inbox.take_in(event):
+            await self.bot.inbox.work_through(SCOPE.platform)
 
 
 async def run_console(bot: Paperboy, outbound: ConsoleOutbound, stdin: TextIO = sys.stdin) -> None:

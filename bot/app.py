@@ -1,5 +1,6 @@
 """Paperboy: the platform-neutral bot's front door. Adapters hand it neutral events and render
-what it returns: commands, reactions and saves from a message come in here; scheduled
+what it returns: commands and saves from a message come in here, reactions through its inbox
+(`bot.inbox`), which records them before acting on them; scheduled
 delivery is handed to `bot.delivery`, with the daily post, the weekly post and the digest as
 its kinds. It reaches platforms only through the Outbound port."""
 
@@ -29,19 +30,19 @@ from bot.commands.parser import (
 )
 from bot.config import BotConfig
 from bot.daily import DailyPosts
-from bot.delivery.outage import Outage
+from bot.delivery.outage import Outage, describe
 from bot.delivery.runner import DeliveryKind, DeliveryPolicy
 from bot.delivery.scheduler import DeliveryScheduler
 from bot.digest import Digests
 from bot.events import (
     ChannelGone,
     CommandInvoked,
-    ReactionChanged,
     SaveFromMessage,
     UserRef,
     WorkspaceBack,
     WorkspaceGone,
 )
+from bot.inbox import ReactionInbox
 from bot.lifecycle import Lifecycle
 from bot.links import MAX_IDS, find_paper_ids
 from bot.messages import Message, PaperCard, Visibility
@@ -52,6 +53,7 @@ from bot.saving import outcome_message, papers_by_id, save_linked_papers
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
 from bot.weekly import WeeklyPosts
+from storage.db import DB_ERRORS, unreachable
 from storage.deliveries import CHANNEL, DIGEST, WEEKLY
 from storage.store import Store
 
@@ -64,6 +66,7 @@ SCHEDULE_COMMANDS = (
     ChannelOn, ChannelOff, ChannelWeeklyOn, ChannelWeeklyOff, DigestSet, DigestOff, ForgetMe
 )  # fmt: skip
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
+DATABASE_BUSY = "Sorry, I couldn't reach my database just now. Please try again in a minute."
 NOTHING_TO_SHARE = "Nothing to share: that answer has changed or is no longer available."
 UNPARSED = "unparsed"  # what a command that does not parse is reported as
 UNFURL_BUDGET = 10.0  # seconds an unfurl waits for Hugging Face and arXiv
@@ -100,7 +103,11 @@ class Paperboy:
         # Called after a command, a failed send or a lifecycle event changes when something
         # is delivered.
         self._schedule_listeners: list[Callable[[], None]] = []
-        self.reactions = SaveReactions(store, config.save_emojis, lookup)
+        # Commands, saves and reactions taken in are waited on: their writes wait briefly
+        # for SQLite's lock (`Store.answering`).
+        self.answering = store.answering()
+        self.reactions = SaveReactions(store, config.save_emojis, outbound.read_text, lookup)
+        self.inbox = ReactionInbox(store, self.reactions, outbound, clock)
         self.lifecycle = Lifecycle(store, outbound, clock, self._schedule_changed)
         self.daily = DailyPosts(
             store, outbound, default_count=config.default_post_count,
@@ -129,12 +136,18 @@ class Paperboy:
         if isinstance(command, ADMIN_COMMANDS) and not await event.by_admin():
             return name, "denied", Message(text=not_admin(self.config.admins))
         context = CommandContext(
-            event=event, now=self.clock(), store=self.store, config=self.config,
+            event=event, now=self.clock(), store=self.answering, config=self.config,
             source=self.source, semantic=self.semantic, daily=self.daily, digests=self.digests,
             outbound=self.outbound, lookup=self.lookup,
         )  # fmt: skip
         try:
             answer = await HANDLERS[type(command)](context, command)
+        except DB_ERRORS as error:
+            if not unreachable(error):
+                log.exception("command %s failed", type(command).__name__)
+                return name, "error", Message(text=SOMETHING_WENT_WRONG)
+            log.warning("command %s: database busy or unreachable: %s", name, describe(error))
+            return name, "error", Message(text=DATABASE_BUSY)
         except Exception:
             log.exception("command %s failed", type(command).__name__)
             return name, "error", Message(text=SOMETHING_WENT_WRONG)
@@ -151,20 +164,12 @@ class Paperboy:
             return None
         return replace(answer, visibility=Visibility.PUBLIC, shareable=False, shared_by=event.user)
 
-    async def handle_reaction(self, event: ReactionChanged) -> Message | None:
-        """A confirmation for the reacting user, or None when the reaction is not a save."""
-        try:
-            return await self.reactions.handle(event, self.clock())
-        except Exception:
-            log.exception("reaction handling failed")
-            return None
-
     async def save_from_message(self, event: SaveFromMessage) -> Message:
         """The papers a message links to, saved for the user who asked: what was saved, or
         that the message links to no paper. Never raises."""
         try:
             outcome = await save_linked_papers(
-                self.store, self.lookup, event.user, event.text, self.clock()
+                self.answering, self.lookup, event.user, event.text, self.clock()
             )
         except Exception:
             log.exception("saving from a message failed")

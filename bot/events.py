@@ -35,9 +35,6 @@ class MessageRef:
 
 
 AdminCheck = Callable[[], Awaitable[bool]]
-# Reads a message's text as the platform shows it (links included), or None when it cannot
-# be read (deleted, no access).
-TextReader = Callable[[], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -63,16 +60,13 @@ class CommandInvoked:
 @dataclass(frozen=True)
 class ReactionChanged:
     """`user` added (or removed) `emoji` (a name without colons, or the character) on `message`.
-
-    `read_text` reads the message, where the platform lets the bot read people's messages:
-    the core asks only for a save emoji on a message that is not one of its paper posts,
-    whose links then say what to save."""
+    For a save emoji on a message that is not one of its paper posts, the core reads the
+    message (`Outbound.read_text`), whose links then say what to save."""
 
     message: MessageRef
     user: str
     emoji: str
     added: bool
-    read_text: TextReader | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -51,6 +52,11 @@ class FileToSend:
     caption: str
 
 
+# Reads a member's message: its text as the platform shows it (links included), or None when
+# it cannot be read (deleted, no access, or a platform that does not let the bot read it).
+MessageReader = Callable[[MessageRef], Awaitable[str | None]]
+
+
 class Outbound(Protocol):
     async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
         """Post publicly in a channel."""
@@ -62,6 +68,16 @@ class Outbound(Protocol):
 
     async def send_file(self, user: UserRef, file: FileToSend) -> MessageRef:
         """Send a file to a user privately (their DMs)."""
+        ...
+
+    async def tell(self, user: UserRef, where: ChannelRef, message: Message) -> None:
+        """A note only `user` sees, about something they did in `where` (Slack shows it
+        there; Discord, which cannot, in their DMs)."""
+        ...
+
+    async def read_text(self, message: MessageRef) -> str | None:
+        """A `MessageReader`. Raises DeliveryError when the platform cannot be reached,
+        so that the read is tried again."""
         ...
 
     async def sent_keys(

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.cards import DEMO_NOTE, title_text
-from bot.events import ReactionChanged, TextReader, UserRef
+from bot.events import ReactionChanged, UserRef
 from bot.messages import Message
+from bot.ports import MessageReader
 from bot.saving import outcome_message, save_linked_papers, unsave_linked_papers, unsave_message
 from bot.sources.lookup import PaperLookup
 from storage.store import Store
@@ -48,20 +49,29 @@ class SaveReactions:
     Removing the emoji unsaves them, for the reacting user only."""
 
     def __init__(
-        self, store: Store, save_emojis: tuple[str, ...], lookup: PaperLookup | None = None
+        self,
+        store: Store,
+        save_emojis: tuple[str, ...],
+        read_text: MessageReader,
+        lookup: PaperLookup | None = None,
     ) -> None:
         self.store = store
         self.save_emojis = {emoji_name(emoji) for emoji in save_emojis}
+        self.read_text = read_text  # a member's message, where the platform lets us read it
         self.lookup = lookup  # papers a message links to that are not stored yet
+
+    def is_save(self, emoji: str) -> bool:
+        return emoji_name(emoji) in self.save_emojis
 
     async def handle(self, event: ReactionChanged, now: datetime) -> Message | None:
         """Save or unsave; None when the reaction is not for us (other emoji, or a message
-        that is neither a paper post nor readable with a paper link)."""
-        if emoji_name(event.emoji) not in self.save_emojis:
+        that is neither a paper post nor readable with a paper link). Raises what the
+        database or the platform raises: `bot.inbox` tries again."""
+        if not self.is_save(event.emoji):
             return None
         answer = await self._paper_post(event, now)
-        if answer is None and event.read_text is not None:
-            answer = await self._linked_papers(event, event.read_text, now)
+        if answer is None:
+            answer = await self._linked_papers(event, now)
         return answer
 
     async def _paper_post(self, event: ReactionChanged, now: datetime) -> Message | None:
@@ -92,12 +102,10 @@ class SaveReactions:
             note=DEMO_NOTE if paper.is_demo else None,
         )
 
-    async def _linked_papers(
-        self, event: ReactionChanged, read_text: TextReader, now: datetime
-    ) -> Message | None:
+    async def _linked_papers(self, event: ReactionChanged, now: datetime) -> Message | None:
         """The papers a message links to, saved or unsaved; None (nothing to say) when it
         cannot be read or links to no paper."""
-        text = await read_text()
+        text = await self.read_text(event.message)
         if text is None:
             return None
         user = UserRef(event.message.channel.scope, event.user)

@@ -63,17 +63,19 @@ def rowcount(result: Result[*tuple[Any, ...]]) -> int:
 # How long a SQLite connection waits for another's write lock before "database is locked":
 # the web process and the worker share one file, and a morning's delivery run writes often.
 BUSY_TIMEOUT = 30.0
-# The execution option that makes a SQLite transaction take the write lock at BEGIN (`writing`).
+# The execution options that make a SQLite transaction take the write lock at BEGIN, and say
+# how long it waits for it (`writing`).
 BEGIN_MODE = "paperboy_sqlite_begin"
+LOCK_WAIT = "paperboy_sqlite_lock_wait"
 
 
-def writing(engine: AsyncEngine) -> AsyncEngine:
+def writing(engine: AsyncEngine, wait: float = BUSY_TIMEOUT) -> AsyncEngine:
     """`engine` for transactions that write: on SQLite they begin with BEGIN IMMEDIATE, so
-    they wait (up to BUSY_TIMEOUT) for the write lock before reading anything. A deferred
+    they wait (up to `wait` seconds) for the write lock before reading anything. A deferred
     transaction that reads first and writes later cannot wait: when another process wrote
     meanwhile, SQLite fails its write at once with "database is locked", whatever the busy
-    timeout. Elsewhere the option means nothing."""
-    return engine.execution_options(**{BEGIN_MODE: "IMMEDIATE"})
+    timeout. Elsewhere the options mean nothing: PostgreSQL locks rows, not the database."""
+    return engine.execution_options(**{BEGIN_MODE: "IMMEDIATE", LOCK_WAIT: wait})
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -104,8 +106,14 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(connection: Connection) -> None:
-            mode = connection.get_execution_options().get(BEGIN_MODE, "DEFERRED")
-            connection.exec_driver_sql(f"BEGIN {mode}")
+            options = connection.get_execution_options()
+            wait = options.get(LOCK_WAIT)  # writers say; readers never wait for a lock
+            held = connection.connection.info  # kept with the pooled connection
+            if wait is not None and held.get(LOCK_WAIT, BUSY_TIMEOUT) != wait:
+                # A round trip only when the wait changes from this connection's last.
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {round(wait * 1000)}")
+                held[LOCK_WAIT] = wait
+            connection.exec_driver_sql(f"BEGIN {options.get(BEGIN_MODE, 'DEFERRED')}")
 
         @event.listens_for(engine.sync_engine, "reset")
         def _end_open_transaction(dbapi_connection: Any, _record: Any, reset: Any) -> None:

@@ -1,14 +1,15 @@
-"""The inbox of processed platform events: a redelivered event is recognised and skipped."""
+"""The inbox: platform events already taken in (a redelivered one is recognised and skipped),
+and the reactions taken in but not yet acted on (`bot.inbox` works them through)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import rowcount
-from storage.models import ProcessedEvent
+from storage.models import PendingReaction, ProcessedEvent
 from storage.papers import dialect_insert
 
 KEEP = timedelta(days=1)  # platforms give up redelivering long before this
@@ -31,3 +32,51 @@ class InboxRepository:
             .on_conflict_do_nothing()
         )
         return bool(rowcount(result))
+
+    async def keep_reaction(self, reaction: PendingReaction) -> int:
+        """Keep `reaction` (due at once); its id."""
+        self.session.add(reaction)
+        await self.session.flush()
+        return reaction.id
+
+    async def take_due(
+        self, platform: str, now: datetime, *, hold: timedelta, most: int
+    ) -> list[PendingReaction]:
+        """Up to `most` of the platform's reactions due by `now`, the oldest first, each
+        moved out of others' reach for `hold` (`due_at` moved on): one process takes each,
+        and one that stops holding them hands them back when `hold` ends."""
+        due = await self.session.scalars(
+            select(PendingReaction)
+            .where(PendingReaction.platform == platform, PendingReaction.due_at <= now)
+            .order_by(PendingReaction.due_at, PendingReaction.id)
+            .limit(most)
+        )
+        taken = []
+        for reaction in due:
+            moved = await self.session.execute(
+                update(PendingReaction)
+                .where(PendingReaction.id == reaction.id, PendingReaction.due_at == reaction.due_at)
+                .values(due_at=now + hold)
+            )
+            if rowcount(moved):  # else another process took it first
+                taken.append(reaction)
+        return taken
+
+    async def try_reaction_again(self, reaction_id: int, attempts: int, at: datetime) -> None:
+        await self.session.execute(
+            update(PendingReaction)
+            .where(PendingReaction.id == reaction_id)
+            .values(attempts=attempts, due_at=at)
+        )
+
+    async def drop_reaction(self, reaction_id: int) -> None:
+        await self.session.execute(delete(PendingReaction).where(PendingReaction.id == reaction_id))
+
+    async def next_due(self, platform: str) -> datetime | None:
+        """When the platform's next reaction is due; None when none waits."""
+        return await self.session.scalar(
+            select(PendingReaction.due_at)
+            .where(PendingReaction.platform == platform)
+            .order_by(PendingReaction.due_at)
+            .limit(1)
+        )

@@ -237,6 +237,27 @@ class DigestItem(Base):
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class PendingReaction(Base):
+    """A reaction taken in and not yet acted on (bot.inbox): worked through, retried while it
+    fails, deleted once done or given up. `due_at` is when it may be tried next; a worker
+    that takes it moves `due_at` on, so no other takes it meanwhile."""
+
+    __tablename__ = "pending_reactions"
+    __table_args__ = (Index("ix_pending_reactions_due", "platform", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace: Mapped[str] = mapped_column(Ident)
+    channel: Mapped[str] = mapped_column(Ident)
+    message_id: Mapped[str] = mapped_column(Ident)
+    user: Mapped[str] = mapped_column(Ident)
+    emoji: Mapped[str] = mapped_column(String(64))
+    added: Mapped[bool] = mapped_column(Boolean)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ProcessedEvent(Base):
     """A platform event already handled, so a redelivery (Slack retries) is processed once."""
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.channels import ChannelRepository
-from storage.db import create_engine, upgrade, writing
+from storage.db import BUSY_TIMEOUT, create_engine, upgrade, writing
 from storage.deliveries import DeliveryRepository
 from storage.inbox import InboxRepository
 from storage.leases import LeaseRepository
@@ -56,10 +56,16 @@ def _repositories(session: AsyncSession) -> Repositories:
     )
 
 
+# How long a write that someone waits on (a command's answer, Slack's 3 s to acknowledge an
+# event) waits for SQLite's write lock: past it, better a clear "try again" than an answer
+# 30 s late (BUSY_TIMEOUT is for scheduled work, which nobody watches).
+ANSWER_WAIT = 2.0
+
+
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, lock_wait: float = BUSY_TIMEOUT) -> None:
         self.engine = engine
-        self._writes = async_sessionmaker(writing(engine), expire_on_commit=False)
+        self._writes = async_sessionmaker(writing(engine, lock_wait), expire_on_commit=False)
         self._reads = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
@@ -68,6 +74,12 @@ class Store:
         if migrate:
             await upgrade(engine)
         return cls(engine)
+
+    def answering(self) -> Store:
+        """This store for work someone waits on: its writes wait at most ANSWER_WAIT for
+        SQLite's write lock, then fail as a locked database does. It shares this store's
+        engine: close this store, not it."""
+        return Store(self.engine, lock_wait=ANSWER_WAIT)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repositories]:

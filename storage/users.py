@@ -17,6 +17,7 @@ from storage.models import (
     DigestSetting,
     Follow,
     Paper,
+    PendingReaction,
     PendingSave,
     Save,
 )
@@ -265,6 +266,7 @@ class UserRepository:
             "follows": (Follow, Follow.user == user),
             "digest settings": (DigestSetting, DigestSetting.user == user),
             "pending saves": (PendingSave, PendingSave.user == user),
+            "reactions not yet acted on": (PendingReaction, PendingReaction.user == user),
             "papers sent in digests": (DigestItem, DigestItem.user == user),
             # A digest's ledger rows name its reader as their target.
             "delivery records": (Delivery, and_(Delivery.kind == DIGEST, Delivery.target == user)),

@@ -19,6 +19,7 @@ from storage.models import (
     DigestSetting,
     Follow,
     LeftWorkspace,
+    PendingReaction,
     PendingSave,
     Post,
     Save,
@@ -27,8 +28,8 @@ from storage.models import (
 
 # Every table whose rows belong to one (platform, workspace); deleted with the workspace.
 _WORKSPACE_TABLES: tuple[Any, ...] = (
-    ChannelSubscription, WeeklyPost, Post, Save, PendingSave, Follow, DigestSetting, DigestItem,
-    Delivery,
+    ChannelSubscription, WeeklyPost, Post, Save, PendingSave, PendingReaction, Follow,
+    DigestSetting, DigestItem, Delivery,
 )  # fmt: skip
 # slack_sdk's installation store (migration 0002): a Slack workspace's tokens, by team id
 # (the one place storage names a platform: those tables are Slack's own).

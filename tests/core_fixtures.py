@@ -31,6 +31,8 @@ class RecordingPlatform:
 
     posts: list[tuple[ChannelRef, Message, MessageRef]] = field(default_factory=list)
     dms: list[tuple[UserRef, Message, MessageRef]] = field(default_factory=list)
+    told: list[tuple[UserRef, ChannelRef, Message]] = field(default_factory=list)
+    members_messages: dict[MessageRef, str] = field(default_factory=dict)  # readable ones
 
     async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
         ref = MessageRef(channel, f"m{len(self.posts) + len(self.dms) + 1}")
@@ -42,6 +44,12 @@ class RecordingPlatform:
         self.dms.append((user, message, ref))
         return ref
 
+    async def tell(self, user: UserRef, where: ChannelRef, message: Message) -> None:
+        self.told.append((user, where, message))
+
+    async def read_text(self, message: MessageRef) -> str | None:
+        return self.members_messages.get(message)
+
     async def sent_keys(
         self, target: ChannelRef | UserRef, since: datetime
     ) -> dict[str, MessageRef]:
@@ -52,6 +60,16 @@ class RecordingPlatform:
             for to, message, ref in sent
             if to == target and message.delivery_key is not None
         }
+
+
+async def react(
+    bot: Paperboy, platform: RecordingPlatform, event: ReactionChanged
+) -> Message | None:
+    """A reaction handed in as platforms hand it (`bot.inbox`): what its user was told."""
+    told = len(platform.told)
+    if await bot.inbox.take_in(event):
+        await bot.inbox.work_through(event.message.channel.scope.platform)
+    return platform.told[-1][2] if len(platform.told) > told else None
 
 
 @dataclass
@@ -69,7 +87,7 @@ class Harness:
 
     async def react(self, ref: MessageRef, emoji: str = "bookmark", *, user: str = "alice",
                     added: bool = True) -> Message | None:  # fmt: skip
-        return await self.bot.handle_reaction(ReactionChanged(ref, user, emoji, added))
+        return await react(self.bot, self.platform, ReactionChanged(ref, user, emoji, added))
 
     def use(self, platform: RecordingPlatform) -> RecordingPlatform:
         """From now on the bot sends through `platform` (same store, clock and sources)."""

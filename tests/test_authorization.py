@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from adapters.slack.app import create_slack_bot
 from adapters.slack.render import SHARE_ACTION
-from bot.events import ChannelRef, MessageRef, ReactionChanged, Scope
+from bot.events import ChannelRef, MessageRef, Scope
 from storage.channels import PostRecord
 from storage.models import ChannelSubscription, Save
 from storage.store import Store
@@ -207,8 +207,7 @@ async def test_workspaces_and_platforms_keep_everything_apart(harness: Harness) 
         # The same message id under another workspace names no post of ours.
         other_ref = MessageRef(elsewhere, ref.message_id)
         for added in (True, False):
-            event = ReactionChanged(other_ref, "alice", "bookmark", added)
-            assert await harness.bot.handle_reaction(event) is None
+            assert await harness.react(other_ref, added=added) is None
     assert await snapshot(harness.store) == before
 
     # Settings made elsewhere stay there.

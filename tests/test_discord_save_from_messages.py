@@ -15,8 +15,6 @@ import pytest
 
 from adapters.discord.client import SAVE_PAPER, create_discord_bot
 from adapters.discord.gateway import LeasedGateway
-from bot.events import ReactionChanged
-from bot.messages import Message
 from bot.sources.lookup import PaperLookup
 from config import ConfigError
 from storage.store import Store
@@ -87,20 +85,21 @@ async def saved_ids(harness: DiscordHarness, user: int = USER_ID) -> set[str]:
     return {paper.arxiv_id for paper in saved}
 
 
-def reaction_answers(
-    harness: DiscordHarness, monkeypatch: pytest.MonkeyPatch
-) -> list[Message | None]:
-    """What the core answers to each reaction the client hands it, in order, once handled."""
-    answers: list[Message | None] = []
-    handle = harness.discord.bot.handle_reaction
+def reactions_acted_on(harness: DiscordHarness, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Grows by one each time the client has had a reaction taken in and acted on."""
+    acted: list[str] = []
+    act_now = harness.discord.bot.inbox.act_now
 
-    async def recorded(event: ReactionChanged) -> Message | None:
-        answer = await handle(event)
-        answers.append(answer)
-        return answer
+    async def counted(platform: str) -> None:
+        await act_now(platform)
+        acted.append(platform)
 
-    monkeypatch.setattr(harness.discord.bot, "handle_reaction", recorded)
-    return answers
+    monkeypatch.setattr(harness.discord.bot.inbox, "act_now", counted)
+    return acted
+
+
+def told(harness: DiscordHarness, user: int = USER_ID) -> list[Call]:
+    return [call for call in harness.fake.calls if dm_to(harness, user)(call)]
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -180,19 +179,19 @@ async def test_with_the_intent_a_reaction_on_a_members_message_saves_and_unsaves
 async def test_with_the_intent_a_deleted_or_linkless_message_gets_nothing(
     harness: DiscordHarness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    answers = reaction_answers(harness, monkeypatch)
+    acted = reactions_acted_on(harness, monkeypatch)
     linkless = members_message(harness, "nice talk yesterday")
     gone = 1_100_000_000_000_000_999  # never posted: GET answers 404 Unknown Message
     with caplog.at_level(logging.INFO):
         for message_id in (int(linkless["id"]), gone):
             add = reaction_add(message_id=message_id, message_author_id=AUTHOR)
             await harness.fake.dispatch("MESSAGE_REACTION_ADD", add)
-        await eventually(lambda: len(answers) == 2)
+        await eventually(lambda: len(acted) == 2)
     [line] = [r for r in caplog.records if "cannot read message" in r.getMessage()]
     assert f"{gone}" in line.getMessage() and "404" in line.getMessage()
     assert line.exc_info is None
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert answers == [None, None]
+    assert told(harness) == []  # nothing to say
     assert len(message_reads(harness, linkless)) == 1
     assert [c.status for c in harness.fake.calls_to("GET", rf"/channels/\d+/messages/{gone}")] == [
         404
@@ -205,12 +204,12 @@ async def test_without_the_intent_reactions_on_members_messages_are_ignored(
 ) -> None:
     harness = harness_without_intent
     assert not harness.fake.identifies[0]["intents"] & MESSAGE_CONTENT
-    answers = reaction_answers(harness, monkeypatch)
+    acted = reactions_acted_on(harness, monkeypatch)
     message = members_message(harness, LINKS)
     add = reaction_add(message_id=int(message["id"]), message_author_id=AUTHOR)
     await harness.fake.dispatch("MESSAGE_REACTION_ADD", add)
-    await eventually(lambda: len(answers) == 1)
-    assert answers == [None]
+    await eventually(lambda: len(acted) == 1)
+    assert told(harness) == []
     assert message_reads(harness, message) == []
     assert await saved_ids(harness) == set()
 

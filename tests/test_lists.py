@@ -17,7 +17,7 @@ from bot.sources.refresh import load_demo
 from storage.papers import PaperData
 from storage.store import Store
 from storage.users import team_saves_statement
-from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform
+from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform, react
 from tests.test_commands import table_counts
 
 # Member ids no paper text holds, so finding one in an answer can only mean it leaked.
@@ -177,7 +177,7 @@ async def test_team_of_demo_papers_carries_the_demo_note(store: Store) -> None:
     bot = Paperboy(store, platform, config=BotConfig(), clock=lambda: NOW)
     await bot.handle_command(CommandInvoked(CHANNEL, ANN, "channel post-now", True))
     _, first, ref = platform.posts[1]  # the first paper, after the header
-    assert await bot.handle_reaction(ReactionChanged(ref, ANN, "bookmark", True)) is not None
+    assert await react(bot, platform, ReactionChanged(ref, ANN, "bookmark", True)) is not None
     answer = await bot.handle_command(CommandInvoked(CHANNEL, BEN, "team", False))
     assert [(card.paper_id, card.saved_by, card.is_demo) for card in answer.cards] == [
         (first.cards[0].paper_id, 1, True)

@@ -26,7 +26,7 @@ from bot.sources.ingest import ingest_day
 from storage.channels import PostRecord
 from storage.models import Post
 from storage.store import Repositories
-from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform
+from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform, react
 from tests.fakes.huggingface import load_fixture
 
 ALICE = UserRef(SCOPE, "alice")
@@ -98,8 +98,8 @@ async def test_save_emojis_are_named_neutrally_and_match_by_name_or_character(
     assert {message.reaction for message, _ in papers} == {"partyparrot"}  # by name
     saves = [("partyparrot", papers[0][1]), ("⭐", papers[1][1]), ("star", papers[2][1])]
     for emoji, ref in saves:
-        assert await bot.handle_reaction(ReactionChanged(ref, "alice", emoji, True)) is not None
-    assert await bot.handle_reaction(ReactionChanged(papers[3][1], "alice", "🔖", True)) is None
+        assert await react(bot, platform, ReactionChanged(ref, "alice", emoji, True)) is not None
+    assert await react(bot, platform, ReactionChanged(papers[3][1], "alice", "🔖", True)) is None
     assert len(await saved_ids(harness)) == 3
 
 

@@ -19,10 +19,11 @@ from discord import app_commands
 
 from adapters.discord.commands import PapersCommands
 from adapters.discord.outbound import DiscordOutbound
-from adapters.discord.reading import message_text, read_message_text
+from adapters.discord.reading import message_text
 from adapters.discord.render import render
 from bot.app import NOTHING_TO_SHARE, Paperboy, share_command
 from bot.config import BotConfig
+from bot.delivery.outage import describe
 from bot.events import (
     ChannelGone,
     ChannelRef,
@@ -32,16 +33,17 @@ from bot.events import (
     ReactionChanged,
     SaveFromMessage,
     Scope,
-    TextReader,
     UserRef,
     WorkspaceBack,
     WorkspaceGone,
 )
+from bot.inbox import not_taken
 from bot.messages import Message, Visibility
 from bot.ports import DeliveryError
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
 from config import ConfigError, Settings
+from storage.db import DB_ERRORS
 from storage.store import Store
 
 if TYPE_CHECKING:
@@ -187,8 +189,7 @@ class PaperboyClient(discord.Client):
             guild_ready_timeout=guild_ready_timeout,
         )
         self.guild_ids = guild_ids
-        self.reads_messages = message_content  # members' messages, for save reactions
-        self.outbound = DiscordOutbound(self)
+        self.outbound = DiscordOutbound(self, reads_messages=message_content)
         self.paperboy = make_bot(self.outbound)
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_command_error)
@@ -341,34 +342,26 @@ class PaperboyClient(discord.Client):
         await self._reaction(payload, added=False)
 
     async def _reaction(self, payload: discord.RawReactionActionEvent, *, added: bool) -> None:
+        """Maybe a save: recorded by the core's inbox, then acted on and confirmed by DM
+        (`bot.inbox`). Discord never sends a reaction again, so one that cannot be recorded
+        is the member's to repeat, and they are told so."""
         if self.user is not None and payload.user_id == self.user.id:
             return  # the bot adds the save emoji itself so people can click it
         if payload.guild_id is None or not payload.emoji.name:
             return  # saves belong to a server
         scope = Scope(PLATFORM, str(payload.guild_id))
         message = MessageRef(ChannelRef(scope, str(payload.channel_id)), str(payload.message_id))
-        reader = self._reader(payload.guild_id, payload.channel_id, payload.message_id)
-        event = ReactionChanged(message, str(payload.user_id), payload.emoji.name, added, reader)
-        confirmation = await self.paperboy.handle_reaction(event)
-        if confirmation is None:
-            return
-        # Discord has no private in-channel reply to a reaction: confirm by DM, which also
-        # leaves the user a note of what they saved.
+        event = ReactionChanged(message, str(payload.user_id), payload.emoji.name, added)
         try:
-            await self.outbound.send_dm(UserRef(scope, event.user), confirmation)
-        except DeliveryError as error:
-            log.info("save confirmation not sent: %s", error.reason)
-
-    def _reader(self, guild_id: int, channel_id: int, message_id: int) -> TextReader | None:
-        """How the core reads the message reacted to: only with the message-content intent,
-        without which Discord sends members' messages without their content."""
-        if not self.reads_messages:
-            return None
-
-        async def read_text() -> str | None:  # asked by the core only for a save emoji
-            return await read_message_text(self, guild_id, channel_id, message_id)
-
-        return read_text
+            taken = await self.paperboy.inbox.take_in(event)
+        except DB_ERRORS as error:
+            log.warning("Discord reaction not taken in: %s", describe(error))
+            user = UserRef(scope, event.user)
+            with contextlib.suppress(DeliveryError):  # the log has it
+                await self.outbound.tell(user, message.channel, not_taken(added))
+            return
+        if taken:
+            await self.paperboy.inbox.act_now(PLATFORM)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from datetime import datetime
 import aiohttp
 import discord
 
+from adapters.discord.reading import read_message_text
 from adapters.discord.render import escape, render
 from bot.events import ChannelRef, GoneWhy, MessageRef, UserRef
 from bot.messages import Message
@@ -80,8 +81,11 @@ def delivery_nonce(channel_id: str, delivery_key: str) -> str:
 class DiscordOutbound:
     """Implements `bot.ports.Outbound` with the client's HTTP session (no gateway needed)."""
 
-    def __init__(self, client: discord.Client) -> None:
+    def __init__(self, client: discord.Client, *, reads_messages: bool = False) -> None:
         self.client = client
+        # Members' messages can be read only with the message-content intent: without it
+        # Discord hands them over without their content.
+        self.reads_messages = reads_messages
 
     async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
         target = self.client.get_partial_messageable(
@@ -111,6 +115,19 @@ class DiscordOutbound:
         except SEND_ERRORS as error:
             raise delivery_error(error) from None
         return MessageRef(ChannelRef(user.scope, str(dm.id)), str(sent.id))
+
+    async def tell(self, user: UserRef, where: ChannelRef, message: Message) -> None:
+        """A DM: Discord has no private reply in a channel outside an interaction."""
+        await self.send_dm(user, message)
+
+    async def read_text(self, message: MessageRef) -> str | None:
+        channel = message.channel
+        if not self.reads_messages:
+            return None
+        guild = int(channel.scope.workspace) if channel.scope.workspace.isdigit() else None
+        channel_id = _snowflake(channel.channel, "unknown_channel")
+        message_id = _snowflake(message.message_id, "unknown_message")
+        return await read_message_text(self.client, guild, channel_id, message_id)
 
     async def sent_keys(
         self, target: ChannelRef | UserRef, since: datetime

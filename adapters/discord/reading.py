@@ -9,6 +9,8 @@ import logging
 import aiohttp
 import discord
 
+from bot.ports import DeliveryError
+
 log = logging.getLogger(__name__)
 
 
@@ -23,19 +25,20 @@ def message_text(message: discord.Message) -> str:
 
 
 async def read_message_text(
-    client: discord.Client, guild_id: int, channel_id: int, message_id: int
+    client: discord.Client, guild_id: int | None, channel_id: int, message_id: int
 ) -> str | None:
     """The text (`message_text`) of a message, fetched over REST; None, with one log line,
-    when it cannot be read: deleted, or in a channel the bot may not read."""
+    when it cannot be read: deleted, or in a channel the bot may not read. Raises
+    DeliveryError when Discord cannot be reached, so that the read is tried again."""
     channel = client.get_partial_messageable(channel_id, guild_id=guild_id)
     try:
         message = await channel.fetch_message(message_id)
-    except discord.HTTPException as error:  # 404 deleted, 403 no access
-        reason = f"{error.status} {error.text or type(error).__name__}"
+    except discord.HTTPException as error:
+        if error.status >= 500:
+            raise DeliveryError("discord_unavailable", permanent=False, unreachable=True) from None
+        reason = f"{error.status} {error.text or type(error).__name__}"  # 404 deleted, 403
         log.info("cannot read message %s in %s: %s", message_id, channel_id, reason)
         return None
     except (aiohttp.ClientError, TimeoutError) as error:
-        reason = type(error).__name__
-        log.warning("cannot read message %s in %s: %s", message_id, channel_id, reason)
-        return None
+        raise DeliveryError(type(error).__name__, permanent=False, unreachable=True) from None
     return message_text(message)

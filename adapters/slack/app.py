@@ -27,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.background import Background
 from adapters.slack.outbound import PLATFORM, SlackOutbound, TokenLookup, web_client
 from adapters.slack.pacing import SlackPacer
-from adapters.slack.reading import message_text, read_message_text
+from adapters.slack.reading import message_text
 from adapters.slack.render import (
     LINK_ACTION_PREFIX,
     SHARE_ACTION,
@@ -37,6 +37,7 @@ from adapters.slack.render import (
 )
 from bot.app import NOTHING_TO_SHARE, Paperboy, share_command
 from bot.config import BotConfig
+from bot.delivery.outage import describe
 from bot.events import (
     ChannelGone,
     ChannelRef,
@@ -53,6 +54,7 @@ from bot.events import (
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
 from config import ConfigError, Settings
+from storage.db import DB_ERRORS
 from storage.store import Store
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ CHANNEL_GONE_EVENTS = {
     "group_left": GoneWhy.REMOVED,  # a private channel
     "group_archive": GoneWhy.ARCHIVED,
 }
+REACTION_EVENTS = ("reaction_added", "reaction_removed")
 # Events that say the app was removed from the workspace (for tokens_revoked, when the bot's
 # token is among the revoked).
 WORKSPACE_GONE_EVENTS = ("app_uninstalled", "tokens_revoked")
@@ -126,6 +129,26 @@ class AdminCheck:
         is_admin = bool(info.get("is_admin") or info.get("is_owner"))
         self._seen[key] = (time.monotonic(), is_admin)
         return is_admin
+
+
+def _event_id(body: dict[str, Any]) -> str | None:
+    event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+    return str(event_id) if event_id else None
+
+
+def _event_type(body: dict[str, Any]) -> str:
+    event = body.get("event")
+    return str(event.get("type", "")) if isinstance(event, dict) else ""
+
+
+def _send_again(body: dict[str, Any], error: BaseException) -> BoltResponse:
+    """The answer to an event that could not be recorded: Slack sends what it does not see
+    answered with a 2xx again (three times, over about 5 minutes), so nothing is lost."""
+    log.warning(
+        "Slack %s event not taken in, asking Slack to send it again: %s",
+        _event_type(body) or "an", describe(error),
+    )  # fmt: skip
+    return BoltResponse(status=503, body="")
 
 
 def _team(context: AsyncBoltContext, body: dict[str, Any]) -> str:
@@ -262,7 +285,7 @@ class Listeners:
         app.middleware(self.process_each_event_once)
         app.command(COMMAND)(self.on_command)
         app.action(SHARE_ACTION)(self.on_share)
-        app.event(re.compile("^reaction_(added|removed)$"))(self.on_reaction)
+        app.event(re.compile(f"^({'|'.join(REACTION_EVENTS)})$"))(self.on_reaction)
         app.event("link_shared")(self.on_link_shared)
         app.shortcut(SAVE_SHORTCUT)(self.on_save_shortcut)
         app.event(re.compile(f"^({'|'.join(CHANNEL_GONE_EVENTS)})$"))(self.on_channel_gone)
@@ -274,11 +297,16 @@ class Listeners:
         self, body: dict[str, Any], next: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
         """Slack redelivers events it thinks were missed (`X-Slack-Retry-Num`); the inbox
-        table makes every process agree on which delivery is the first."""
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id:
-            async with self.store.transaction() as repos:
-                first = await repos.inbox.first_delivery(PLATFORM, str(event_id), self.clock())
+        table makes every process agree on which delivery is the first. Reactions are
+        recorded with their event id by the core's inbox (`on_reaction`). An event that
+        cannot be recorded within Slack's 3 s is answered 503, and Slack sends it again."""
+        event_id = _event_id(body)
+        if event_id and _event_type(body) not in REACTION_EVENTS:
+            try:
+                async with self.store.answering().transaction() as repos:
+                    first = await repos.inbox.first_delivery(PLATFORM, event_id, self.clock())
+            except DB_ERRORS as error:
+                return _send_again(body, error)
             if not first:
                 log.info("skipping redelivered Slack event %s", event_id)
                 return BoltResponse(status=200, body="")
@@ -381,44 +409,28 @@ class Listeners:
         )
 
     async def on_reaction(
-        self,
-        event: dict[str, Any],
-        body: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        """`reaction_added` / `reaction_removed`: maybe a save; confirmed privately."""
+        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> BoltResponse | None:
+        """`reaction_added` / `reaction_removed`: maybe a save. Recorded by the core's inbox
+        before Slack is answered, then acted on and confirmed privately (`bot.inbox`)."""
         added = event.get("type") == "reaction_added"
         item = event.get("item")
         if not isinstance(item, dict) or not event.get("user"):
             log.warning("ignoring a Slack %s event without an item or user", event.get("type"))
-            return
+            return None
         if item.get("type") != "message" or not item.get("channel") or not item.get("ts"):
-            return  # a reaction to a file or file comment
+            return None  # a reaction to a file or file comment
         team, user = _team(context, body), str(event["user"])
         channel = ChannelRef(Scope(PLATFORM, team), str(item["channel"]))
         emoji = str(event.get("reaction", "")).split("::")[0]  # drop a skin-tone suffix
-        ts = str(item["ts"])
-
-        async def read_text() -> str | None:  # asked by the core only for a save emoji
-            return await read_message_text(client, channel.channel, ts)
-
-        reaction = ReactionChanged(MessageRef(channel, ts), user, emoji, added, read_text)
-        self.background.start(self._save_and_confirm(reaction, client), name="reaction")
-
-    async def _save_and_confirm(self, reaction: ReactionChanged, client: AsyncWebClient) -> None:
-        confirmation = await self.bot.handle_reaction(reaction)
-        if confirmation is None:
-            return
+        reaction = ReactionChanged(MessageRef(channel, str(item["ts"])), user, emoji, added)
         try:
-            await client.chat_postEphemeral(
-                channel=reaction.message.channel.channel,
-                user=reaction.user,
-                text=fallback_text(confirmation),
-                blocks=blocks(confirmation),
-            )
-        except SlackApiError as error:
-            log.info("reaction confirmation not shown: %s", error.response.get("error"))
+            taken = await self.bot.inbox.take_in(reaction, event_id=_event_id(body))
+        except DB_ERRORS as error:
+            return _send_again(body, error)
+        if taken:
+            self.background.start(self.bot.inbox.act_now(PLATFORM), name="reaction")
+        return None
 
     async def on_save_shortcut(
         self, ack: AsyncAck, shortcut: dict[str, Any], context: AsyncBoltContext

@@ -27,6 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack.pacing import SlackPacer
+from adapters.slack.reading import read_message_text
 from adapters.slack.render import blocks, escape, fallback_text
 from bot.events import ChannelRef, GoneWhy, MessageRef, UserRef
 from bot.messages import Message
@@ -303,6 +304,23 @@ class SlackOutbound:
             if not page.get("has_more") or not cursor:
                 break
         return found
+
+    async def tell(self, user: UserRef, where: ChannelRef, message: Message) -> None:
+        """An ephemeral message: shown in `where`, to `user` only."""
+        client = await self.client(user.scope.workspace)
+        try:
+            await client.chat_postEphemeral(
+                channel=where.channel, user=user.user, text=fallback_text(message),
+                blocks=blocks(message),
+            )  # fmt: skip
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise _network_failure(error) from None
+        except SlackApiError as error:
+            raise delivery_error(error) from None
+
+    async def read_text(self, message: MessageRef) -> str | None:
+        client = await self.client(message.channel.scope.workspace)
+        return await read_message_text(client, message.channel.channel, message.message_id)
 
     async def _dm_channel(self, user: UserRef) -> ChannelRef:
         client = await self.client(user.scope.workspace)

@@ -12,6 +12,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.ports import DeliveryError
+
 log = logging.getLogger(__name__)
 
 # Where messages keep text and links besides `text`: block and attachment texts, rich-text
@@ -42,15 +44,15 @@ def _texts(value: object) -> Iterator[str]:
 
 async def read_message_text(client: AsyncWebClient, channel: str, ts: str) -> str | None:
     """The text (`message_text`) of message `ts` in `channel`; None, with one log line, when
-    it cannot be read: deleted, or in a channel the bot may not read."""
+    it cannot be read: deleted, or in a channel the bot may not read. Raises DeliveryError
+    when Slack cannot be reached, so that the read is tried again."""
     try:
         message = await _message(client, channel, ts)
     except SlackApiError as error:
         log.info("cannot read message %s in %s: %s", ts, channel, error.response.get("error"))
         return None
     except (aiohttp.ClientError, TimeoutError) as error:
-        log.warning("cannot read message %s in %s: %s", ts, channel, type(error).__name__)
-        return None
+        raise DeliveryError(type(error).__name__, permanent=False, unreachable=True) from None
     if message is None:
         log.info("cannot read message %s in %s: not found", ts, channel)
         return None
