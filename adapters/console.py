@@ -148,6 +148,9 @@ class ConsoleOutbound:
         number = next((n for n, ref in self.refs.items() if ref == message), None)
         return None if number is None else self.said.get(number)
 
+    def spread(self, message: Message) -> list[Message]:
+        return [message]  # a terminal shows any length
+
     async def sent_keys(
         self, target: ChannelRef | UserRef, since: datetime
     ) -> dict[str, MessageRef]:

@@ -23,11 +23,12 @@ each distinct topic's search once rather than 30,000 times.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,7 @@ KEYWORDS_PER_SAVE = 3  # Hugging Face lists a paper's most telling keywords firs
 # read as sharing a field rather than a subject.
 LIKE_SAVED = 0.6
 TOPICS_NAMED = 90  # characters of topic names in a heading; the rest of it takes about 50
+LEAD = "dm"  # the part that is a whole digest in one message
 NOTE = "Change topics with `/papers follow` / `unfollow`, timing with `/papers digest`."
 
 
@@ -154,8 +156,10 @@ async def compose_digests(
     *,
     cache: WindowCache | None = WINDOWS,
     semantic: Semantic | None = None,
+    sent_before: datetime | None = None,
 ) -> dict[UserRef, Digest | None]:
     """Each user's digest at `now` (None when nothing is new for them), all composed at once.
+    With `sent_before`, only papers sent before then count as sent (a retry's view).
 
     Queries: follows and already-sent papers per scope (chunked), the window's listings,
     and, unless `cache` holds them, the candidates' rows and the distinct topics' matches.
@@ -193,7 +197,7 @@ async def compose_digests(
         if not scoped:
             continue
         sent = await repos.users.already_sent_many(
-            scope.platform, scope.workspace, list(scoped), window.ranked
+            scope.platform, scope.workspace, list(scoped), window.ranked, before=sent_before
         )
         for name, want in scoped.items():
             digests[UserRef(scope, name)] = _compose(
@@ -210,9 +214,12 @@ async def compose_digest(
     *,
     cache: WindowCache | None = WINDOWS,
     semantic: Semantic | None = None,
+    sent_before: datetime | None = None,
 ) -> Digest | None:
     """What `user`'s digest holds at `now`, or None when nothing is new for them."""
-    digests = await compose_digests(repos, [user], cadence, now, cache=cache, semantic=semantic)
+    digests = await compose_digests(
+        repos, [user], cadence, now, cache=cache, semantic=semantic, sent_before=sent_before
+    )
     return digests[user]
 
 
@@ -372,9 +379,11 @@ class Digests:
     async def send(
         self, user: UserRef, *, scheduled: bool = False, key: SendKey | None = None
     ) -> Delivered:
-        """Compose and DM `user`'s digest now; a retry of a scheduled one (`key`) that finds
-        it already out only records it."""
+        """Compose and DM `user`'s digest now; a retry of a scheduled one (`key`) sends only
+        what its earlier attempts did not (see `_resumable`)."""
         scope, now = user.scope, self.clock()
+        retry_since = key.retry_since if key else None
+        out: set[int] = set()
         async with self.store.transaction() as repos:
             setting = await repos.users.digest_setting(scope.platform, scope.workspace, user.user)
             paused = setting is not None and setting.disabled_reason is not None
@@ -382,13 +391,17 @@ class Digests:
                 log.info("digest paused, skipped: user=%s", user.user)
                 return Delivered(0)
             cadence = setting.cadence if setting else "daily"
-            digest = await compose_digest(repos, user, cadence, now, semantic=self.semantic)
-        if digest is None:
-            send = ResumableSend(user, "dm")
-        else:
-            record = functools.partial(self._record_sent, user, digest.paper_ids, now)
-            part = Part("dm", digest.message, record)
-            send = ResumableSend(user, "dm", (part,), len(digest.paper_ids))
+            # A retry composes the digest its first attempt chose: papers that attempt sent
+            # are still in it, and known as out.
+            digest = await compose_digest(
+                repos, user, cadence, now, semantic=self.semantic, sent_before=retry_since
+            )
+            if digest is not None and retry_since is not None:
+                earlier = await repos.users.already_sent_many(
+                    scope.platform, scope.workspace, [user.user], digest.paper_ids
+                )
+                out = earlier.get(user.user, set())
+        send = self._resumable(user, digest, out, now)
         try:
             sent = await send.run(self.outbound, key)
         except DeliveryError as error:
@@ -398,6 +411,50 @@ class Digests:
         if sent.papers and paused:
             await self._pause(user, None)
         return sent
+
+    def _resumable(
+        self, user: UserRef, digest: Digest | None, out: set[int], now: datetime
+    ) -> ResumableSend:
+        """The digest as the messages its platform sends it in (`Outbound.spread`), each
+        recording its papers as sent once it is out. On a retry, the papers not `out` yet."""
+        if digest is None:
+            return ResumableSend(user, LEAD)
+        whole = self._parts(user, digest.message, digest.paper_ids, now)
+        kept = [at for at, paper_id in enumerate(digest.paper_ids) if paper_id not in out]
+        if len(kept) == len(digest.paper_ids):
+            return ResumableSend(user, whole[0].name, whole, len(kept))
+        if not kept:  # an earlier attempt sent it all; the platform may know its first message
+            return ResumableSend(user, whole[0].name)
+        # The rest, without the heading: it went out with the first message.
+        cards = tuple(digest.message.cards[at] for at in kept)
+        rest = replace(digest.message, text="", lines=(), cards=cards)
+        parts = self._parts(user, rest, [digest.paper_ids[at] for at in kept], now, whole=False)
+        return ResumableSend(user, parts[0].name, parts, len(digest.paper_ids))
+
+    def _parts(
+        self,
+        user: UserRef,
+        message: Message,
+        paper_ids: Sequence[int],
+        now: datetime,
+        *,
+        whole: bool = True,
+    ) -> list[Part]:
+        """A part per platform message. The whole digest in one message is LEAD, as ever;
+        the messages of a spread one (or of its rest) are named by their papers, so a retry's
+        message never shares a key with a different one an earlier attempt sent."""
+        pieces = self.outbound.spread(message)
+        ids = iter(paper_ids)
+        parts = []
+        for piece in pieces:
+            name = LEAD
+            if len(pieces) > 1 or not whole:
+                name = f"{LEAD}:{'+'.join(card.paper_id for card in piece.cards)}"
+            record = functools.partial(
+                self._record_sent, user, tuple(itertools.islice(ids, len(piece.cards))), now
+            )
+            parts.append(Part(name, piece, record))
+        return parts
 
     async def _record_sent(
         self, user: UserRef, paper_ids: Sequence[int], now: datetime, ref: MessageRef

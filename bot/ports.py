@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -78,6 +78,12 @@ class Outbound(Protocol):
     async def read_text(self, message: MessageRef) -> str | None:
         """A `MessageReader`. Raises DeliveryError when the platform cannot be reached,
         so that the read is tried again."""
+        ...
+
+    def spread(self, message: Message) -> Sequence[Message]:
+        """`message` as the messages this platform sends it in, in order: itself when one
+        message holds it, else its cards spread over several (the first with its text, the
+        last with its note), each card in exactly one of them and in its order."""
         ...
 
     async def sent_keys(

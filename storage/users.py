@@ -212,10 +212,16 @@ class UserRepository:
         return bool(rowcount(result))
 
     async def already_sent_many(
-        self, platform: str, workspace: str, users: Sequence[str], candidates: Sequence[int]
+        self,
+        platform: str,
+        workspace: str,
+        users: Sequence[str],
+        candidates: Sequence[int],
+        *,
+        before: datetime | None = None,
     ) -> dict[str, set[int]]:
-        """Which of `candidates` each of `users` (of one scope) already got in a digest; users
-        sent none of them are absent.
+        """Which of `candidates` each of `users` (of one scope) already got in a digest (sent
+        `before` that moment, when given); users sent none of them are absent.
 
         Each user's rows are read over the candidates' id range (one index seek per user,
         the primary key being (platform, workspace, user, paper_id)) and filtered here. An
@@ -229,14 +235,15 @@ class UserRepository:
         wanted = set(candidates)
         connection = await self.session.connection()  # plain rows, as in following_many
         for some in chunks(list(dict.fromkeys(users))):
-            result = await connection.execute(
-                select(DigestItem.user, DigestItem.paper_id).where(
-                    DigestItem.platform == platform,
-                    DigestItem.workspace == workspace,
-                    DigestItem.user.in_(some),
-                    DigestItem.paper_id.between(min(wanted), max(wanted)),
-                )
+            query = select(DigestItem.user, DigestItem.paper_id).where(
+                DigestItem.platform == platform,
+                DigestItem.workspace == workspace,
+                DigestItem.user.in_(some),
+                DigestItem.paper_id.between(min(wanted), max(wanted)),
             )
+            if before is not None:
+                query = query.where(DigestItem.sent_at < before)
+            result = await connection.execute(query)
             for user, paper_id in result:
                 if paper_id in wanted:
                     sent.setdefault(user, set()).add(paper_id)

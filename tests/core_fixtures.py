@@ -50,6 +50,9 @@ class RecordingPlatform:
     async def read_text(self, message: MessageRef) -> str | None:
         return self.members_messages.get(message)
 
+    def spread(self, message: Message) -> list[Message]:
+        return [message]  # no limit on a message's size
+
     async def sent_keys(
         self, target: ChannelRef | UserRef, since: datetime
     ) -> dict[str, MessageRef]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import date
 
@@ -19,10 +20,12 @@ from adapters.discord.render import (
     escape,
     render,
     safe_filename,
+    spread,
 )
 from bot.cards import DEMO_NOTE
 from bot.commands.papers import HELP_LINES
 from bot.messages import Attachment, Link, Message, PaperCard, Visibility
+from tests.long_papers import long_summary, long_title
 
 HF = "https://huggingface.co/papers"
 ZWSP = "\u200b"
@@ -434,6 +437,77 @@ def test_cards_that_cannot_fit_6000_even_without_summaries_move_to_the_content()
     assert f"Plus {10 - shown} more papers not shown below:" in rendered.content
     assert (rendered.embeds[-1].footer.text or "").startswith("note note")  # note moved along
     assert all(e.footer.text is None for e in rendered.embeds[:-1])
+
+
+# --- spread over messages -----------------------------------------------------------------
+
+
+def long_card(n: int) -> PaperCard:
+    """A card as a paper of the archive with the longest texts makes it."""
+    return card(
+        n,
+        title=long_title(n),
+        summary=long_summary(n),
+        authors=tuple(f"Author Number{k} Lastname" for k in range(8)),
+        links=(
+            Link("arXiv", f"https://arxiv.org/abs/2605.{20100 + n}"),
+            Link("PDF", f"https://arxiv.org/pdf/2605.{20100 + n}"),
+            Link("Code", f"https://github.com/speech-lab/adaptive-lookahead-{n}"),
+            Link("Project page", f"https://speech-lab.github.io/adaptive-lookahead-{n}/"),
+        ),
+    )
+
+
+def whole_length(one: PaperCard) -> int:
+    """Characters of the card's embed with nothing cut (for a card that fits a message)."""
+    return sum(len(embed) for embed in render(Message(text="", cards=(one,))).embeds)
+
+
+def test_ten_long_papers_spread_over_messages_with_no_summary_cut() -> None:
+    cards = tuple(long_card(n) for n in range(1, 11))
+    assert sum(map(whole_length, cards)) > 6000  # one message would have to cut
+    heading = "Your paperboy digest: 10 new papers on speech"
+    message = Message(text=heading, cards=cards, note=DEMO_NOTE, visibility=Visibility.PUBLIC)
+    pieces = spread(message)
+    assert len(pieces) > 1
+    assert [c for piece in pieces for c in piece.cards] == list(cards)  # each once, in order
+    rendered = [render(piece) for piece in pieces]
+    for one in rendered:
+        assert_within_limits(one)
+        for embed in one.embeds:  # as discord.py sends it, and Discord counts it
+            assert len(discord.Embed.from_dict(embed.to_dict())) == len(embed)
+    descriptions = [embed.description for one in rendered for embed in one.embeds]
+    assert descriptions == [escape(c.summary or "") for c in cards]  # every summary whole
+    assert rendered[0].content == heading and not any(one.content for one in rendered[1:])
+    footers = [embed.footer.text for one in rendered for embed in one.embeds]
+    assert footers == [None] * 9 + [DEMO_NOTE]  # the note once, at the very end
+    for before, after in itertools.pairwise(pieces):  # as few messages as hold them whole
+        joined = (*before.cards, after.cards[0])
+        assert len(joined) > 10 or sum(map(whole_length, joined)) > 6000
+
+
+def test_a_message_that_fits_is_not_spread() -> None:
+    message = Message(text="Trending", cards=tuple(card(n) for n in range(1, 11)), note="n")
+    assert spread(message) == [message]
+
+
+def test_only_a_card_too_big_for_a_message_alone_is_cut() -> None:
+    huge = card(
+        5,
+        title="T" * 300,
+        summary="word " * 1000,
+        authors=tuple("N" * 200 for _ in range(5)),
+        links=tuple(Link("L" * 60, f"https://x.example/{k}/{'p' * 200}") for k in range(4)),
+    )
+    cards = (long_card(1), long_card(2), huge, long_card(3))
+    pieces = spread(Message(text="Digest", cards=cards))
+    assert [piece.cards for piece in pieces] == [cards[:2], (huge,), cards[3:]]
+    rendered = [render(piece) for piece in pieces]
+    for one in rendered:
+        assert_within_limits(one)
+    assert (rendered[1].embeds[0].description or "").endswith("…")  # cut, and only it
+    assert rendered[0].embeds[1].description == escape(long_summary(2))
+    assert rendered[2].embeds[0].description == escape(long_summary(3))
 
 
 # --- attachment ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import aiohttp
 import discord
 
 from adapters.discord.reading import read_message_text
-from adapters.discord.render import escape, render
+from adapters.discord.render import escape, render, spread
 from bot.events import ChannelRef, GoneWhy, MessageRef, UserRef
 from bot.messages import Message
 from bot.ports import DeliveryError, FileToSend
@@ -128,6 +128,10 @@ class DiscordOutbound:
         channel_id = _snowflake(channel.channel, "unknown_channel")
         message_id = _snowflake(message.message_id, "unknown_message")
         return await read_message_text(self.client, guild, channel_id, message_id)
+
+    def spread(self, message: Message) -> list[Message]:
+        """Over several messages when Discord's embed limits would cut its cards' text."""
+        return spread(message)
 
     async def sent_keys(
         self, target: ChannelRef | UserRef, since: datetime

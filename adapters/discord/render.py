@@ -28,7 +28,9 @@ links, thumbnail). `Message.note` is the footer of the last embed, or a `-#` sub
 the content when there are no cards. Demo cards say "Demo sample" in their footer, and a card
 that counts its savers says "saved by N" there. Cards beyond Discord's 10 embeds, or beyond
 its 6000 characters of embed text per message (which is met by cutting summaries first, then
-dropping trailing cards), are listed by title in the content. An attachment becomes a
+dropping trailing cards), are listed by title in the content. A message sent through the
+Outbound port is first spread over as many Discord messages as keep every card whole
+(`spread`), so that only a card too big for a message alone is cut. An attachment becomes a
 `discord.File`; a message with nothing to show says "paperboy" (Discord refuses an empty
 message).
 
@@ -43,7 +45,7 @@ import io
 import mimetypes
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -315,6 +317,15 @@ def _fit(texts: list[str], budget: int) -> list[str]:
     return fitted
 
 
+def _summary(card: PaperCard) -> str:
+    return _shorten(_inline(card.summary or ""), MAX_DESCRIPTION)
+
+
+def _whole_size(card: PaperCard, note: str) -> int:
+    """The characters `card`'s embed counts towards the 6000 with its whole summary."""
+    return len(_card_embed(card, note)) + len(_summary(card))
+
+
 def _embeds(cards: tuple[PaperCard, ...], note: str) -> list[discord.Embed]:
     """Embeds for as many leading cards as Discord allows, the note on the last one.
 
@@ -332,7 +343,7 @@ def _embeds(cards: tuple[PaperCard, ...], note: str) -> list[discord.Embed]:
             break
         shown.pop()
     budget = MAX_EMBED_TOTAL - sum(len(embed) for embed in embeds)
-    summaries = [_shorten(_inline(card.summary or ""), MAX_DESCRIPTION) for card in shown]
+    summaries = [_summary(card) for card in shown]
     for embed, summary in zip(embeds, _fit(summaries, max(budget, 0)), strict=True):
         if summary:
             embed.description = summary
@@ -402,6 +413,33 @@ def _overflow_lines(cards: tuple[PaperCard, ...]) -> list[str]:
     plural = "s" if len(cards) != 1 else ""
     titles = [_inline(card.title) or _inline(card.paper_id) or "Untitled" for card in cards]
     return [f"Plus {len(cards)} more paper{plural} not shown below:", *(f"• {t}" for t in titles)]
+
+
+def spread(message: Message) -> list[Message]:
+    """`message` as the Discord messages that show its cards whole: itself while one message
+    holds them (10 embeds, 6000 characters of embed text), else its cards in order over as few
+    messages as hold them, the first with everything but the cards and the note, the last with
+    the note (the last embed's footer). A card too big for a message alone goes alone, and
+    `render` cuts its summary."""
+    footer = _footer_text(_one_line(message.note or ""))
+    groups: list[list[PaperCard]] = [[]]
+    size = 0
+    for index, card in enumerate(message.cards):
+        needed = _whole_size(card, footer if index == len(message.cards) - 1 else "")
+        if groups[-1] and (len(groups[-1]) == MAX_EMBEDS or size + needed > MAX_EMBED_TOTAL):
+            groups.append([])
+            size = 0
+        groups[-1].append(card)
+        size += needed
+    if len(groups) == 1:
+        return [message]
+    first = replace(message, cards=tuple(groups[0]), note=None)
+    rest = Message(text="", visibility=message.visibility)
+    return [
+        first,
+        *(replace(rest, cards=tuple(group)) for group in groups[1:-1]),
+        replace(rest, cards=tuple(groups[-1]), note=message.note),
+    ]
 
 
 def render(message: Message) -> DiscordMessage:

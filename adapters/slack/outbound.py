@@ -269,6 +269,10 @@ class SlackOutbound:
             raise DeliveryError(f"upload_failed: {type(error).__name__}", permanent=False) from None
         return MessageRef(channel, str((done.get("file") or {}).get("id", "")))
 
+    def spread(self, message: Message) -> list[Message]:
+        """One message: 50 blocks hold a digest's 10 cards (two blocks each), whole."""
+        return [message]
+
     async def sent_keys(
         self, target: ChannelRef | UserRef, since: datetime
     ) -> dict[str, MessageRef]:

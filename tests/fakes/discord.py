@@ -579,7 +579,8 @@ class Call:
 
 @dataclass
 class Fault:
-    """A queued failure: the next `times` requests matching answer `status` with `body`."""
+    """A queued failure: the next `times` requests matching answer `status` with `body`,
+    once `after` matching requests went through."""
 
     method: str
     pattern: re.Pattern[str]
@@ -587,6 +588,7 @@ class Fault:
     body: dict[str, Any]
     headers: dict[str, str]
     times: int
+    after: int = 0
 
 
 @dataclass
@@ -637,6 +639,47 @@ def json_response(
         body=json.dumps(body).encode(),
         headers={"Content-Type": _JSON, **(headers or {})},
     )
+
+
+def embed_length(embed: dict[str, Any]) -> int:
+    """The characters of an embed that count towards a message's 6000, as Discord counts."""
+    fields = embed.get("fields") or []
+    return sum(
+        len(text or "")
+        for text in (
+            embed.get("title"),
+            embed.get("description"),
+            (embed.get("footer") or {}).get("text"),
+            (embed.get("author") or {}).get("name"),
+            *(f.get("name") for f in fields),
+            *(f.get("value") for f in fields),
+        )
+    )
+
+
+def within_limits(payload: dict[str, Any]) -> bool:
+    """Whether a message keeps Discord's documented limits (its API answers 400 otherwise):
+    content 2000; 10 embeds; per embed title 256, description 4096, 25 fields (name 256,
+    value 1024), footer 2048, author 256; 6000 characters over all embeds."""
+    embeds = payload.get("embeds") or []
+    limits = (
+        len(payload.get("content") or "") <= 2000,
+        len(embeds) <= 10,
+        sum(embed_length(embed) for embed in embeds) <= 6000,
+        *(
+            len(embed.get("title") or "") <= 256
+            and len(embed.get("description") or "") <= 4096
+            and len((embed.get("footer") or {}).get("text") or "") <= 2048
+            and len((embed.get("author") or {}).get("name") or "") <= 256
+            and len(embed.get("fields") or []) <= 25
+            and all(
+                len(f.get("name") or "") <= 256 and len(f.get("value") or "") <= 1024
+                for f in embed.get("fields") or []
+            )
+            for embed in embeds
+        ),
+    )
+    return all(limits)
 
 
 def _error(status: int, message: str, code: int = 0) -> web.Response:
@@ -831,9 +874,11 @@ class FakeDiscord:
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         times: int = 1,
+        after: int = 0,
     ) -> None:
         """Make the next `times` requests with `method` whose path (relative to /api/v10)
-        `re.fullmatch`es `path_pattern` answer `status` with JSON `body`, before any routing.
+        `re.fullmatch`es `path_pattern` answer `status` with JSON `body`, before any routing,
+        once `after` of them went through.
 
         For 429 the body defaults to Discord's rate-limit body (`retry_after` 0.05 unless
         given, `global` false) and `Via`/`Retry-After` headers are added: discord.py then
@@ -855,8 +900,13 @@ class FakeDiscord:
         elif body is None:
             body = {"message": f"{status}: Injected failure", "code": 0}
         self.faults.append(
-            Fault(method.upper(), re.compile(path_pattern), status, body, headers, times)
+            Fault(method.upper(), re.compile(path_pattern), status, body, headers, times, after)
         )
+
+    def forget_nonces(self) -> None:
+        """Discord remembers a message's nonce for a few minutes only: after that, a repeat
+        is a new message."""
+        self._nonces.clear()
 
     def block_channel(
         self, channel_id: int, status: int = 403, body: dict[str, Any] | None = None
@@ -1130,6 +1180,9 @@ class FakeDiscord:
     def _fault(self, method: str, path: str) -> web.Response | None:
         for fault in self.faults:
             if fault.method == method and fault.pattern.fullmatch(path):
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
                 fault.times -= 1
                 if fault.times <= 0:
                     self.faults.remove(fault)
@@ -1247,6 +1300,8 @@ class FakeDiscord:
             rq.files or payload.get("sticker_ids")
         ):
             return _error(400, "Cannot send an empty message", 50006)
+        if not within_limits(payload):
+            return _error(400, "Invalid Form Body", 50035)
         nonce = (cid, str(payload.get("nonce")))
         if payload.get("enforce_nonce") and nonce in self._nonces:
             return json_response(self._nonces[nonce])
