@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from bot.cards import demo_note, paper_card
 from bot.delivery.batching import Batcher
+from bot.delivery.manual import manual_send
 from bot.delivery.resumable import Part, ResumableSend, SendKey
 from bot.delivery.runner import Claim, NotReady, Send
 from bot.events import ChannelGone, ChannelRef, MessageRef
@@ -20,6 +21,7 @@ from bot.ports import Delivered, DeliveryError, Outbound
 from bot.reactions import emoji_in_text
 from bot.words import search_terms
 from storage.channels import PostRecord
+from storage.deliveries import CHANNEL
 from storage.models import Paper
 from storage.store import Repositories, Store
 
@@ -252,10 +254,15 @@ class DailyPosts:
         self._records = Batcher(self._commit_posts)
 
     async def post(self, channel: ChannelRef) -> Delivered:
-        """Post the newest list's papers the channel has not had, now."""
-        async with self.store.transaction() as repos:
-            (send,) = await self._prepare(repos, [DuePost(channel)])
-        return await send()
+        """Post the newest list's papers the channel has not had, now: a person asked, so
+        the ledger records it as manual."""
+
+        async def send() -> Delivered:
+            async with self.store.transaction() as repos:
+                (step,) = await self._prepare(repos, [DuePost(channel)])
+            return await step()
+
+        return await manual_send(self.store, CHANNEL, channel, self.clock, send)
 
     async def post_if_on(self, channel: ChannelRef) -> Delivered | None:
         """What the channel's daily post does at its time, run now; None while it is off."""

@@ -33,12 +33,14 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.cards import demo_note, paper_card
+from bot.delivery.manual import manual_send
 from bot.delivery.resumable import Part, ResumableSend, SendKey
 from bot.delivery.runner import Claim, Send
 from bot.events import MessageRef, Scope, UserRef
 from bot.messages import Message, PaperCard, Visibility, counted
 from bot.ports import Delivered, DeliveryError, Outbound
 from bot.words import search_terms
+from storage.deliveries import DIGEST
 from storage.store import Repositories, Store
 
 if TYPE_CHECKING:
@@ -380,7 +382,16 @@ class Digests:
         self, user: UserRef, *, scheduled: bool = False, key: SendKey | None = None
     ) -> Delivered:
         """Compose and DM `user`'s digest now; a retry of a scheduled one (`key`) sends only
-        what its earlier attempts did not (see `_resumable`)."""
+        what its earlier attempts did not (see `_resumable`). One asked for (not
+        `scheduled`) the ledger records as manual."""
+        if scheduled:
+            return await self._send(user, scheduled=True, key=key)
+        send = functools.partial(self._send, user)
+        return await manual_send(self.store, DIGEST, user, self.clock, send)
+
+    async def _send(
+        self, user: UserRef, *, scheduled: bool = False, key: SendKey | None = None
+    ) -> Delivered:
         scope, now = user.scope, self.clock()
         retry_since = key.retry_since if key else None
         out: set[int] = set()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from bot.cards import demo_note
+from bot.delivery.manual import manual_send
 from bot.delivery.resumable import Part, ResumableSend, SendKey
 from bot.delivery.runner import Claim, Send
 from bot.events import ChannelGone, ChannelRef
@@ -22,6 +23,7 @@ from bot.lifecycle import lost_channel
 from bot.messages import Message, Visibility
 from bot.ports import Delivered, DeliveryError, Outbound
 from bot.rankings import Ranked, listing_days, most_saved, most_upvoted
+from storage.deliveries import WEEKLY
 from storage.store import Repositories, Store
 
 WEEK_DAYS = 7
@@ -86,10 +88,15 @@ class WeeklyPosts:
     channel_gone: Callable[[ChannelGone], Awaitable[None]]  # `Lifecycle.channel_gone`
 
     async def post(self, channel: ChannelRef) -> Delivered:
-        """Post the week's papers to `channel` now."""
-        async with self.store.transaction() as repos:
-            send = await self._resumable(repos, channel, self.clock())
-        return await self._run(channel, send, None)
+        """Post the week's papers to `channel` now: a person asked, so the ledger records it
+        as manual."""
+
+        async def send() -> Delivered:
+            async with self.store.transaction() as repos:
+                resumable = await self._resumable(repos, channel, self.clock())
+            return await self._run(channel, resumable, None)
+
+        return await manual_send(self.store, WEEKLY, channel, self.clock, send)
 
     async def prepare(self, repos: Repositories, claims: Sequence[Claim]) -> list[Send]:
         """The claimed posts, composed in the claims' transaction. The week ends when the

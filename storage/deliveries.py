@@ -5,13 +5,17 @@ only after winning `claim`: an INSERT that only one process can win (the unique 
 UPDATE that takes over a row whose lease expired (its worker died) or whose retry is due.
 Both are single statements, so on PostgreSQL (row locks, READ COMMITTED re-check) and on
 SQLite (one writer at a time) exactly one contender sees a changed row.
+
+A send a person asked for (`manual`) is recorded once it ended, in a row of its own that
+nothing claims: its period is the moment it was sent, in UTC to the microsecond, which a
+scheduled period (a date) never is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
@@ -43,7 +47,7 @@ class DeliveryKey:
     platform: str
     workspace: str
     target: str
-    period: str  # the slot's local date, YYYY-MM-DD
+    period: str  # the slot's local date, YYYY-MM-DD (a manual send's: its moment)
 
 
 def _row(key: DeliveryKey, now: datetime, **values: object) -> dict[str, object]:
@@ -145,6 +149,34 @@ class DeliveryRepository:
             .execution_options(synchronize_session=False)
         )
 
+    async def record_manual(
+        self,
+        kind: str,
+        platform: str,
+        workspace: str,
+        target: str,
+        now: datetime,
+        status: Status,
+        *,
+        message_ref: str | None,
+        detail: str | None,
+    ) -> None:
+        """Record a manual send's outcome in a row of its own (one sent to the same target at
+        the same microsecond takes the row, its attempts counting them)."""
+        moment = f"{now.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+        key = DeliveryKey(kind, platform, workspace, target, moment)
+        outcome = {"status": status, "message_ref": message_ref,
+                   "detail": detail[:200] if detail else None, "updated_at": now}  # fmt: skip
+        insert = dialect_insert(self.session)(Delivery).values(
+            **_row(key, now, manual=True, attempts=1, **outcome)
+        )
+        await self.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=list(asdict(key)),
+                set_={**outcome, "attempts": Delivery.attempts + 1},
+            )
+        )
+
     async def skip(self, key: DeliveryKey, now: datetime, reason: str) -> bool:
         """Record a slot deliberately not sent; False when the slot already has a row."""
         return await self._insert(key, now, status=Status.SKIPPED, attempts=0, detail=reason[:200])
@@ -160,7 +192,7 @@ class DeliveryRepository:
     async def latest(
         self, kind: str, platform: str, workspace: str, target: str
     ) -> Delivery | None:
-        """The target's most recent period's delivery."""
+        """The target's most recent scheduled period's delivery."""
         return await self.session.scalar(
             select(Delivery)
             .where(
@@ -168,6 +200,7 @@ class DeliveryRepository:
                 Delivery.platform == platform,
                 Delivery.workspace == workspace,
                 Delivery.target == target,
+                Delivery.manual.is_(False),
             )
             .order_by(Delivery.period.desc())
             .limit(1)

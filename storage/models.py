@@ -270,7 +270,9 @@ class ProcessedEvent(Base):
 
 class Delivery(Base):
     """One scheduled send (a channel's daily or weekly post, a user's digest) for one period:
-    claimed by exactly one worker under a lease, then marked sent, failed, or retried."""
+    claimed by exactly one worker under a lease, then marked sent, failed, or retried. A
+    `manual` row is a send a person asked for, recorded once it ended; its period is the
+    moment it was sent (UTC, to the microsecond), and nothing claims or retries it."""
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("kind", "platform", "workspace", "target", "period"),)
@@ -280,7 +282,8 @@ class Delivery(Base):
     platform: Mapped[str] = mapped_column(String(16))
     workspace: Mapped[str] = mapped_column(Ident)
     target: Mapped[str] = mapped_column(Ident)  # channel or user
-    period: Mapped[str] = mapped_column(String(16))  # the slot's local date, YYYY-MM-DD
+    period: Mapped[str] = mapped_column(String(32))  # the slot's local date, YYYY-MM-DD
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16))  # see storage.deliveries.Status
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(64))  # the current or last claimant

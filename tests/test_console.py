@@ -280,3 +280,44 @@ def test_export_mine_prints_the_file_and_forget_me_deletes(
     assert json.loads(exported)["follows"] == ["diffusion"]
     assert "Deleted everything stored about you in this workspace: 0 saved papers" in out
     assert "You follow no topics yet." in out
+
+
+def test_repeated_posts_say_what_they_are_and_status_lists_them_as_manual(
+    tmp_path: Path, closed_port_url: str
+) -> None:
+    database = tmp_path / "paperboy.db"
+    result = run_console(
+        [
+            "/papers channel on",
+            "/post-daily",
+            "/post-daily",
+            "/papers follow alignment",
+            "/digest",
+            "/post-weekly",
+        ],
+        database=database,
+        hf_url=closed_port_url,
+    )
+    assert result.returncode == 0, result.stderr
+    headers = [line for line in numbered(result.stdout).values() if "Trending papers" in line]
+    assert len(headers) == 2
+    posts = result.stdout.split("Trending papers")
+    assert "Top 5." in posts[1] and "Top" not in posts[2]  # the next 5 are not called the top
+    assert "5 more papers from the list." in posts[2]
+    status = subprocess.run(
+        [*PAPERBOY, "status"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{database}"},
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert status.returncode == 0, status.stderr
+    recent = status.stdout.split("Recent deliveries (4):\n")[1].split("\n\n")[0].splitlines()
+    kinds = [line.split()[3:8] for line in recent]
+    assert kinds == [
+        ["weekly", "console", "local/general", "manual", "sent"],
+        ["digest", "console", "local/you", "manual", "sent"],
+        ["channel", "console", "local/general", "manual", "sent"],
+        ["channel", "console", "local/general", "manual", "sent"],
+    ]

@@ -10,7 +10,10 @@ from datetime import timedelta
 
 from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.status import collect_status, render_status
-from tests.core_fixtures import NOW, Harness
+from bot.events import ChannelRef, MessageRef
+from bot.messages import Message
+from bot.ports import DeliveryError
+from tests.core_fixtures import CHANNEL, NOW, Harness, RecordingPlatform
 from tests.postgres import PostgresServer
 
 SECRETS = {
@@ -98,3 +101,52 @@ async def test_status_shows_the_live_workers(harness: Harness) -> None:
     await workers[1].stop()  # left: no longer live
     text = render_status(await collect_status(harness.store, NOW))
     assert "Workers delivering to test: 1 live (w1)" in text.splitlines()
+
+
+class GoneChannelPlatform(RecordingPlatform):
+    """A platform on which the channel was deleted."""
+
+    async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+        raise DeliveryError("channel_not_found", permanent=True)
+
+
+async def test_manual_sends_are_recent_deliveries_marked_manual(harness: Harness) -> None:
+    await deliver_today(harness)
+    platform = harness.platform
+    harness.clock[0] = NOW + timedelta(minutes=1)
+    harness.use(GoneChannelPlatform())
+    await harness.say("channel post-now", user="admin", admin=True)
+    harness.use(platform)
+    harness.clock[0] = NOW + timedelta(minutes=2)
+    await harness.say("channel post-now", user="admin", admin=True)
+    harness.clock[0] = NOW + timedelta(minutes=3)
+    await harness.say("digest now")
+    harness.clock[0] = NOW + timedelta(minutes=4)
+    await harness.bot.weekly.post(CHANNEL)
+    lines = render_status(await collect_status(harness.store, harness.clock[0])).splitlines()
+    assert "Last 24 hours: 4 sent, 1 empty, 1 failed" in lines
+    recent = lines[lines.index("Recent deliveries (6):") + 1 :][:6]
+    assert recent[:4] == [
+        "  2026-05-05 12:04 UTC  weekly  test    T1/C1  manual      sent     5 papers",
+        "  2026-05-05 12:03 UTC  digest  test    T1/alice  manual      empty    0 papers",
+        "  2026-05-05 12:02 UTC  channel test    T1/C1  manual      sent     1 paper",
+        "  2026-05-05 12:01 UTC  channel test    T1/C1  manual      failed   channel_not_found",
+    ]
+    assert sorted(recent[4:]) == [  # the scheduled ones, as they were
+        "  2026-05-05 12:00 UTC  channel test    T1/C1  2026-05-05  sent    attempt 1  3 papers",
+        "  2026-05-05 12:00 UTC  digest  test    T1/alice  2026-05-05  sent    attempt 1  3 papers",
+    ]
+    # The last scheduled post, as `channel status` says it, is still the scheduled one.
+    channel = await harness.say("channel status")
+    assert "Last scheduled post (2026-05-05): sent, 3 papers." in channel.lines
+
+
+async def test_manual_sends_at_one_moment_share_a_row(harness: Harness) -> None:
+    await harness.say("follow retrieval")
+    await harness.say("digest now")
+    await harness.say("digest now")  # at the same moment (a fixed clock): the latest shows
+    lines = render_status(await collect_status(harness.store, NOW)).splitlines()
+    recent = lines[lines.index("Recent deliveries (1):") + 1]
+    assert (
+        recent == "  2026-05-05 12:00 UTC  digest  test    T1/alice  manual      empty    0 papers"
+    )

@@ -28,6 +28,7 @@ from bot.delivery.outage import Backoff, Outage
 from bot.delivery.resumable import SendKey
 from bot.delivery.workers import LiveWorkers
 from bot.events import Scope
+from bot.messages import counted
 from bot.observe import observer
 from bot.ports import Delivered, DeliveryError
 from storage.db import unreachable
@@ -121,6 +122,13 @@ class DeliveryKind(Protocol):
         kind can. A step returns what it sent, raises NotReady to wait, or DeliveryError; a
         permanent one the kind has dealt with already (the channel's post stopped)."""
         ...
+
+
+def settled(delivered: Delivered) -> tuple[Status, str | None, str]:
+    """How the ledger records a send that went through: its status, message and detail."""
+    status = Status.SENT if delivered.ref else Status.EMPTY
+    ref = delivered.ref.message_id if delivered.ref else None
+    return status, ref, delivered.note or counted(delivered.papers, "paper")
 
 
 def worker_name() -> str:
@@ -231,9 +239,7 @@ class DeliveryRunner:
                 status = Status.RETRY
                 retry_at = self.clock() + policy.retry_delay(delivery.attempts)
         else:
-            status = Status.SENT if delivered.ref else Status.EMPTY
-            ref = delivered.ref.message_id if delivered.ref else None
-            detail = delivered.note or f"{delivered.papers} papers"
+            status, ref, detail = settled(delivered)
         await self._finishing.submit(
             Outcome(delivery.id, status, self.clock(), ref, detail, retry_at, spent)
         )

@@ -106,16 +106,26 @@ def render_status(report: StatusReport) -> str:
     )
     lines.append(f"Last 24 hours: {outcomes or 'no deliveries'}")
     lines.append(f"Recent deliveries ({len(report.recent)}):")
-    lines.extend(
-        f"  {_utc(d.updated_at)}  {d.kind:<7} {d.platform:<7} {d.workspace}/{d.target}  "
-        f"{d.period}  {d.status:<7} attempt {d.attempts}  {d.detail or ''}".rstrip()
-        for d in report.recent
-    )
+    lines.extend(_delivery_line(d) for d in report.recent)
     if not report.recent:
         lines.append("  none yet")
     lines.append("")
     lines.extend(_weekly_lines(report.weekly))
     return "\n".join(lines)
+
+
+def _delivery_line(d: Delivery) -> str:
+    """A scheduled delivery shows its period and attempt; a manual one says it was manual
+    (its period is the moment it was sent, as the time in front says)."""
+    when = (
+        f"{'manual':<10}  {d.status:<7}"
+        if d.manual
+        else f"{d.period}  {d.status:<7} attempt {d.attempts}"
+    )
+    return (
+        f"  {_utc(d.updated_at)}  {d.kind:<7} {d.platform:<7} {d.workspace}/{d.target}  "
+        f"{when}  {d.detail or ''}"
+    ).rstrip()
 
 
 def _weekly_lines(weekly: Sequence[tuple[WeeklyPost, Delivery | None]]) -> list[str]:
