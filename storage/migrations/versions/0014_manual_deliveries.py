@@ -3,7 +3,7 @@ marked manual, beside the scheduled ones; their period is the moment they were s
 microsecond, which takes more than a date's 16 characters.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-09
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
