@@ -41,10 +41,10 @@ from bot.sources.refresh import (
     keep_papers_fresh,
     retry_pending_saves,
 )
-from config import ConfigError, Settings, load_settings
+from config import ConfigError, Settings, Unavailable, load_settings
 from config.redact import Redactor, install_redaction, settings_secrets
 from storage import search_index
-from storage.db import create_engine, upgrade
+from storage.db import DB_ERRORS
 from storage.store import Store
 
 # A platform's adapter (and its library: discord.py, slack-bolt, each about 10 MB a process) is
@@ -138,7 +138,7 @@ def _lookup(settings: Settings, source: HuggingFaceClient) -> tuple[PaperLookup,
 
 
 async def _console(settings: Settings) -> int:
-    store = await Store.open(settings.database_url)
+    store = await _open(settings)
     # At start, fail fast to the store (or the demo sample) rather than keep the user waiting.
     source = HuggingFaceClient(settings.hf_base_url, timeout=5.0, max_retries=1)
     lookup, arxiv = _lookup(settings, source)
@@ -179,24 +179,28 @@ async def _serve(settings: Settings) -> int:
     """Slack over HTTP: the Procfile's web process."""
     from adapters.slack.app import create_slack_bot
     from adapters.slack.outbound import PLATFORM as SLACK
+    from adapters.slack.startup import check_bot_token
 
-    store = await Store.open(settings.database_url)
+    store = await _open(settings)
     source = HuggingFaceClient(settings.hf_base_url)
     lookup, arxiv = _lookup(settings, source)
     try:
         semantic = _semantic(settings, store)
         slack = create_slack_bot(settings, store, source=source, semantic=semantic, lookup=lookup)
-        # Serve at once; papers arrive in the background (the store answers meanwhile).
-        refresh = asyncio.create_task(_start_papers(store, source, semantic))
-        refresh.add_done_callback(_log_outcome)
-        reactions = asyncio.create_task(slack.bot.inbox.keep_working(SLACK))
-        log.info("Slack over HTTP on %s:%d", settings.host, settings.port)
-        settled()
         try:
+            who = await check_bot_token(settings, slack.bot)
+            # Serve at once; papers arrive in the background (the store answers meanwhile).
+            refresh = asyncio.create_task(_start_papers(store, source, semantic))
+            refresh.add_done_callback(_log_outcome)
+            log.info("Slack ready %s over HTTP on %s:%d", who, settings.host, settings.port)
+            settled()
             web = web_app(slack, store)
-            await http_server(web, host=settings.host, port=settings.port).serve()
+            reactions = asyncio.create_task(slack.bot.inbox.keep_working(SLACK))
+            try:
+                await http_server(web, host=settings.host, port=settings.port).serve()
+            finally:
+                reactions.cancel()
         finally:
-            reactions.cancel()
             await slack.close()
     finally:
         await arxiv.aclose()
@@ -267,7 +271,7 @@ async def _worker(settings: Settings) -> int:
     """The Procfile's worker: the Discord gateway and Slack Socket Mode when configured, the
     scheduled daily posts and digests of each platform, and the Daily Papers refresh, all in
     one process until one of them stops."""
-    store = await Store.open(settings.database_url)
+    store = await _open(settings)
     source = HuggingFaceClient(settings.hf_base_url)
     lookup, arxiv = _lookup(settings, source)
     config = BotConfig.from_settings(settings)
@@ -280,7 +284,8 @@ async def _worker(settings: Settings) -> int:
         if settings.slack_app_token is not None or settings.slack_configured:
             from adapters.slack.app import create_slack_bot, create_slack_outbound
             from adapters.slack.outbound import PLATFORM as SLACK
-            from adapters.slack.server import run_socket_mode
+            from adapters.slack.server import SocketMode
+            from adapters.slack.startup import check_bot_token
         if settings.discord_token is not None:
             from adapters.discord.client import PLATFORM as DISCORD
             from adapters.discord.client import create_discord_bot
@@ -290,17 +295,19 @@ async def _worker(settings: Settings) -> int:
                 settings, store, source=source, semantic=semantic, lookup=lookup,
                 socket_mode=True,
             )  # fmt: skip
-            closing.append(slack.close)
-            log.info("Slack over Socket Mode")
-            jobs.append(run_socket_mode(slack.app, settings.slack_app_token.get_secret_value()))
+            socket = SocketMode(slack.app, settings.slack_app_token.get_secret_value())
+            closing += [socket.close, slack.close]  # stop receiving first
+            who = await check_bot_token(settings, slack.bot)
+            await socket.connect()
+            log.info("Slack ready %s over Socket Mode", who)
             jobs.append(_deliver(slack.bot, SLACK, policy, outage))
         elif settings.slack_configured:
-            log.info("Slack requests go to `paperboy serve`; this worker delivers to Slack")
             outbound = create_slack_outbound(settings, store)
             closing.append(outbound.close)
             bot = Paperboy(
                 store, outbound, config=config, source=source, semantic=semantic, lookup=lookup
             )
+            _log_slack_over_http(settings, await check_bot_token(settings, bot))
             jobs.append(_deliver(bot, SLACK, policy, outage))
         if settings.discord_token is not None:
             discord = create_discord_bot(
@@ -331,8 +338,9 @@ async def _worker(settings: Settings) -> int:
         async with asyncio.TaskGroup() as group:
             for job in jobs:
                 group.create_task(job)
-    except* ConfigError as errors:
-        raise errors.exceptions[0] from None
+    except* (ConfigError, Unavailable) as errors:
+        first = errors.exceptions[0]
+        raise first from first.__cause__  # its own cause, not the group
     finally:
         for job in jobs:
             job.close()  # those never started (a set-up error came first)
@@ -342,6 +350,22 @@ async def _worker(settings: Settings) -> int:
         await source.aclose()
         await store.close()
     return 0
+
+
+def _log_slack_over_http(settings: Settings, who: str) -> None:
+    """The worker's readiness line for Slack without Socket Mode: where Slack's requests go,
+    or that nothing receives them."""
+    if settings.slack_signing_secret is not None:
+        log.info(
+            "Slack ready %s: this worker sends scheduled posts and digests; commands and "
+            "events come over HTTP to `paperboy serve`", who,
+        )  # fmt: skip
+    else:
+        log.warning(
+            "Slack ready %s for scheduled posts and digests only: neither SLACK_APP_TOKEN "
+            "(Socket Mode) nor SLACK_SIGNING_SECRET (HTTP, `paperboy serve`) is set, so no "
+            "command, reaction or event reaches the bot", who,
+        )  # fmt: skip
 
 
 async def _serve_operations(store: Store, host: str, port: int) -> None:
@@ -372,24 +396,25 @@ async def _deliver(
         await scheduler.stop()
 
 
-def _invite_url(settings: Settings, application_id: int | None) -> int:
-    from adapters.discord.client import application_id_from_token, invite_url
+async def _invite_url(settings: Settings, application_id: int | None) -> int:
+    from adapters.discord.client import application_id as ask_discord
+    from adapters.discord.client import invite_url
 
-    if application_id is None and settings.discord_token is not None:
-        application_id = application_id_from_token(settings.discord_token.get_secret_value())
     if application_id is None:
-        print(
-            "paperboy: give --application-id (from the Discord developer portal) or set "
-            "DISCORD_TOKEN",
-            file=sys.stderr,
-        )
-        return 2
+        if settings.discord_token is None:
+            print(
+                "paperboy: give --application-id (from the Discord developer portal) or set "
+                "DISCORD_TOKEN",
+                file=sys.stderr,
+            )
+            return 2
+        application_id = await ask_discord(settings, settings.discord_token.get_secret_value())
     print(invite_url(application_id))
     return 0
 
 
 async def _fetch(settings: Settings, first: date, last: date) -> int:
-    store = await Store.open(settings.database_url)
+    store = await _open(settings)
     try:
         async with HuggingFaceClient(settings.hf_base_url) as source:
             counts = await ingest_days(store, source, first, last, datetime.now(UTC))
@@ -406,7 +431,7 @@ async def _fetch(settings: Settings, first: date, last: date) -> int:
 
 async def _embed(settings: Settings, most: int | None) -> int:
     """Backfill: a vector for every stored paper without one (or the newest `most`)."""
-    store = await Store.open(settings.database_url)
+    store = await _open(settings)
     try:
         try:
             semantic = load_semantic(store)
@@ -424,7 +449,7 @@ async def _embed(settings: Settings, most: int | None) -> int:
 
 
 async def _status(settings: Settings, limit: int) -> int:
-    store = await Store.open(settings.database_url, migrate=False)
+    store = await _open(settings, migrate=False)
     try:
         report = await collect_status(store, datetime.now(UTC), upcoming=limit, recent=limit)
     except (SQLAlchemyError, OSError) as error:  # OSError: asyncpg's refused connection
@@ -438,13 +463,23 @@ async def _status(settings: Settings, limit: int) -> int:
 
 
 async def _db_upgrade(settings: Settings) -> int:
-    engine = create_engine(settings.database_url)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
+    store = await _open(settings)  # which migrates it
+    await store.close()
     print("Database is up to date.")
     return 0
+
+
+async def _open(settings: Settings, *, migrate: bool = True) -> Store:
+    """The store, migrated; a database that cannot be reached stops the process with one line
+    naming DATABASE_URL."""
+    try:
+        return await Store.open(settings.database_url, migrate=migrate)
+    except DB_ERRORS as error:  # OSError too: refused, unknown host, timed out
+        raise _database_unavailable(error) from error
+
+
+def _database_unavailable(error: BaseException) -> Unavailable:
+    return Unavailable.because("database", error, "DATABASE_URL")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -458,19 +493,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets = settings_secrets(settings)
     install_redaction(secrets)  # libraries log tokens at DEBUG
     install_observer(PrometheusObserver())
+    redact = Redactor(secrets)
     try:
         return asyncio.run(_stoppable(_dispatch(args, settings)))
     except ConfigError as error:
-        print(f"paperboy: configuration error: {error}", file=sys.stderr)
-        return 2
+        return _stopped(redact(f"configuration error: {error}"), error, 2)
+    except Unavailable as error:
+        return _stopped(redact(str(error)), error, 1)
     except (SQLAlchemyError, ConnectionError, socket.gaierror) as error:
-        # The database is down, unreachable or refuses us: one line, not a traceback.
-        reason = Redactor(secrets)(str(error).splitlines()[0] if str(error) else "")
-        print(f"paperboy: database unavailable ({type(error).__name__}: {reason[:200]}); "
-              "check DATABASE_URL", file=sys.stderr)  # fmt: skip
-        return 1
+        # The database went away while a command ran (at start, `_open` said so already).
+        return _stopped(redact(str(_database_unavailable(error))), error, 1)
     except KeyboardInterrupt:
         return 130
+
+
+def _stopped(line: str, error: BaseException, code: int) -> int:
+    """Why the process stops, as one line on standard error; its traceback only at DEBUG."""
+    log.debug("stopping: %s", line, exc_info=error)
+    print(f"paperboy: {line}", file=sys.stderr)
+    return code
 
 
 async def _stoppable(command: Coroutine[None, None, int]) -> int:
@@ -491,11 +532,20 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         return await _worker(settings)
     if args.command == "run":
-        if settings.discord_token is not None or settings.slack_configured:
+        # A Slack setting alone goes to the worker too, which says what else it needs.
+        if (
+            settings.discord_token is not None
+            or settings.slack_configured
+            or settings.slack_app_token is not None
+        ):
             return await _worker(settings)
+        log.info(
+            "Console mode: no platform configured (DISCORD_TOKEN, SLACK_BOT_TOKEN, or "
+            "SLACK_CLIENT_ID with SLACK_CLIENT_SECRET)"
+        )
         return await _console(settings)
     if args.command == "discord":
-        return _invite_url(settings, args.application_id)
+        return await _invite_url(settings, args.application_id)
     if args.command == "status":
         return await _status(settings, args.limit)
     if args.command == "console":

@@ -1,5 +1,5 @@
 """Process configuration: one validated Settings object read from the environment and .env."""
 
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import ConfigError, Settings, Unavailable, load_settings
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "Unavailable", "load_settings"]

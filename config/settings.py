@@ -23,6 +23,22 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable and never its value."""
 
 
+class Unavailable(Exception):
+    """A service the process needs at start (the database, Slack, Discord) cannot be reached
+    or does not answer; the message names it, why, and the variable that points at it."""
+
+    @classmethod
+    def because(cls, service: str, error: BaseException, variable: str) -> Unavailable:
+        """`<service> unavailable (<why>); check <variable>`."""
+        return cls(f"{service} unavailable ({cls.why(error)}); check {variable}")
+
+    @staticmethod
+    def why(error: BaseException) -> str:
+        """`<error type>: <its first line>`: drivers append statements, libraries details."""
+        lines = str(error).strip().splitlines()
+        return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+
+
 def normalise_database_url(url: str) -> str:
     """Accept Heroku-style and sync driver URLs and return the async-driver form."""
     url = url.strip()
@@ -159,10 +175,13 @@ class Settings(BaseSettings):
     port: int = Field(3000, ge=0, le=65535, validation_alias="PORT")
 
     @property
+    def slack_oauth(self) -> bool:
+        """OAuth installs into many workspaces, each with its token (over SLACK_BOT_TOKEN)."""
+        return bool(self.slack_client_id and self.slack_client_secret)
+
+    @property
     def slack_configured(self) -> bool:
-        return self.slack_bot_token is not None or (
-            self.slack_client_id is not None and self.slack_client_secret is not None
-        )
+        return self.slack_bot_token is not None or self.slack_oauth
 
     @field_validator("database_url")
     @classmethod

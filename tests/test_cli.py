@@ -16,6 +16,7 @@ from alembic.script import ScriptDirectory
 from storage.db import alembic_config
 from tests.fakes.http import free_port
 from tests.fakes.huggingface import FakeHuggingFace
+from tests.fakes.slack import FakeSlack
 
 
 def paperboy(*args: str, database: Path, hf_url: str = "http://127.0.0.1:9"):  # type: ignore[no-untyped-def]
@@ -104,13 +105,16 @@ def test_db_upgrade_creates_the_schema_once(tmp_path: Path) -> None:
     assert head != "0001"  # the later migrations ran too
 
 
-def test_serve_answers_health_checks_and_rejects_unsigned_requests(tmp_path: Path) -> None:
+def test_serve_answers_health_checks_and_rejects_unsigned_requests(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
     port = free_port()
+    fake_slack.tokens["xoxb-serve-test-token"] = "T1"
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
         "PAPERBOY_HF_BASE_URL": "http://127.0.0.1:9",
-        "PAPERBOY_SLACK_API_URL": "http://127.0.0.1:9/api/",
+        "PAPERBOY_SLACK_API_URL": fake_slack.api_url,
         "SLACK_BOT_TOKEN": "xoxb-serve-test-token",
         "SLACK_SIGNING_SECRET": "serve-test-secret",
         "PAPERBOY_HOST": "127.0.0.1",
@@ -142,6 +146,7 @@ def test_serve_answers_health_checks_and_rejects_unsigned_requests(tmp_path: Pat
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert "xoxb-serve-test-token" not in stderr and "serve-test-secret" not in stderr
+    assert f"Slack ready as paperboy in Team (T1) over HTTP on 127.0.0.1:{port}" in stderr
 
 
 def test_serve_without_a_signing_secret_stops_with_one_line(tmp_path: Path) -> None:
@@ -165,7 +170,7 @@ def test_serve_without_a_signing_secret_stops_with_one_line(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["fetch"], ["worker"]])
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["fetch"], ["worker"], ["run"]])
 def test_an_unreachable_database_is_one_line_without_the_password(
     tmp_path: Path, command: list[str]
 ) -> None:
@@ -182,3 +187,18 @@ def test_an_unreachable_database_is_one_line_without_the_password(
     assert result.returncode == 1
     assert "paperboy: database unavailable (ConnectionRefusedError" in result.stderr
     assert "Traceback" not in result.stderr and "pw-never-shown" not in result.stderr
+
+
+def test_an_unreachable_database_shows_its_traceback_at_debug(tmp_path: Path) -> None:
+    url = f"postgresql://paperboy:pw-never-shown@127.0.0.1:{free_port()}/paperboy"
+    env = {**os.environ, "DATABASE_URL": url, "PAPERBOY_LOG_LEVEL": "DEBUG"}
+    result = subprocess.run(
+        [sys.executable, "-m", "adapters.cli", "run"],
+        capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("paperboy: database unavailable (ConnectionRefusedError")
+    assert last.endswith("; check DATABASE_URL")
+    assert "Traceback" in result.stderr and "pw-never-shown" not in result.stderr

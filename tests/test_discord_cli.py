@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import subprocess
 import sys
@@ -110,12 +109,35 @@ def test_invite_url_asks_for_exactly_what_the_bot_needs() -> None:
     assert query["permissions"] == [str(needed)]
 
 
-def test_invite_url_reads_the_application_id_from_the_token() -> None:
-    head = base64.b64encode(str(APPLICATION_ID).encode()).decode().rstrip("=")
-    result = invite(DISCORD_TOKEN=f"{head}.GxYz12.abcdefghijklmnopqrstuvwxyz0123456789ABCD")
-    assert result.returncode == 0, result.stderr
-    assert parse_qs(urlsplit(result.stdout.strip()).query)["client_id"] == [str(APPLICATION_ID)]
-    assert "abcdefghijklmnopqrstuvwxyz" not in result.stdout + result.stderr
+async def invite_with(fake: FakeDiscord, token: str) -> tuple[int, str, str]:
+    """`paperboy discord invite-url` with DISCORD_TOKEN, asking `fake` (the test's loop
+    answers it meanwhile): exit code, standard output and error."""
+    env = {name: value for name, value in os.environ.items() if name != "PAPERBOY_LOG_LEVEL"}
+    env.update(DISCORD_TOKEN=token, PAPERBOY_DISCORD_API_URL=fake.api_url)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters.cli", "discord", "invite-url",
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_invite_url_asks_discord_for_the_application_id() -> None:
+    async with FakeDiscord(token="the-real-token") as fake:
+        code, out, err = await invite_with(fake, "the-real-token")
+    assert code == 0, err
+    assert parse_qs(urlsplit(out.strip()).query)["client_id"] == [str(APPLICATION_ID)]
+    assert "the-real-token" not in out + err
+
+
+async def test_invite_url_with_a_rejected_token_says_so() -> None:
+    async with FakeDiscord(token="the-real-token") as fake:
+        code, out, err = await invite_with(fake, "a-revoked-token")
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert lines[-1] == "paperboy: configuration error: DISCORD_TOKEN: Discord rejected this token"
+    assert "Traceback" not in err
 
 
 def test_invite_url_without_an_id_says_what_to_give() -> None:

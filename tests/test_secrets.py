@@ -7,7 +7,6 @@ exception text, stack) and every output is searched for each secret.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import io
@@ -32,7 +31,7 @@ from adapters.cli import main as cli_main
 from adapters.discord.client import create_discord_bot, log_in
 from adapters.slack.app import ANSWER_IN_ACK_WITHIN, create_slack_bot
 from adapters.slack.pacing import SlackPacer
-from adapters.slack.server import run_socket_mode
+from adapters.slack.server import SocketMode
 from config import ConfigError, Settings, load_settings
 from config.redact import install_redaction, settings_secrets
 from storage.store import Store
@@ -263,8 +262,9 @@ async def test_slack_socket_mode_logs_no_app_token(
                               SLACK_APP_TOKEN=SECRETS["SLACK_APP_TOKEN"])  # fmt: skip
     settings = settings.model_copy(update={"slack_signing_secret": None})
     slack = create_slack_bot(settings, store, source=None, socket_mode=True)
-    task = asyncio.create_task(run_socket_mode(slack.app, SECRETS["SLACK_APP_TOKEN"]))
+    socket = SocketMode(slack.app, SECRETS["SLACK_APP_TOKEN"])
     try:
+        await socket.connect()
         await fake_socket_mode.wait_connected(timeout=10)
         payload = slash_command_payload("help", response_url=fake_slack.response_url("sm"))
         fake_socket_mode.send_envelope(socket_envelope("slash_commands", payload))
@@ -273,9 +273,7 @@ async def test_slack_socket_mode_logs_no_app_token(
         fake_socket_mode.send_disconnect()  # Slack's periodic refresh: open a new connection
         await fake_socket_mode.wait_connected(2, timeout=10)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await socket.close()
     opened = fake_slack.calls("apps.connections.open")
     assert len(opened) >= 2 and opened[0].token == SECRETS["SLACK_APP_TOKEN"]
     assert_no_secrets(debug_logs, at_least=20)

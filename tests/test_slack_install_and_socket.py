@@ -4,7 +4,7 @@ Socket Mode for teams without a public URL."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator
 
@@ -12,11 +12,13 @@ import pytest
 from sqlalchemy import text
 
 from adapters.slack.app import create_slack_bot
-from adapters.slack.server import run_socket_mode
+from adapters.slack.server import SocketMode
 from bot.events import ChannelRef, Scope
 from bot.messages import Message
 from bot.ports import DeliveryError
+from config import ConfigError, Unavailable
 from storage.store import Store
+from tests.fakes.http import free_port
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.slack import (
     APP_TOKEN,
@@ -99,8 +101,9 @@ async def test_socket_mode_round_trip(
     settings = slack_settings(fake_slack, fake_hf, SLACK_APP_TOKEN=APP_TOKEN)
     settings = settings.model_copy(update={"slack_signing_secret": None})
     slack = create_slack_bot(settings, store, source=None, socket_mode=True)
-    task = asyncio.create_task(run_socket_mode(slack.app, APP_TOKEN))
+    socket = SocketMode(slack.app, APP_TOKEN)
     try:
+        await socket.connect()
         await fake_socket_mode.wait_connected(timeout=10)
         assert fake_slack.calls("apps.connections.open")[0].token == APP_TOKEN
         payload = slash_command_payload("help", response_url=fake_slack.response_url("sm"))
@@ -111,6 +114,71 @@ async def test_socket_mode_round_trip(
         assert answer["response_type"] == "ephemeral" and "paperboy" in all_text(answer)
         assert fake_slack.responses_to("sm") == []
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await socket.close()
+
+
+async def socket_mode(
+    store: Store, fake_slack: FakeSlack, fake_hf: FakeHuggingFace, **kwargs: float
+) -> SocketMode:
+    settings = slack_settings(fake_slack, fake_hf, SLACK_APP_TOKEN=APP_TOKEN)
+    slack = create_slack_bot(settings, store, source=None, socket_mode=True)
+    return SocketMode(slack.app, APP_TOKEN, **kwargs)
+
+
+async def test_socket_mode_logs_one_line_when_lost_and_one_when_back(
+    store: Store,
+    fake_slack: FakeSlack,
+    fake_hf: FakeHuggingFace,
+    fake_socket_mode: FakeSocketMode,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_slack.socket_url = fake_socket_mode.url
+    socket = await socket_mode(store, fake_slack, fake_hf, ping_interval=0.2)
+    caplog.set_level(logging.INFO)
+    try:
+        await socket.connect()
+        # Slack's end goes away, and stays out of reach for three attempts (and their retries).
+        fake_slack.faults["apps.connections.open"] += ["disconnect"] * 6
+        fake_socket_mode.drop()
+        await fake_socket_mode.wait_connected(count=2, timeout=20)
+        for _ in range(100):
+            if "connection back" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await socket.close()
+    assert len(fake_slack.calls("apps.connections.open")) == 8  # several attempts...
+    changes = [r.getMessage() for r in caplog.records if r.name == "adapters.connection"]
+    assert len(changes) == 2, changes  # ...two lines
+    assert changes[0].startswith("Slack Socket Mode connection lost (")
+    assert re.fullmatch(r"Slack Socket Mode connection back after \d+ s", changes[1])
+    assert "Traceback" not in caplog.text and all(not r.exc_info for r in caplog.records)
+
+
+async def test_a_rejected_app_token_is_one_line_naming_it(
+    store: Store, fake_slack: FakeSlack, fake_hf: FakeHuggingFace
+) -> None:
+    fake_slack.faults["apps.connections.open"].append("invalid_auth")
+    socket = await socket_mode(store, fake_slack, fake_hf)
+    try:
+        with pytest.raises(ConfigError) as caught:
+            await socket.connect()
+    finally:
+        await socket.close()
+    assert str(caught.value) == "SLACK_APP_TOKEN: Slack rejected this token (invalid_auth)"
+    assert len(fake_slack.calls("apps.connections.open")) == 1  # not retried forever
+
+
+async def test_a_socket_that_never_opens_is_one_line(
+    store: Store, fake_slack: FakeSlack, fake_hf: FakeHuggingFace, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_slack.socket_url = f"ws://127.0.0.1:{free_port()}/link"
+    socket = await socket_mode(store, fake_slack, fake_hf, ping_interval=0.2)
+    try:
+        with pytest.raises(Unavailable) as caught:
+            await socket.connect(within=1.5)
+    finally:
+        await socket.close()
+    assert str(caught.value).startswith("Slack Socket Mode unavailable (ClientConnectorError: ")
+    assert str(caught.value).endswith("; check the network")
+    assert "Traceback" not in caplog.text and "Failed to connect" not in caplog.text

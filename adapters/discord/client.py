@@ -4,8 +4,6 @@ neutral events and renders the core's answers as embeds. No business rules live 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -13,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -42,7 +41,7 @@ from bot.messages import Message, Visibility
 from bot.ports import DeliveryError
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
-from config import ConfigError, Settings
+from config import ConfigError, Settings, Unavailable
 from storage.db import DB_ERRORS
 from storage.store import Store
 
@@ -71,6 +70,9 @@ PERMISSIONS = discord.Permissions(
     read_message_history=True,
 )
 ADMINS = "members with the Manage Server permission"
+# What a call raises when Discord could not be reached or answer: refused, unknown host, timed
+# out, 5xx (a rejected token is LoginFailure).
+UNREACHABLE = (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError)
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on our side. Please try again in a minute."
 
 
@@ -409,20 +411,32 @@ def create_discord_bot(
 
 async def log_in(discord_bot: DiscordBot) -> None:
     """Log in over REST and sync `/papers`: enough to send messages, no gateway yet."""
+    await _log_in(discord_bot.client, discord_bot.token)
+
+
+async def _log_in(client: discord.Client, token: str) -> None:
+    """`client.login`, its failures one line each: a rejected token is a setting to change
+    (ConfigError), an unreachable or failing Discord is Unavailable."""
     try:
-        await discord_bot.client.login(discord_bot.token)
+        await client.login(token)
     except discord.LoginFailure:
         raise ConfigError("DISCORD_TOKEN: Discord rejected this token") from None
+    except UNREACHABLE as error:
+        raise Unavailable.because(
+            "Discord", error, "the network and PAPERBOY_DISCORD_API_URL"
+        ) from error
 
 
-def application_id_from_token(token: str) -> int | None:
-    """A bot token's first part is its bot user id in base64, which is the application id."""
-    head = token.split(".", 1)[0]
+async def application_id(settings: Settings, token: str) -> int:
+    """The application id of `token`'s bot, as Discord tells it at login."""
+    point_at(settings.discord_api_url, settings.discord_gateway_url)
+    client = discord.Client(intents=intents())
     try:
-        decoded = base64.b64decode(head + "=" * (-len(head) % 4), validate=True).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    return int(decoded) if decoded.isdigit() else None
+        await _log_in(client, token)
+        assert client.application_id is not None  # login reads the application
+        return client.application_id
+    finally:
+        await client.close()
 
 
 def invite_url(application_id: int) -> str:

@@ -17,15 +17,18 @@ from datetime import UTC, datetime, timedelta
 
 import discord
 
-from adapters.discord.client import DiscordBot, log_in
+from adapters.connection import ConnectionChanges
+from adapters.discord.client import UNREACHABLE, DiscordBot, log_in
 from bot.delivery.runner import worker_name
-from config import ConfigError
+from config import ConfigError, Unavailable
 from storage.db import DB_ERRORS
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
 LEASE_PREFIX = "discord-gateway:"
+# Where discord.py logs its gateway's connections and attempts to reconnect.
+LIBRARY_LOGS = (logging.getLogger("discord.client"), logging.getLogger("discord.gateway"))
 NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -72,6 +75,9 @@ class LeasedGateway:
     async def _hold(self) -> None:
         """Stay on the gateway while renewing the lease every ttl/3; return once it is lost."""
         log.info("Discord gateway lease %s acquired by %s: connecting", self.name, self.holder)
+        changes = connection_changes()
+        for logger in LIBRARY_LOGS:
+            logger.addFilter(changes)
         connection = asyncio.create_task(self.discord.client.connect())
         holder: str | None = self.holder
         try:
@@ -81,6 +87,8 @@ class LeasedGateway:
                     _raise_ended(connection)
                 holder = await self._claim()
         finally:
+            for logger in LIBRARY_LOGS:
+                logger.removeFilter(changes)
             await self._disconnect(connection)
             self._expires = NEVER  # whatever the database says, this worker is not connected
             if holder == self.holder:  # shutting down: let a standby take over at once
@@ -130,13 +138,23 @@ class LeasedGateway:
             log.info("Discord gateway lease %s released by %s", self.name, self.holder)
 
 
+def connection_changes() -> ConnectionChanges:
+    """What discord.py (2.x) logs as its gateway connects, resumes or fails to reconnect."""
+    return ConnectionChanges(
+        "Discord gateway",
+        connected=("has connected to Gateway", "has successfully RESUMED"),
+        lost={"Attempting a reconnect": "could not connect"},
+    )
+
+
 def _first_line(error: Exception) -> str:
     """SQLAlchemy appends the statement and its parameters: the first line says what failed."""
     return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def _raise_ended(connection: asyncio.Task[None]) -> None:
-    """Why the gateway connection ended, raised: a refused intent is a setting to change."""
+    """Why the gateway connection ended, raised: a refused intent is a setting to change, a
+    gateway that never answered is Unavailable."""
     try:
         connection.result()
     except discord.PrivilegedIntentsRequired:
@@ -144,4 +162,13 @@ def _raise_ended(connection: asyncio.Task[None]) -> None:
             "PAPERBOY_DISCORD_MESSAGE_CONTENT: Discord refused the message-content intent; "
             "switch on Message Content Intent (Developer Portal -> Bot) or unset it"
         ) from None
+    except AttributeError as error:
+        # discord.py retries a first connection that failed by reading the websocket it never
+        # opened: its AttributeError stands over why that connection failed.
+        if isinstance(error.__context__, UNREACHABLE):
+            raise Unavailable.because(
+                "Discord gateway", error.__context__,
+                "the network and PAPERBOY_DISCORD_GATEWAY_URL",
+            ) from error.__context__  # fmt: skip
+        raise
     raise RuntimeError("the Discord gateway connection ended")

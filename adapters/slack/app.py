@@ -175,7 +175,8 @@ class InstallationStore(AsyncSQLAlchemyInstallationStore):
 def _token_lookup(
     settings: Settings, store: Store
 ) -> tuple[TokenLookup, AsyncOAuthSettings | None]:
-    if settings.slack_client_id and settings.slack_client_secret:
+    if settings.slack_oauth:
+        assert settings.slack_client_id and settings.slack_client_secret  # what that says
         installations = InstallationStore(client_id=settings.slack_client_id, engine=store.engine)
         oauth = AsyncOAuthSettings(
             client_id=settings.slack_client_id,

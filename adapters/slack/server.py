@@ -11,10 +11,19 @@ from slack_bolt.adapter.asgi.http_response import AsgiHttpResponse
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.connection import ConnectionChanges
 from adapters.http import ASGIApp, Receive, Scope, Send, respond
+from adapters.slack.startup import UNREACHABLE, start_failure
+from config import Unavailable
 
 log = logging.getLogger(__name__)
+# slack_sdk's Socket Mode client logs here (`ConnectionChanges` reads it), bolt's app elsewhere.
+SOCKET_MODE_LOG = logging.getLogger(f"{__name__}.socket_mode")
+CONNECT_WITHIN = 30.0  # seconds for the first Socket Mode connection at start
+
 
 EVENTS_PATH = "/slack/events"
 # Slack's requests are a few KB (a slash command, an event); the largest carry a message and
@@ -126,11 +135,56 @@ def asgi_app(app: AsyncApp) -> ASGIApp:
     return serve
 
 
-async def run_socket_mode(app: AsyncApp, app_token: str) -> None:
-    """Connect over Socket Mode (no public URL needed) and serve until cancelled."""
-    handler = AsyncSocketModeHandler(app, app_token)
-    # slack_bolt leaves these two methods without annotations.
-    try:
-        await handler.start_async()  # type: ignore[no-untyped-call]
-    finally:
-        await handler.close_async()  # type: ignore[no-untyped-call]
+def connection_changes() -> ConnectionChanges:
+    """What slack_sdk's Socket Mode client (3.x) logs as a connection is made, lost, retried."""
+    return ConnectionChanges(
+        "Slack Socket Mode",
+        connected=("A new session (",),
+        lost={
+            "Failed to connect": "could not connect",
+            "Failed to retrieve WSS URL": "apps.connections.open failed",
+            "seems to be stale": "no answer to pings",
+            "seems to be already closed": "closed",
+            "Received CLOSE event": "closed by Slack",
+            "Failed to receive or enqueue a message": "could not reconnect",
+            "Failed to check the current session": "could not reconnect",
+        },
+        churn=(
+            "The old session (", "The current session (", "The aiohttp client session is",
+            "A retry handler found",  # slack_sdk's Web API client, retrying a connection
+        ),
+    )  # fmt: skip
+
+
+class SocketMode:
+    """A Socket Mode connection (no public URL needed) for `app`, kept up by slack_sdk, which
+    reconnects by itself. `connect` makes the first connection or says in one line why it
+    can't; after that the log has one line per change (`ConnectionChanges`)."""
+
+    def __init__(self, app: AsyncApp, app_token: str, *, ping_interval: float = 10.0) -> None:
+        # Its own Web API client, for apps.connections.open, logs where `changes` reads too.
+        api = AsyncWebClient(base_url=app.client.base_url, logger=SOCKET_MODE_LOG)
+        self.handler = AsyncSocketModeHandler(
+            app, app_token, logger=SOCKET_MODE_LOG, web_client=api, ping_interval=ping_interval
+        )
+        self.changes = connection_changes()
+        SOCKET_MODE_LOG.addFilter(self.changes)
+
+    async def connect(self, within: float = CONNECT_WITHIN) -> None:
+        """Connect; ConfigError for a rejected SLACK_APP_TOKEN, Unavailable for a Slack that
+        does not answer or a WebSocket not open after `within` seconds."""
+        client = self.handler.client
+        try:  # once here, where a refusal is final: slack_sdk would retry it forever
+            client.wss_uri = await client.issue_new_wss_url()
+        except (SlackApiError, *UNREACHABLE) as error:
+            raise start_failure(error, "SLACK_APP_TOKEN") from error
+        try:
+            async with asyncio.timeout(within):
+                await client.connect()  # type: ignore[no-untyped-call]
+        except TimeoutError:
+            why = self.changes.last_failure or f"no connection within {within:g} s"
+            raise Unavailable(f"Slack Socket Mode unavailable ({why}); check the network") from None
+
+    async def close(self) -> None:
+        await self.handler.close_async()  # type: ignore[no-untyped-call]
+        SOCKET_MODE_LOG.removeFilter(self.changes)

@@ -938,6 +938,10 @@ class FakeSocketMode:
         message = {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake"}}
         self._call(self._send(message, timeout), timeout)
 
+    def drop(self, timeout: float = 5.0) -> None:
+        """Close every connection from the server's side, as when Slack's end goes away."""
+        self._call(self._drop(), timeout)
+
     def acks_for(self, envelope_id: str) -> list[dict[str, Any]]:
         with self._cond:
             return [a for a in self.acks if a.get("envelope_id") == envelope_id]
@@ -1038,6 +1042,10 @@ class FakeSocketMode:
         await self._sockets[-1].send_str(json.dumps(message))
         with self._cond:
             self.sent.append(message)
+
+    async def _drop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
 
     async def _shutdown(self) -> None:
         for ws in list(self._sockets):
