@@ -304,7 +304,7 @@ class Listeners:
         event_id = _event_id(body)
         if event_id and _event_type(body) not in REACTION_EVENTS:
             try:
-                async with self.store.answering().transaction() as repos:
+                async with self.bot.answering.transaction() as repos:
                     first = await repos.inbox.first_delivery(PLATFORM, event_id, self.clock())
             except DB_ERRORS as error:
                 return _send_again(body, error)
