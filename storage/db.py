@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,9 +28,17 @@ DB_ERRORS = (SQLAlchemyError, OSError)
 _UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
 
 
+# What SQLite says when its file is held by another writer or cannot be read now. Its other
+# OperationalErrors (no such table, a syntax error) say a statement was wrong.
+_SQLITE_AWAY = ("locked", "busy", "unable to open", "disk i/o", "readonly")
+
+
 def unreachable(error: BaseException) -> bool:
     """Whether `error` says the database cannot be reached now (stopped, restarting, the
-    network, SQLite's file) rather than that a statement was wrong: worth waiting out."""
+    network, SQLite's file locked or unreadable) rather than that a statement was wrong:
+    worth waiting out."""
+    if isinstance(error, OperationalError) and isinstance(error.orig, sqlite3.Error):
+        return any(words in str(error.orig).lower() for words in _SQLITE_AWAY)
     if isinstance(error, OperationalError | InterfaceError | OSError):
         return True  # OSError: a driver's refused or timed-out connect, before SQLAlchemy wraps
     if isinstance(error, DBAPIError):
