@@ -1,8 +1,8 @@
 """Run the benchmarks: `python -m bench [--quick] [names...]`.
 
-Names: topic, load, digest, fanout, workers, memory, relevance. A full run (all of them, not
-`--quick`) writes bench/RESULTS.md; a run of some of them replaces their sections in it (each
-section says its own run's time and commit); a quick one only prints. The exit status is 1
+Names: topic, load, digest, fanout, workers, memory, relevance, stalled. A full run (all of
+them, not `--quick`) writes bench/RESULTS.md; a run of some of them replaces their sections in
+it (each section says its own run's time and commit); a quick one only prints. The exit status is 1
 when a target was missed.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.common import Section, cores
 
-BENCHMARKS = ("topic", "load", "digest", "fanout", "workers", "memory", "relevance")
+BENCHMARKS = ("topic", "load", "digest", "fanout", "workers", "memory", "relevance", "stalled")
 HERE = Path(__file__).resolve().parent
 
 
