@@ -3,9 +3,9 @@
 What is measured: the real `paperboy serve` (bench/served.py: a subprocess on 127.0.0.1, an
 empty SQLite file in a temporary directory, a made-up bot token and signing secret, the fake
 Slack and Hugging Face), a fresh one per case. At rest (once idle), its RSS; then N
-connections at once, each sending the headers of a POST to /slack/events and then body bytes
-short of what it declares, then nothing: each is held open until the server closes it or
-HOLD seconds pass. Cases:
+connections opened STAGGER s apart, each sending the headers of a POST to /slack/events and
+then body bytes short of what it declares, then nothing: each is held open until the server
+closes it or HOLD seconds pass. Cases:
 
 - signed, 1 MiB: signature headers of the right form with a wrong signature, Content-Length
   1,048,576, 1,000,000 bytes sent;
@@ -43,6 +43,7 @@ except ImportError:  # an optional test dependency: /proc instead
     psutil = None
 
 N = 300
+STAGGER = 0.005  # seconds between connections opening: each one's headers are in before the next
 HOLD = 30.0  # seconds a stalled connection is kept open at most, then closed by the client
 LEGIT_EVERY = 2.0
 SLACK_WAITS = 3.0  # Slack's own timeout for an acknowledgement
@@ -89,11 +90,12 @@ def rss_kb(pid: int) -> float:
 
 
 async def hold(
-    port: int, headers: dict[str, str], length: int, sent: int | None, end: float
+    port: int, headers: dict[str, str], length: int, sent: int | None, end: float, delay: float
 ) -> Held:
     """Send a request's headers and `sent` of its `length` body bytes (None: the request line
     only), then stall until the server closes the connection or `end` (monotonic) passes."""
     held = Held()
+    await asyncio.sleep(delay)
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
     except (OSError, TimeoutError) as error:
@@ -173,7 +175,9 @@ async def attack(name: str, database: Path) -> Case:
         sampler = asyncio.create_task(sample())
         began = time.monotonic()
         end = began + HOLD
-        stalled = asyncio.gather(*(hold(port, headers, length, sent, end) for _ in range(N)))
+        stalled = asyncio.gather(
+            *(hold(port, headers, length, sent, end, n * STAGGER) for n in range(N))
+        )
         case = Case(name, rest, math.nan, math.nan, [])
         url = bot.fake_slack.response_url("legit")
         while time.monotonic() + LEGIT_EVERY < end:

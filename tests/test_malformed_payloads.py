@@ -30,6 +30,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+import adapters.http
+import adapters.slack.server
 from adapters.slack.server import MAX_BODY_BYTES
 from tests.discord_fixtures import DiscordHarness
 from tests.fakes.discord import (
@@ -309,6 +311,64 @@ async def test_a_body_just_under_the_cap_still_reaches_the_signature_check(
     assert unsigned.status_code == 401
     signed = await slack_harness.post(body, content_type=FORM)
     assert signed.status_code == 404  # signed, read whole, but no command: unhandled
+    await assert_still_serving(slack_harness)
+
+
+async def stall(slack: SlackHarness, head: bytes, *, trickle: bool = False) -> bytes:
+    """Open a connection to the server, send `head` (part of a request), then nothing (with
+    `trickle`, a byte every 50 ms): all the server sent before it ended the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", slack.http.base_url.port)
+    reading = asyncio.ensure_future(reader.read())  # to the end: the server's close
+    try:
+        writer.write(head)
+        for _ in range(1200):  # a minute at most
+            done, _ = await asyncio.wait([reading], timeout=0.05)
+            if done:
+                return reading.result()
+            if trickle:
+                writer.write(b"a")
+        raise AssertionError("the server kept the connection open")
+    finally:
+        reading.cancel()
+        writer.close()
+
+
+def post_head(length: int, headers: dict[str, str]) -> bytes:
+    lines = ["POST /slack/events HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {length}",
+             f"Content-Type: {FORM}", *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"), [({}, 401), (WELL_FORMED, 413)], ids=["unsigned", "oversized"]
+)
+async def test_a_refused_request_whose_body_stalls_has_its_connection_closed(
+    slack_harness: SlackHarness, headers: dict[str, str], status: int
+) -> None:
+    # 1 MiB declared, 100 KB sent, then a trickle: answered unread, and not kept open after.
+    head = post_head(1 << 20, headers) + b"a" * 100_000
+    answer = await stall(slack_harness, head, trickle=True)
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:100]
+    await assert_still_serving(slack_harness)
+
+
+async def test_a_stalled_body_under_the_cap_gets_408_and_its_connection_closed(
+    slack_harness: SlackHarness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(adapters.slack.server, "BODY_SECONDS", 0.2)
+    answer = await stall(slack_harness, post_head(100_000, WELL_FORMED) + b"a" * 50_000)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+    await logged(caplog, "refused a Slack request whose body took over")
+    await assert_still_serving(slack_harness)
+
+
+async def test_a_connection_whose_request_headers_stall_is_closed(
+    slack_harness: SlackHarness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(adapters.http, "REQUEST_SECONDS", 0.2)
+    assert await stall(slack_harness, b"POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\n") == b""
+    assert await stall(slack_harness, b"") == b""  # opened, and nothing sent
+    await logged(caplog, "closed a connection whose request took over")
     await assert_still_serving(slack_harness)
 
 

@@ -100,7 +100,9 @@ def asgi_app(app: AsyncApp) -> ASGIApp:
 
     A request without Slack's signature headers gets 401 unread; a body over MAX_BODY_BYTES
     413, one slower than BODY_SECONDS 408, and one bolt can't parse 400: each with a log line,
-    before bolt sees it. A request that parses goes to bolt as parsed here."""
+    before bolt sees it. The first three leave the rest of a body unread, and the connection
+    is closed soon after (adapters/http.py). A request that parses goes to bolt as parsed
+    here."""
     slack = AsyncSlackRequestHandler(app, path=EVENTS_PATH)
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
