@@ -255,6 +255,7 @@ def run(quick: bool = False) -> Section:
         "memory until the signature is checked, so up to 200 of them at once: the case at "
         "the cap shows that peak, and what the allocator keeps of it afterwards."
     )
+    out.add()
     return out
 
 
