@@ -362,6 +362,21 @@ async def test_a_stalled_body_under_the_cap_gets_408_and_its_connection_closed(
     await assert_still_serving(slack_harness)
 
 
+async def test_bodies_past_what_may_arrive_at_once_get_503_unread(
+    slack_harness: SlackHarness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(adapters.slack.server, "BODIES_AT_ONCE", 150_000)
+    monkeypatch.setattr(adapters.slack.server, "BODY_SECONDS", 2.0)
+    # One stalled body holds 100 KB of the 150 KB; the next declares 100 KB more.
+    holding = asyncio.ensure_future(stall(slack_harness, post_head(100_000, WELL_FORMED)))
+    await asyncio.sleep(0.3)
+    answer = await stall(slack_harness, post_head(100_000, WELL_FORMED) + b"a" * 1000)
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
+    await logged(caplog, "bytes of bodies already arriving")
+    assert (await holding).startswith(b"HTTP/1.1 408 ")  # and its share is free again
+    await assert_still_serving(slack_harness)
+
+
 async def test_a_connection_whose_request_headers_stall_is_closed(
     slack_harness: SlackHarness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,6 +32,11 @@ EVENTS_PATH = "/slack/events"
 # are refused unread, and so are slow ones.
 MAX_BODY_BYTES = 512 * 1024
 BODY_SECONDS = 10.0
+# Bytes of bodies being read at once, over every request (each counts what it declares, or
+# MAX_BODY_BYTES): past it, 503 at once. Two hundred stalled uploads near the cap otherwise
+# hold ~130 MB, which the allocator keeps after they end; Slack's own requests, a few KB
+# each, never come near it.
+BODIES_AT_ONCE = 8 * 1024 * 1024
 # What Slack signs every request with: a Unix time in seconds and "v0=" and 64 hex digits. A
 # request without them is refused before its body is read.
 _TIMESTAMP = re.compile(rb"\d{1,12}")
@@ -40,15 +45,21 @@ _SIGNATURE = re.compile(rb"v0=[0-9a-f]{64}")
 _INTERACTIVE = ("block_actions", "message_action", "shortcut", "view_submission")
 
 
-async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
-    """The request body, or None when it is longer than MAX_BODY_BYTES (or says it is)."""
+def _declared_length(scope: Scope) -> int | None:
+    """The body's length as its Content-Length says, MAX_BODY_BYTES when it says none, and
+    None when it says more than that (or nonsense)."""
     for name, value in scope.get("headers") or []:
         if name.lower() == b"content-length":
             try:
-                if int(value) > MAX_BODY_BYTES:
-                    return None
+                length = int(value)
             except ValueError:
                 return None
+            return length if 0 <= length <= MAX_BODY_BYTES else None
+    return MAX_BODY_BYTES
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, or None when it is longer than MAX_BODY_BYTES."""
     body = bytearray()
     while True:
         message = await receive()
@@ -99,13 +110,15 @@ def asgi_app(app: AsyncApp) -> ASGIApp:
     """`/slack/events` (commands, events, interactivity) and the OAuth paths.
 
     A request without Slack's signature headers gets 401 unread; a body over MAX_BODY_BYTES
-    413, one slower than BODY_SECONDS 408, and one bolt can't parse 400: each with a log line,
-    before bolt sees it. The first three leave the rest of a body unread, and the connection
-    is closed soon after (adapters/http.py). A request that parses goes to bolt as parsed
-    here."""
+    413, one past BODIES_AT_ONCE 503, one slower than BODY_SECONDS 408, and one bolt can't
+    parse 400: each with a log line, before bolt sees it. The first four leave the rest of a
+    body unread, and the connection is closed soon after (adapters/http.py). A request that
+    parses goes to bolt as parsed here."""
     slack = AsyncSlackRequestHandler(app, path=EVENTS_PATH)
+    reading = 0  # bytes of bodies being read now (BODIES_AT_ONCE)
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal reading
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != EVENTS_PATH:
             await slack(scope, receive, send)
             return
@@ -113,13 +126,21 @@ def asgi_app(app: AsyncApp) -> ASGIApp:
             log.warning("refused a Slack request without well-formed signature headers")
             await respond(send, 401, b"Unauthorized")
             return
+        length = _declared_length(scope)
+        if length is not None and reading + length > BODIES_AT_ONCE:
+            log.warning("refused a Slack request: %d bytes of bodies already arriving", reading)
+            await respond(send, 503, b"Service Unavailable")
+            return
+        reading += length or 0
         try:
             async with asyncio.timeout(BODY_SECONDS):
-                body = await _read_body(scope, receive)
+                body = None if length is None else await _read_body(receive)
         except TimeoutError:
             log.warning("refused a Slack request whose body took over %g s", BODY_SECONDS)
             await respond(send, 408, b"Request Timeout")
             return
+        finally:
+            reading -= length or 0
         if body is None:
             log.warning("refused a Slack request body over %d bytes", MAX_BODY_BYTES)
             await respond(send, 413, b"Payload Too Large")
