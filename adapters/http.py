@@ -114,9 +114,12 @@ class _Protocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-# Connections served at once; more get 503 at once rather than each holding memory (Slack
-# retries). A team's bot sees a few requests a second.
-MAX_CONNECTIONS = 200
+# Connections served at once; more get 503 at once (Slack retries). A team's bot sees a few
+# requests a second; the room is for clients that connect and stall, which REQUEST_SECONDS
+# ends, so that a few hundred of them do not turn Slack away. An idle connection costs a few
+# KB; what a connection's body may hold is bounded by the Slack endpoint
+# (adapters/slack/server.py).
+MAX_CONNECTIONS = 1000
 
 
 def http_server(app: ASGIApp, *, host: str, port: int) -> uvicorn.Server:

@@ -242,18 +242,20 @@ def run(quick: bool = False) -> Section:
     )  # fmt: skip
     out.add(
         "The limits, in the order a request meets them: MAX_CONNECTIONS "
-        "(adapters/http.py, uvicorn's limit_concurrency, 200): a request arriving while 200 "
+        "(adapters/http.py, uvicorn's limit_concurrency, 1000): a request arriving while 1000 "
         "connections are open gets 503 and its connection closed; REQUEST_SECONDS (15 s): a "
         "connection has that long to deliver each request whole, from its opening or the "
         "previous answer, else it is closed (headers that never end); the signature headers: "
         "without Slack's of the right form, 401 before the body is read; MAX_BODY_BYTES "
-        "(512 KiB): a longer declared body gets 413 unread; BODY_SECONDS (10 s): a body not "
+        "(512 KiB): a longer declared body gets 413 unread; BODIES_AT_ONCE (8 MiB): a body "
+        "over SHORT_BODY_BYTES (16 KiB) that would take the bodies being read past it gets "
+        "503 unread; BODY_SECONDS (10 s): a body not "
         "in by then gets 408. A request answered before it arrived whole (401, 413, 408) gets "
         "its answer with the connection's write side shut (the client reads the end of the "
         "connection: counted as closed above), has the rest of its body dropped for at most "
-        "LINGER_SECONDS (2 s) and is then closed. Bodies at most the cap are held whole in "
-        "memory until the signature is checked, so up to 200 of them at once: the case at "
-        "the cap shows that peak, and what the allocator keeps of it afterwards."
+        "LINGER_SECONDS (2 s) and is then closed. A body is held whole in memory until its "
+        "signature is checked, so long ones at most BODIES_AT_ONCE together: the case at the "
+        "cap shows that peak, and what the allocator keeps of it afterwards."
     )
     out.add()
     return out

@@ -32,11 +32,13 @@ EVENTS_PATH = "/slack/events"
 # are refused unread, and so are slow ones.
 MAX_BODY_BYTES = 512 * 1024
 BODY_SECONDS = 10.0
-# Bytes of bodies being read at once, over every request (each counts what it declares, or
-# MAX_BODY_BYTES): past it, 503 at once. Two hundred stalled uploads near the cap otherwise
-# hold ~130 MB, which the allocator keeps after they end; Slack's own requests, a few KB
-# each, never come near it.
+# Bytes of long bodies being read at once, over every request (each counts what it
+# declares, or MAX_BODY_BYTES): past it, 503 at once. Two hundred stalled uploads near the
+# cap otherwise hold ~130 MB, which the allocator keeps after they end. A body of at most
+# SHORT_BODY_BYTES (a command, an event: Slack's usual few KB) is always read, so that such
+# uploads do not turn Slack's requests away; MAX_CONNECTIONS of them hold at most 16 MB.
 BODIES_AT_ONCE = 8 * 1024 * 1024
+SHORT_BODY_BYTES = 16 * 1024
 # What Slack signs every request with: a Unix time in seconds and "v0=" and 64 hex digits. A
 # request without them is refused before its body is read.
 _TIMESTAMP = re.compile(rb"\d{1,12}")
@@ -127,11 +129,12 @@ def asgi_app(app: AsyncApp) -> ASGIApp:
             await respond(send, 401, b"Unauthorized")
             return
         length = _declared_length(scope)
-        if length is not None and reading + length > BODIES_AT_ONCE:
+        counted = length if length is not None and length > SHORT_BODY_BYTES else 0
+        if counted and reading + counted > BODIES_AT_ONCE:
             log.warning("refused a Slack request: %d bytes of bodies already arriving", reading)
             await respond(send, 503, b"Service Unavailable")
             return
-        reading += length or 0
+        reading += counted
         try:
             async with asyncio.timeout(BODY_SECONDS):
                 body = None if length is None else await _read_body(receive)
@@ -140,7 +143,7 @@ def asgi_app(app: AsyncApp) -> ASGIApp:
             await respond(send, 408, b"Request Timeout")
             return
         finally:
-            reading -= length or 0
+            reading -= counted
         if body is None:
             log.warning("refused a Slack request body over %d bytes", MAX_BODY_BYTES)
             await respond(send, 413, b"Payload Too Large")
