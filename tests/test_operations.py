@@ -222,6 +222,7 @@ def test_the_worker_logs_json_lines_and_answers_on_its_metrics_port(
     tmp_path: Path, fake_slack: FakeSlack, fake_hf: FakeHuggingFace
 ) -> None:
     port = free_port()
+    fake_slack.tokens["xoxb-json-logs-secret-token"] = "T1"  # checked with auth.test at start
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",

@@ -500,4 +500,5 @@ def test_escape_leaves_no_markup_characters(text: str) -> None:
     escaped = escape(text)
     assert "<" not in escaped and ">" not in escaped
     assert "&" not in ENTITY.sub("", escaped)
-    assert escaped.count("\n") == text.count("\n")  # line breaks are kept
+    # Line breaks are kept; line and paragraph separators become line breaks.
+    assert escaped.count("\n") == text.count("\n") + text.count("\u2028") + text.count("\u2029")

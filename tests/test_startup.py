@@ -76,6 +76,16 @@ def one_line(stderr: str, expected: str) -> None:
     assert "Traceback" not in stderr
 
 
+def unavailable(stderr: str, what: str, variable: str) -> str:
+    """The last line says `what` could not be reached and which `variable` to check, alone
+    and with no traceback; that line."""
+    last = stderr.strip().splitlines()[-1]
+    one_line(stderr, last)
+    assert last.startswith(f"paperboy: {what} unavailable (ClientConnectorError: ")
+    assert last.endswith(f"; check the network and {variable}")
+    return last
+
+
 async def test_an_unreachable_discord_is_one_line(tmp_path: Path) -> None:
     env = environment(
         tmp_path, DISCORD_TOKEN="worker-token",
@@ -83,14 +93,11 @@ async def test_an_unreachable_discord_is_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     code, stderr = await run(env, tmp_path)
     assert code == 1
-    lines = stderr.strip().splitlines()
-    one_line(stderr, lines[-1])
-    assert lines[-1].startswith("paperboy: Discord unavailable (ClientConnectorError: ")
-    assert lines[-1].endswith("; check the network and PAPERBOY_DISCORD_API_URL")
+    last = unavailable(stderr, "Discord", "PAPERBOY_DISCORD_API_URL")
 
     code, stderr = await run({**env, "PAPERBOY_LOG_LEVEL": "DEBUG"}, tmp_path)
     assert code == 1 and "Traceback" in stderr
-    assert stderr.strip().splitlines()[-1] == lines[-1]
+    assert stderr.strip().splitlines()[-1] == last
     assert "worker-token" not in stderr
 
 
@@ -102,10 +109,7 @@ async def test_an_unreachable_discord_gateway_is_one_line(tmp_path: Path) -> Non
         )  # fmt: skip
         code, stderr = await run(env, tmp_path)
     assert code == 1
-    last = stderr.strip().splitlines()[-1]
-    one_line(stderr, last)
-    assert last.startswith("paperboy: Discord gateway unavailable (ClientConnectorError: ")
-    assert last.endswith("; check the network and PAPERBOY_DISCORD_GATEWAY_URL")
+    unavailable(stderr, "Discord gateway", "PAPERBOY_DISCORD_GATEWAY_URL")
     assert "Attempting a reconnect" not in stderr
 
 
@@ -132,13 +136,11 @@ async def test_an_unreachable_slack_is_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     code, stderr = await run(env, tmp_path)
     assert code == 1
-    last = stderr.strip().splitlines()[-1]
-    one_line(stderr, last)
-    assert last.startswith("paperboy: Slack unavailable (ClientConnectorError: ")
-    assert last.endswith("; check the network and PAPERBOY_SLACK_API_URL")
+    last = unavailable(stderr, "Slack", "PAPERBOY_SLACK_API_URL")
 
     code, stderr = await run({**env, "PAPERBOY_LOG_LEVEL": "DEBUG"}, tmp_path)
     assert code == 1 and "Traceback" in stderr
+    assert stderr.strip().splitlines()[-1] == last
 
 
 async def test_an_app_token_alone_says_what_else_slack_needs(
