@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import rowcount
@@ -80,3 +80,12 @@ class InboxRepository:
             .order_by(PendingReaction.due_at)
             .limit(1)
         )
+
+    async def waiting(self) -> tuple[int, datetime | None, int]:
+        """Reactions waiting to be acted on: how many, when the oldest was taken in, and the
+        most tries one has had."""
+        statement = select(
+            func.count(), func.min(PendingReaction.received_at), func.max(PendingReaction.attempts)
+        )
+        count, oldest, tries = (await self.session.execute(statement)).one()
+        return int(count), oldest, int(tries or 0)

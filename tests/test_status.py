@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.status import collect_status, render_status
-from bot.events import ChannelRef, MessageRef
+from bot.events import ChannelRef, MessageRef, ReactionChanged
 from bot.messages import Message
 from bot.ports import DeliveryError
 from tests.core_fixtures import CHANNEL, NOW, Harness, RecordingPlatform
@@ -150,3 +150,18 @@ async def test_manual_sends_at_one_moment_share_a_row(harness: Harness) -> None:
     assert (
         recent == "  2026-05-05 12:00 UTC  digest  test    T1/alice  manual      empty    0 papers"
     )
+
+
+async def test_status_counts_the_reactions_waiting_to_be_acted_on(harness: Harness) -> None:
+    assert "Reactions waiting: none" in render_status(await collect_status(harness.store, NOW))
+    unread = MessageRef(CHANNEL, "a-members-message")
+    for user in ("alice", "bob"):  # taken in, not acted on yet (as if the process stopped)
+        assert await harness.bot.inbox.take_in(ReactionChanged(unread, user, "bookmark", True))
+    async with harness.store.transaction() as repos:  # one had a failed attempt
+        [first] = await repos.inbox.take_due("test", NOW, hold=timedelta(0), most=1)
+        await repos.inbox.try_reaction_again(first.id, 1, NOW)
+    text = render_status(await collect_status(harness.store, NOW))
+    assert (
+        "Reactions waiting: 2, the oldest taken in at 2026-05-05 12:00:00 UTC, "
+        "1 failed attempt at most"
+    ) in text

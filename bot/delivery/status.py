@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from bot.delivery.slots import WEEKDAYS, Slot, describe_days, load_slots, next_fires
+from bot.messages import counted
 from storage.deliveries import WEEKLY
 from storage.models import Delivery, Lease, WeeklyPost
 from storage.store import Store
@@ -40,6 +41,7 @@ class StatusReport:
     leases: Sequence[Lease]
     workers: dict[str, list[str]]  # platform -> its live delivering workers
     weekly: Sequence[tuple[WeeklyPost, Delivery | None]]  # with its latest delivery
+    reactions: tuple[int, datetime | None, int]  # waiting: how many, the oldest, most tries
 
 
 async def collect_status(
@@ -58,6 +60,7 @@ async def collect_status(
         deliveries = await repos.deliveries.recent(recent)
         leases = await repos.leases.held(now)
         workers = await repos.workers.live_by_platform(now)
+        reactions = await repos.inbox.waiting()
         weekly = [
             (post, await repos.deliveries.latest(
                 WEEKLY, post.platform, post.workspace, post.channel
@@ -75,6 +78,7 @@ async def collect_status(
         leases=leases,
         workers=workers,
         weekly=weekly,
+        reactions=reactions,
     )
 
 
@@ -89,6 +93,7 @@ def render_status(report: StatusReport) -> str:
         f"Workers delivering to {platform}: {len(names)} live ({', '.join(names)})"
         for platform, names in report.workers.items()
     )
+    lines.append(_reactions_line(*report.reactions))
     lines.append("")
     lines.append(f"Next slots ({len(report.upcoming)} of {report.slot_count}):")
     lines.extend(
@@ -112,6 +117,17 @@ def render_status(report: StatusReport) -> str:
     lines.append("")
     lines.extend(_weekly_lines(report.weekly))
     return "\n".join(lines)
+
+
+def _reactions_line(count: int, oldest: datetime | None, tries: int) -> str:
+    """Save reactions taken in and not yet acted on (`bot.inbox`): a few for a moment is
+    normal; many, or old ones, say the database or the platform keeps failing."""
+    if not count or oldest is None:
+        return "Reactions waiting: none"
+    return (
+        f"Reactions waiting: {count}, the oldest taken in at {_utc(oldest, seconds=True)}, "
+        f"{counted(tries, 'failed attempt')} at most"
+    )
 
 
 def _delivery_line(d: Delivery) -> str:
