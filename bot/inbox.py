@@ -109,6 +109,8 @@ class ReactionInbox:
             await self.work_through(platform)
         except DB_ERRORS as error:
             log.warning("reactions wait for the database: %s", describe(error))
+        except Exception:
+            log.exception("acting on reactions failed")
 
     async def keep_working(self, platform: str, every: float = CHECK_EVERY) -> None:
         """`work_through` every `every` seconds until cancelled: retries that came due, and
@@ -122,6 +124,8 @@ class ReactionInbox:
                 if not failing:
                     log.warning("reactions wait for the database: %s", describe(error))
                 failing = True
+            except Exception:  # a bug must not stop the process's deliveries with it
+                log.exception("acting on reactions failed")
             else:
                 if failing:
                     log.info("the database is back; waiting reactions are acted on")
