@@ -34,6 +34,9 @@ RETRY_AFTER = timedelta(hours=1)  # a pending save is asked for again at most th
 MAX_ATTEMPTS = 48  # answers "not known" before a pending save is given up
 MAX_AGE = timedelta(days=7)  # and, however the sources answered, after this long
 RETRY_MOST = 50  # ids asked for in one retry (one arXiv request)
+# Pending saves one member may have at once: each is retried for up to MAX_AGE, so ids that
+# never resolve would otherwise pile up for as long as someone keeps pasting them.
+MAX_PENDING = 100
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class SaveOutcome:
     `saved`: newly saved; `already`: were saved before; `pending`: kept by id, to be saved
     once fetched (`unreachable` the subset that could not be asked for right now, the rest
     are unknown to Hugging Face and arXiv); `unknown`: not arXiv ids nor stored papers (a
-    demo id no longer stored), not kept; `capped`: the text named more than MAX_IDS papers.
+    demo id no longer stored), not kept; `not_kept`: would be pending, but the member
+    already has MAX_PENDING; `capped`: the text named more than MAX_IDS papers.
     """
 
     saved: tuple[Paper, ...] = ()
@@ -52,10 +56,12 @@ class SaveOutcome:
     unreachable: tuple[str, ...] = ()
     unknown: tuple[str, ...] = ()
     capped: bool = False
+    not_kept: tuple[str, ...] = ()
 
     @property
     def named(self) -> int:
-        return len(self.saved) + len(self.already) + len(self.pending) + len(self.unknown)
+        counts = (self.saved, self.already, self.pending, self.unknown, self.not_kept)
+        return sum(len(ids) for ids in counts)
 
 
 async def save_papers(
@@ -77,31 +83,37 @@ async def save_papers(
     already: list[Paper] = []
     pending: list[str] = []
     unknown: list[str] = []
+    not_kept: list[str] = []
     async with store.transaction() as repos:
         if answer.found:
             await repos.papers.upsert(list(answer.found.values()), now)
         papers = await repos.papers.by_arxiv_ids(ids)
+        held = {row.arxiv_id for row in await repos.pending.of_user(platform, workspace, user.user)}
         for arxiv_id in ids:
             paper = papers.get(arxiv_id)
             if paper is not None:
                 added = await repos.users.save(platform, workspace, user.user, paper.id, now)
                 (saved if added else already).append(paper)
-            elif arxiv_id in fetchable:
+            elif arxiv_id not in fetchable:
+                unknown.append(arxiv_id)
+            elif arxiv_id not in held and len(held) >= MAX_PENDING:
+                not_kept.append(arxiv_id)
+            else:
                 missing = arxiv_id in answer.missing
                 await repos.pending.keep(
                     platform, workspace, user.user, arxiv_id, now, missing=missing
                 )
+                held.add(arxiv_id)
                 pending.append(arxiv_id)
-            else:
-                unknown.append(arxiv_id)
         if saved or already:
             await repos.pending.drop(
                 platform, workspace, user.user, [p.arxiv_id for p in saved + already]
             )
     unreachable = tuple(i for i in pending if i not in answer.missing)
     return SaveOutcome(
-        tuple(saved), tuple(already), tuple(pending), unreachable, tuple(unknown), capped
-    )
+        tuple(saved), tuple(already), tuple(pending), unreachable, tuple(unknown), capped,
+        tuple(not_kept),
+    )  # fmt: skip
 
 
 async def save_linked_papers(
@@ -200,6 +212,12 @@ def outcome_message(outcome: SaveOutcome) -> Message:
         )
     if outcome.unknown:
         lines.append(f"No such paper here: {_ids(outcome.unknown)}.")
+    if outcome.not_kept:
+        lines.append(
+            f"Not kept: {_ids(outcome.not_kept)}. You already have {MAX_PENDING} papers "
+            "waiting to be fetched; drop some with `/papers unsave <arXiv id>` (see "
+            "`/papers saved`), or try again once they are saved."
+        )
     if outcome.capped:
         lines.append(
             f"That names more than {MAX_IDS} papers: only the first {MAX_IDS} were looked at. "
@@ -211,7 +229,7 @@ def outcome_message(outcome: SaveOutcome) -> Message:
         text = f"Already in your saved papers: {counted(len(outcome.already), 'paper')}"
     elif outcome.pending:
         text = f"Nothing saved yet: {counted(len(outcome.pending), 'paper')} kept as pending"
-    elif outcome.unknown:
+    elif outcome.unknown or outcome.not_kept:
         text = "Nothing saved"
     else:
         text = (

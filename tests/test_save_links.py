@@ -294,3 +294,20 @@ async def test_paper_text_stays_in_cards_where_renderers_escape_it(links: Links)
 async def test_help_shows_save(links: Links) -> None:
     body = "\n".join((await links.say("help")).lines)
     assert "/papers save <link or arXiv id>" in body
+
+
+async def test_a_member_keeps_at_most_max_pending_saves(
+    links: Links, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(saving, "MAX_PENDING", 2)
+    answer = await links.say("save 2501.99991 2501.99992 2501.99993")
+    assert answer.text == "Nothing saved yet: 2 papers kept as pending"
+    assert any(line.startswith("Not kept: 2501.99993. You already have 2 papers") for line
+               in answer.lines)  # fmt: skip
+    again = await links.say("save 2501.99992")  # one already kept is asked for again
+    assert again.text == "Nothing saved yet: 1 paper kept as pending"
+    assert (await links.say("save 2501.99994")).text == "Nothing saved"
+    assert (await links.say("save 2501.99994", user="bob")).text.startswith("Nothing saved yet")
+    assert [(user, arxiv_id) for user, arxiv_id, _, _ in await links.pending()] == [
+        ("alice", "2501.99991"), ("alice", "2501.99992"), ("bob", "2501.99994")
+    ]  # fmt: skip
