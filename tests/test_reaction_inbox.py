@@ -14,16 +14,27 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
+from adapters.slack.app import create_slack_bot
+from adapters.slack.server import SocketMode
 from bot.app import DATABASE_BUSY
 from bot.events import MessageRef, ReactionChanged
 from bot.inbox import HOLD, MAX_ATTEMPTS, RETRY_AFTER, not_taken
 from bot.ports import DeliveryError
-from storage.models import PendingReaction
+from storage.models import PendingReaction, Post
 from storage.store import Store
-from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform, bot_on
+from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness, RecordingPlatform, bot_on, stocked
 from tests.fakes.discord import USER_ID, FakeDiscord, reaction_add
 from tests.fakes.huggingface import FakeHuggingFace
-from tests.slack_fixtures import SlackHarness, all_text
+from tests.fakes.slack import (
+    APP_TOKEN,
+    FakeSlack,
+    FakeSocketMode,
+    event_payload,
+    reaction_event,
+    slash_command_payload,
+    socket_envelope,
+)
+from tests.slack_fixtures import SlackHarness, all_text, slack_settings
 from tests.test_discord import text_of
 from tests.test_discord_save_from_messages import (
     AUTHOR,
@@ -201,3 +212,46 @@ async def test_a_discord_reaction_that_cannot_be_recorded_is_the_members_to_repe
         assert text_of(dm).startswith(not_taken(True).text)  # Discord never sends it again
         assert await saved_ids(harness) == set() and await pending(store) == []
         assert message_reads(harness, message) == []
+
+
+async def test_over_socket_mode_a_reaction_not_taken_in_is_left_unacknowledged(
+    store: Store, fake_slack: FakeSlack, fake_hf: FakeHuggingFace, fake_socket_mode: FakeSocketMode
+) -> None:
+    fake_slack.socket_url = fake_socket_mode.url
+    fake_slack.admins.add("U1")
+    settings = slack_settings(fake_slack, fake_hf, SLACK_APP_TOKEN=APP_TOKEN)
+    async with stocked(store, fake_hf) as source:
+        slack = create_slack_bot(settings, store, source=source, socket_mode=True)
+        socket = SocketMode(slack.app, APP_TOKEN)
+        try:
+            await socket.connect()
+            await fake_socket_mode.wait_connected(timeout=10)
+            command = slash_command_payload(
+                "channel post-now", response_url=fake_slack.response_url("p")
+            )
+            fake_socket_mode.send_envelope(
+                socket_envelope("slash_commands", command, envelope_id="p")
+            )
+            await fake_socket_mode.wait_for_ack("p", timeout=20)
+            await fake_slack.wait_for_calls("chat.postMessage", 5)  # a header, 4 papers
+            async with store.reading() as repos:
+                posts = (
+                    await repos.session.scalars(select(Post.message_id).order_by(Post.id))
+                ).all()
+            event = reaction_event(
+                "reaction_added", user="U1", reaction="bookmark", channel="C1", ts=posts[1]
+            )
+            payload = event_payload(event, event_id="EvSock")
+            envelope = socket_envelope("events_api", payload, envelope_id="r1")
+            with write_locked(store):
+                fake_socket_mode.send_envelope(envelope)
+                with pytest.raises(TimeoutError):  # Slack sends what is not acknowledged again
+                    await fake_socket_mode.wait_for_ack("r1", timeout=4)
+            assert await pending(store) == []
+            fake_socket_mode.send_envelope({**envelope, "envelope_id": "r2", "retry_attempt": 1})
+            await fake_socket_mode.wait_for_ack("r2", timeout=10)
+            await fake_slack.wait_for_calls("chat.postEphemeral", 1)
+            assert fake_slack.calls("chat.postEphemeral")[0].args["text"].startswith("Saved")
+        finally:
+            await socket.close()
+            await slack.close()
