@@ -23,18 +23,17 @@ each distinct topic's search once rather than 30,000 times.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.cards import demo_note, paper_card
 from bot.delivery.manual import manual_send
-from bot.delivery.resumable import Part, ResumableSend, SendKey
+from bot.delivery.resumable import ResumableSend, SendKey, spread_papers
 from bot.delivery.runner import Claim, Send
 from bot.events import MessageRef, Scope, UserRef
 from bot.messages import Message, PaperCard, Visibility, counted
@@ -426,49 +425,17 @@ class Digests:
     def _resumable(
         self, user: UserRef, digest: Digest | None, out: set[int], now: datetime
     ) -> ResumableSend:
-        """The digest as the messages its platform sends it in (`Outbound.spread`), each
-        recording its papers as sent once it is out. On a retry, the papers not `out` yet."""
+        """The digest as the messages its platform sends it in, each recording its papers as
+        sent once it is out. On a retry, the papers not `out` yet."""
         if digest is None:
             return ResumableSend(user, LEAD)
-        whole = self._parts(user, digest.message, digest.paper_ids, now)
-        kept = [at for at, paper_id in enumerate(digest.paper_ids) if paper_id not in out]
-        if len(kept) == len(digest.paper_ids):
-            return ResumableSend(user, whole[0].name, whole, len(kept))
-        if not kept:  # an earlier attempt sent it all; the platform may know its first message
-            return ResumableSend(user, whole[0].name)
-        # The rest, without the heading: it went out with the first message.
-        cards = tuple(digest.message.cards[at] for at in kept)
-        rest = replace(digest.message, text="", lines=(), cards=cards)
-        parts = self._parts(user, rest, [digest.paper_ids[at] for at in kept], now, whole=False)
-        return ResumableSend(user, parts[0].name, parts, len(digest.paper_ids))
-
-    def _parts(
-        self,
-        user: UserRef,
-        message: Message,
-        paper_ids: Sequence[int],
-        now: datetime,
-        *,
-        whole: bool = True,
-    ) -> list[Part]:
-        """A part per platform message. The whole digest in one message is LEAD, as ever;
-        the messages of a spread one (or of its rest) are named by their papers, so a retry's
-        message never shares a key with a different one an earlier attempt sent."""
-        pieces = self.outbound.spread(message)
-        ids = iter(paper_ids)
-        parts = []
-        for piece in pieces:
-            name = LEAD
-            if len(pieces) > 1 or not whole:
-                name = f"{LEAD}:{'+'.join(card.paper_id for card in piece.cards)}"
-            record = functools.partial(
-                self._record_sent, user, tuple(itertools.islice(ids, len(piece.cards))), now
-            )
-            parts.append(Part(name, piece, record))
-        return parts
+        record = functools.partial(self._record_sent, user, now)
+        return spread_papers(
+            self.outbound, user, LEAD, digest.message, digest.paper_ids, out, record
+        )
 
     async def _record_sent(
-        self, user: UserRef, paper_ids: Sequence[int], now: datetime, ref: MessageRef
+        self, user: UserRef, now: datetime, paper_ids: Sequence[int], ref: MessageRef
     ) -> None:
         scope = user.scope
         async with self.store.transaction() as repos:

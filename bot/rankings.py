@@ -27,11 +27,19 @@ def listing_days(now: datetime, days: int) -> tuple[date, date]:
 
 
 async def most_saved(
-    repos: Repositories, scope: Scope, since: datetime | None, limit: int
+    repos: Repositories,
+    scope: Scope,
+    since: datetime | None,
+    limit: int,
+    *,
+    until: datetime | None = None,
 ) -> list[Ranked]:
-    """The papers members of `scope` saved since `since` (ever, when None), the most members
-    first, then the latest save; each card says how many saved it, never who."""
-    ranked = await repos.users.team_saves(scope.platform, scope.workspace, since, limit)
+    """The papers members of `scope` saved since `since` (ever, when None) and up to `until`
+    (when given), the most members first, then the latest save; each card says how many
+    saved it, never who."""
+    ranked = await repos.users.team_saves(
+        scope.platform, scope.workspace, since, limit, until=until
+    )
     return [Ranked(paper.id, replace(paper_card(paper), saved_by=n)) for paper, n in ranked]
 
 

@@ -1,7 +1,7 @@
-"""The weekly team post: once a week, one message in a channel with what members of its
-workspace saved most in the last 7 days and the week's most upvoted papers the channel was not
-posted yet; and the weekly post as a kind of scheduled delivery (`WeeklyPosts`), whose sending
-`bot.delivery` does once.
+"""The weekly team post: once a week, one message in a channel (on Discord, as many as keep
+every card whole) with what members of its workspace saved most in the last 7 days and the
+week's most upvoted papers the channel was not posted yet; and the weekly post as a kind of
+scheduled delivery (`WeeklyPosts`), whose sending `bot.delivery` does once.
 
 "Not posted yet" reads the channel's daily posts (every paper message they sent is recorded,
 `storage.channels`), so a paper a daily post carried is not offered again at the week's end.
@@ -16,9 +16,9 @@ from datetime import date, datetime, timedelta
 
 from bot.cards import demo_note
 from bot.delivery.manual import manual_send
-from bot.delivery.resumable import Part, ResumableSend, SendKey
+from bot.delivery.resumable import ResumableSend, SendKey, spread_papers
 from bot.delivery.runner import Claim, Send
-from bot.events import ChannelGone, ChannelRef
+from bot.events import ChannelGone, ChannelRef, MessageRef
 from bot.lifecycle import lost_channel
 from bot.messages import Message, Visibility
 from bot.ports import Delivered, DeliveryError, Outbound
@@ -28,20 +28,30 @@ from storage.store import Repositories, Store
 
 WEEK_DAYS = 7
 MAX_SAVED = 5
-MAX_TRENDING = 5  # with MAX_SAVED, within Discord's 10 embeds a message
+MAX_TRENDING = 5  # with MAX_SAVED, within Discord's 10 embeds a message when summaries are short
 # The most upvoted papers looked at for the trending part: a week of daily posts carries at
 # most 70 papers (10 a day), so a pool this deep still holds MAX_TRENDING the channel lacks.
 TRENDING_POOL = 100
-LEAD = "weekly"  # the post's one part, and what the ledger records as sent
+LEAD = "weekly"  # the post in one message, and what the ledger records as sent
+
+
+@dataclass(frozen=True)
+class TeamPost:
+    """A composed weekly post."""
+
+    message: Message
+    paper_ids: tuple[int, ...]  # its cards' papers, in order
 
 
 async def compose_weekly_post(
     repos: Repositories, channel: ChannelRef, now: datetime
-) -> Message | None:
+) -> TeamPost | None:
     """The weekly post `channel` gets for the week ending at `now`; None when there is
-    nothing to say (nothing saved, and no trending paper it was not posted)."""
+    nothing to say (nothing saved, and no trending paper it was not posted). Saves after
+    `now` do not count, so a retry composes the team's part its first attempt did."""
     scope = channel.scope
-    saved = await most_saved(repos, scope, now - timedelta(days=WEEK_DAYS), MAX_SAVED)
+    since = now - timedelta(days=WEEK_DAYS)
+    saved = await most_saved(repos, scope, since, MAX_SAVED, until=now)
     first, last = listing_days(now, WEEK_DAYS)
     pool = await most_upvoted(repos, first, last, TRENDING_POOL)
     posted = await repos.channels.posted_papers(
@@ -51,7 +61,8 @@ async def compose_weekly_post(
     trending = [entry for entry in pool if entry.paper_id not in shown][:MAX_TRENDING]
     if not saved and not trending:
         return None
-    return weekly_message(first, last, saved, trending)
+    message = weekly_message(first, last, saved, trending)
+    return TeamPost(message, tuple(entry.paper_id for entry in (*saved, *trending)))
 
 
 def weekly_message(
@@ -93,7 +104,7 @@ class WeeklyPosts:
 
         async def send() -> Delivered:
             async with self.store.transaction() as repos:
-                resumable = await self._resumable(repos, channel, self.clock())
+                resumable = await self._resumable(repos, channel, self.clock(), None)
             return await self._run(channel, resumable, None)
 
         return await manual_send(self.store, WEEKLY, channel, self.clock, send)
@@ -104,17 +115,41 @@ class WeeklyPosts:
         steps: list[Send] = []
         for claim in claims:
             channel = ChannelRef(claim.scope, claim.key.target)
-            send = await self._resumable(repos, channel, claim.first_run)
-            steps.append(functools.partial(self._run, channel, send, claim.send_key))
+            key = claim.send_key
+            send = await self._resumable(repos, channel, claim.first_run, key)
+            steps.append(functools.partial(self._run, channel, send, key))
         return steps
 
     async def _resumable(
-        self, repos: Repositories, channel: ChannelRef, now: datetime
+        self, repos: Repositories, channel: ChannelRef, now: datetime, key: SendKey | None
     ) -> ResumableSend:
-        message = await compose_weekly_post(repos, channel, now)
-        if message is None:
+        """The post as the messages its platform sends it in, each recording its papers once
+        it is out. A retry sends only the papers not recorded since its slot first ran:
+        Discord cannot list what an earlier attempt sent (Slack can, `Outbound.sent_keys`)
+        and forgets a nonce within minutes. Should the trending part have moved meanwhile
+        (upvotes change), a paper already out is still never posted twice."""
+        post = await compose_weekly_post(repos, channel, now)
+        if post is None:
             return ResumableSend(channel, LEAD)
-        return ResumableSend(channel, LEAD, (Part(LEAD, message),), len(message.cards))
+        out: set[int] = set()
+        if key is not None and key.retry_since is not None:
+            scope = channel.scope
+            out = await repos.weekly.sent_since(
+                scope.platform, scope.workspace, channel.channel, post.paper_ids, key.retry_since
+            )
+        record = functools.partial(self._record_sent, channel)
+        return spread_papers(
+            self.outbound, channel, LEAD, post.message, post.paper_ids, out, record
+        )
+
+    async def _record_sent(
+        self, channel: ChannelRef, paper_ids: Sequence[int], ref: MessageRef
+    ) -> None:
+        scope = channel.scope
+        async with self.store.transaction() as repos:
+            await repos.weekly.record_sent(
+                scope.platform, scope.workspace, channel.channel, paper_ids, self.clock()
+            )
 
     async def _run(
         self, channel: ChannelRef, send: ResumableSend, key: SendKey | None

@@ -145,6 +145,21 @@ class WeeklyPost(Base):
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
 
 
+class WeeklyItem(Base):
+    """A paper a channel's weekly post carried, and when: a retry of that post after a
+    failure mid-way sends only the papers not out yet (bot.weekly)."""
+
+    __tablename__ = "weekly_items"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace: Mapped[str] = mapped_column(Ident, primary_key=True)
+    channel: Mapped[str] = mapped_column(Ident, primary_key=True)
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the latest time
+
+
 class Post(Base):
     """A message the bot posted for one paper, so that reactions on it name that paper."""
 

@@ -78,12 +78,20 @@ class UserRepository:
         return [(paper, saved_at) for paper, saved_at in result]
 
     async def team_saves(
-        self, platform: str, workspace: str, since: datetime | None, limit: int
+        self,
+        platform: str,
+        workspace: str,
+        since: datetime | None,
+        limit: int,
+        *,
+        until: datetime | None = None,
     ) -> list[tuple[Paper, int]]:
-        """The papers members of (platform, workspace) saved since `since` (ever, when None),
-        each with how many members saved it: the most members first, then the latest save.
-        Counts only: no user is read out (`team_saves_statement`)."""
-        result = await self.session.execute(team_saves_statement(platform, workspace, since, limit))
+        """The papers members of (platform, workspace) saved since `since` (ever, when None)
+        and up to `until` (when given), each with how many members saved it: the most
+        members first, then the latest save. Counts only: no user is read out
+        (`team_saves_statement`)."""
+        statement = team_saves_statement(platform, workspace, since, limit, until=until)
+        result = await self.session.execute(statement)
         return [(paper, int(count)) for paper, count in result]
 
     async def recent_saves_many(
@@ -288,7 +296,12 @@ class UserRepository:
 
 
 def team_saves_statement(
-    platform: str, workspace: str, since: datetime | None, limit: int
+    platform: str,
+    workspace: str,
+    since: datetime | None,
+    limit: int,
+    *,
+    until: datetime | None = None,
 ) -> Select[Paper, int]:
     """`team_saves` in one statement. A member holds one save of a paper (the key is
     (platform, workspace, user, paper)), so saves counted per paper are members. The saves of
@@ -301,6 +314,8 @@ def team_saves_statement(
     ).where(Save.platform == platform, Save.workspace == workspace)
     if since is not None:
         counted = counted.where(Save.saved_at >= since)
+    if until is not None:
+        counted = counted.where(Save.saved_at <= until)
     ranked = counted.group_by(Save.paper_id).subquery()
     return (
         select(Paper, ranked.c.savers)

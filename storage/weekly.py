@@ -1,4 +1,5 @@
-"""Channels' weekly team posts: when each comes (day, local time, timezone) and whether it is on."""
+"""Channels' weekly team posts: when each comes (day, local time, timezone) and whether it is
+on; and the papers each carried."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import WeeklyPost
+from storage.models import WeeklyItem, WeeklyPost
+from storage.papers import dialect_insert
 
 
 class WeeklyPostRepository:
@@ -68,3 +70,44 @@ class WeeklyPostRepository:
         if platform is not None:
             query = query.where(WeeklyPost.platform == platform)
         return (await self.session.scalars(query)).all()
+
+    async def record_sent(
+        self, platform: str, workspace: str, channel: str, paper_ids: Sequence[int], now: datetime
+    ) -> None:
+        """Remember that the channel's weekly post carried these papers `now`."""
+        if not paper_ids:
+            return
+        rows = [
+            {"platform": platform, "workspace": workspace, "channel": channel, "paper_id": pid,
+             "sent_at": now}
+            for pid in paper_ids
+        ]  # fmt: skip
+        insert = dialect_insert(self.session)(WeeklyItem).values(rows)
+        await self.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["platform", "workspace", "channel", "paper_id"],
+                set_={"sent_at": insert.excluded.sent_at},
+            )
+        )
+
+    async def sent_since(
+        self,
+        platform: str,
+        workspace: str,
+        channel: str,
+        candidates: Sequence[int],
+        since: datetime,
+    ) -> set[int]:
+        """Which of `candidates` the channel's weekly post carried at or after `since`."""
+        if not candidates:
+            return set()
+        found = await self.session.scalars(
+            select(WeeklyItem.paper_id).where(
+                WeeklyItem.platform == platform,
+                WeeklyItem.workspace == workspace,
+                WeeklyItem.channel == channel,
+                WeeklyItem.paper_id.in_(list(candidates)),
+                WeeklyItem.sent_at >= since,
+            )
+        )
+        return set(found)

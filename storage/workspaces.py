@@ -23,12 +23,13 @@ from storage.models import (
     PendingSave,
     Post,
     Save,
+    WeeklyItem,
     WeeklyPost,
 )
 
 # Every table whose rows belong to one (platform, workspace); deleted with the workspace.
 _WORKSPACE_TABLES: tuple[Any, ...] = (
-    ChannelSubscription, WeeklyPost, Post, Save, PendingSave, PendingReaction, Follow,
+    ChannelSubscription, WeeklyPost, WeeklyItem, Post, Save, PendingSave, PendingReaction, Follow,
     DigestSetting, DigestItem, Delivery,
 )  # fmt: skip
 # slack_sdk's installation store (migration 0002): a Slack workspace's tokens, by team id

@@ -16,7 +16,15 @@ from bot.delivery.slots import load_slots
 from bot.events import ChannelGone, ChannelRef, GoneWhy, Scope, WorkspaceBack, WorkspaceGone
 from bot.lifecycle import delete_left_workspaces, keep_deleting_left_workspaces
 from storage.deliveries import Status
-from storage.models import ChannelSubscription, ChannelTopic, Delivery, Follow, Save, WeeklyPost
+from storage.models import (
+    ChannelSubscription,
+    ChannelTopic,
+    Delivery,
+    Follow,
+    Save,
+    WeeklyItem,
+    WeeklyPost,
+)
 from storage.store import Store
 from tests.core_fixtures import CHANNEL, NOW, SCOPE, Harness
 
@@ -150,12 +158,14 @@ async def test_after_the_grace_period_the_workspace_data_is_deleted(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     await set_up(harness)
+    await harness.bot.weekly.post(CHANNEL)  # the papers it carried are recorded
+    assert await count(harness.store, WeeklyItem, "T1") > 0
     await harness.bot.workspace_gone(WorkspaceGone(SCOPE))
     await harness.bot.workspace_gone(WorkspaceGone(SCOPE))  # again: the grace counts from the first
     caplog.set_level(logging.INFO, logger="bot.lifecycle")
     after = NOW + GRACE + timedelta(seconds=1)
     assert await delete_left_workspaces(harness.store, after, GRACE) == [SCOPE]
-    for model in (ChannelSubscription, WeeklyPost, Save, Follow):
+    for model in (ChannelSubscription, WeeklyPost, WeeklyItem, Save, Follow):
         assert await count(harness.store, model, "T1") == 0, model
     assert await count(harness.store, ChannelSubscription, "T2") == 1
     assert await count(harness.store, Save, "T2") == 1  # another workspace's member's save

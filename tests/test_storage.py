@@ -36,6 +36,7 @@ APP_TABLES = {
     "digest_items",
     "pending_saves",
     "weekly_posts",
+    "weekly_items",
 }
 
 

@@ -3,13 +3,16 @@
 A worker that died mid-way, or a send whose answer was lost, leaves unknown what reached the
 platform. Each message of a scheduled delivery is therefore marked with a delivery key
 (`SendKey.of(part)`), and a retry asks the platform which keys are already there
-(`Outbound.sent_keys`) and sends only the rest. Every kind of delivery (daily post, digest)
-says what its parts are; `ResumableSend.run` is the one place that sends them.
+(`Outbound.sent_keys`) and sends only the rest. Every kind of delivery (daily post, digest,
+weekly post) says what its parts are; `ResumableSend.run` is the one place that sends them.
+A list of papers in one message (a digest, a weekly post) becomes its parts in `spread_papers`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import functools
+import itertools
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -84,3 +87,53 @@ class ResumableSend:
         if isinstance(self.target, ChannelRef):
             return await outbound.post(self.target, message)
         return await outbound.send_dm(self.target, message)
+
+
+def spread_papers(
+    outbound: Outbound,
+    target: ChannelRef | UserRef,
+    lead: str,
+    message: Message,
+    paper_ids: Sequence[int],
+    out: Collection[int],
+    record: Callable[[Sequence[int], MessageRef], Awaitable[None]],
+) -> ResumableSend:
+    """`message`, a card for each of `paper_ids` in order, as the messages its platform sends
+    it in (`Outbound.spread`), each recording its papers (`record`) once it is out. A retry
+    sends only the papers not `out` yet (those its earlier attempts recorded), without the
+    heading: that went out with the first message."""
+    whole = _paper_parts(outbound, lead, message, paper_ids, record)
+    kept = [at for at, paper_id in enumerate(paper_ids) if paper_id not in out]
+    if len(kept) == len(paper_ids):
+        return ResumableSend(target, whole[0].name, whole, len(kept))
+    if not kept:  # an earlier attempt sent it all; the platform may know its first message
+        return ResumableSend(target, whole[0].name)
+    cards = tuple(message.cards[at] for at in kept)
+    rest = replace(message, text="", lines=(), cards=cards)
+    ids = [paper_ids[at] for at in kept]
+    parts = _paper_parts(outbound, lead, rest, ids, record, whole=False)
+    return ResumableSend(target, parts[0].name, parts, len(paper_ids))
+
+
+def _paper_parts(
+    outbound: Outbound,
+    lead: str,
+    message: Message,
+    paper_ids: Sequence[int],
+    record: Callable[[Sequence[int], MessageRef], Awaitable[None]],
+    *,
+    whole: bool = True,
+) -> list[Part]:
+    """A part per platform message. The whole list in one message is `lead`, as ever; the
+    messages of a spread one (or of its rest) are named by their papers, so a retry's message
+    never shares a key with a different one an earlier attempt sent."""
+    pieces = outbound.spread(message)
+    ids = iter(paper_ids)
+    parts = []
+    for piece in pieces:
+        name = lead
+        if len(pieces) > 1 or not whole:
+            name = f"{lead}:{'+'.join(card.paper_id for card in piece.cards)}"
+        mine = tuple(itertools.islice(ids, len(piece.cards)))
+        parts.append(Part(name, piece, functools.partial(record, mine)))
+    return parts
