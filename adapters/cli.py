@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import functools
 import gc
 import logging
@@ -482,7 +483,26 @@ def _database_unavailable(error: BaseException) -> Unavailable:
     return Unavailable.because("database", error, "DATABASE_URL")
 
 
+# glibc's mallopt parameter for the number of malloc arenas (malloc.h's M_ARENA_MAX).
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def _few_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas at MALLOC_ARENAS, as MALLOC_ARENA_MAX would, before any
+    thread starts. glibc gives threads that allocate at once arenas of their own (up to 8 per
+    core), and each keeps what was freed in it: with aiosqlite's thread and asyncio's
+    executor beside the loop, the worker's morning peaked at 159 MB, with 2 arenas at 140 MB
+    (bench/RESULTS.md, worker memory). Elsewhere (macOS, musl) nothing to do."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _few_malloc_arenas()
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
