@@ -60,6 +60,21 @@ def shown_papers(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
     ]
 
 
+def assert_spread(
+    messages: list[dict[str, Any]], papers: list[tuple[str, str]], heading: str
+) -> None:
+    """A list of long papers as Discord shows it, spread: several messages, each within
+    Discord's limits, every paper once and in order with its whole summary, the heading on
+    the first message only, a nonce of its own for each."""
+    assert len(messages) > 1
+    for message in messages:
+        assert_within_discord_limits(message)
+    assert shown_papers(messages) == papers
+    assert messages[0]["content"].startswith(heading)
+    assert not any(message["content"] for message in messages[1:])
+    assert len({message["nonce"] for message in messages}) == len(messages)
+
+
 def expected_papers() -> list[tuple[str, str]]:
     """The ten papers, most upvoted first, each with its whole summary."""
     return [(long_title(n), long_summary(n)) for n in PAPERS]
@@ -74,13 +89,7 @@ async def test_a_long_digest_spreads_over_messages_with_every_summary_whole(
     ).runner
     assert await runner.run(KEY) is Status.SENT
     messages = digest_messages(discord_harness.fake)
-    assert len(messages) > 1
-    for message in messages:
-        assert_within_discord_limits(message)
-    assert shown_papers(messages) == expected_papers()
-    assert messages[0]["content"].startswith("Your paperboy digest: 10 new papers")
-    assert not any(message["content"] for message in messages[1:])
-    assert len({message["nonce"] for message in messages}) == len(messages)
+    assert_spread(messages, expected_papers(), "Your paperboy digest: 10 new papers")
 
 
 async def test_a_retry_after_a_failure_mid_digest_sends_each_message_once(

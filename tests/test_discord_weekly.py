@@ -18,7 +18,7 @@ from tests.discord_fixtures import DiscordHarness
 from tests.fakes.discord import CHANNEL_ID, GUILD_ID, USER_ID, FakeDiscord
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.long_papers import long_item, long_summary, long_title
-from tests.test_discord_digest import assert_within_discord_limits, shown_papers
+from tests.test_discord_digest import assert_spread, assert_within_discord_limits, shown_papers
 
 DAY = "2026-05-05"
 KEY = DeliveryKey(WEEKLY, "discord", str(GUILD_ID), str(CHANNEL_ID), DAY)
@@ -59,13 +59,7 @@ async def test_a_long_weekly_post_spreads_over_messages_with_every_summary_whole
     ).runner
     assert await runner.run(KEY) is Status.SENT
     messages = channel_messages(discord_harness.fake)
-    assert len(messages) > 1
-    for message in messages:
-        assert_within_discord_limits(message)
-    assert shown_papers(messages) == expected_papers()
-    assert messages[0]["content"].startswith(TITLE)
-    assert not any(message["content"] for message in messages[1:])
-    assert len({message["nonce"] for message in messages}) == len(messages)
+    assert_spread(messages, expected_papers(), TITLE)
     footers = [embed.get("footer", {}).get("text", "") for m in messages for embed in m["embeds"]]
     assert [footer.startswith("saved by 1") for footer in footers] == [True] * 5 + [False] * 5
     async with discord_harness.store.reading() as repos:
