@@ -196,11 +196,11 @@ async def _serve(settings: Settings) -> int:
             log.info("Slack ready %s over HTTP on %s:%d", who, settings.host, settings.port)
             settled()
             web = web_app(slack, store)
-            reactions = asyncio.create_task(slack.bot.inbox.keep_working(SLACK))
+            waiting = asyncio.create_task(slack.bot.keep_working(SLACK))
             try:
                 await http_server(web, host=settings.host, port=settings.port).serve()
             finally:
-                reactions.cancel()
+                waiting.cancel()
         finally:
             await slack.close()
     finally:
@@ -384,15 +384,16 @@ async def _deliver(
     ready: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Run `platform`'s scheduled deliveries (once `ready` says it can send) until cancelled,
-    and the retries of its reactions: those this process took in, and those another (say
-    `paperboy serve`) took in and left when it stopped."""
+    and its waiting work (`Paperboy.keep_working`): reactions to try again, those another
+    process (say `paperboy serve`) took in and left when it stopped included, and members to
+    tell of late saves."""
     if ready is not None:
         await ready()
     scheduler = bot.scheduler(platform=platform, policy=policy, outage=outage)
     try:
         await scheduler.start()
         log.info("%s: %d scheduled slot(s)", platform, len(scheduler.slots))
-        await bot.inbox.keep_working(platform)
+        await bot.keep_working(platform)
     finally:
         await scheduler.stop()
 

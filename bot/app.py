@@ -6,6 +6,7 @@ its kinds. It reaches platforms only through the Outbound port."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +50,7 @@ from bot.messages import Message, PaperCard, Visibility
 from bot.observe import command_name, observer
 from bot.ports import Outbound
 from bot.reactions import SaveReactions
-from bot.saving import outcome_message, papers_by_id, save_linked_papers
+from bot.saving import LateSaves, outcome_message, papers_by_id, save_linked_papers
 from bot.search import SearchSource
 from bot.sources.lookup import PaperLookup
 from bot.weekly import WeeklyPosts
@@ -70,6 +71,7 @@ DATABASE_BUSY = "Sorry, I couldn't reach my database just now. Please try again 
 NOTHING_TO_SHARE = "Nothing to share: that answer has changed or is no longer available."
 UNPARSED = "unparsed"  # what a command that does not parse is reported as
 UNFURL_BUDGET = 10.0  # seconds an unfurl waits for Hugging Face and arXiv
+CHECK_EVERY = 15.0  # seconds between looks for waiting work (`keep_working`)
 
 
 def share_command(text: str, answer: Message) -> str | None:
@@ -108,6 +110,7 @@ class Paperboy:
         self.answering = store.answering()
         self.reactions = SaveReactions(store, config.save_emojis, outbound.read_text, lookup)
         self.inbox = ReactionInbox(store, self.reactions, outbound, clock)
+        self.late_saves = LateSaves(store, outbound, clock)
         self.lifecycle = Lifecycle(store, outbound, clock, self._schedule_changed)
         self.daily = DailyPosts(
             store, outbound, default_count=config.default_post_count,
@@ -229,6 +232,28 @@ class Paperboy:
         scope = user.scope
         async with self.store.reading() as repos:
             return list(await repos.users.following(scope.platform, scope.workspace, user.user))
+
+    async def keep_working(self, platform: str, every: float = CHECK_EVERY) -> None:
+        """What waits to be done for people on `platform`, every `every` seconds until
+        cancelled: reactions to act on (`bot.inbox`: retries that came due, and records a
+        stopped process left) and members to tell of late saves (`bot.saving.LateSaves`).
+        A database that cannot be reached is logged once until it is back."""
+        failing = False
+        while True:
+            try:
+                await self.inbox.work_through(platform)
+                await self.late_saves.tell(platform)
+            except DB_ERRORS as error:
+                if not failing:
+                    log.warning("waiting work waits for the database: %s", describe(error))
+                failing = True
+            except Exception:  # a bug must not stop the process's deliveries with it
+                log.exception("waiting work failed")
+            else:
+                if failing:
+                    log.info("the database is back; waiting work goes on")
+                failing = False
+            await asyncio.sleep(every)
 
     def scheduler(
         self,

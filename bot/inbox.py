@@ -12,13 +12,12 @@ record and then tells the member privately. Saving and unsaving are idempotent, 
 acted on but not yet deleted (a crash in between) is safe to act on again: the member reads
 "Already saved". A failure leaves the record to be tried again after a backoff; after
 MAX_ATTEMPTS the member is told the reaction did not take. Each process that receives
-reactions works its platform's records through as they arrive, and `keep_working` picks up
-retries and records a stopped process left.
+reactions works its platform's records through as they arrive, and `Paperboy.keep_working`
+picks up retries and records a stopped process left.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -42,7 +41,6 @@ RETRY_AFTER = tuple(
 MAX_ATTEMPTS = len(RETRY_AFTER) + 1
 HOLD = timedelta(minutes=2)  # how long a process holds a record it took to act on
 BATCH = 50  # records taken at a time
-CHECK_EVERY = 15.0  # seconds between looks for retries that came due
 
 
 def not_taken(added: bool) -> Message:
@@ -104,33 +102,13 @@ class ReactionInbox:
 
     async def act_now(self, platform: str) -> None:
         """`work_through` right after a reaction was taken in. Never raises: what the
-        database does not let it do now, `keep_working` does later."""
+        database does not let it do now, `Paperboy.keep_working` does later."""
         try:
             await self.work_through(platform)
         except DB_ERRORS as error:
             log.warning("reactions wait for the database: %s", describe(error))
         except Exception:
             log.exception("acting on reactions failed")
-
-    async def keep_working(self, platform: str, every: float = CHECK_EVERY) -> None:
-        """`work_through` every `every` seconds until cancelled: retries that came due, and
-        records a process left when it stopped. An unreachable database is logged once
-        until it is back."""
-        failing = False
-        while True:
-            try:
-                await self.work_through(platform)
-            except DB_ERRORS as error:
-                if not failing:
-                    log.warning("reactions wait for the database: %s", describe(error))
-                failing = True
-            except Exception:  # a bug must not stop the process's deliveries with it
-                log.exception("acting on reactions failed")
-            else:
-                if failing:
-                    log.info("the database is back; waiting reactions are acted on")
-                failing = False
-            await asyncio.sleep(every)
 
     async def _act(self, pending: PendingReaction) -> int:
         """Act on one record: 1 when it was acted on, 0 when it waits for another try."""

@@ -6,7 +6,8 @@ menu), whose ids `bot.links.find_paper_ids` reads.
 papers in the store at once; papers not in it are fetched (`PaperLookup`: Hugging Face, then
 arXiv), stored and saved; a paper nobody can give yet is kept by id as a pending save, which
 `complete_pending_saves` (run after each Daily Papers refresh) completes when the paper can be
-fetched, giving up after MAX_ATTEMPTS answers that it is unknown or MAX_AGE.
+fetched, giving up after MAX_ATTEMPTS answers that it is unknown or MAX_AGE; `LateSaves` then
+tells the member by DM.
 `outcome_message` says what happened, for the user alone. `unsave_papers` undoes saves (and
 drops pending ones), and `unsave_message` says so.
 """
@@ -14,16 +15,17 @@ drops pending ones), and `unsave_message` says so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.cards import demo_note, paper_cards, title_text
-from bot.events import UserRef
+from bot.events import Scope, UserRef
 from bot.links import MAX_IDS, find_paper_ids, reference_id
 from bot.messages import Message, counted
+from bot.ports import DeliveryError, Outbound
 from bot.sources.lookup import Lookup, PaperLookup
-from storage.models import Paper
+from storage.models import Paper, SavedLater
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,9 @@ RETRY_AFTER = timedelta(hours=1)  # a pending save is asked for again at most th
 MAX_ATTEMPTS = 48  # answers "not known" before a pending save is given up
 MAX_AGE = timedelta(days=7)  # and, however the sources answered, after this long
 RETRY_MOST = 50  # ids asked for in one retry (one arXiv request)
+TELL_HOLD = timedelta(minutes=2)  # a process telling of late saves holds them this long
+TELL_AGAIN = timedelta(minutes=10)  # after a DM that failed
+TELL_TRIES = 5
 # Pending saves one member may have at once: each is retried for up to MAX_AGE, so ids that
 # never resolve would otherwise pile up for as long as someone keeps pasting them.
 MAX_PENDING = 100
@@ -288,6 +293,7 @@ async def complete_pending_saves(
         for row in await repos.pending.take(list(papers)):
             paper = papers[row.arxiv_id]
             await repos.users.save(row.platform, row.workspace, row.user, paper.id, now)
+            await repos.pending.saved_later(row.platform, row.workspace, row.user, paper.id, now)
             completed += 1
         given_up = 0
         for ids, missing in ((answer.missing, True), (answer.unreachable, False)):
@@ -302,6 +308,60 @@ async def complete_pending_saves(
             completed, waiting, given_up,
         )  # fmt: skip
     return RetryOutcome(completed, waiting, given_up)
+
+
+def saved_later_message(papers: Sequence[Paper]) -> Message:
+    """What a member is told of papers their pending saves brought in."""
+    cards = paper_cards(papers)
+    return Message(
+        text=f"Saved now: {counted(len(papers), 'paper')} you asked for earlier",
+        cards=cards,
+        lines=("They could not be fetched when you asked. See them all with `/papers saved`.",),
+        note=demo_note(cards),
+    )
+
+
+class LateSaves:
+    """Pending saves completed later (`complete_pending_saves`, after a refresh): their
+    member is told by DM, once, of the papers saved for them since. Each process delivering
+    to a platform tells its members (`Paperboy.keep_working`); a DM that fails is tried again
+    after TELL_AGAIN, TELL_TRIES times at most."""
+
+    def __init__(self, store: Store, outbound: Outbound, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.outbound = outbound
+        self.clock = clock
+
+    async def tell(self, platform: str) -> int:
+        """DM each member of `platform` with papers saved for them since; how many were
+        told. Raises what the database raises."""
+        now = self.clock()
+        async with self.store.transaction() as repos:
+            due = await repos.pending.take_saved_later(platform, now, hold=TELL_HOLD, most=100)
+            papers = await repos.papers.by_ids({row.paper_id for row in due})
+        by_member: dict[UserRef, list[SavedLater]] = {}
+        for row in due:
+            member = UserRef(Scope(platform, row.workspace), row.user)
+            by_member.setdefault(member, []).append(row)
+        told = 0
+        for member, rows in by_member.items():
+            ids = [row.id for row in rows]
+            saved = [papers[row.paper_id] for row in rows if row.paper_id in papers]
+            try:
+                await self.outbound.send_dm(member, saved_later_message(saved))
+            except DeliveryError as error:
+                attempts = max(row.attempts for row in rows) + 1
+                async with self.store.transaction() as repos:
+                    if error.permanent or attempts >= TELL_TRIES:
+                        log.info("not told of late saves: %s (%s)", member.user, error.reason)
+                        await repos.pending.told(ids)
+                    else:
+                        await repos.pending.tell_later(ids, attempts, now + TELL_AGAIN)
+                continue
+            async with self.store.transaction() as repos:
+                await repos.pending.told(ids)
+            told += 1
+        return told
 
 
 def _is_arxiv_id(value: str) -> bool:

@@ -4,15 +4,18 @@ and the reactions taken in but not yet acted on (`bot.inbox` works them through)
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import rowcount
-from storage.models import PendingReaction, ProcessedEvent
+from storage.models import PendingReaction, ProcessedEvent, SavedLater
 from storage.papers import dialect_insert
 
 KEEP = timedelta(days=1)  # platforms give up redelivering long before this
+# Rows of work for people, tried until done: each held by one process at a time (`due_at`).
+Due = TypeVar("Due", PendingReaction, SavedLater)
 
 
 class InboxRepository:
@@ -42,32 +45,10 @@ class InboxRepository:
     async def take_due(
         self, platform: str, now: datetime, *, hold: timedelta, most: int
     ) -> list[PendingReaction]:
-        """Up to `most` of the platform's reactions due by `now`, the oldest first, each
-        moved out of others' reach for `hold` (`due_at` moved on): one process takes each,
-        and one that stops holding them hands them back when `hold` ends."""
-        due = await self.session.scalars(
-            select(PendingReaction)
-            .where(PendingReaction.platform == platform, PendingReaction.due_at <= now)
-            .order_by(PendingReaction.due_at, PendingReaction.id)
-            .limit(most)
-        )
-        taken = []
-        for reaction in due:
-            moved = await self.session.execute(
-                update(PendingReaction)
-                .where(PendingReaction.id == reaction.id, PendingReaction.due_at == reaction.due_at)
-                .values(due_at=now + hold)
-            )
-            if rowcount(moved):  # else another process took it first
-                taken.append(reaction)
-        return taken
+        return await take_due(self.session, PendingReaction, platform, now, hold=hold, most=most)
 
     async def try_reaction_again(self, reaction_id: int, attempts: int, at: datetime) -> None:
-        await self.session.execute(
-            update(PendingReaction)
-            .where(PendingReaction.id == reaction_id)
-            .values(attempts=attempts, due_at=at)
-        )
+        await try_again(self.session, PendingReaction, reaction_id, attempts, at)
 
     async def drop_reaction(self, reaction_id: int) -> None:
         await self.session.execute(delete(PendingReaction).where(PendingReaction.id == reaction_id))
@@ -89,3 +70,41 @@ class InboxRepository:
         )
         count, oldest, tries = (await self.session.execute(statement)).one()
         return int(count), oldest, int(tries or 0)
+
+
+async def take_due(
+    session: AsyncSession,
+    model: type[Due],
+    platform: str,
+    now: datetime,
+    *,
+    hold: timedelta,
+    most: int,
+) -> list[Due]:
+    """Up to `most` of the platform's rows due by `now`, the oldest first, each moved out of
+    others' reach for `hold` (`due_at` moved on): one process takes each, and one that
+    stops holding them hands them back when `hold` ends."""
+    due = await session.scalars(
+        select(model)
+        .where(model.platform == platform, model.due_at <= now)
+        .order_by(model.due_at, model.id)
+        .limit(most)
+    )
+    taken = []
+    for row in due:
+        moved = await session.execute(
+            update(model)
+            .where(model.id == row.id, model.due_at == row.due_at)
+            .values(due_at=now + hold)
+        )
+        if rowcount(moved):  # else another process took it first
+            taken.append(row)
+    return taken
+
+
+async def try_again(
+    session: AsyncSession, model: type[Due], row_id: int, attempts: int, at: datetime
+) -> None:
+    await session.execute(
+        update(model).where(model.id == row_id).values(attempts=attempts, due_at=at)
+    )

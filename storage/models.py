@@ -252,6 +252,23 @@ class DigestItem(Base):
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class SavedLater(Base):
+    """A pending save completed after its member was answered: they are told by DM once
+    (`bot.saving.LateSaves`), then the row goes. `due_at` as in PendingReaction."""
+
+    __tablename__ = "saved_later"
+    __table_args__ = (Index("ix_saved_later_due", "platform", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace: Mapped[str] = mapped_column(Ident)
+    user: Mapped[str] = mapped_column(Ident)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class PendingReaction(Base):
     """A reaction taken in and not yet acted on (bot.inbox): worked through, retried while it
     fails, deleted once done or given up. `due_at` is when it may be tried next; a worker

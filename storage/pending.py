@@ -10,7 +10,8 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import chunks, rowcount
-from storage.models import PendingSave
+from storage.inbox import take_due, try_again
+from storage.models import PendingSave, SavedLater
 from storage.papers import dialect_insert
 
 
@@ -145,3 +146,25 @@ class PendingSaveRepository:
             )
             given_up += rowcount(result)
         return given_up
+
+    async def saved_later(
+        self, platform: str, workspace: str, user: str, paper_id: int, now: datetime
+    ) -> None:
+        """A pending save completed: its member is to be told (due at once)."""
+        row = SavedLater(
+            platform=platform, workspace=workspace, user=user, paper_id=paper_id,
+            saved_at=now, attempts=0, due_at=now,
+        )  # fmt: skip
+        self.session.add(row)
+
+    async def take_saved_later(
+        self, platform: str, now: datetime, *, hold: timedelta, most: int
+    ) -> list[SavedLater]:
+        return await take_due(self.session, SavedLater, platform, now, hold=hold, most=most)
+
+    async def tell_later(self, ids: Sequence[int], attempts: int, at: datetime) -> None:
+        for row_id in ids:
+            await try_again(self.session, SavedLater, row_id, attempts, at)
+
+    async def told(self, ids: Sequence[int]) -> None:
+        await self.session.execute(delete(SavedLater).where(SavedLater.id.in_(list(ids))))

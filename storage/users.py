@@ -20,6 +20,7 @@ from storage.models import (
     PendingReaction,
     PendingSave,
     Save,
+    SavedLater,
 )
 from storage.papers import dialect_insert
 
@@ -282,6 +283,7 @@ class UserRepository:
             "digest settings": (DigestSetting, DigestSetting.user == user),
             "pending saves": (PendingSave, PendingSave.user == user),
             "reactions not yet acted on": (PendingReaction, PendingReaction.user == user),
+            "saves not yet told of": (SavedLater, SavedLater.user == user),
             "papers sent in digests": (DigestItem, DigestItem.user == user),
             # A digest's ledger rows name its reader as their target.
             "delivery records": (Delivery, and_(Delivery.kind == DIGEST, Delivery.target == user)),

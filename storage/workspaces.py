@@ -23,14 +23,15 @@ from storage.models import (
     PendingSave,
     Post,
     Save,
+    SavedLater,
     WeeklyItem,
     WeeklyPost,
 )
 
 # Every table whose rows belong to one (platform, workspace); deleted with the workspace.
 _WORKSPACE_TABLES: tuple[Any, ...] = (
-    ChannelSubscription, WeeklyPost, WeeklyItem, Post, Save, PendingSave, PendingReaction, Follow,
-    DigestSetting, DigestItem, Delivery,
+    ChannelSubscription, WeeklyPost, WeeklyItem, Post, Save, SavedLater, PendingSave,
+    PendingReaction, Follow, DigestSetting, DigestItem, Delivery,
 )  # fmt: skip
 # slack_sdk's installation store (migration 0002): a Slack workspace's tokens, by team id
 # (the one place storage names a platform: those tables are Slack's own).

@@ -155,7 +155,7 @@ async def test_a_reaction_left_by_a_stopped_process_is_acted_on_by_another(
     other = bot_on(harness.store, second, None, harness.clock)
     assert await other.inbox.work_through(SCOPE.platform) == 0  # still held by the first
     harness.clock[0] = NOW + HOLD
-    worker = asyncio.create_task(other.inbox.keep_working(SCOPE.platform, every=0.01))
+    worker = asyncio.create_task(other.keep_working(SCOPE.platform, every=0.01))
     try:
         async with asyncio.timeout(10):
             while not second.told:

@@ -16,16 +16,18 @@ from sqlalchemy import func, select
 from bot import saving
 from bot.app import Paperboy
 from bot.config import BotConfig
+from bot.events import MessageRef, UserRef
 from bot.links import MAX_IDS
 from bot.messages import Message, Visibility
-from bot.saving import RETRY_AFTER, RetryOutcome, complete_pending_saves
+from bot.ports import DeliveryError
+from bot.saving import RETRY_AFTER, LateSaves, RetryOutcome, complete_pending_saves
 from bot.sources.arxiv import ArxivClient, RequestSpacing
 from bot.sources.huggingface import HuggingFaceClient
 from bot.sources.lookup import PaperLookup
 from bot.sources.refresh import keep_papers_fresh
-from storage.models import Base, PendingSave
+from storage.models import Base, PendingSave, SavedLater
 from storage.papers import PaperData
-from tests.core_fixtures import Harness
+from tests.core_fixtures import Harness, RecordingPlatform
 from tests.fakes.arxiv import FakeArxiv
 from tests.fakes.huggingface import load_fixture
 
@@ -148,6 +150,57 @@ async def test_a_paper_nobody_knows_is_kept_pending_then_saved_when_it_appears(
     assert await links.pending() == []
     assert await links.saved_ids() == ["2501.99999", "2605.00001"]
     assert (await links.say("saved")).lines == ()
+
+    # Alice is told by DM, once.
+    platform, late = links.harness.platform, links.harness.bot.late_saves
+    assert await late.tell("test") == 1
+    [(to, told, _)] = platform.dms
+    assert to.user == "alice" and told.text == "Saved now: 1 paper you asked for earlier"
+    assert [card.title for card in told.cards] == ["Announced At Last"]
+    assert await late.tell("test") == 0 and len(platform.dms) == 1
+
+
+@dataclass
+class ClosedDMs(RecordingPlatform):
+    """DMs fail `failures` times: Slack or Discord could not be reached."""
+
+    failures: int = 0
+
+    async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
+        if self.failures:
+            self.failures -= 1
+            raise DeliveryError("network_error", permanent=False, unreachable=True)
+        return await super().send_dm(user, message)
+
+
+async def test_a_late_save_whose_dm_fails_is_told_later_and_at_most_so_often(
+    links: Links,
+) -> None:
+    platform = ClosedDMs(failures=1)
+    late = LateSaves(links.harness.store, platform, lambda: links.harness.clock[0])
+    await links.say("save 2501.99999 2501.99998")
+    links.arxiv.add("2501.99999", "Announced At Last", summary="Late.")
+    links.arxiv.add("2501.99998", "Also Late", summary="Late too.")
+    links.later(RETRY_AFTER + timedelta(minutes=1))
+    assert await links.retry() == RetryOutcome(saved=2)
+    assert await late.tell("test") == 0  # the DM failed: kept for later
+    assert await late.tell("test") == 0  # not due yet
+    links.later(saving.TELL_AGAIN)
+    assert await late.tell("test") == 1
+    [(_, told, _)] = platform.dms
+    assert told.text == "Saved now: 2 papers you asked for earlier"  # one DM for both
+
+    platform.failures = saving.TELL_TRIES  # another, never told: given up after TELL_TRIES
+    await links.say("save 2501.99997")
+    links.arxiv.add("2501.99997", "Third", summary="Late as well.")
+    links.later(RETRY_AFTER + timedelta(minutes=1))
+    assert await links.retry() == RetryOutcome(saved=1)
+    for _ in range(saving.TELL_TRIES):
+        assert await late.tell("test") == 0
+        links.later(saving.TELL_AGAIN)
+    assert platform.failures == 0 and len(platform.dms) == 1
+    async with links.harness.store.reading() as repos:
+        assert await repos.session.scalar(select(func.count()).select_from(SavedLater)) == 0
 
 
 async def test_only_papers_only_links_and_nothing_at_all(links: Links) -> None:

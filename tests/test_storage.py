@@ -37,6 +37,8 @@ APP_TABLES = {
     "pending_saves",
     "weekly_posts",
     "weekly_items",
+    "pending_reactions",
+    "saved_later",
 }
 
 
