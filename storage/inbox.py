@@ -1,5 +1,6 @@
 """The inbox: platform events already taken in (a redelivered one is recognised and skipped),
-and the reactions taken in but not yet acted on (`bot.inbox` works them through)."""
+and the reactions taken in but not yet acted on (`bot.inbox` works them through). `take_due`
+is how a process takes rows of such waiting work, the late saves' too (`storage.pending`)."""
 
 from __future__ import annotations
 
