@@ -140,7 +140,7 @@ class ConsoleOutbound:
         attachment = Attachment(file.name, file.content.decode("utf-8", "replace"))
         return await self.send_dm(user, Message(text=file.caption, attachment=attachment))
 
-    async def tell(self, user: UserRef, where: ChannelRef, message: Message) -> None:
+    async def tell(self, user: UserRef, about: MessageRef, message: Message) -> None:
         self.reply(message)
 
     async def read_text(self, message: MessageRef) -> str | None:

@@ -112,11 +112,7 @@ class ReactionInbox:
 
     async def _act(self, pending: PendingReaction) -> int:
         """Act on one record: 1 when it was acted on, 0 when it waits for another try."""
-        scope = Scope(pending.platform, pending.workspace)
-        channel = ChannelRef(scope, pending.channel)
-        event = ReactionChanged(
-            MessageRef(channel, pending.message_id), pending.user, pending.emoji, pending.added
-        )
+        event = ReactionChanged(_message(pending), pending.user, pending.emoji, pending.added)
         try:
             answer = await self.reactions.handle(event, self.clock())
         except Exception as error:
@@ -125,7 +121,7 @@ class ReactionInbox:
         async with self.store.transaction() as repos:
             await repos.inbox.drop_reaction(pending.id)
         if answer is not None:
-            await self._tell(UserRef(scope, pending.user), channel, answer)
+            await self._tell(pending, answer)
         return 1
 
     async def _try_later(self, pending: PendingReaction, error: Exception) -> None:
@@ -136,9 +132,7 @@ class ReactionInbox:
             log.warning("gave up on a reaction by %s: %s", who, describe(error))
             async with self.store.transaction() as repos:
                 await repos.inbox.drop_reaction(pending.id)
-            scope = Scope(pending.platform, pending.workspace)
-            channel = ChannelRef(scope, pending.channel)
-            await self._tell(UserRef(scope, pending.user), channel, not_taken(pending.added))
+            await self._tell(pending, not_taken(pending.added))
             return
         wait = RETRY_AFTER[attempts - 1]
         log.warning(
@@ -148,8 +142,15 @@ class ReactionInbox:
         async with self.store.transaction() as repos:
             await repos.inbox.try_reaction_again(pending.id, attempts, self.clock() + wait)
 
-    async def _tell(self, user: UserRef, where: ChannelRef, message: Message) -> None:
+    async def _tell(self, pending: PendingReaction, message: Message) -> None:
+        user = UserRef(Scope(pending.platform, pending.workspace), pending.user)
         try:
-            await self.outbound.tell(user, where, message)
+            await self.outbound.tell(user, _message(pending), message)
         except DeliveryError as error:
             log.info("reaction answer not shown to %s: %s", user.user, error.reason)
+
+
+def _message(pending: PendingReaction) -> MessageRef:
+    """The message reacted to."""
+    channel = ChannelRef(Scope(pending.platform, pending.workspace), pending.channel)
+    return MessageRef(channel, pending.message_id)

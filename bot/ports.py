@@ -70,9 +70,10 @@ class Outbound(Protocol):
         """Send a file to a user privately (their DMs)."""
         ...
 
-    async def tell(self, user: UserRef, where: ChannelRef, message: Message) -> None:
-        """A note only `user` sees, about something they did in `where` (Slack shows it
-        there; Discord, which cannot, in their DMs)."""
+    async def tell(self, user: UserRef, about: MessageRef, message: Message) -> None:
+        """A note only `user` sees, about something they did on message `about` (Slack shows
+        it beside that message, in its thread if it has one; Discord, which cannot, in their
+        DMs)."""
         ...
 
     async def read_text(self, message: MessageRef) -> str | None:

@@ -31,7 +31,7 @@ class RecordingPlatform:
 
     posts: list[tuple[ChannelRef, Message, MessageRef]] = field(default_factory=list)
     dms: list[tuple[UserRef, Message, MessageRef]] = field(default_factory=list)
-    told: list[tuple[UserRef, ChannelRef, Message]] = field(default_factory=list)
+    told: list[tuple[UserRef, MessageRef, Message]] = field(default_factory=list)
     members_messages: dict[MessageRef, str] = field(default_factory=dict)  # readable ones
 
     async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
@@ -44,8 +44,8 @@ class RecordingPlatform:
         self.dms.append((user, message, ref))
         return ref
 
-    async def tell(self, user: UserRef, where: ChannelRef, message: Message) -> None:
-        self.told.append((user, where, message))
+    async def tell(self, user: UserRef, about: MessageRef, message: Message) -> None:
+        self.told.append((user, about, message))
 
     async def read_text(self, message: MessageRef) -> str | None:
         return self.members_messages.get(message)

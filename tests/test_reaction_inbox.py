@@ -120,8 +120,8 @@ async def test_a_save_that_fails_is_kept_and_done_on_a_later_try(
     harness.clock[0] = NOW + RETRY_AFTER[0]
     assert await inbox.work_through(SCOPE.platform) == 1
     assert await saved(harness) == [paper]
-    [(user, where, message)] = platform.told
-    assert (user.user, where) == ("alice", CHANNEL) and message.text.startswith("Saved")
+    [(user, about, message)] = platform.told
+    assert (user.user, about) == ("alice", MEMBERS_MESSAGE) and message.text.startswith("Saved")
     assert await pending(harness.store) == []
 
 

@@ -88,6 +88,7 @@ async def test_a_reply_inside_a_thread_is_read_from_the_thread(harness: SlackHar
     assert int(read.args["limit"]) == 1
     [confirmation] = confirmations(harness)
     assert "Self-Speculative Decoding" in confirmation["text"]
+    assert confirmation["thread_ts"] == parent  # shown in the thread, beside the reply
     assert await saved_ids(harness) == {STORED}  # the reply's paper, not its neighbour's
 
 
@@ -96,6 +97,7 @@ async def test_several_links_are_all_saved_and_named(harness: SlackHarness) -> N
     await react(harness, ts, "EvR3")
     [confirmation] = confirmations(harness)
     assert confirmation["text"].startswith("Saved 3 papers")
+    assert "thread_ts" not in confirmation  # a message in the channel: answered there
     blocks = all_text(confirmation["blocks"])
     for title in ("Speculative Retrieval", "Self-Speculative Decoding", "Dense Retrieval"):
         assert title in blocks

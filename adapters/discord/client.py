@@ -360,7 +360,7 @@ class PaperboyClient(discord.Client):
             log.warning("Discord reaction not taken in: %s", describe(error))
             user = UserRef(scope, event.user)
             with contextlib.suppress(DeliveryError):  # the log has it
-                await self.outbound.tell(user, message.channel, not_taken(added))
+                await self.outbound.tell(user, message, not_taken(added))
             return
         if taken:
             await self.paperboy.inbox.act_now(PLATFORM)

@@ -116,7 +116,7 @@ class DiscordOutbound:
             raise delivery_error(error) from None
         return MessageRef(ChannelRef(user.scope, str(dm.id)), str(sent.id))
 
-    async def tell(self, user: UserRef, where: ChannelRef, message: Message) -> None:
+    async def tell(self, user: UserRef, about: MessageRef, message: Message) -> None:
         """A DM: Discord has no private reply in a channel outside an interaction."""
         await self.send_dm(user, message)
 

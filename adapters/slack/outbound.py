@@ -27,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack.pacing import SlackPacer
-from adapters.slack.reading import read_message_text
+from adapters.slack.reading import read_message
 from adapters.slack.render import blocks, escape, fallback_text
 from bot.events import ChannelRef, GoneWhy, MessageRef, UserRef
 from bot.messages import Message
@@ -69,6 +69,7 @@ RATE_LIMIT_RETRIES = 3
 MAX_RETRY_AFTER = 120.0  # seconds; a longer wait fails the send instead of hanging a worker
 
 POST_TIMEOUT = aiohttp.ClientTimeout(total=30)  # slack_sdk's default for every call
+THREADS_KEPT = 1024  # replies whose thread is remembered, the latest read
 # Scheduled messages carry their delivery key as message metadata, so a retry can read back
 # (conversations.history) what already went out.
 DELIVERY_EVENT = "paperboy_delivery"
@@ -152,6 +153,8 @@ class SlackOutbound:
         self.token_for = token_for
         self.pacer = pacer or SlackPacer()
         self._clients: dict[str, AsyncWebClient] = {}
+        # (channel, ts) -> its thread, for replies read lately (`tell` answers there).
+        self._threads: dict[tuple[str, str], str] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -309,13 +312,15 @@ class SlackOutbound:
                 break
         return found
 
-    async def tell(self, user: UserRef, where: ChannelRef, message: Message) -> None:
-        """An ephemeral message: shown in `where`, to `user` only."""
+    async def tell(self, user: UserRef, about: MessageRef, message: Message) -> None:
+        """An ephemeral message: shown to `user` only, in `about`'s channel, and in its thread
+        when it is a reply this process read (`read_text`)."""
         client = await self.client(user.scope.workspace)
+        thread = self._threads.get((about.channel.channel, about.message_id))
         try:
             await client.chat_postEphemeral(
-                channel=where.channel, user=user.user, text=fallback_text(message),
-                blocks=blocks(message),
+                channel=about.channel.channel, user=user.user, text=fallback_text(message),
+                blocks=blocks(message), thread_ts=thread,
             )  # fmt: skip
         except (aiohttp.ClientError, TimeoutError) as error:
             raise _network_failure(error) from None
@@ -324,7 +329,15 @@ class SlackOutbound:
 
     async def read_text(self, message: MessageRef) -> str | None:
         client = await self.client(message.channel.scope.workspace)
-        return await read_message_text(client, message.channel.channel, message.message_id)
+        channel, ts = message.channel.channel, message.message_id
+        read = await read_message(client, channel, ts)
+        if read is None:
+            return None
+        if read.thread_ts is not None and read.thread_ts != ts:
+            self._threads[(channel, ts)] = read.thread_ts
+            while len(self._threads) > THREADS_KEPT:
+                self._threads.pop(next(iter(self._threads)))  # the oldest
+        return read.text
 
     async def _dm_channel(self, user: UserRef) -> ChannelRef:
         client = await self.client(user.scope.workspace)

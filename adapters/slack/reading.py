@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -42,10 +43,16 @@ def _texts(value: object) -> Iterator[str]:
                 yield from _texts(item)
 
 
-async def read_message_text(client: AsyncWebClient, channel: str, ts: str) -> str | None:
-    """The text (`message_text`) of message `ts` in `channel`; None, with one log line, when
-    it cannot be read: deleted, or in a channel the bot may not read. Raises DeliveryError
-    when Slack cannot be reached, so that the read is tried again."""
+@dataclass(frozen=True)
+class ReadMessage:
+    text: str  # `message_text`
+    thread_ts: str | None  # the thread it is in (its own ts for a thread's first message)
+
+
+async def read_message(client: AsyncWebClient, channel: str, ts: str) -> ReadMessage | None:
+    """Message `ts` in `channel`; None, with one log line, when it cannot be read: deleted,
+    or in a channel the bot may not read. Raises DeliveryError when Slack cannot be reached,
+    so that the read is tried again."""
     try:
         message = await _message(client, channel, ts)
     except SlackApiError as error:
@@ -56,7 +63,8 @@ async def read_message_text(client: AsyncWebClient, channel: str, ts: str) -> st
     if message is None:
         log.info("cannot read message %s in %s: not found", ts, channel)
         return None
-    return message_text(message)
+    thread = message.get("thread_ts")
+    return ReadMessage(message_text(message), thread if isinstance(thread, str) else None)
 
 
 async def _message(client: AsyncWebClient, channel: str, ts: str) -> Mapping[str, Any] | None:
