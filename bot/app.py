@@ -145,13 +145,10 @@ class Paperboy:
         )  # fmt: skip
         try:
             answer = await HANDLERS[type(command)](context, command)
-        except DB_ERRORS as error:
-            if not unreachable(error):
-                log.exception("command %s failed", type(command).__name__)
-                return name, "error", Message(text=SOMETHING_WENT_WRONG)
-            log.warning("command %s: database busy or unreachable: %s", name, describe(error))
-            return name, "error", Message(text=DATABASE_BUSY)
-        except Exception:
+        except Exception as error:
+            if isinstance(error, DB_ERRORS) and unreachable(error):
+                log.warning("command %s: database busy or unreachable: %s", name, describe(error))
+                return name, "error", Message(text=DATABASE_BUSY)
             log.exception("command %s failed", type(command).__name__)
             return name, "error", Message(text=SOMETHING_WENT_WRONG)
         if isinstance(command, SCHEDULE_COMMANDS):

@@ -93,7 +93,10 @@ async def save_papers(
         if answer.found:
             await repos.papers.upsert(list(answer.found.values()), now)
         papers = await repos.papers.by_arxiv_ids(ids)
-        held = {row.arxiv_id for row in await repos.pending.of_user(platform, workspace, user.user)}
+        # The member's pending saves, read only when one may be added (the cap).
+        keeping = any(i not in papers and i in fetchable for i in ids)
+        pending_now = await repos.pending.of_user(platform, workspace, user.user) if keeping else []
+        held = {row.arxiv_id for row in pending_now}
         for arxiv_id in ids:
             paper = papers.get(arxiv_id)
             if paper is not None:

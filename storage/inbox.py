@@ -54,15 +54,6 @@ class InboxRepository:
     async def drop_reaction(self, reaction_id: int) -> None:
         await self.session.execute(delete(PendingReaction).where(PendingReaction.id == reaction_id))
 
-    async def next_due(self, platform: str) -> datetime | None:
-        """When the platform's next reaction is due; None when none waits."""
-        return await self.session.scalar(
-            select(PendingReaction.due_at)
-            .where(PendingReaction.platform == platform)
-            .order_by(PendingReaction.due_at)
-            .limit(1)
-        )
-
     async def waiting(self) -> tuple[int, datetime | None, int]:
         """Reactions waiting to be acted on: how many, when the oldest was taken in, and the
         most tries one has had."""
