@@ -10,8 +10,9 @@ import sys
 from datetime import UTC, datetime
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# A line per migration step, per job added, per HTTP request made.
-CHATTY = ("alembic", "apscheduler", "httpx")
+# A line per migration step, per job added, per HTTP request made, and (faiss's loader, at
+# the first search by meaning) a line per CPU-specific build it tries before the one it loads.
+CHATTY = ("alembic", "apscheduler", "httpx", "faiss")
 
 
 class JsonFormatter(logging.Formatter):

@@ -124,6 +124,8 @@ async def test_the_console_searches_by_meaning_when_on(
     assert f"Papers on “{PHONES_QUESTION}”" in result.stdout
     assert PHONES.title in result.stdout  # it shares no word with the question
     assert "Traceback" not in result.stdout + result.stderr
+    # faiss's loader logs each CPU-specific build it tries at INFO: not the user's concern.
+    assert "faiss" not in result.stderr
 
 
 async def test_the_console_searches_by_words_when_off(tmp_path: Path) -> None:
