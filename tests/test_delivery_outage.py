@@ -96,7 +96,7 @@ async def test_a_slot_due_while_the_database_is_down_is_sent_once_when_it_is_bac
 
         await asyncio.to_thread(own_server.stop)
         firing = [asyncio.create_task(w.fire(schedule)) for w in workers for schedule in schedules]
-        await until(lambda: outage.ongoing, "the outage to be noticed")
+        await until(lambda: lines(caplog, "database unreachable: "), "the outage to be noticed")
         await asyncio.sleep(0.5)  # a few attempts each, all failing
         assert not any(task.done() for task in firing)
         await asyncio.to_thread(own_server.start)
@@ -135,13 +135,13 @@ async def test_a_slot_still_unreachable_when_its_day_ends_is_given_up(
         await asyncio.to_thread(own_server.stop)
         try:
             delivering = asyncio.create_task(worker.deliver(slot, slot.key(clock[0])))
-            await until(lambda: worker.outage.ongoing, "the outage to be noticed")
+            await until(lambda: lines(caplog, "database unreachable: "), "the outage to be noticed")
             clock[0] = datetime(2026, 5, 6, 0, 0, 1, tzinfo=UTC)  # the slot's day has ended
             outcome = await asyncio.wait_for(delivering, WAIT)
         finally:
             await asyncio.to_thread(own_server.start)
     assert outcome is None and platform.posts == []
     assert len([r for r in caplog.records if "given up: the database" in r.getMessage()]) == 1
-    assert worker.outage.ongoing  # nothing has answered since: no "back" line yet
+    assert not lines(caplog, "database back after ")  # nothing has answered since
     async with store.transaction() as repos:
         assert await repos.deliveries.recent() == []

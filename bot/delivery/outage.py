@@ -61,10 +61,6 @@ class Outage:
         self._given_up: set[DeliveryKey] = set()
         self._back = asyncio.Event()  # set while the database answers
 
-    @property
-    def ongoing(self) -> bool:
-        return self._started is not None
-
     def failed(self, error: BaseException) -> None:
         """The database could not be reached: the outage's first line, when it starts."""
         self._back.clear()
