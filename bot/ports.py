@@ -83,8 +83,9 @@ class Outbound(Protocol):
 
     def spread(self, message: Message) -> Sequence[Message]:
         """`message` as the messages this platform sends it in, in order: itself when one
-        message holds it, else its cards spread over several (the first with its text, the
-        last with its note), each card in exactly one of them and in its order."""
+        message holds it, else its lines and cards spread over several (the first with its
+        heading, the last with its note), each line and card in exactly one of them and in
+        its order."""
         ...
 
     async def sent_keys(

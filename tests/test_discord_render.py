@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 
 import discord
@@ -24,6 +26,8 @@ from adapters.discord.render import (
 )
 from bot.cards import DEMO_NOTE
 from bot.commands.papers import HELP_LINES
+from bot.delivery.resumable import spread_papers
+from bot.events import ChannelRef, MessageRef, Scope
 from bot.messages import Attachment, Link, Message, PaperCard, Visibility
 from tests.long_papers import long_summary, long_title
 
@@ -508,6 +512,75 @@ def test_only_a_card_too_big_for_a_message_alone_is_cut() -> None:
     assert (rendered[1].embeds[0].description or "").endswith("…")  # cut, and only it
     assert rendered[0].embeds[1].description == escape(long_summary(2))
     assert rendered[2].embeds[0].description == escape(long_summary(3))
+
+
+def test_lines_beyond_2000_characters_spread_with_none_cut() -> None:
+    topics = tuple(f"topic {n:02d} " + "x" * 70 for n in range(25))  # `following` at its most
+    message = Message(text="You follow 25 topics:", lines=topics, note="A note")
+    assert render(message).content.endswith("…")  # one message would have to cut
+    pieces = spread(message)
+    assert [line for piece in pieces for line in piece.lines] == list(topics)  # once, in order
+    rendered = [render(piece) for piece in pieces]
+    for one in rendered:
+        assert_within_limits(one)
+        assert "…" not in one.content
+    assert len(pieces) == 2 and not pieces[1].text
+    assert rendered[0].content.startswith("You follow 25 topics:\ntopic 00")
+    assert [piece.note for piece in pieces] == [None, "A note"]  # the subtext line, at the end
+    assert rendered[1].content.endswith("\n-# A note")
+    one_more = replace(pieces[0], lines=(*pieces[0].lines, pieces[1].lines[0]))
+    assert render(one_more).content.endswith("…")  # as few messages as hold them
+
+
+def test_long_lines_come_first_then_the_cards_with_the_last_lines() -> None:
+    lines = tuple(f"line {n:02d} " + "y" * 90 for n in range(30))
+    cards = tuple(long_card(n) for n in range(1, 5))
+    attachment = Attachment("saved.txt", "the file")
+    message = Message(text="Saved", lines=lines, cards=cards, note=DEMO_NOTE, attachment=attachment)
+    pieces = spread(message)
+    assert [line for piece in pieces for line in piece.lines] == list(lines)
+    assert [c for piece in pieces for c in piece.cards] == list(cards)
+    with_cards = [index for index, piece in enumerate(pieces) if piece.cards]
+    assert with_cards == list(range(with_cards[0], len(pieces))) and with_cards[0] > 0
+    assert pieces[with_cards[0]].lines and not any(p.lines for p in pieces[with_cards[0] + 1 :])
+    assert [piece.attachment for piece in pieces] == [attachment] + [None] * (len(pieces) - 1)
+    rendered = [render(piece) for piece in pieces]
+    for one in rendered:
+        assert_within_limits(one)
+        assert "…" not in one.content
+    descriptions = [embed.description for one in rendered for embed in one.embeds]
+    assert descriptions == [escape(c.summary or "") for c in cards]
+    footers = [embed.footer.text for one in rendered for embed in one.embeds]
+    assert footers == [None] * 3 + [DEMO_NOTE]
+    assert rendered[0].file is not None and not any(one.file for one in rendered[1:])
+
+
+def test_only_a_line_too_long_for_a_message_alone_is_cut() -> None:
+    huge = "word " * 600
+    pieces = spread(Message(text="Heading", lines=("before", huge, "after")))
+    assert [piece.lines for piece in pieces] == [("before",), (huge,), ("after",)]
+    contents = [render(piece).content for piece in pieces]
+    assert contents[0] == "Heading\nbefore" and contents[2] == "after"
+    assert len(contents[1]) <= 2000 and contents[1].endswith("word…")
+
+
+def test_messages_of_lines_alone_get_keys_of_their_own() -> None:
+    """A scheduled message spread with lines alone in several messages: each has a part
+    name, so a delivery key and a nonce, of its own (the same one would make Discord answer
+    the second with the first)."""
+
+    class Spreading:
+        spread = staticmethod(spread)
+
+    async def record(ids: Sequence[int], ref: MessageRef) -> None:
+        pass
+
+    lines = tuple("z" * 150 for _ in range(30))
+    message = Message(text="Weekly", lines=lines, cards=(long_card(1),))
+    channel = ChannelRef(Scope("discord", "1"), "2")
+    send = spread_papers(Spreading(), channel, "weekly", message, [11], (), record)  # type: ignore[arg-type]
+    names = [part.name for part in send.parts]
+    assert len(names) == 3 and len(set(names)) == 3
 
 
 # --- attachment ---------------------------------------------------------------------------

@@ -28,10 +28,11 @@ links, thumbnail). `Message.note` is the footer of the last embed, or a `-#` sub
 the content when there are no cards. Demo cards say "Demo sample" in their footer, and a card
 that counts its savers says "saved by N" there. Cards beyond Discord's 10 embeds, or beyond
 its 6000 characters of embed text per message (which is met by cutting summaries first, then
-dropping trailing cards), are listed by title in the content. A message sent through the
-Outbound port is first spread over as many Discord messages as keep every card whole
-(`spread`), so that only a card too big for a message alone is cut. An attachment becomes a
-`discord.File`; a message with nothing to show says "paperboy" (Discord refuses an empty
+dropping trailing cards), are listed by title in the content, and content beyond 2000
+characters is cut at a word. So a message sent through the Outbound port, and a command's
+answer, is first spread over as many Discord messages as keep every line and card whole
+(`spread`): only a line or a card too big for a message alone is cut. An attachment becomes
+a `discord.File`; a message with nothing to show says "paperboy" (Discord refuses an empty
 message).
 
 Discord limits respected here: 2000 characters of content, 10 embeds per message, title 256,
@@ -374,13 +375,26 @@ def safe_filename(name: str, mime_type: str = "text/plain") -> str:
     return f"{stem}.{extension}"
 
 
-def _file(attachment: Attachment) -> tuple[discord.File | None, str]:
-    """The attachment as a file, or None and a content line saying why it is missing."""
-    data = attachment.content.encode("utf-8", "replace")  # lone surrogates can't be encoded
+def _file_data(attachment: Attachment) -> bytes:
+    return attachment.content.encode("utf-8", "replace")  # lone surrogates can't be encoded
+
+
+def _file_problem(attachment: Attachment) -> str:
+    """A content line saying why the attachment is missing, or "" when it can be attached."""
+    size = len(_file_data(attachment))
+    if size <= MAX_FILE_BYTES:
+        return ""
     name = safe_filename(attachment.filename, attachment.mime_type)
+    return f"{escape(name)} is too large to attach ({size:,} bytes)."
+
+
+def _file(attachment: Attachment) -> discord.File | None:
+    """The attachment as a file, or None when it is too large to attach."""
+    data = _file_data(attachment)
     if len(data) > MAX_FILE_BYTES:
-        return None, f"{escape(name)} is too large to attach ({len(data):,} bytes)."
-    return discord.File(io.BytesIO(data), filename=name), ""
+        return None
+    name = safe_filename(attachment.filename, attachment.mime_type)
+    return discord.File(io.BytesIO(data), filename=name)
 
 
 # --- messages -----------------------------------------------------------------------------
@@ -415,12 +429,32 @@ def _overflow_lines(cards: tuple[PaperCard, ...]) -> list[str]:
     return [f"Plus {len(cards)} more paper{plural} not shown below:", *(f"• {t}" for t in titles)]
 
 
-def spread(message: Message) -> list[Message]:
-    """`message` as the Discord messages that show its cards whole: itself while one message
-    holds them (10 embeds, 6000 characters of embed text), else its cards in order over as few
-    messages as hold them, the first with everything but the cards and the note, the last with
-    the note (the last embed's footer). A card too big for a message alone goes alone, and
-    `render` cuts its summary."""
+def _content(message: Message, shown: int) -> str:
+    """`message`'s content, uncut, with its first `shown` cards as embeds: the heading (the
+    channel's mention at its slot, the sharer's mention above it), the lines, the cards left
+    over listed by title, the note when no embed carries it, and why an attachment is missing."""
+    heading = _markup(message.text).strip()
+    if message.channel is not None:
+        # The channel's mention, built here from a real id: Discord shows its name.
+        mention = f"<#{message.channel}>" if message.channel.isdigit() else "a channel"
+        heading = heading.replace(CHANNEL_SLOT, mention)
+    lines = [heading, *(_markup(line) for line in message.lines)]
+    if message.shared_by is not None and message.shared_by.isdigit():
+        # The sharer's own mention, built here; AllowedMentions.none() keeps it from pinging.
+        lines.insert(0, f"Shared by <@{message.shared_by}>")
+    lines += _overflow_lines(message.cards[shown:])
+    note = _one_line(message.note or "")
+    if note and not shown:
+        lines.append(f"-# {_markup(note)}")
+    if message.attachment is not None:
+        lines.append(_file_problem(message.attachment))
+    return "\n".join(line for line in lines if line).strip()
+
+
+def _card_groups(message: Message) -> list[tuple[PaperCard, ...]]:
+    """`message`'s cards in order over as few messages as show each whole (10 embeds, 6000
+    characters of embed text), the note as the last one's footer; one group when they fit one
+    message (or there are none). A card too big for a message alone goes alone."""
     footer = _footer_text(_one_line(message.note or ""))
     groups: list[list[PaperCard]] = [[]]
     size = 0
@@ -431,37 +465,60 @@ def spread(message: Message) -> list[Message]:
             size = 0
         groups[-1].append(card)
         size += needed
-    if len(groups) == 1:
-        return [message]
-    first = replace(message, cards=tuple(groups[0]), note=None)
+    return [tuple(group) for group in groups]
+
+
+def _text_pieces(message: Message) -> list[Message]:
+    """`message` without its cards, its lines in order over as few messages as keep each
+    within 2000 characters of content: the first with the heading and the attachment, the last
+    with the note unless a card carries it. A line too long for a message alone goes alone."""
+    note = None if message.cards else message.note
+    whole = replace(message, cards=(), note=note)
+    if len(_content(whole, 0)) <= MAX_CONTENT:
+        return [whole]
     rest = Message(text="", visibility=message.visibility)
-    return [
-        first,
-        *(replace(rest, cards=tuple(group)) for group in groups[1:-1]),
-        replace(rest, cards=tuple(groups[-1]), note=message.note),
-    ]
+    pieces = [replace(whole, lines=(), note=None)]
+    for line in message.lines:
+        grown = replace(pieces[-1], lines=(*pieces[-1].lines, line))
+        if len(_content(grown, 0)) <= MAX_CONTENT or not _content(pieces[-1], 0):
+            pieces[-1] = grown
+        else:
+            pieces.append(replace(rest, lines=(line,)))
+    if note:
+        grown = replace(pieces[-1], note=note)
+        if len(_content(grown, 0)) <= MAX_CONTENT or not _content(pieces[-1], 0):
+            pieces[-1] = grown
+        else:
+            pieces.append(replace(rest, note=note))
+    return pieces
+
+
+def spread(message: Message) -> list[Message]:
+    """`message` as the Discord messages that show it whole: itself while one message holds it
+    (2000 characters of content, 10 embeds, 6000 characters of embed text), else its lines and
+    then its cards, in order, over as few messages as hold them: the first with the heading
+    and the attachment, the last with the note (the last embed's footer, or a subtext line);
+    the first cards go with the last lines. Only a line or a card too big for a message alone
+    is cut, by `render`."""
+    texts = _text_pieces(message)
+    groups = _card_groups(message)
+    if len(texts) == 1 and len(groups) == 1:
+        return [message]
+    rest = Message(text="", visibility=message.visibility)
+    pieces = [*texts[:-1], replace(texts[-1], cards=groups[0])]
+    pieces += [replace(rest, cards=group) for group in groups[1:]]
+    if message.cards:
+        pieces[-1] = replace(pieces[-1], note=message.note)
+    return pieces
 
 
 def render(message: Message) -> DiscordMessage:
-    """discord.py arguments for `message`: content, one embed per card, the attachment."""
+    """discord.py arguments for `message`: content, one embed per card, the attachment. What
+    one message cannot hold is cut (`spread` first to keep it whole)."""
     note = _one_line(message.note or "")
     embeds = _embeds(message.cards, _footer_text(note)) if message.cards else []
-    heading = _markup(message.text).strip()
-    if message.channel is not None:
-        # The channel's mention, built here from a real id: Discord shows its name.
-        mention = f"<#{message.channel}>" if message.channel.isdigit() else "a channel"
-        heading = heading.replace(CHANNEL_SLOT, mention)
-    lines = [heading, *(_markup(line) for line in message.lines)]
-    if message.shared_by is not None and message.shared_by.isdigit():
-        # The sharer's own mention, built here; AllowedMentions.none() keeps it from pinging.
-        lines.insert(0, f"Shared by <@{message.shared_by}>")
-    lines += _overflow_lines(message.cards[len(embeds) :])
-    if note and not embeds:
-        lines.append(f"-# {_markup(note)}")
-    file, file_problem = _file(message.attachment) if message.attachment else (None, "")
-    if file_problem:
-        lines.append(file_problem)
-    content = _shorten("\n".join(line for line in lines if line).strip(), MAX_CONTENT)
+    file = _file(message.attachment) if message.attachment else None
+    content = _shorten(_content(message, len(embeds)), MAX_CONTENT)
     if not content.strip():
         content = "" if embeds or file else FALLBACK_CONTENT
     return DiscordMessage(content=content, embeds=embeds, file=file)

@@ -130,10 +130,12 @@ def _paper_parts(
     pieces = outbound.spread(message)
     ids = iter(paper_ids)
     parts = []
-    for piece in pieces:
+    for index, piece in enumerate(pieces):
         name = lead
         if len(pieces) > 1 or not whole:
-            name = f"{lead}:{'+'.join(card.paper_id for card in piece.cards)}"
+            # A message holding no paper (lines only) is named by where it stands.
+            held = "+".join(card.paper_id for card in piece.cards) or f"#{index}"
+            name = f"{lead}:{held}"
         mine = tuple(itertools.islice(ids, len(piece.cards)))
         parts.append(Part(name, piece, functools.partial(record, mine)))
     return parts
