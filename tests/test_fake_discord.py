@@ -40,6 +40,7 @@ TOKEN = "fake-token"
 TIMEOUT = 5.0
 CALLBACK = r"/interactions/\d+/[^/]+/callback"
 CHANNEL_MESSAGES = rf"/channels/{CHANNEL_ID}/messages"
+COMMAND_NAMES = {"paper", "find", "slow", "steps"}
 
 
 class Bookmark(discord.ui.DynamicItem[discord.ui.Button], template=r"bookmark:(?P<paper>[\d.]+)"):
@@ -64,7 +65,8 @@ class Bookmark(discord.ui.DynamicItem[discord.ui.Button], template=r"bookmark:(?
 
 
 def paper_commands() -> list[app_commands.Command[Any, ..., Any] | app_commands.Group]:
-    """/paper admin ping, /find (autocompleted) and /slow (deferred): fresh per client."""
+    """/paper admin ping, /find (autocompleted), /slow (deferred) and /steps (deferred, then
+    several followups): fresh per client."""
     paper = app_commands.Group(name="paper", description="Daily papers")
     admin = app_commands.Group(name="admin", description="Admin tools", parent=paper)
 
@@ -96,7 +98,21 @@ def paper_commands() -> list[app_commands.Command[Any, ..., Any] | app_commands.
         message = await interaction.edit_original_response(content="done thinking")
         interaction.client.seen.append(("edited", message.id))
 
-    return [paper, find, slow]
+    @app_commands.command(name="steps", description="Think, then answer in several messages")
+    async def steps(interaction: discord.Interaction[Bot]) -> None:
+        seen = interaction.client.seen
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        for content, ephemeral in (("first", False), ("second", True), ("third", False)):
+            message = await interaction.followup.send(content, ephemeral=ephemeral, wait=True)
+            seen.append(("sent", message.id))
+        too_long = [discord.Embed(description="d" * 3100), discord.Embed(description="e" * 3100)]
+        for refused in ({"content": "x" * 2001}, {"embeds": too_long}, {}):
+            try:
+                await interaction.followup.send(**refused)
+            except discord.HTTPException as error:
+                seen.append(("refused", error.code))
+
+    return [paper, find, slow, steps]
 
 
 class Bot(discord.Client):
@@ -193,7 +209,7 @@ async def test_sync_puts_global_and_guild_commands(fake_discord: FakeDiscord, bo
     synced = await bot.tree.sync()
     put = fake_discord.calls_to("PUT", rf"/applications/{APPLICATION_ID}/commands")
     assert len(put) == 1
-    assert {c["name"] for c in put[0].json} == {"paper", "find", "slow"}
+    assert {c["name"] for c in put[0].json} == COMMAND_NAMES
     assert {c.name: c.id for c in synced} == {
         c["name"]: int(c["id"]) for c in fake_discord.commands[None]
     }
@@ -208,7 +224,7 @@ async def test_sync_puts_global_and_guild_commands(fake_discord: FakeDiscord, bo
     in_guild = await bot.tree.sync(guild=guild)
     route = rf"/applications/{APPLICATION_ID}/guilds/{GUILD_ID}/commands"
     assert len(fake_discord.calls_to("PUT", route)) == 1
-    assert {c["name"] for c in fake_discord.commands[GUILD_ID]} == {"paper", "find", "slow"}
+    assert {c["name"] for c in fake_discord.commands[GUILD_ID]} == COMMAND_NAMES
     assert {c.guild_id for c in in_guild} == {GUILD_ID}
     fetched = await bot.tree.fetch_commands(guild=guild)
     assert {c.id for c in fetched} == {c.id for c in in_guild}
@@ -266,6 +282,41 @@ async def test_deferred_answer_is_edited_through_the_webhook(
     (stored,) = fake_discord.messages[CHANNEL_ID]
     assert stored["content"] == "done thinking" and stored["flags"] == 0  # no longer loading
     assert await settled(bot, 1) == [("edited", int(stored["id"]))]
+
+
+async def test_followups_after_a_deferral_edit_it_first_then_stand_alone(
+    fake_discord: FakeDiscord, bot: Bot
+) -> None:
+    payload = slash_command("steps")
+    await fake_discord.interact(payload)
+    assert (await fake_discord.wait_for_response(payload)).json["type"] == 5
+    seen = await settled(bot, 6)
+
+    record = fake_discord.interactions[payload["id"]]
+    first, second, third = fake_discord.messages[CHANNEL_ID]
+    assert first["id"] == record.original_message_id  # "thinking..." became the answer
+    assert (first["content"], first["flags"]) == ("first", 64)  # the deferral's flag stays
+    assert (second["content"], second["flags"]) == ("second", 64)
+    assert (third["content"], third["flags"]) == ("third", 0)  # each followup its own
+    assert record.followup_ids == [second["id"], third["id"]]
+    assert seen == [
+        ("sent", int(first["id"])),
+        ("sent", int(second["id"])),
+        ("sent", int(third["id"])),
+        ("refused", 50035),  # content over 2000
+        ("refused", 50035),  # embeds over 6000 in all
+        ("refused", 50006),  # empty
+    ]
+
+
+async def test_an_answer_beyond_discords_limits_is_refused(
+    fake_discord: FakeDiscord, bot: Bot
+) -> None:
+    payload = slash_command("find", [option("query", "q" * 2001)])
+    await fake_discord.interact(payload)
+    call = await fake_discord.wait_for_response(payload)
+    assert call.status == 400 and fake_discord.interactions[payload["id"]].response_type is None
+    assert fake_discord.messages[CHANNEL_ID] == []
 
 
 async def test_button_click_reaches_a_dynamic_item(fake_discord: FakeDiscord, bot: Bot) -> None:

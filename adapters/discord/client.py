@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,9 +17,9 @@ import yarl
 from discord import app_commands
 
 from adapters.discord.commands import PapersCommands
-from adapters.discord.outbound import DiscordOutbound
+from adapters.discord.outbound import SEND_ERRORS, DiscordOutbound, delivery_error
 from adapters.discord.reading import message_text
-from adapters.discord.render import render
+from adapters.discord.render import render, spread
 from bot.app import NOTHING_TO_SHARE, Paperboy, share_command
 from bot.config import BotConfig
 from bot.delivery.outage import describe
@@ -268,14 +268,43 @@ class PaperboyClient(discord.Client):
         *,
         view: discord.ui.View | None = None,
     ) -> None:
-        kwargs = render(message).send_kwargs()
-        if view is not None:
-            kwargs["view"] = view
+        """`message` as the interaction's response (or, once deferred, the follow-up that ends
+        "thinking..."), then as follow-ups while it takes more Discord messages (`spread`),
+        the view under the last. A failed response raises; a failed follow-up is logged."""
+        first, *rest = spread(message)
         ephemeral = message.visibility is Visibility.CALLER
+        kwargs = render(first).send_kwargs()
+        if view is not None and not rest:
+            kwargs["view"] = view
         if interaction.response.is_done():
             await interaction.followup.send(**kwargs, ephemeral=ephemeral)
         else:
             await interaction.response.send_message(**kwargs, ephemeral=ephemeral)
+        await self._follow_up(interaction, rest, ephemeral=ephemeral, view=view)
+
+    async def _follow_up(
+        self,
+        interaction: discord.Interaction,
+        pieces: Sequence[Message],
+        *,
+        ephemeral: bool,
+        view: discord.ui.View | None = None,
+    ) -> None:
+        """Send `pieces` in order as follow-ups, the view under the last. The first that fails
+        ends it with one log line (the person has the answer's start; the rest would come out
+        of order)."""
+        for index, piece in enumerate(pieces, start=1):
+            kwargs = render(piece).send_kwargs()
+            if view is not None and index == len(pieces):
+                kwargs["view"] = view
+            try:
+                await interaction.followup.send(**kwargs, ephemeral=ephemeral)
+            except SEND_ERRORS as error:
+                log.warning(
+                    "Discord answer cut short: follow-up %d of %d failed: %s",
+                    index, len(pieces), delivery_error(error).reason,
+                )  # fmt: skip
+                return
 
     async def save_from_message(
         self, interaction: discord.Interaction, message: discord.Message
@@ -310,7 +339,7 @@ class PaperboyClient(discord.Client):
             await interaction.response.edit_message(
                 content=done, embeds=[], attachments=[], view=None
             )
-        await interaction.followup.send(**render(shared).send_kwargs())
+        await self._follow_up(interaction, spread(shared), ephemeral=False)
 
     async def on_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

@@ -22,7 +22,12 @@ What the fake does, and why it looks the way it does:
 * Interactions: `POST /interactions/{id}/{token}/callback?with_response=1` answers the
   callback object discord.py 2.5+ parses (`{"interaction": {...}, "resource": {...}}`); a bare
   204 would make `interaction.response.send_message` fail. The response message is stored so
-  `@original` and followups (`/webhooks/{app}/{token}...`) work afterwards.
+  `@original` and followups (`/webhooks/{app}/{token}...`) work afterwards. As on Discord, the
+  first followup right after a deferral ("thinking...") edits that message, keeping its
+  ephemeral flag, and every later one is a message of its own.
+* Messages: a channel send, an interaction response or update, a followup and an edit are
+  refused as Discord refuses them: 400 code 50006 when empty, 50035 beyond its limits
+  (`within_limits`).
 * Faults: `fake.fail_next(...)` queues failures by method and path regex, `block_channel(...)`
   makes every send to a channel fail. A 429 gets the `Via` header (without it discord.py
   assumes a Cloudflare ban and raises instead of sleeping `retry_after` and retrying).
@@ -694,6 +699,19 @@ def _no_content() -> web.Response:
     return web.Response(status=204)
 
 
+def _refused(
+    payload: dict[str, Any], files: Sequence[tuple[str, bytes]], *, new: bool = True
+) -> web.Response | None:
+    """Discord's 400 for a message it will not create (`new`) or store: empty (50006), or
+    beyond its limits (50035); None when it is fine."""
+    shown = any(payload.get(k) for k in ("content", "embeds", "components", "poll", "sticker_ids"))
+    if new and not (shown or files):
+        return _error(400, "Cannot send an empty message", 50006)
+    if not within_limits(payload):
+        return _error(400, "Invalid Form Body", 50035)
+    return None
+
+
 class FakeDiscord:
     """The fake Discord REST API and gateway. See the module docstring.
 
@@ -1296,12 +1314,9 @@ class FakeDiscord:
             status, body = self.blocked_channels[int(cid)]
             return json_response(body, status)
         payload = rq.json or {}
-        if not any(payload.get(k) for k in ("content", "embeds", "components", "poll")) and not (
-            rq.files or payload.get("sticker_ids")
-        ):
-            return _error(400, "Cannot send an empty message", 50006)
-        if not within_limits(payload):
-            return _error(400, "Invalid Form Body", 50035)
+        refused = _refused(payload, rq.files)
+        if refused is not None:
+            return refused
         nonce = (cid, str(payload.get("nonce")))
         if payload.get("enforce_nonce") and nonce in self._nonces:
             return json_response(self._nonces[nonce])
@@ -1344,6 +1359,10 @@ class FakeDiscord:
             return _error(400, "Interaction has already been acknowledged.", 40060)
         body = rq.json or {}
         kind, data = body.get("type"), body.get("data") or {}
+        if kind in (4, 7):  # a message, or the update of one: Discord's limits hold
+            refused = _refused(data, rq.files, new=kind == 4)
+            if refused is not None:
+                return refused
         record.response_type, record.response_data = kind, data
         interaction = record.payload
         info: dict[str, Any] = {"id": iid, "type": interaction["type"]}
@@ -1397,11 +1416,23 @@ class FakeDiscord:
             return _error(404, "Unknown Webhook", 10015)
         if record.response_type is None:
             return _error(404, "Unknown Webhook", 10015)  # Discord: no followups before the ack
+        payload = rq.json or {}
+        refused = _refused(payload, rq.files)
+        if refused is not None:
+            return refused
         interaction = record.payload
-        message = self._new_message(
-            interaction["channel_id"], rq.json or {}, rq.files, interaction=interaction
-        )
-        record.followup_ids.append(message["id"])
+        original = self._by_message.get(record.original_message_id or "")
+        if record.response_type == 5 and original is not None and original["flags"] & LOADING:
+            # Right after a deferral the follow-up edits the "thinking" message instead of
+            # making one; its ephemeral flag is ignored (the deferral's stays).
+            replaced: dict[str, Any] = {"content": "", "embeds": [], "components": [], "flags": 0}
+            self._edit(original, replaced | payload, rq.files)
+            message = original
+        else:
+            message = self._new_message(
+                interaction["channel_id"], payload, rq.files, interaction=interaction
+            )
+            record.followup_ids.append(message["id"])
         if rq.query.get("wait") in ("true", "True", "1"):
             return json_response(message)
         return _no_content()
@@ -1426,6 +1457,9 @@ class FakeDiscord:
         if rq.method == "GET":
             return json_response(message)
         if rq.method == "PATCH":
+            refused = _refused(rq.json or {}, rq.files, new=False)
+            if refused is not None:
+                return refused
             self._edit(message, rq.json or {}, rq.files)
             return json_response(message)
         self._by_message.pop(message["id"], None)
