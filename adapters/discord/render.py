@@ -36,8 +36,8 @@ a `discord.File`; a message with nothing to show says "paperboy" (Discord refuse
 message).
 
 Discord limits respected here: 2000 characters of content, 10 embeds per message, title 256,
-description 4096, field name 256, field value 1024, footer 2048, 25 fields, and 6000
-characters of embed text across all embeds of a message.
+description 4096, field value 1024, footer 2048, 25 fields, and 6000 characters of embed text
+across all embeds of a message (field names are the adapter's own, well under 256).
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ MAX_CONTENT = 2000
 MAX_EMBEDS = 10
 MAX_TITLE = 256
 MAX_DESCRIPTION = 4096
-MAX_FIELD_NAME = 256
 MAX_FIELD_VALUE = 1024
 MAX_FOOTER = 2048
 MAX_FIELDS = 25
