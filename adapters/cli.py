@@ -28,6 +28,7 @@ from bot.config import BotConfig
 from bot.delivery.outage import Outage
 from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.status import collect_status, render_status
+from bot.housekeeping import keep_pruning
 from bot.lifecycle import keep_deleting_left_workspaces
 from bot.observe import install as install_observer
 from bot.semantic import load_semantic
@@ -270,8 +271,9 @@ def _log_outcome(task: asyncio.Task[str]) -> None:
 
 async def _worker(settings: Settings) -> int:
     """The Procfile's worker: the Discord gateway and Slack Socket Mode when configured, the
-    scheduled daily posts and digests of each platform, and the Daily Papers refresh, all in
-    one process until one of them stops."""
+    scheduled daily posts and digests of each platform, the Daily Papers refresh, and the
+    housekeeping (left workspaces' data, old history), all in one process until one of them
+    stops."""
     store = await _open(settings)
     source = HuggingFaceClient(settings.hf_base_url)
     lookup, arxiv = _lookup(settings, source)
@@ -335,6 +337,7 @@ async def _worker(settings: Settings) -> int:
         jobs.append(refresh)
         grace = timedelta(days=settings.data_grace_days)
         jobs.append(keep_deleting_left_workspaces(store, clock, grace))
+        jobs.append(keep_pruning(store, clock))
         settled()
         async with asyncio.TaskGroup() as group:
             for job in jobs:

@@ -49,6 +49,12 @@ log = logging.getLogger(__name__)
 
 # How far back a digest looks: a daily digest covers a weekend, a weekly one its week.
 WINDOW = {"daily": timedelta(days=3), "weekly": timedelta(days=8)}
+# How long a paper sent in a digest is remembered (`digest_items`): SENT_KEPT after it was
+# sent and after the last list that holds it. A digest's candidates are the papers of the
+# lists of its WINDOW, or of the newest list when the store has none that recent (`_window`):
+# a paper on neither can never be offered again, so forgetting it sends nothing twice
+# (`forgotten_before`; `bot.housekeeping` forgets). Three weeks past the longest window.
+SENT_KEPT = timedelta(days=30)
 MAX_PAPERS = 10
 RECENT_SAVES = 10  # the saves whose keywords count, latest first
 KEYWORDS_PER_SAVE = 3  # Hugging Face lists a paper's most telling keywords first
@@ -228,6 +234,13 @@ def window_days(now: datetime, cadence: str) -> tuple[date, date]:
     """The first and last listing day a `cadence` digest at `now` looks at."""
     last = now.date()
     return last - WINDOW[cadence], last
+
+
+def forgotten_before(now: datetime, newest: date) -> date:
+    """Papers sent in digests that no list from this day on holds are no digest's candidates
+    from `now` on, and may be forgotten: this day lies SENT_KEPT before `now`, far before any
+    WINDOW starts, and never after the `newest` list stored (the stale store's fallback)."""
+    return min(now.date() - SENT_KEPT, newest)
 
 
 async def _window(

@@ -33,6 +33,12 @@ MAX_TRENDING = 5  # with MAX_SAVED, within Discord's 10 embeds a message when su
 # most 70 papers (10 a day), so a pool this deep still holds MAX_TRENDING the channel lacks.
 TRENDING_POOL = 100
 LEAD = "weekly"  # the post in one message, and what the ledger records as sent
+# How long the papers a weekly post carried are remembered (`weekly_items`). Only a retry of
+# that post reads them (those sent since its slot first ran, `_resumable`), and a retry comes
+# within the slot's day; a channel whose post is still to be retried (its workspace left and
+# may come back to it) keeps them all whatever their age (`bot.housekeeping` forgets). Two
+# weeks: the next week's post has long been sent.
+ITEMS_KEPT = timedelta(days=14)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.db import chunks, rowcount
 from storage.models import Delivery
@@ -39,6 +40,10 @@ class Status(StrEnum):
     WAITING = "waiting"  # what it needs (today's list) is not out yet; due again at retry_at
     FAILED = "failed"  # permanent, or out of attempts
     SKIPPED = "skipped"  # deliberately not sent (a missed slot from an earlier day)
+
+
+# Outcomes nothing claims again (`_claimable` takes only claimed, retry and waiting rows).
+FINISHED = (Status.SENT, Status.EMPTY, Status.FAILED, Status.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -233,3 +238,33 @@ class DeliveryRepository:
             query = query.where(Delivery.platform == platform)
         result = await self.session.scalars(query)
         return result.all()
+
+    async def prune(self, before: datetime, most: int) -> int:
+        """Delete up to `most` finished rows last changed before `before`, the oldest first;
+        how many went. Each target's latest scheduled row stays, however old, for its "last
+        post" line (`latest`). Rows still to be claimed or retried are never finished."""
+        old, newer = aliased(Delivery), aliased(Delivery)
+        superseded = exists().where(
+            newer.kind == old.kind,
+            newer.platform == old.platform,
+            newer.workspace == old.workspace,
+            newer.target == old.target,
+            newer.manual.is_(False),
+            newer.period > old.period,
+        )
+        oldest = (
+            select(old.id)
+            .where(
+                old.status.in_(FINISHED),
+                old.updated_at < before,
+                or_(old.manual.is_(True), superseded),
+            )
+            .order_by(old.updated_at)
+            .limit(most)
+        )
+        result = await self.session.execute(
+            delete(Delivery)
+            .where(Delivery.id.in_(oldest))
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result)

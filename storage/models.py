@@ -242,6 +242,8 @@ class DigestItem(Base):
     """A paper already sent to a user in a digest; never sent to them again."""
 
     __tablename__ = "digest_items"
+    # The oldest sends first, for forgetting papers no digest can offer again (0017).
+    __table_args__ = (Index("ix_digest_items_sent_at", "sent_at"),)
 
     platform: Mapped[str] = mapped_column(String(16), primary_key=True)
     workspace: Mapped[str] = mapped_column(Ident, primary_key=True)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, select
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.db import chunks, rowcount
 from storage.deliveries import DIGEST
 from storage.models import (
+    DailyListing,
     Delivery,
     DigestItem,
     DigestSetting,
@@ -271,6 +273,27 @@ class UserRepository:
         ]  # fmt: skip
         insert = dialect_insert(self.session)
         await self.session.execute(insert(DigestItem).values(rows).on_conflict_do_nothing())
+
+    async def prune_sent(self, before: datetime, listed_since: date, most: int) -> int:
+        """Forget up to `most` papers sent in digests before `before` that no list from
+        `listed_since` on holds, the oldest sent first; how many rows went. The caller
+        answers for such papers being no digest's candidates any more (`bot.housekeeping`)."""
+        item = aliased(DigestItem)
+        listed = exists().where(
+            DailyListing.paper_id == item.paper_id, DailyListing.day >= listed_since
+        )
+        oldest = (
+            select(item.platform, item.workspace, item.user, item.paper_id)
+            .where(item.sent_at < before, ~listed)
+            .order_by(item.sent_at)
+            .limit(most)
+        )
+        key = tuple_(DigestItem.platform, DigestItem.workspace, DigestItem.user,
+                     DigestItem.paper_id)  # fmt: skip
+        result = await self.session.execute(
+            delete(DigestItem).where(key.in_(oldest)).execution_options(synchronize_session=False)
+        )
+        return rowcount(result)
 
     # A member's own data
     async def forget(self, platform: str, workspace: str, user: str) -> dict[str, int]:

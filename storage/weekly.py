@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from storage.models import WeeklyItem, WeeklyPost
+from storage.db import rowcount
+from storage.deliveries import FINISHED, WEEKLY
+from storage.models import Delivery, WeeklyItem, WeeklyPost
 from storage.papers import dialect_insert
 
 
@@ -111,3 +114,28 @@ class WeeklyPostRepository:
             )
         )
         return set(found)
+
+    async def prune_sent(self, before: datetime, most: int) -> int:
+        """Forget up to `most` papers weekly posts carried before `before`, the oldest first;
+        how many went. A channel whose weekly post is still to be sent or retried (a ledger
+        row not finished) keeps them all: its retry reads those sent since it first ran."""
+        item = aliased(WeeklyItem)
+        unfinished = exists().where(
+            Delivery.kind == WEEKLY,
+            Delivery.platform == item.platform,
+            Delivery.workspace == item.workspace,
+            Delivery.target == item.channel,
+            Delivery.status.not_in(FINISHED),
+        )
+        oldest = (
+            select(item.platform, item.workspace, item.channel, item.paper_id)
+            .where(item.sent_at < before, ~unfinished)
+            .order_by(item.sent_at)
+            .limit(most)
+        )
+        key = tuple_(WeeklyItem.platform, WeeklyItem.workspace, WeeklyItem.channel,
+                     WeeklyItem.paper_id)  # fmt: skip
+        result = await self.session.execute(
+            delete(WeeklyItem).where(key.in_(oldest)).execution_options(synchronize_session=False)
+        )
+        return rowcount(result)

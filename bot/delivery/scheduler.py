@@ -36,6 +36,14 @@ from storage.store import Store
 
 log = logging.getLogger(__name__)
 
+# How long a finished delivery stays in the ledger (`bot.housekeeping` deletes it then). A
+# period is claimed only on its local day (`fire`; `deliver` until that day ends; `catch_up`
+# today's, and records a missed one of the 8 days before as skipped), and nothing claims a
+# finished row again (`storage.deliveries.FINISHED`): past its day, a row guards no send.
+# 90 days keep the history for `paperboy status` and whoever reads the ledger; each target's
+# latest scheduled row stays whatever its age, for its "last post" line.
+LEDGER_KEPT = timedelta(days=90)
+
 
 class DeliveryScheduler:
     """The worker's clock: fires slots, catches up today's missed ones, retries failures."""
