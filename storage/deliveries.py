@@ -63,6 +63,11 @@ def _key(row: Delivery) -> DeliveryKey:
     return DeliveryKey(row.kind, row.platform, row.workspace, row.target, row.period)
 
 
+def _is(key: DeliveryKey) -> ColumnElement[bool]:
+    """The row of `key` (the unique constraint's columns)."""
+    return and_(*(getattr(Delivery, column) == value for column, value in asdict(key).items()))
+
+
 def _claimable(now: datetime, max_attempts: int) -> ColumnElement[bool]:
     """A row another worker may take: its lease ran out (the worker died) or its retry (or
     wait) is due, and it has attempts left."""
@@ -185,6 +190,29 @@ class DeliveryRepository:
     async def skip(self, key: DeliveryKey, now: datetime, reason: str) -> bool:
         """Record a slot deliberately not sent; False when the slot already has a row."""
         return await self._insert(key, now, status=Status.SKIPPED, attempts=0, detail=reason[:200])
+
+    async def skip_due(
+        self, keys: Sequence[DeliveryKey], now: datetime, max_attempts: int, reason: str
+    ) -> list[DeliveryKey]:
+        """Record the rows of `keys` that are still claimable (`due_retries`) as deliberately
+        not sent; the keys recorded so. A row another worker claimed meanwhile is left alone."""
+        skipped = []
+        for key in keys:
+            result = await self.session.execute(
+                update(Delivery)
+                .where(_is(key), _claimable(now, max_attempts))
+                .values(
+                    status=Status.SKIPPED,
+                    lease_until=None,
+                    retry_at=None,
+                    detail=reason[:200],
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if rowcount(result):
+                skipped.append(key)
+        return skipped
 
     async def _insert(self, key: DeliveryKey, now: datetime, **values: object) -> bool:
         """Insert the slot's row unless it exists; True when this call created it."""

@@ -29,8 +29,8 @@ from tests.core_fixtures import NOW, SCOPE, Harness, RecordingPlatform
 from tests.test_scheduler import configure
 from tests.test_scheduler import scheduler as daily_scheduler
 from tests.test_weekly import KEY as WEEKLY_KEY
-from tests.test_weekly import TITLE, set_up_week
 from tests.test_weekly import scheduler as weekly_scheduler
+from tests.test_weekly import set_up_week
 
 
 async def prune(store: Store, now: datetime, *, batch: int = 2) -> Pruned:
@@ -144,36 +144,47 @@ class CardByCard(RecordingPlatform):
         return await super().post(channel, message)
 
 
-async def test_a_weekly_posts_late_retry_still_sends_only_the_rest(harness: Harness) -> None:
+async def test_a_weekly_posts_papers_are_kept_two_weeks(harness: Harness) -> None:
+    await set_up_week(harness)
+    worker = weekly_scheduler(harness)
+    await worker.resync(catch_up=True)
+    worker.shutdown()
+    sent = await rows(harness.store, WeeklyItem)
+    assert sent == 7
+    assert await prune(harness.store, NOW + ITEMS_KEPT - timedelta(minutes=1)) == Pruned()
+    assert await prune(harness.store, NOW + ITEMS_KEPT + timedelta(minutes=1)) == Pruned(
+        weekly_items=sent
+    )
+
+
+async def test_a_weekly_posts_retry_months_late_is_skipped_then_its_papers_go(
+    harness: Harness,
+) -> None:
     await set_up_week(harness)
     platform = harness.use(CardByCard(fail_at=2))
     worker = weekly_scheduler(harness)
     await worker.resync(catch_up=True)  # the first message goes, the second fails
+    worker.shutdown()
     assert len(platform.posts) == 1 and await rows(harness.store, WeeklyItem) == 1
     # The workspace removes the app before the retry, and comes back months later.
     await harness.bot.workspace_gone(WorkspaceGone(SCOPE))
     later = NOW + LEDGER_KEPT + timedelta(days=10)
     harness.clock[0] = later
-    # Its papers and its ledger row stay, its retry still to come; the daily post asked for
-    # the day before goes.
+    # Its papers and its ledger row stay while its retry is still to come; the daily post
+    # asked for the day before goes.
     assert await prune(harness.store, later) == Pruned(deliveries=1)
     assert await rows(harness.store, WeeklyItem) == 1
     await harness.bot.workspace_back(WorkspaceBack(SCOPE))
-    await worker.retry_due()
-    worker.shutdown()
-    posted = [card.paper_id for _, message, _ in platform.posts for card in message.cards]
-    assert len(posted) == 7 and len(set(posted)) == 7  # each paper once
-    assert platform.posts[0][1].text.startswith(TITLE) and not platform.posts[1][1].text
+    # A worker that has not read the schedules yet: the post's day ended long ago anyway.
+    returning = weekly_scheduler(harness)
+    await returning.retry_due()
+    assert len(platform.posts) == 1  # not sent months late
     async with harness.store.reading() as repos:
         row = await repos.deliveries.latest(WEEKLY, "test", "T1", "C1")
-    assert row is not None and (row.period, row.status) == (WEEKLY_KEY.period, "sent")
-    # Now finished: the papers the first attempt sent are older than ITEMS_KEPT and go; those
-    # the retry sent just now stay.
+    assert row is not None and (row.period, row.status) == (WEEKLY_KEY.period, "skipped")
+    # Finished now: the papers its first attempt sent go.
     assert await prune(harness.store, later) == Pruned(weekly_items=1)
-    assert await rows(harness.store, WeeklyItem) == 6
-    assert await prune(harness.store, later + ITEMS_KEPT + timedelta(seconds=1)) == Pruned(
-        weekly_items=6
-    )
+    assert await rows(harness.store, WeeklyItem) == 0
 
 
 # The deliveries ledger ------------------------------------------------------------------------

@@ -361,6 +361,44 @@ async def test_a_platform_unreachable_until_the_day_ends_is_not_posted_late(
     assert delivered(platform)[0] == 0
 
 
+async def test_a_retry_whose_day_ended_while_no_worker_ran_is_skipped_not_sent_late(
+    harness: Harness,
+) -> None:
+    """A post that failed once, then no worker ran until the next day: yesterday's post is not
+    sent today, and its row says why."""
+    await configure(harness, NOW - timedelta(hours=5))
+    platform = harness.use(FlakyPlatform(failures=1))
+    worker = scheduler(harness)
+    await worker.resync()
+    await worker.runner.run(KEY)  # fails: retry due in a minute; then every worker stops
+    (slot,) = [s for s in worker.slots if s.kind == "channel"]
+    harness.clock[0] = slot.day_end(KEY.period) + timedelta(hours=9)
+    restarted = scheduler(harness)
+    await restarted.resync()
+    await restarted.retry_due()
+    assert delivered(platform)[0] == 0
+    async with harness.store.transaction() as repos:
+        row = await ledger_row(repos, KEY)
+    assert row is not None
+    assert (row.status, row.detail) == ("skipped", "its day ended before it could be sent")
+
+
+async def test_a_dead_workers_claim_from_an_earlier_day_is_not_taken_over(
+    harness: Harness,
+) -> None:
+    await configure(harness, NOW - timedelta(hours=5))
+    async with harness.store.transaction() as repos:  # a worker claimed, then died
+        await claim(repos, KEY, "dead", NOW)
+    harness.clock[0] = NOW + timedelta(days=1)
+    worker = scheduler(harness)
+    await worker.resync()
+    await worker.retry_due()
+    assert delivered(harness.platform)[0] == 0
+    async with harness.store.transaction() as repos:
+        row = await ledger_row(repos, KEY)
+    assert row is not None and row.status == "skipped"
+
+
 async def test_a_permanent_failure_is_recorded_and_stops_the_channel(harness: Harness) -> None:
     await configure(harness, NOW - timedelta(hours=5))
 
@@ -708,6 +746,26 @@ async def test_a_list_that_never_comes_is_reported_once_not_replaced(harness: Ha
     assert len(posts) == 1 and posts[0].startswith("No trending papers today")
     assert "Wednesday 06 May" in posts[0]
     assert harness.paper_posts() == []  # Tuesday's papers were not posted again
+    async with harness.store.transaction() as repos:
+        row = await ledger_row(repos, WEDNESDAY_KEY)
+    assert row is not None and (row.status, row.detail) == ("sent", "list missing")
+
+
+async def test_a_late_evening_post_waits_for_its_list_past_midnight(harness: Harness) -> None:
+    """A slot is sent on its local day or not at all, but waiting for the day's list keeps its
+    own span: a 22:30 post still says the list is missing at 02:30, not nothing."""
+    harness.clock[0] = NOW
+    await harness.say("channel on 22:30 UTC 3", user="admin", admin=True)
+    harness.clock[0] = WEDNESDAY.replace(hour=22, minute=30)
+    worker = scheduler(harness)
+    await worker.resync()
+    assert await worker.runner.run(WEDNESDAY_KEY) is Status.WAITING
+    polls = int(POLICY.list_wait / POLICY.list_poll)
+    for _ in range(polls + 2):
+        harness.clock[0] += POLICY.list_poll
+        await worker.retry_due()
+    posts = [message.text for _, message, _ in harness.platform.posts]
+    assert len(posts) == 1 and posts[0].startswith("No trending papers today")
     async with harness.store.transaction() as repos:
         row = await ledger_row(repos, WEDNESDAY_KEY)
     assert row is not None and (row.status, row.detail) == ("sent", "list missing")

@@ -190,14 +190,33 @@ class DeliveryScheduler:
                 return status
 
     async def retry_due(self) -> None:
-        """Retries that are due, and deliveries whose worker died mid-way (lease expired)."""
+        """Retries that are due, and deliveries whose worker died mid-way (lease expired).
+        One whose slot's local day has ended (no worker ran meanwhile, or its workspace had
+        removed the app) is recorded as skipped instead: a slot is sent on its day or not at
+        all; a post waiting for its day's list may end its wait (`list_wait`) past midnight."""
+        slots = {(s.kind, s.platform, s.workspace, s.target): s for s in self.slots}
+        now = self.clock()
+        max_attempts = self.policy.max_attempts
         async with self.store.transaction() as repos:
             # Only this scheduler's platform: its kinds send through that platform's outbound.
-            rows = await repos.deliveries.due_retries(
-                self.clock(), self.policy.max_attempts, platform=self.platform
-            )
-            keys = [DeliveryKey(r.kind, r.platform, r.workspace, r.target, r.period) for r in rows]
-        slots = {(s.kind, s.platform, s.workspace, s.target): s for s in self.slots}
+            rows = await repos.deliveries.due_retries(now, max_attempts, platform=self.platform)
+            keys: list[DeliveryKey] = []  # to run
+            late: list[DeliveryKey] = []
+            for row in rows:
+                key = DeliveryKey(row.kind, row.platform, row.workspace, row.target, row.period)
+                # A slot not known here yet (its workspace just came back) ends its day by
+                # the latest any timezone's day ends.
+                until = _day_end(slots, key) or _latest_day_end(key.period)
+                if row.status == Status.WAITING:
+                    # Its wait for the day's list ends with a last look, which says the list
+                    # is missing: due when the wait ends, run within a poll of it.
+                    waited = row.created_at + self.policy.list_wait + self.policy.list_poll
+                    until = max(until, waited)
+                (late if now >= until else keys).append(key)
+            if late:
+                reason = "its day ended before it could be sent"
+                for key in await repos.deliveries.skip_due(late, now, max_attempts, reason):
+                    log.warning("slot %s skipped: %s", key, reason)
         outcomes = await asyncio.gather(
             *(self.runner.run(key, _day_end(slots, key)) for key in keys), return_exceptions=True
         )
@@ -231,3 +250,8 @@ def _day_end(slots: Mapping[tuple[str, str, str, str], Slot], key: DeliveryKey) 
     """The end of `key`'s local day, when its slot is still scheduled."""
     slot = slots.get((key.kind, key.platform, key.workspace, key.target))
     return slot.day_end(key.period) if slot is not None else None
+
+
+def _latest_day_end(period: str) -> datetime:
+    """The latest moment any timezone's day `period` (YYYY-MM-DD) ends: at UTC-12."""
+    return datetime.fromisoformat(period).replace(tzinfo=UTC) + timedelta(days=1, hours=12)
