@@ -90,14 +90,18 @@ class ReactionInbox:
 
     async def work_through(self, platform: str) -> int:
         """Act on the platform's reactions that are due; how many were acted on. Raises
-        what the database raises when it cannot take them."""
+        what the database raises when it cannot take them.
+
+        A member's reactions on one message are taken one at a time, in order
+        (`take_due`): one that waited for an earlier one, taken in by another process or
+        call meanwhile, is taken on the next round, so this goes on until none is left."""
         acted = 0
         while True:
             async with self.store.transaction() as repos:
                 due = await repos.inbox.take_due(platform, self.clock(), hold=HOLD, most=BATCH)
             for pending in due:
                 acted += await self._act(pending)
-            if len(due) < BATCH:
+            if not due:
                 return acted
 
     async def act_now(self, platform: str) -> None:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.db import rowcount
 from storage.models import PendingReaction, ProcessedEvent, SavedLater
@@ -46,7 +47,21 @@ class InboxRepository:
     async def take_due(
         self, platform: str, now: datetime, *, hold: timedelta, most: int
     ) -> list[PendingReaction]:
-        return await take_due(self.session, PendingReaction, platform, now, hold=hold, most=most)
+        """Due reactions, each only once its member's earlier reactions on the same message
+        are done: adding and removing the save emoji act in the order they were made, so a
+        retried or slow add never lands after its remove."""
+        earlier = aliased(PendingReaction)
+        waits = exists().where(
+            earlier.platform == PendingReaction.platform,
+            earlier.workspace == PendingReaction.workspace,
+            earlier.channel == PendingReaction.channel,
+            earlier.message_id == PendingReaction.message_id,
+            earlier.user == PendingReaction.user,
+            earlier.id < PendingReaction.id,
+        )
+        return await take_due(
+            self.session, PendingReaction, platform, now, ~waits, hold=hold, most=most
+        )
 
     async def try_reaction_again(self, reaction_id: int, attempts: int, at: datetime) -> None:
         await try_again(self.session, PendingReaction, reaction_id, attempts, at)
@@ -69,16 +84,16 @@ async def take_due(
     model: type[Due],
     platform: str,
     now: datetime,
-    *,
+    *conditions: ColumnElement[bool],
     hold: timedelta,
     most: int,
 ) -> list[Due]:
-    """Up to `most` of the platform's rows due by `now`, the oldest first, each moved out of
-    others' reach for `hold` (`due_at` moved on): one process takes each, and one that
-    stops holding them hands them back when `hold` ends."""
+    """Up to `most` of the platform's rows due by `now` (and meeting `conditions`), the
+    oldest first, each moved out of others' reach for `hold` (`due_at` moved on): one
+    process takes each, and one that stops holding them hands them back when `hold` ends."""
     due = await session.scalars(
         select(model)
-        .where(model.platform == platform, model.due_at <= now)
+        .where(model.platform == platform, model.due_at <= now, *conditions)
         .order_by(model.due_at, model.id)
         .limit(most)
     )
