@@ -53,7 +53,8 @@ class FileToSend:
 
 
 # Reads a member's message: its text as the platform shows it (links included), or None when
-# it cannot be read (deleted, no access, or a platform that does not let the bot read it).
+# it cannot be read (deleted, no access, or a platform that does not let the bot read it) or
+# is the bot's own (a shared list: one reaction never saves every paper of it).
 MessageReader = Callable[[MessageRef], Awaitable[str | None]]
 
 

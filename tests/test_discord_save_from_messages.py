@@ -199,6 +199,21 @@ async def test_with_the_intent_a_deleted_or_linkless_message_gets_nothing(
     assert await saved_ids(harness) == set()
 
 
+async def test_with_the_intent_a_reaction_on_the_bots_list_of_papers_saves_none_of_them(
+    harness: DiscordHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acted = reactions_acted_on(harness, monkeypatch)
+    shared = harness.fake.add_message(CHANNEL_ID, f"Shared: {LINKS}")  # the bot's own message
+    await harness.fake.dispatch("MESSAGE_REACTION_ADD", reaction_add(message_id=int(shared["id"])))
+    await eventually(lambda: len(acted) == 1)
+    assert await saved_ids(harness) == set()  # one reaction never saves a whole list
+    await harness.fake.dispatch(
+        "MESSAGE_REACTION_REMOVE", reaction_remove(message_id=int(shared["id"]))
+    )
+    await eventually(lambda: len(acted) == 2)
+    assert told(harness) == []
+
+
 async def test_without_the_intent_reactions_on_members_messages_are_ignored(
     harness_without_intent: DiscordHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

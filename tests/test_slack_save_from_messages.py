@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters.slack.app import SAVE_SHORTCUT, create_slack_bot
+from adapters.slack.app import SAVE_SHORTCUT, SHARE_ACTION, create_slack_bot
 from bot.links import MAX_IDS
 from bot.sources.lookup import PaperLookup
 from storage.store import Store
@@ -172,6 +172,21 @@ async def test_the_bots_own_paper_post_is_saved_without_reading_it(
     await react(harness, ts, "EvR11")
     assert harness.fake.calls("conversations.history") == []
     assert confirmations(harness)[-1]["text"].startswith("Saved:")
+
+
+async def test_a_reaction_on_the_bots_list_of_papers_saves_none_of_them(
+    harness: SlackHarness,
+) -> None:
+    name = await harness.click(SHARE_ACTION, "topic speculative decoding", user="U7")
+    await harness.fake.wait_for_responses(name, timeout=10)
+    [shared] = harness.fake.delivered  # a list of papers, shared to the channel
+    assert STORED in all_text(shared.blocks)
+    assert "Saved 1 paper" in all_text(await harness.command(f"save {STORED}"))
+    await react(harness, shared.ts, "EvR12")
+    assert await saved_ids(harness) == {STORED}  # one reaction never saves a whole list
+    await react(harness, shared.ts, "EvR13", added=False)
+    assert await saved_ids(harness) == {STORED}  # nor takes the member's saves away
+    assert confirmations(harness) == []
 
 
 async def shortcut(harness: SlackHarness, message: dict[str, Any], name: str) -> dict[str, Any]:

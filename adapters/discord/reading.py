@@ -29,7 +29,9 @@ async def read_message_text(
 ) -> str | None:
     """The text (`message_text`) of a message, fetched over REST; None, with one log line,
     when it cannot be read: deleted, or in a channel the bot may not read. Raises
-    DeliveryError when Discord cannot be reached, so that the read is tried again."""
+    DeliveryError when Discord cannot be reached, so that the read is tried again. The
+    bot's own messages are not read (None): one reaction saves the one paper of a paper
+    post, never every paper of a shared list."""
     channel = client.get_partial_messageable(channel_id, guild_id=guild_id)
     try:
         message = await channel.fetch_message(message_id)
@@ -41,4 +43,7 @@ async def read_message_text(
         return None
     except (aiohttp.ClientError, TimeoutError) as error:
         raise DeliveryError(type(error).__name__, permanent=False, unreachable=True) from None
+    if client.user is not None and message.author.id == client.user.id:
+        log.info("not saving from our own message %s in %s", message_id, channel_id)
+        return None
     return message_text(message)

@@ -27,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack.pacing import SlackPacer
-from adapters.slack.reading import read_message
+from adapters.slack.reading import own_bot_id, read_message
 from adapters.slack.render import blocks, escape, fallback_text
 from bot.events import ChannelRef, GoneWhy, MessageRef, UserRef
 from bot.messages import Message
@@ -155,6 +155,7 @@ class SlackOutbound:
         self._clients: dict[str, AsyncWebClient] = {}
         # (channel, ts) -> its thread, for replies read lately (`tell` answers there).
         self._threads: dict[tuple[str, str], str] = {}
+        self._bot_ids: dict[str, str | None] = {}  # workspace -> the bot id we post as
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -328,16 +329,27 @@ class SlackOutbound:
             raise delivery_error(error) from None
 
     async def read_text(self, message: MessageRef) -> str | None:
-        client = await self.client(message.channel.scope.workspace)
+        """A member's message; None for the bot's own (a shared list, a weekly post): one
+        reaction saves the one paper of a paper post, never every paper of a list."""
+        workspace = message.channel.scope.workspace
+        client = await self.client(workspace)
         channel, ts = message.channel.channel, message.message_id
         read = await read_message(client, channel, ts)
         if read is None:
+            return None
+        if read.bot_id is not None and read.bot_id == await self._bot_id(workspace, client):
+            log.info("not saving from our own message %s in %s", ts, channel)
             return None
         if read.thread_ts is not None and read.thread_ts != ts:
             self._threads[(channel, ts)] = read.thread_ts
             while len(self._threads) > THREADS_KEPT:
                 self._threads.pop(next(iter(self._threads)))  # the oldest
         return read.text
+
+    async def _bot_id(self, workspace: str, client: AsyncWebClient) -> str | None:
+        if workspace not in self._bot_ids:
+            self._bot_ids[workspace] = await own_bot_id(client)
+        return self._bot_ids[workspace]
 
     async def _dm_channel(self, user: UserRef) -> ChannelRef:
         client = await self.client(user.scope.workspace)

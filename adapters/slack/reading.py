@@ -47,6 +47,7 @@ def _texts(value: object) -> Iterator[str]:
 class ReadMessage:
     text: str  # `message_text`
     thread_ts: str | None  # the thread it is in (its own ts for a thread's first message)
+    bot_id: str | None = None  # the bot that posted it, if one did
 
 
 async def read_message(client: AsyncWebClient, channel: str, ts: str) -> ReadMessage | None:
@@ -63,8 +64,26 @@ async def read_message(client: AsyncWebClient, channel: str, ts: str) -> ReadMes
     if message is None:
         log.info("cannot read message %s in %s: not found", ts, channel)
         return None
-    thread = message.get("thread_ts")
-    return ReadMessage(message_text(message), thread if isinstance(thread, str) else None)
+    thread, bot = message.get("thread_ts"), message.get("bot_id")
+    return ReadMessage(
+        message_text(message),
+        thread if isinstance(thread, str) else None,
+        bot if isinstance(bot, str) and bot else None,
+    )
+
+
+async def own_bot_id(client: AsyncWebClient) -> str | None:
+    """The bot id the client's token posts as (`auth.test`); None when Slack does not say.
+    Raises DeliveryError when Slack cannot be reached."""
+    try:
+        identity = await client.auth_test()
+    except SlackApiError as error:
+        log.info("auth.test refused: %s", error.response.get("error"))
+        return None
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise DeliveryError(type(error).__name__, permanent=False, unreachable=True) from None
+    bot = identity.get("bot_id")
+    return bot if isinstance(bot, str) and bot else None
 
 
 async def _message(client: AsyncWebClient, channel: str, ts: str) -> Mapping[str, Any] | None:
