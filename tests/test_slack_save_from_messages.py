@@ -84,8 +84,9 @@ async def test_a_reply_inside_a_thread_is_read_from_the_thread(harness: SlackHar
     )
     await react(harness, reply, "EvR2")
     [read] = harness.fake.calls("conversations.replies")
-    assert read.args["ts"] == reply and read.args["latest"] == reply
-    assert int(read.args["limit"]) == 1
+    assert read.args["ts"] == reply
+    assert read.args["oldest"] == read.args["latest"] == reply
+    assert int(read.args["limit"]) == 2  # the thread's parent comes first and counts
     [confirmation] = confirmations(harness)
     assert "Self-Speculative Decoding" in confirmation["text"]
     assert confirmation["thread_ts"] == parent  # shown in the thread, beside the reply

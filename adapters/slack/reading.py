@@ -92,6 +92,8 @@ async def _message(client: AsyncWebClient, channel: str, ts: str) -> Mapping[str
     window: dict[str, Any] = {"channel": channel, "latest": ts, "inclusive": True, "limit": 1}
     found = _with_ts(await client.conversations_history(**window), ts)
     if found is None:
+        # The thread's parent comes first whatever the window, and counts toward the limit.
+        window |= {"oldest": ts, "limit": 2}
         found = _with_ts(await client.conversations_replies(ts=ts, **window), ts)
     return found
 

@@ -122,7 +122,8 @@ class FakeSlack:
     only with `include_all_metadata`, as Slack does). `add_message(...)` records a message
     someone else posted, or a reply inside a thread: replies are not in the channel's history,
     as on Slack, and `conversations.replies` (`ts` of the parent or of a reply) answers the
-    parent first, then the newest `limit` replies within `oldest`/`latest`, oldest first.
+    parent first, whatever the window, then the replies within `oldest`/`latest`, oldest
+    first: `limit` messages in all, the parent counted.
     `delete_message(...)` removes one.
 
     Files (`files_upload_v2`): files.getUploadURLExternal hands out a file id and an
@@ -432,7 +433,9 @@ class FakeSlack:
         if not parent:
             return {"ok": False, "error": "thread_not_found"}
         limit = int(args.get("limit") or 100)
-        return {"ok": True, "messages": parent + replies[-limit:], "has_more": False}
+        # As on Slack: the parent comes first whatever the window and counts toward `limit`.
+        messages = (parent + replies)[:limit]
+        return {"ok": True, "messages": messages, "has_more": len(messages) < 1 + len(replies)}
 
     def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("filename") or not str(args.get("length", "")).isdigit():
