@@ -11,8 +11,8 @@ as "speculative decoding"), matched as a topic would be. Papers on followed topi
 Composition is batched. Every digest over the same window shares most of its work: which
 papers the recent lists hold, their cards, and which of them each topic matches (a full-text
 search). `compose_digests` does that once for any number of users, then gives each user a
-few set operations: their follows and already-sent papers are read for all users at once
-(two queries per scope and 400 users). `compose_digest` (one user) is a batch of one, so
+few set operations: their follows, saves and already-sent papers are read for all users at
+once (four queries per scope and 400 users). `compose_digest` (one user) is a batch of one, so
 there is one composition path.
 
 Scheduled digests are composed one at a time (each slot fires on its own), so the shared
@@ -168,7 +168,7 @@ async def compose_digests(
     """Each user's digest at `now` (None when nothing is new for them), all composed at once.
     With `sent_before`, only papers sent before then count as sent (a retry's view).
 
-    Queries: follows and already-sent papers per scope (chunked), the window's listings,
+    Queries: follows, saves and already-sent papers per scope (chunked), the window's listings,
     and, unless `cache` holds them, the candidates' rows and the distinct topics' matches.
     """
     digests: dict[UserRef, Digest | None] = dict.fromkeys(users)
@@ -203,13 +203,17 @@ async def compose_digests(
     for scope, scoped in wants.items():
         if not scoped:
             continue
+        names = list(scoped)
         sent = await repos.users.already_sent_many(
-            scope.platform, scope.workspace, list(scoped), window.ranked, before=sent_before
+            scope.platform, scope.workspace, names, window.ranked, before=sent_before
+        )
+        # Every save counts here, not only the latest that say what the user likes.
+        theirs = await repos.users.saved_among_many(
+            scope.platform, scope.workspace, names, window.ranked
         )
         for name, want in scoped.items():
-            digests[UserRef(scope, name)] = _compose(
-                window, want, matches, alike[want.saved], sent.get(name, set())
-            )
+            seen = sent.get(name, set()) | theirs.get(name, set())
+            digests[UserRef(scope, name)] = _compose(window, want, matches, alike[want.saved], seen)
     return digests
 
 
@@ -320,17 +324,17 @@ def _compose(
     want: Interests,
     matches: dict[str, frozenset[int]],
     alike: dict[int, float],
-    sent: set[int],
+    seen: set[int],
 ) -> Digest | None:
     """One user's digest from the shared window: pure Python, no queries. `alike`: the
     candidates like their saves by meaning, with how alike (empty without search by meaning).
-    A paper they saved themselves is not news to them."""
+    `seen`: the candidates sent to them before or saved by them (not news to them)."""
     on_topics = frozenset().union(*(matches[topic] for topic in want.topics))
     like_saved = frozenset(alike) or frozenset().union(
         *(matches[keyword] for keyword in want.saved_keywords if keyword in matches)
     )
     rank = {paper_id: index for index, paper_id in enumerate(window.ranked)}
-    fresh = [p for p in on_topics | like_saved if p not in sent and p not in want.saved]
+    fresh = [p for p in on_topics | like_saved if p not in seen]
     # Followed topics first, by upvotes; then papers like the saves, most alike first.
     fresh.sort(key=lambda p: (p not in on_topics, -alike.get(p, 0.0), rank[p]))
     chosen = fresh[:MAX_PAPERS]

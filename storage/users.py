@@ -240,25 +240,46 @@ class UserRepository:
         870,000 seeks for 10,000 users and a window of 87 papers. The candidates of a window
         are papers listed in the same few days, so their ids are close together.
         """
-        sent: dict[str, set[int]] = {}
+        query = select(DigestItem.user, DigestItem.paper_id).where(
+            DigestItem.platform == platform, DigestItem.workspace == workspace
+        )
+        if before is not None:
+            query = query.where(DigestItem.sent_at < before)
+        return await self._among(query, DigestItem, users, candidates)
+
+    async def saved_among_many(
+        self, platform: str, workspace: str, users: Sequence[str], candidates: Sequence[int]
+    ) -> dict[str, set[int]]:
+        """Which of `candidates` each of `users` (of one scope) saved, however long ago;
+        users who saved none of them are absent. Read as `already_sent_many` reads (the
+        primary key being (platform, workspace, user, paper_id) too)."""
+        query = select(Save.user, Save.paper_id).where(
+            Save.platform == platform, Save.workspace == workspace
+        )
+        return await self._among(query, Save, users, candidates)
+
+    async def _among(
+        self,
+        query: Select[str, int],
+        model: type[DigestItem] | type[Save],
+        users: Sequence[str],
+        candidates: Sequence[int],
+    ) -> dict[str, set[int]]:
+        """`query`'s (user, paper id) rows of `users` over the `candidates`' id range, kept
+        when the paper is one of them."""
+        found: dict[str, set[int]] = {}
         if not candidates:
-            return sent
+            return found
         wanted = set(candidates)
         connection = await self.session.connection()  # plain rows, as in following_many
         for some in chunks(list(dict.fromkeys(users))):
-            query = select(DigestItem.user, DigestItem.paper_id).where(
-                DigestItem.platform == platform,
-                DigestItem.workspace == workspace,
-                DigestItem.user.in_(some),
-                DigestItem.paper_id.between(min(wanted), max(wanted)),
+            result = await connection.execute(
+                query.where(model.user.in_(some), model.paper_id.between(min(wanted), max(wanted)))
             )
-            if before is not None:
-                query = query.where(DigestItem.sent_at < before)
-            result = await connection.execute(query)
             for user, paper_id in result:
                 if paper_id in wanted:
-                    sent.setdefault(user, set()).add(paper_id)
-        return sent
+                    found.setdefault(user, set()).add(paper_id)
+        return found
 
     async def record_sent(
         self, platform: str, workspace: str, user: str, paper_ids: Sequence[int], now: datetime

@@ -71,9 +71,8 @@ async def reference_digest(
     keywords of saves): the oracle."""
     scope = user.scope
     topics = tuple(await repos.users.following(scope.platform, scope.workspace, user.user))
-    saves = (await repos.users.saved(scope.platform, scope.workspace, user.user))[
-        : bot.digest.RECENT_SAVES
-    ]
+    every_save = await repos.users.saved(scope.platform, scope.workspace, user.user)
+    saves = every_save[: bot.digest.RECENT_SAVES]
     keywords = tuple(
         dict.fromkeys(
             k.lower() for paper in saves for k in paper.ai_keywords[: bot.digest.KEYWORDS_PER_SAVE]
@@ -92,7 +91,7 @@ async def reference_digest(
         scope.platform, scope.workspace, [user.user], candidate_ids
     )
     sent = sent_to.get(user.user, set())
-    sent |= {paper.id for paper in saves}
+    sent |= {paper.id for paper in every_save}
     fresh = [pid for pid in candidate_ids if pid not in sent]
     candidates = sorted(
         (await repos.papers.by_ids(fresh)).values(),
