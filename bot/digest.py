@@ -417,6 +417,11 @@ class Digests:
             if scheduled and paused:
                 log.info("digest paused, skipped: user=%s", user.user)
                 return Delivered(0)
+            if scheduled and setting is None:
+                # Turned off (or forgotten) after its slot was planned: a worker's jobs learn
+                # of it within a minute, and a retry's row outlives it.
+                log.info("digest off, skipped: user=%s", user.user)
+                return Delivered(0, note="digest off")
             cadence = setting.cadence if setting else "daily"
             # A retry composes the digest its first attempt chose: papers that attempt sent
             # are still in it, and known as out.

@@ -7,6 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.scheduler import DeliveryScheduler
+from bot.events import MessageRef, UserRef
+from bot.messages import Message
+from bot.ports import DeliveryError
 from storage.deliveries import DeliveryKey, Status
 from storage.papers import PaperData
 from tests.core_fixtures import NOW, SCOPE, Harness, RecordingPlatform
@@ -36,6 +39,20 @@ async def save(harness: Harness, arxiv_id: str, at: datetime, user: str = "alice
         await repos.users.save(SCOPE.platform, SCOPE.workspace, user, paper.id, at)
 
 
+class DMsFailOnce(RecordingPlatform):
+    """Refuses the first DM with a transient error (a rate limit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
+        if self.failures:
+            self.failures -= 1
+            raise DeliveryError("rate_limited", permanent=False)
+        return await super().send_dm(user, message)
+
+
 async def test_a_paper_saved_long_ago_is_never_offered_back(harness: Harness) -> None:
     """Only the latest saves say what a reader likes, but every save is theirs already."""
     await harness.say("follow diffusion")
@@ -45,6 +62,36 @@ async def test_a_paper_saved_long_ago_is_never_offered_back(harness: Harness) ->
     answer = await harness.say("digest now")
     assert "Sent you a digest of 2" in answer.text
     assert set(digest_papers(harness.platform)[0]) == ON_DIFFUSION - {"2605.00003"}
+
+
+async def test_a_digest_turned_off_is_not_sent_by_a_retry(harness: Harness) -> None:
+    await harness.say("follow diffusion")
+    await harness.say("digest daily 10:30 UTC")
+    platform = harness.use(DMsFailOnce())
+    worker = scheduler(harness)
+    assert await worker.runner.run(TODAY) is Status.RETRY
+    assert (await harness.say("digest off")).text == "Your digest is off."
+    harness.clock[0] = NOW + POLICY.first_retry
+    await worker.retry_due()
+    assert platform.dms == []
+
+
+async def test_a_digest_turned_off_elsewhere_is_not_sent_at_its_old_time(
+    harness: Harness,
+) -> None:
+    """Another process answered `digest off`: this worker's jobs learn of it within a
+    minute, and a slot firing meanwhile sends nothing."""
+    await harness.say("follow diffusion")
+    harness.clock[0] = NOW - timedelta(hours=5)
+    await harness.say("digest daily 12:00 UTC")
+    worker = scheduler(harness)
+    await worker.resync()
+    assert "digest:test:T1:alice" in {slot.job_id for slot in worker.slots}
+    await harness.say("digest off")  # not this worker's process: its jobs stay a while
+    harness.clock[0] = NOW
+    (slot,) = [slot for slot in worker.slots if slot.kind == "digest"]
+    await worker.deliver(slot, slot.key(NOW))
+    assert harness.platform.dms == []
 
 
 async def test_digest_now_then_the_scheduled_digest_sends_nothing_twice(

@@ -28,11 +28,13 @@ PAPERS = range(1, 11)
 
 
 async def follow_ten_long_papers(harness: DiscordHarness, fake_hf: FakeHuggingFace) -> None:
-    """Ten long papers join the day's list; the user follows the topic only they are on."""
+    """Ten long papers join the day's list; the user follows the topic only they are on and
+    gets a daily digest."""
     fake_hf.days[DAY] = fake_hf.days[DAY] + [long_item(n, DAY) for n in PAPERS]
     async with HuggingFaceClient(fake_hf.base_url, timeout=2.0, max_retries=0) as client:
         await ingest_days(harness.store, client, date(2026, 5, 5), date(2026, 5, 5), NOW)
     await harness.command("follow", topic="streaming speech recognition")
+    await harness.command("digest daily", time="12:00", timezone="UTC")
 
 
 def digest_messages(fake: FakeDiscord) -> list[dict[str, Any]]:
