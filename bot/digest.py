@@ -377,7 +377,7 @@ class Digests:
     """The DM digest as a kind of delivery (`bot.delivery.runner.DeliveryKind`), and
     `/papers digest now`. A permanent delivery error (DMs closed, user gone) pauses the
     user's digest with the reason; scheduled runs skip a paused digest instead of retrying
-    forever, and a later successful send (the user asking for one) lifts the pause."""
+    forever, and the user asking for one (`digest now`) without an error lifts the pause."""
 
     store: Store
     outbound: Outbound
@@ -440,7 +440,10 @@ class Digests:
             if error.permanent:
                 await self._pause(user, error.reason)
             raise
-        if sent.papers and paused:
+        if paused:
+            # Only the reader asks while paused (scheduled runs skip), as the pause tells them
+            # to once their DMs are open: that lifts it even with nothing new to send. DMs
+            # still closed pause it again at the next digest.
             await self._pause(user, None)
         return sent
 

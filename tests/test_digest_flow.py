@@ -53,6 +53,17 @@ class DMsFailOnce(RecordingPlatform):
         return await super().send_dm(user, message)
 
 
+class ClosedDMs(RecordingPlatform):
+    """A member who closed their DMs to the bot (or opened them again: `closed`)."""
+
+    closed = True
+
+    async def send_dm(self, user: UserRef, message: Message) -> MessageRef:
+        if self.closed:
+            raise DeliveryError("cannot_dm_user", permanent=True)
+        return await super().send_dm(user, message)
+
+
 async def test_a_paper_saved_long_ago_is_never_offered_back(harness: Harness) -> None:
     """Only the latest saves say what a reader likes, but every save is theirs already."""
     await harness.say("follow diffusion")
@@ -92,6 +103,33 @@ async def test_a_digest_turned_off_elsewhere_is_not_sent_at_its_old_time(
     (slot,) = [slot for slot in worker.slots if slot.kind == "digest"]
     await worker.deliver(slot, slot.key(NOW))
     assert harness.platform.dms == []
+
+
+async def test_digest_now_after_opening_dms_resumes_a_paused_digest(harness: Harness) -> None:
+    """The pause tells the reader to allow DMs and run `digest now`: doing so turns the
+    digest back on even when nothing is new to send."""
+    await harness.say("follow diffusion")
+    await harness.say("digest daily 10:30 UTC")
+    platform = harness.use(ClosedDMs())
+    assert "can't send you direct messages" in (await harness.say("digest now")).text
+    assert "paused" in (await harness.say("digest")).text
+    platform.closed = False
+    assert "Sent you a digest of 3" in (await harness.say("digest now")).text
+    assert "comes daily at 10:30 UTC" in (await harness.say("digest")).text
+    # Closed again, and paused; opened, with nothing new by now.
+    platform.closed = True
+    harness.clock[0] += timedelta(days=1)
+    async with harness.store.transaction() as repos:
+        ids = await repos.papers.upsert([PaperData("2605.00201", "Diffusion", upvotes=1)], NOW)
+        await repos.papers.record_listing(date(2026, 5, 6), [(ids["2605.00201"], 1)])
+    assert "can't send you direct messages" in (await harness.say("digest now")).text
+    platform.closed = False
+    async with harness.store.transaction() as repos:  # the paper went out some other way
+        await repos.users.record_sent("test", "T1", "alice", [ids["2605.00201"]], NOW)
+    answer = await harness.say("digest now")
+    assert answer.text.startswith("Nothing new")
+    status = (await harness.say("digest")).text
+    assert "paused" not in status and "comes daily at 10:30 UTC" in status
 
 
 async def test_digest_now_then_the_scheduled_digest_sends_nothing_twice(
