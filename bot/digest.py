@@ -351,6 +351,22 @@ def _compose(
     return Digest(message, tuple(chosen))
 
 
+async def _without_digest(repos: Repositories, users: Sequence[UserRef]) -> set[UserRef]:
+    """Which of `users` have no digest set."""
+    by_scope: dict[Scope, list[str]] = {}
+    for user in users:
+        by_scope.setdefault(user.scope, []).append(user.user)
+    on: set[UserRef] = set()
+    for scope, names in by_scope.items():
+        found = await repos.users.with_digest(scope.platform, scope.workspace, names)
+        on.update(UserRef(scope, name) for name in found)
+    return set(users) - on
+
+
+async def _turned_off() -> Delivered:
+    return Delivered(0, note="digest off")
+
+
 def digest_heading(count: int, matched: Sequence[str], *, like_saved: bool) -> str:
     """A digest's first line: how many papers, on which of the followed topics (those its
     papers are on, as many as fit in TOPICS_NAMED characters: Slack drops a header block over
@@ -387,10 +403,16 @@ class Digests:
 
     async def prepare(self, repos: Repositories, claims: Sequence[Claim]) -> list[Send]:
         """Digests compose as they send, each in its own transaction: a morning's digests
-        share their window's work through `WINDOWS` instead."""
+        share their window's work through `WINDOWS` instead. A digest turned off (or its
+        reader forgotten) since its slot was planned sends nothing and leaves no ledger row:
+        `forget me` keeps no trace of the reader, and an off digest has no history to show."""
         users = [UserRef(claim.scope, claim.key.target) for claim in claims]
+        off = await _without_digest(repos, users)
+        await repos.deliveries.drop([c.key for c, u in zip(claims, users, strict=True) if u in off])
         return [
-            functools.partial(self.send, user, scheduled=True, key=claim.send_key)
+            _turned_off
+            if user in off
+            else functools.partial(self.send, user, scheduled=True, key=claim.send_key)
             for user, claim in zip(users, claims, strict=True)
         ]
 

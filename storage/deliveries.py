@@ -214,6 +214,14 @@ class DeliveryRepository:
                 skipped.append(key)
         return skipped
 
+    async def drop(self, keys: Sequence[DeliveryKey]) -> None:
+        """Delete the rows of `keys`: slots whose target no longer wants them, claimed before
+        the worker heard (a digest turned off, a member forgotten), leave no record."""
+        for key in keys:
+            await self.session.execute(
+                delete(Delivery).where(_is(key)).execution_options(synchronize_session=False)
+            )
+
     async def _insert(self, key: DeliveryKey, now: datetime, **values: object) -> bool:
         """Insert the slot's row unless it exists; True when this call created it."""
         insert = dialect_insert(self.session)

@@ -212,6 +212,21 @@ class UserRepository:
         await self.session.flush()
         return setting
 
+    async def with_digest(self, platform: str, workspace: str, users: Sequence[str]) -> set[str]:
+        """Which of `users` (of one scope) have a digest set (paused or not)."""
+        found: set[str] = set()
+        for some in chunks(list(dict.fromkeys(users))):
+            found.update(
+                await self.session.scalars(
+                    select(DigestSetting.user).where(
+                        DigestSetting.platform == platform,
+                        DigestSetting.workspace == workspace,
+                        DigestSetting.user.in_(some),
+                    )
+                )
+            )
+        return found
+
     async def digest_off(self, platform: str, workspace: str, user: str) -> bool:
         result = await self.session.execute(
             delete(DigestSetting).where(

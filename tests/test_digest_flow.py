@@ -85,6 +85,8 @@ async def test_a_digest_turned_off_is_not_sent_by_a_retry(harness: Harness) -> N
     harness.clock[0] = NOW + POLICY.first_retry
     await worker.retry_due()
     assert platform.dms == []
+    async with harness.store.reading() as repos:  # no retry left waiting
+        assert await repos.deliveries.latest("digest", "test", "T1", "alice") is None
 
 
 async def test_a_digest_turned_off_elsewhere_is_not_sent_at_its_old_time(
@@ -185,7 +187,9 @@ async def test_a_paper_on_two_followed_topics_comes_once(harness: Harness) -> No
     assert "on diffusion, memorization" in harness.platform.dms[0][1].text
 
 
-async def test_forgetting_me_leaves_the_days_digest_nothing_to_send(harness: Harness) -> None:
+async def test_forgetting_me_leaves_the_days_digest_nothing_to_send_nor_record(
+    harness: Harness,
+) -> None:
     await harness.say("follow diffusion")
     await save(harness, "2605.00001", NOW)
     harness.clock[0] = NOW - timedelta(hours=5)
@@ -197,3 +201,5 @@ async def test_forgetting_me_leaves_the_days_digest_nothing_to_send(harness: Har
     (slot,) = [slot for slot in worker.slots if slot.kind == "digest"]
     await worker.deliver(slot, slot.key(NOW))
     assert harness.platform.dms == []
+    async with harness.store.reading() as repos:  # nothing about her came back
+        assert await repos.deliveries.latest("digest", "test", "T1", "alice") is None
