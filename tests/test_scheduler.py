@@ -399,6 +399,28 @@ async def test_a_dead_workers_claim_from_an_earlier_day_is_not_taken_over(
     assert row is not None and row.status == "skipped"
 
 
+async def test_a_slot_fired_late_past_midnight_is_its_own_days(harness: Harness) -> None:
+    """A 23:59 post fired a few minutes late (APScheduler's misfire grace) is that day's:
+    filed under the next day, it would have stood in for the next day's post."""
+    harness.clock[0] = NOW - timedelta(hours=5)
+    await harness.say("channel on 23:59 UTC 3", user="admin", admin=True)
+    worker = scheduler(harness)
+    await worker.resync()
+    (slot,) = worker.slots
+    harness.clock[0] = datetime(2026, 5, 6, 0, 2, tzinfo=UTC)  # due at 23:59 on the 5th
+    await worker.fire(slot.schedule_id)
+    harness.clock[0] = datetime(2026, 5, 6, 23, 59, tzinfo=UTC)
+    await worker.fire(slot.schedule_id)
+    worker.shutdown()
+    async with harness.store.transaction() as repos:
+        rows = await repos.deliveries.recent()
+    # The 6th's post has a row of its own (waiting for the 6th's list, not stored here).
+    assert sorted((row.period, row.status) for row in rows) == [
+        ("2026-05-05", "sent"), ("2026-05-06", "waiting"),
+    ]  # fmt: skip
+    assert delivered(harness.platform)[0] == 1
+
+
 async def test_a_permanent_failure_is_recorded_and_stops_the_channel(harness: Harness) -> None:
     await configure(harness, NOW - timedelta(hours=5))
 

@@ -140,10 +140,16 @@ class DeliveryScheduler:
         await asyncio.gather(*catching_up)
 
     async def fire(self, schedule_id: str) -> None:
-        """Deliver every slot on the schedule that fired; one failing fails alone."""
+        """Deliver every slot on the schedule that fired; one failing fails alone. The
+        period is the date of the time it was due, not of now: a 23:59 slot fired a few
+        minutes late (APScheduler's misfire grace) is still that day's."""
         slots = self._schedules.get(schedule_id, [])
+        if not slots:
+            return
         now = self.clock()
-        await asyncio.gather(*(self.deliver(slot, slot.key(now)) for slot in slots))
+        grace = self.policy.lease + timedelta(minutes=1)  # the jobs' misfire grace, and more
+        due = last_fire(slots[0].trigger(), now, lookback=grace) or now
+        await asyncio.gather(*(self.deliver(slot, slot.key(due)) for slot in slots))
 
     async def catch_up(self, slot: Slot, now: datetime) -> Status | None:
         """A slot missed while no worker ran (judged at `now`): delivered once if it was
