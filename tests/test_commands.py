@@ -382,3 +382,17 @@ async def test_empty_store_today_explains(store: Store) -> None:
     answer = await bot.handle_command(CommandInvoked(CHANNEL, "alice", "today", False))
     assert "No Daily Papers list yet" in answer.text
     assert answer.cards == ()
+
+
+async def test_a_typographic_apostrophe_is_the_apostrophe_a_topic_allows(
+    harness: Harness,
+) -> None:
+    # Phones and macOS turn a typed ' into ’ ("smart punctuation"); the usage line says an
+    # apostrophe is allowed, so the topic must be the one typed with a plain ' elsewhere.
+    followed = await harness.say("follow Bayes\u2019 rule")
+    assert not followed.is_usage_hint, followed.text
+    assert (await harness.say("following")).lines == ("bayes' rule",)
+    assert "already follow" in (await harness.say("follow bayes' rule")).text
+    assert "“bayes' rule”" in (await harness.say("topic bayes\u2019 rule")).text
+    assert "no longer follow" in (await harness.say("unfollow BAYES\u2019 RULE")).text
+    assert (await harness.say("following")).lines == ()

@@ -53,6 +53,8 @@ USAGE = {
 
 # Words, numbers and the few joiners topics need ("c++", "text-to-speech", "bayes' rule").
 _TOPIC_PUNCTUATION = frozenset(" .+#'/-")
+# The apostrophes phones and word processors type for ' ("smart punctuation"): the same topic.
+_APOSTROPHES = str.maketrans({"\u2018": "'", "\u2019": "'"})
 _DEMO_ID = re.compile(r"^(demo-\d{3,})$")
 _AM_PM = re.compile(r"\d\s*[ap]\.?m\.?$", re.IGNORECASE)
 
@@ -274,7 +276,7 @@ def normalise_topic(words: list[str], name: str, *, searchable: bool = True) -> 
     """Lower-case, single-spaced topic text, or UsageError naming `name`'s form. A new topic
     (`searchable`) needs a word the search can look for; removing one does not, so a topic
     stored before that rule can still be removed."""
-    topic = " ".join(words).lower()
+    topic = " ".join(words).lower().translate(_APOSTROPHES)
     if len(topic) > MAX_TOPIC_LENGTH or not _is_topic(topic):
         raise UsageError(
             f"Usage: {USAGE[name]} (a topic is letters, digits, spaces and - . + # ' /,"
