@@ -387,7 +387,7 @@ async def test_empty_store_today_explains(store: Store) -> None:
 async def test_a_typographic_apostrophe_is_the_apostrophe_a_topic_allows(
     harness: Harness,
 ) -> None:
-    # Phones and macOS turn a typed ' into ’ ("smart punctuation"); the usage line says an
+    # Phones and macOS turn a typed ' into U+2019 ("smart punctuation"); the usage line says an
     # apostrophe is allowed, so the topic must be the one typed with a plain ' elsewhere.
     followed = await harness.say("follow Bayes\u2019 rule")
     assert not followed.is_usage_hint, followed.text

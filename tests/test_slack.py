@@ -339,3 +339,37 @@ async def test_week_ranks_the_stored_lists_by_upvotes(slack_harness: SlackHarnes
     share = [e for b in answer["blocks"] for e in b.get("elements", [])
              if e.get("action_id") == SHARE_ACTION]  # fmt: skip
     assert [button["value"] for button in share] == ["week"]
+
+
+@pytest.mark.parametrize("refusal", ["not_in_channel", "channel_not_found"])
+async def test_a_share_the_bot_cannot_post_says_how_to_let_it_in(
+    slack_harness: SlackHarness, refusal: str
+) -> None:
+    # A private channel the bot is not in answers channel_not_found (the bot cannot see it),
+    # a public one not_in_channel: both need the bot invited, and neither is the caller's code.
+    slack_harness.fake.faults["chat.postMessage"] = [refusal]
+    name = await slack_harness.click(SHARE_ACTION, "today", channel="G1")
+    [answer] = await slack_harness.fake.wait_for_responses(name, timeout=10)
+    assert "/invite @paperboy" in all_text(answer)
+    assert refusal not in all_text(answer)
+    assert answer["replace_original"] is False  # the answer and its button stay
+
+
+async def test_a_share_that_cannot_reach_slack_says_so(slack_harness: SlackHarness) -> None:
+    slack_harness.fake.faults["chat.postMessage"] = ["disconnect"] * 5  # past the retries
+    name = await slack_harness.click(SHARE_ACTION, "today")
+    [answer] = await slack_harness.fake.wait_for_responses(name, timeout=15)
+    assert "Couldn't share" in all_text(answer) and "try again" in all_text(answer).lower()
+    assert slack_harness.fake.delivered == []
+
+
+@pytest.mark.parametrize(
+    ("refusal", "said"), [("is_archived", "archived"), ("restricted_action", "refused")]
+)
+async def test_a_refused_share_says_why_in_words(
+    slack_harness: SlackHarness, refusal: str, said: str
+) -> None:
+    slack_harness.fake.faults["chat.postMessage"] = [refusal]
+    name = await slack_harness.click(SHARE_ACTION, "today")
+    [answer] = await slack_harness.fake.wait_for_responses(name, timeout=10)
+    assert said in answer["text"] and refusal not in answer["text"]

@@ -92,6 +92,7 @@ ADMIN_CACHE_SECONDS = 300
 # once; a slower one is acknowledged empty (Slack gives up on an acknowledgement after 3 s) and
 # goes to the response_url when it is ready.
 ANSWER_IN_ACK_WITHIN = 2.0
+SHARE_UNREACHABLE = "Couldn't share to this channel: Slack could not be reached. Try again soon."
 
 
 @dataclass
@@ -149,6 +150,19 @@ def _send_again(body: dict[str, Any], error: BaseException) -> BoltResponse:
         _event_type(body) or "an", describe(error),
     )  # fmt: skip
     return BoltResponse(status=503, body="")
+
+
+def _share_refused(reason: str) -> str:
+    """What a member is told when Slack refuses a share: what to do, never Slack's code. A
+    private channel (or a conversation) the bot is not in is `channel_not_found` to it."""
+    if reason in ("not_in_channel", "channel_not_found"):
+        return (
+            "Couldn't share to this channel: I'm not in it. Invite me first with "
+            "`/invite @paperboy` (in a direct message between people I can't post)."
+        )
+    if reason == "is_archived":
+        return "Couldn't share to this channel: it is archived."
+    return "Couldn't share to this channel: Slack refused the message."
 
 
 def _team(context: AsyncBoltContext, body: dict[str, Any]) -> str:
@@ -396,14 +410,15 @@ class Listeners:
                 unfurl_media=False,
             )
         except SlackApiError as error:
-            reason = error.response.get("error")
+            reason = str(error.response.get("error"))
             log.info("share to %s failed: %s", channel, reason)
-            hint = "invite me first: `/invite @paperboy`" if reason == "not_in_channel" else reason
             await respond(
-                response_type="ephemeral",
-                replace_original=False,
-                text=f"Couldn't share to this channel ({hint}).",
+                response_type="ephemeral", replace_original=False, text=_share_refused(reason)
             )
+            return
+        except (aiohttp.ClientError, TimeoutError) as error:
+            log.warning("share to %s: Slack unreachable: %s", channel, type(error).__name__)
+            await respond(response_type="ephemeral", replace_original=False, text=SHARE_UNREACHABLE)
             return
         await respond(
             response_type="ephemeral", replace_original=True, text="Shared to the channel."
