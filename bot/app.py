@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -205,24 +205,19 @@ class Paperboy:
     async def channel_gone(self, event: ChannelGone) -> None:
         """The bot can no longer post in a channel: its posts stop, their admins are told
         (`bot.lifecycle`). Never raises."""
-        try:
-            await self.lifecycle.channel_gone(event)
-        except Exception:
-            log.exception("handling a channel that is gone failed")
+        await _never_raising("handling a channel that is gone", self.lifecycle.channel_gone(event))
 
     async def workspace_gone(self, event: WorkspaceGone) -> None:
         """A workspace removed the app: everything there stops. Never raises."""
-        try:
-            await self.lifecycle.workspace_gone(event)
-        except Exception:
-            log.exception("handling a workspace that removed the app failed")
+        await _never_raising(
+            "handling a workspace that removed the app", self.lifecycle.workspace_gone(event)
+        )
 
     async def workspace_back(self, event: WorkspaceBack) -> None:
         """The app was installed in a workspace: what it left resumes. Never raises."""
-        try:
-            await self.lifecycle.workspace_back(event)
-        except Exception:
-            log.exception("handling a workspace that installed the app failed")
+        await _never_raising(
+            "handling a workspace that installed the app", self.lifecycle.workspace_back(event)
+        )
 
     async def followed_topics(self, user: UserRef) -> list[str]:
         """The topics `user` follows (for pickers such as Discord's autocomplete)."""
@@ -277,3 +272,17 @@ class Paperboy:
     def _schedule_changed(self) -> None:
         for listener in self._schedule_listeners:
             listener()
+
+
+async def _never_raising(what: str, handling: Awaitable[None]) -> None:
+    """Await a platform event's handling; a failure is logged, never raised to the adapter.
+    A database that cannot be reached (down, or SQLite's file locked past the busy timeout)
+    is one line: the platform tells again (a reconnect, the next event). Anything else is a
+    bug, logged with its traceback."""
+    try:
+        await handling
+    except Exception as error:
+        if not unreachable(error):
+            log.exception("%s failed", what)
+            return
+        log.warning("%s failed: the database could not be reached: %s", what, describe(error))

@@ -14,7 +14,7 @@ import pytest
 from bot.delivery.outage import Backoff, Outage
 from bot.delivery.runner import DeliveryPolicy
 from bot.delivery.scheduler import DeliveryScheduler
-from bot.events import CommandInvoked
+from bot.events import CommandInvoked, WorkspaceBack
 from storage.store import Store
 from tests.core_fixtures import CHANNEL, NOW, RecordingPlatform, bot_on, stocked
 from tests.fakes.huggingface import FakeHuggingFace
@@ -145,3 +145,23 @@ async def test_a_slot_still_unreachable_when_its_day_ends_is_given_up(
     assert not lines(caplog, "database back after ")  # nothing has answered since
     async with store.transaction() as repos:
         assert await repos.deliveries.recent() == []
+
+
+async def test_a_platform_event_the_database_cannot_take_is_one_line(
+    own_server: PostgresServer,
+    store: Store,
+    fake_hf: FakeHuggingFace,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server coming back while the database is down: one line saying so, no traceback
+    (the platform tells again at its next connect); the bot carries on."""
+    async with stocked(store, fake_hf) as client:
+        bot = bot_on(store, RecordingPlatform(), client, [NOW])
+        await asyncio.to_thread(own_server.stop)
+        try:
+            await bot.workspace_back(WorkspaceBack(CHANNEL.scope))
+        finally:
+            await asyncio.to_thread(own_server.start)
+    (line,) = lines(caplog, "handling a workspace that installed the app failed")
+    assert "the database could not be reached" in line
+    assert not [r for r in caplog.records if r.exc_info]
