@@ -8,6 +8,7 @@ import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from bot.cards import demo_note, paper_card
 from bot.delivery.batching import Batcher
@@ -20,8 +21,8 @@ from bot.messages import DailyPost, Message, PaperCard, Visibility, counted
 from bot.ports import Delivered, DeliveryError, Outbound
 from bot.reactions import emoji_in_text
 from bot.words import search_terms
-from storage.channels import PostRecord
-from storage.deliveries import CHANNEL
+from storage.channels import ChannelPlanRow, PostRecord
+from storage.deliveries import CHANNEL, DeliveryKey
 from storage.models import Paper
 from storage.store import Repositories, Store
 
@@ -277,18 +278,19 @@ class DailyPosts:
 
     async def prepare(self, repos: Repositories, claims: Sequence[Claim]) -> list[Send]:
         """The claimed posts, composed in the claims' transaction: a morning's posts share
-        the lists they carry and a few queries. Each carries the list due when its slot first
-        ran, however late a retry runs."""
+        the lists they carry and a few queries. Each carries the list due at its slot's
+        time, however late it first ran (caught up after no worker ran) or a retry runs."""
+        plans = await self._plans(repos, [ChannelRef(c.scope, c.key.target) for c in claims])
         due = [
             DuePost(
                 ChannelRef(claim.scope, claim.key.target),
-                day=due_list_day(claim.first_run),
+                day=due_list_day(_slot_time(claim, plans.get(_where(claim.key)))),
                 give_up=claim.give_up,
                 key=claim.send_key,
             )
             for claim in claims
         ]
-        return await self._prepare(repos, due)
+        return await self._prepare(repos, due, plans)
 
     async def record_post(self, post: PostRecord) -> None:
         """Record which message holds which paper (so a reaction names it and the paper is
@@ -300,21 +302,34 @@ class DailyPosts:
             await repos.channels.record_posts(posts)
         return [None] * len(posts)
 
-    async def _prepare(self, repos: Repositories, due: Sequence[DuePost]) -> list[Send]:
-        plans: dict[tuple[str, str, str], tuple[int, tuple[str, ...]]] = {}
-        for platform in {post.channel.scope.platform for post in due}:
+    async def _plans(
+        self, repos: Repositories, channels: Sequence[ChannelRef]
+    ) -> dict[tuple[str, str, str], ChannelPlanRow]:
+        """The channels' subscriptions' plans, one query per platform (and IN list)."""
+        plans: dict[tuple[str, str, str], ChannelPlanRow] = {}
+        for platform in {channel.scope.platform for channel in channels}:
             pairs = [
-                (post.channel.scope.workspace, post.channel.channel)
-                for post in due
-                if post.channel.scope.platform == platform
+                (channel.scope.workspace, channel.channel)
+                for channel in channels
+                if channel.scope.platform == platform
             ]
             for (workspace, channel), plan in (await repos.channels.plans(platform, pairs)).items():
                 plans[(platform, workspace, channel)] = plan
+        return plans
+
+    async def _prepare(
+        self,
+        repos: Repositories,
+        due: Sequence[DuePost],
+        plans: dict[tuple[str, str, str], ChannelPlanRow] | None = None,
+    ) -> list[Send]:
+        if plans is None:
+            plans = await self._plans(repos, [post.channel for post in due])
         now = self.clock()
         requests = [
             DailyRequest(
                 post.channel,
-                ChannelPlan(*plans.get(_where(post.channel), (self.default_count, ()))),
+                self._plan(plans.get(_where(post.channel))),
                 post.day,
                 post.key.retry_since if post.key else None,
             )
@@ -325,6 +340,11 @@ class DailyPosts:
             self._step(post, await self._resumable(repos, post, answer, now))
             for post, answer in zip(due, composed, strict=True)
         ]
+
+    def _plan(self, row: ChannelPlanRow | None) -> ChannelPlan:
+        if row is None:  # no subscription: a post-now in a channel that never turned it on
+            return ChannelPlan(self.default_count)
+        return ChannelPlan(row.count, row.topics)
 
     async def _resumable(
         self,
@@ -385,5 +405,21 @@ class DailyPosts:
         return step
 
 
-def _where(channel: ChannelRef) -> tuple[str, str, str]:
-    return channel.scope.platform, channel.scope.workspace, channel.channel
+def _where(at: ChannelRef | DeliveryKey) -> tuple[str, str, str]:
+    if isinstance(at, DeliveryKey):
+        return at.platform, at.workspace, at.target
+    return at.scope.platform, at.scope.workspace, at.channel
+
+
+def _slot_time(claim: Claim, plan: ChannelPlanRow | None) -> datetime:
+    """When the claim's slot was due: its local time on its local day (the period). A slot
+    fired late (no worker ran at its time, APScheduler's misfire grace) is due no later than
+    that; when the subscription is gone, or its time now falls after the first run (changed
+    since), the first run stands."""
+    if plan is None:
+        return claim.first_run
+    hour, minute = (int(part) for part in plan.post_time.split(":"))
+    at = datetime.combine(
+        date.fromisoformat(claim.key.period), time(hour, minute), tzinfo=ZoneInfo(plan.timezone)
+    )
+    return min(at, claim.first_run)

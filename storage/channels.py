@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select, tuple_
@@ -25,6 +25,16 @@ class PostRecord:
     message_id: str
     paper_id: int
     posted_at: datetime
+
+
+@dataclass(frozen=True)
+class ChannelPlanRow:
+    """What a channel's subscription asks of its daily post, as `plans` reads it."""
+
+    count: int
+    topics: tuple[str, ...]
+    post_time: str  # HH:MM, local
+    timezone: str  # IANA
 
 
 class ChannelRepository:
@@ -75,16 +85,19 @@ class ChannelRepository:
 
     async def plans(
         self, platform: str, channels: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[int, tuple[str, ...]]]:
-        """The subscriptions' (post count, topic filters) of many (workspace, channel) pairs,
-        one query per IN_CHUNK of them; pairs without a subscription are left out."""
-        found: dict[tuple[str, str], tuple[int, list[str]]] = {}
+    ) -> dict[tuple[str, str], ChannelPlanRow]:
+        """The subscriptions' plans (post count, topic filters, local time) of many (workspace,
+        channel) pairs, one query per IN_CHUNK of them; pairs without a subscription are left
+        out."""
+        found: dict[tuple[str, str], tuple[ChannelPlanRow, list[str]]] = {}
         for some in chunks(list(dict.fromkeys(channels))):
             rows = await self.session.execute(
                 select(
                     ChannelSubscription.workspace,
                     ChannelSubscription.channel,
                     ChannelSubscription.count,
+                    ChannelSubscription.post_time,
+                    ChannelSubscription.timezone,
                     ChannelTopic.topic,
                 )
                 .outerjoin(ChannelTopic, ChannelTopic.subscription_id == ChannelSubscription.id)
@@ -94,11 +107,14 @@ class ChannelRepository:
                 )
                 .order_by(ChannelTopic.topic)
             )
-            for workspace, channel, count, topic in rows:
-                _, topics = found.setdefault((workspace, channel), (count, []))
+            for workspace, channel, count, post_time, timezone, topic in rows:
+                plan = ChannelPlanRow(count, (), post_time, timezone)
+                _, topics = found.setdefault((workspace, channel), (plan, []))
                 if topic is not None:
                     topics.append(topic)
-        return {where: (count, tuple(topics)) for where, (count, topics) in found.items()}
+        return {
+            where: replace(plan, topics=tuple(topics)) for where, (plan, topics) in found.items()
+        }
 
     async def topics(self, subscription_id: int) -> list[str]:
         result = await self.session.scalars(

@@ -724,6 +724,19 @@ def test_the_due_list_is_todays_once_it_is_out_and_fridays_at_weekends() -> None
     assert due_list_day(datetime(2026, 5, 9, 12, 0, tzinfo=UTC)) == date(2026, 5, 8)
 
 
+async def test_a_post_caught_up_late_carries_the_list_due_at_its_time(harness: Harness) -> None:
+    """09:00 in Berlin is 07:00 UTC, before the day's list is out: the post carries the list
+    before. Sent late because no worker ran at 09:00, it carries that same list, not the day's
+    (which the next morning's post then carries, so no list is skipped or posted twice)."""
+    harness.clock[0] = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+    await harness.say("channel on 09:00 Europe/Berlin 2", user="admin", admin=True)
+    harness.clock[0] = datetime(2026, 5, 5, 12, 0, tzinfo=UTC)  # no worker ran at 07:00 UTC
+    await scheduler(harness).resync(catch_up=True)
+    header = harness.platform.posts[0][1].text
+    assert header.endswith("Monday 04 May 2026")
+    assert [paper for paper, _ in harness.paper_posts()] == ["2605.00001", "2605.00002"]
+
+
 WEDNESDAY = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
 WEDNESDAY_KEY = DeliveryKey("channel", "test", "T1", "C1", "2026-05-06")
 
