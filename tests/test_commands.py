@@ -327,6 +327,16 @@ async def test_channel_post_now_posts_then_has_nothing_new(harness: Harness) -> 
     assert len(harness.platform.posts) == 5
 
 
+async def test_post_now_with_topics_nothing_matches_says_so(harness: Harness) -> None:
+    """The list's papers are not all here: none of them is on the channel's topics."""
+    await harness.say("channel on 09:00 UTC 3", admin=True)
+    await harness.say("channel topics add quantum chemistry", admin=True)
+    answer = await harness.say("channel post-now", admin=True)
+    assert harness.platform.posts == []
+    assert "already here" not in answer.text
+    assert "quantum chemistry" in answer.text
+
+
 async def test_help_lists_every_command(harness: Harness) -> None:
     answer = await harness.say("help")
     body = "\n".join(answer.lines)

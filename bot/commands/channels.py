@@ -143,8 +143,24 @@ async def channel_post_now(ctx: CommandContext, command: ChannelPostNow) -> Mess
             )
         return Message(text=f"Posting failed for now ({error.reason}). Please try again later.")
     if not sent:
-        return Message(text="Nothing new to post: every paper of the latest list is already here.")
+        return await _nothing_new(ctx)
     return Message(text=f"Posted {counted(sent, 'paper')} to this channel.")
+
+
+async def _nothing_new(ctx: CommandContext) -> Message:
+    """Why a post run now sent nothing: with topics, the list's other papers may be far from
+    all here; they are just not on the channel's topics."""
+    async with ctx.store.reading() as repos:
+        subscription = await repos.channels.subscription(
+            ctx.platform, ctx.workspace, ctx.event.channel.channel
+        )
+        topics = await repos.channels.topics(subscription.id) if subscription else []
+    if not topics:
+        return Message(text="Nothing new to post: every paper of the latest list is already here.")
+    return Message(
+        text=f"Nothing new to post on this channel's topics ({', '.join(topics)}): the latest "
+        "list has no paper on them that is not here already."
+    )
 
 
 def _schedule(subscription: ChannelSubscription) -> str:
