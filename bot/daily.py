@@ -4,8 +4,11 @@ delivery (`DailyPosts`), whose sending `bot.delivery` does once."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -23,7 +26,7 @@ from bot.reactions import emoji_in_text
 from bot.words import search_terms
 from storage.channels import ChannelPlanRow, PostRecord
 from storage.deliveries import CHANNEL, DeliveryKey
-from storage.models import Paper
+from storage.models import LEASE_NAME_LENGTH, Paper
 from storage.store import Repositories, Store
 
 PUBLISHING_DAYS = "mon-fri"  # Hugging Face publishes Daily Papers on weekdays
@@ -223,6 +226,23 @@ def list_title(day: date, cards: Sequence[PaperCard], what: str) -> str:
     return f"{what} from Hugging Face Daily Papers, {day:%A %d %B %Y}"
 
 
+class PostUnderway(Exception):
+    """A post run now in this channel is being sent already; this one would repeat it."""
+
+
+# Longer than a post run now takes (11 messages at 1 a second, and rate limits waited out);
+# a process that died sending one holds the channel's next post-now up that long at most.
+MANUAL_POST_LEASE = timedelta(minutes=5)
+
+
+def _post_lease(channel: ChannelRef) -> str:
+    """The lease a channel's post run now holds while it is sent (within the column's size)."""
+    where = f"{channel.scope.platform}:{channel.scope.workspace}:{channel.channel}"
+    if len(where) > LEASE_NAME_LENGTH - len("post:"):
+        where = hashlib.sha256(where.encode()).hexdigest()[:40]
+    return f"post:{where}"
+
+
 @dataclass(frozen=True)
 class DuePost:
     """A channel's daily post to send now: from `day`'s list (None: the newest); with
@@ -256,14 +276,31 @@ class DailyPosts:
 
     async def post(self, channel: ChannelRef) -> Delivered:
         """Post the newest list's papers the channel has not had, now: a person asked, so
-        the ledger records it as manual."""
+        the ledger records it as manual. Raises PostUnderway while another such post to the
+        channel is being sent."""
 
         async def send() -> Delivered:
             async with self.store.transaction() as repos:
                 (step,) = await self._prepare(repos, [DuePost(channel)])
             return await step()
 
-        return await manual_send(self.store, CHANNEL, channel, self.clock, send)
+        async with self._alone(channel):
+            return await manual_send(self.store, CHANNEL, channel, self.clock, send)
+
+    @contextlib.asynccontextmanager
+    async def _alone(self, channel: ChannelRef) -> AsyncIterator[None]:
+        """Hold the channel's post lease, a row every process shares, while sending: two
+        posts composed at once would both pick the papers neither has recorded yet."""
+        name, holder = _post_lease(channel), secrets.token_hex(8)
+        async with self.store.transaction() as repos:
+            held = await repos.leases.acquire(name, holder, self.clock(), MANUAL_POST_LEASE)
+        if not held:
+            raise PostUnderway()
+        try:
+            yield
+        finally:
+            async with self.store.transaction() as repos:
+                await repos.leases.release(name, holder)
 
     async def post_if_on(self, channel: ChannelRef) -> Delivered | None:
         """What the channel's daily post does at its time, run now; None while it is off."""

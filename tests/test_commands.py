@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 
 from sqlalchemy import func, select, text
@@ -13,8 +14,8 @@ from bot.bibtex import bibtex_entries
 from bot.commands.channels import MAX_CHANNEL_TOPICS
 from bot.commands.library import MAX_FOLLOWED, MAX_LISTED
 from bot.config import BotConfig
-from bot.events import CommandInvoked
-from bot.messages import Visibility
+from bot.events import ChannelRef, CommandInvoked, MessageRef
+from bot.messages import Message, Visibility
 from bot.words import search_terms
 from storage.models import Base, Paper
 from storage.papers import PaperData
@@ -335,6 +336,39 @@ async def test_post_now_with_topics_nothing_matches_says_so(harness: Harness) ->
     assert harness.platform.posts == []
     assert "already here" not in answer.text
     assert "quantum chemistry" in answer.text
+
+
+class GatedPlatform(RecordingPlatform):
+    """Holds every post until `gate` opens, as a slow platform does; `sending` is set once
+    the first post is on its way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.sending = asyncio.Event()
+
+    async def post(self, channel: ChannelRef, message: Message) -> MessageRef:
+        self.sending.set()
+        await self.gate.wait()
+        return await super().post(channel, message)
+
+
+async def test_two_post_nows_at_once_post_each_paper_once(harness: Harness) -> None:
+    """A second post-now (a double submit, another admin) while the first is being sent
+    would compose the same papers, none recorded yet."""
+    platform = harness.use(GatedPlatform())
+    first = asyncio.create_task(harness.say("channel post-now", admin=True))
+    await asyncio.wait_for(platform.sending.wait(), 5)
+    try:  # the second must not wait for the first: it would hold the gate shut
+        second = await asyncio.wait_for(harness.say("channel post-now", user="bob", admin=True), 5)
+    finally:
+        platform.gate.set()
+    assert "Posted 4 papers" in (await first).text
+    assert second.text.startswith("A post to this channel is being sent right now")
+    assert sorted(m.cards[0].paper_id for _, m, _ in platform.posts if m.cards) == [
+        "2605.00101", "2605.00102", "2605.00103", "2605.00104",
+    ]  # fmt: skip
+    assert "Nothing new" in (await harness.say("channel post-now", admin=True)).text  # let go
 
 
 async def test_help_lists_every_command(harness: Harness) -> None:

@@ -13,7 +13,7 @@ from bot.commands.parser import (
     ChannelTopicRemove,
 )
 from bot.commands.weekly import weekly_status_lines
-from bot.daily import PUBLISHING_DAYS
+from bot.daily import PUBLISHING_DAYS, PostUnderway
 from bot.delivery.slots import describe_days
 from bot.delivery.status import last_delivery_line
 from bot.lifecycle import back_on, happened, lost_channel
@@ -133,6 +133,11 @@ async def _change_topic(ctx: CommandContext, topic: str, *, add: bool) -> Messag
 async def channel_post_now(ctx: CommandContext, command: ChannelPostNow) -> Message:
     try:
         sent = (await ctx.daily.post(ctx.event.channel)).papers
+    except PostUnderway:
+        return Message(
+            text="A post to this channel is being sent right now; each paper goes out once.",
+            lines=("Run `/papers channel post-now` again once it is done for more.",),
+        )
     except DeliveryError as error:
         if error.permanent:
             why = lost_channel(ctx.event.channel, error).why
