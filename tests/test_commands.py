@@ -315,6 +315,12 @@ async def test_channel_on_status_topics_off(harness: Harness) -> None:
     assert "already off" in (await harness.say("channel off", admin=True)).text
 
 
+async def test_a_post_of_one_paper_is_described_in_the_singular(harness: Harness) -> None:
+    answer = await harness.say("channel on 09:00 UTC 1", admin=True)
+    assert answer.text == "Daily post on: the top paper at 09:00 UTC on weekdays."
+    assert "the top paper at 09:00" in (await harness.say("channel status")).text
+
+
 async def test_channel_post_now_posts_then_has_nothing_new(harness: Harness) -> None:
     answer = await harness.say("channel post-now", admin=True)
     assert "Posted 4 papers" in answer.text

@@ -169,10 +169,10 @@ async def _nothing_new(ctx: CommandContext) -> Message:
 
 
 def _schedule(subscription: ChannelSubscription) -> str:
-    return (
-        f"the top {subscription.count} papers at {subscription.post_time} "
-        f"{subscription.timezone} {describe_days(subscription.days)}"
-    )
+    count = subscription.count
+    top = "the top paper" if count == 1 else f"the top {count} papers"
+    days = describe_days(subscription.days)
+    return f"{top} at {subscription.post_time} {subscription.timezone} {days}"
 
 
 def _present(*lines: str | None) -> tuple[str, ...]:
