@@ -119,7 +119,7 @@ class Paperboy:
         self.weekly = WeeklyPosts(store, outbound, clock, self.lifecycle.channel_gone)
         self.digests = Digests(
             store, outbound, clock=clock, schedule_changed=self._schedule_changed,
-            semantic=semantic,
+            workspace_gone=self.lifecycle.workspace_gone, semantic=semantic,
         )  # fmt: skip
 
     async def handle_command(self, event: CommandInvoked) -> Message:

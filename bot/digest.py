@@ -26,7 +26,7 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -35,7 +35,7 @@ from bot.cards import demo_note, paper_card
 from bot.delivery.manual import manual_send
 from bot.delivery.resumable import ResumableSend, SendKey, spread_papers
 from bot.delivery.runner import Claim, Send
-from bot.events import MessageRef, Scope, UserRef
+from bot.events import GoneWhy, MessageRef, Scope, UserRef, WorkspaceGone
 from bot.messages import Message, PaperCard, Visibility, counted
 from bot.ports import Delivered, DeliveryError, Outbound
 from bot.words import search_terms
@@ -393,12 +393,15 @@ class Digests:
     """The DM digest as a kind of delivery (`bot.delivery.runner.DeliveryKind`), and
     `/papers digest now`. A permanent delivery error (DMs closed, user gone) pauses the
     user's digest with the reason; scheduled runs skip a paused digest instead of retrying
-    forever, and the user asking for one (`digest now`) without an error lifts the pause."""
+    forever, and the user asking for one (`digest now`) without an error lifts the pause. A
+    DM refused as the app was removed stops the whole workspace instead (`workspace_gone`)."""
 
     store: Store
     outbound: Outbound
     clock: Callable[[], datetime]
     schedule_changed: Callable[[], None]  # a digest was paused or its pause lifted
+    # A DM refused as the app was removed from the workspace: `Lifecycle.workspace_gone`.
+    workspace_gone: Callable[[WorkspaceGone], Awaitable[None]]
     semantic: Semantic | None = None  # papers like the saves by meaning, when on
 
     async def prepare(self, repos: Repositories, claims: Sequence[Claim]) -> list[Send]:
@@ -459,7 +462,10 @@ class Digests:
         try:
             sent = await send.run(self.outbound, key)
         except DeliveryError as error:
-            if error.permanent:
+            if error.gone is GoneWhy.APP_REMOVED:
+                # Not this reader's DMs: everything there stops, and resumes with the app.
+                await self.workspace_gone(WorkspaceGone(user.scope))
+            elif error.permanent:
                 await self._pause(user, error.reason)
             raise
         if paused:

@@ -85,6 +85,9 @@ class GoneWhy(Enum):
     ARCHIVED = "archived"
     DELETED = "deleted"
     UNREACHABLE = "unreachable"  # any other lasting refusal
+    # The platform refused the app itself (its token revoked): the app was removed from the
+    # whole workspace, whose uninstall event may come later, or never reach a process.
+    APP_REMOVED = "app_removed"
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ _HAPPENED = {
     GoneWhy.ARCHIVED: "{channel} was archived",
     GoneWhy.DELETED: "{channel} was deleted",
     GoneWhy.UNREACHABLE: "I can no longer post in {channel}",
+    GoneWhy.APP_REMOVED: "I was removed from this workspace, so I can no longer post in {channel}",
 }
 # How to have the post again; `{commands}` is where the commands go.
 _BACK_ON = {
@@ -51,6 +52,7 @@ _BACK_ON = {
     GoneWhy.DELETED: "To have it in another channel, run {commands} there.",
     GoneWhy.UNREACHABLE: "To turn it back on, make sure I can post there (add me to the "
     "channel again), then run {commands} there.",
+    GoneWhy.APP_REMOVED: "Installing me again brings it back as it was.",
 }
 _TURN_ON = {
     "daily post": "`/papers channel on`",
@@ -105,8 +107,12 @@ class Lifecycle:
     async def channel_gone(self, gone: ChannelGone) -> None:
         """Turn the channel's daily and weekly posts off; each admin who turned one on gets
         one DM. A channel with nothing on (already stopped), or in a workspace that removed
-        the app, changes nothing and tells no one."""
+        the app, changes nothing and tells no one. A send refused as the app was removed
+        stops the whole workspace instead, so that installing again brings the posts back."""
         scope, channel = gone.channel.scope, gone.channel.channel
+        if gone.why is GoneWhy.APP_REMOVED:
+            await self.workspace_gone(WorkspaceGone(scope))
+            return
         now, reason = self.clock(), happened(gone.why, "the channel")
         stopped: dict[str, list[str]] = {}  # admin -> what of theirs stopped
         async with self.store.transaction() as repos:

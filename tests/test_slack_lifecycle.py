@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from adapters.slack.app import create_slack_bot
+from bot.delivery.runner import DeliveryPolicy, DeliveryRunner
 from bot.delivery.slots import load_slots
+from storage.deliveries import DeliveryKey, Status
 from storage.papers import PaperData
 from storage.store import Store
-from tests.core_fixtures import NOW
+from tests.core_fixtures import NOW, stocked
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.slack import FakeSlack
 from tests.slack_fixtures import SlackHarness, all_text, serve, slack_settings
@@ -127,9 +129,10 @@ async def oauth_harness(store: Store, fake_slack: FakeSlack, fake_hf: FakeHuggin
     settings = slack_settings(
         fake_slack, fake_hf, SLACK_CLIENT_ID="111.222", SLACK_CLIENT_SECRET="oauth-secret"
     )
-    slack = create_slack_bot(settings, store, source=None)
-    async for http in serve(slack):
-        yield SlackHarness(slack, fake_slack, http, store)
+    async with stocked(store, fake_hf) as source:
+        slack = create_slack_bot(settings, store, source=source, clock=lambda: NOW)
+        async for http in serve(slack):
+            yield SlackHarness(slack, fake_slack, http, store)
 
 
 async def test_installing_again_within_the_grace_period_brings_everything_back(
@@ -228,3 +231,50 @@ async def test_export_bibtex_uploads_a_bib_file_and_shows_whole_entries(
         all_text(failed)
     )
     assert preview(failed).count("@misc{") == shown and preview(failed).strip().endswith("}")
+
+
+def runner(harness: SlackHarness) -> DeliveryRunner:
+    return harness.slack.bot.scheduler(
+        worker="w1", policy=DeliveryPolicy(), clock=lambda: NOW
+    ).runner
+
+
+@pytest.mark.parametrize("refusal", ["token_revoked", "account_inactive"])
+async def test_a_post_refused_as_the_app_was_removed_stops_the_workspace_not_the_channel(
+    oauth_harness: SlackHarness, refusal: str
+) -> None:
+    """The uninstall event can come after a post already met the revoked token (or never,
+    while no process was listening): the app is gone from the workspace, not the bot from
+    that channel, so installing again brings the posts back."""
+    await install(oauth_harness, "T1")
+    await turn_on(oauth_harness)
+    before = await job_ids(oauth_harness.store)
+    oauth_harness.fake.faults["chat.postMessage"] = [refusal]
+    key = DeliveryKey("channel", "slack", "T1", "C1", "2026-05-05")
+    assert await runner(oauth_harness).run(key) is Status.FAILED
+    assert await job_ids(oauth_harness.store) == []
+    async with oauth_harness.store.reading() as repos:
+        assert await repos.workspaces.has_left("slack", "T1")
+    assert [c.args["users"] for c in oauth_harness.fake.calls("conversations.open")] == []
+    await install(oauth_harness, "T1")
+    assert await job_ids(oauth_harness.store) == before
+    status = all_text(await oauth_harness.command("channel status"))
+    assert "stopped" not in status
+
+
+async def test_a_digest_refused_as_the_app_was_removed_is_not_paused(
+    oauth_harness: SlackHarness,
+) -> None:
+    await install(oauth_harness, "T1")
+    await turn_on(oauth_harness)
+    before = await job_ids(oauth_harness.store)
+    await oauth_harness.command("follow diffusion", user="U2")
+    oauth_harness.fake.faults["conversations.open"] = ["account_inactive"]
+    key = DeliveryKey("digest", "slack", "T1", "U2", "2026-05-05")
+    assert await runner(oauth_harness).run(key) is Status.FAILED
+    async with oauth_harness.store.reading() as repos:
+        assert await repos.workspaces.has_left("slack", "T1")
+    await install(oauth_harness, "T1")
+    assert await job_ids(oauth_harness.store) == before
+    digest = all_text(await oauth_harness.command("digest", user="U2"))
+    assert "paused" not in digest.lower()

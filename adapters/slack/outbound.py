@@ -59,11 +59,14 @@ PERMANENT_ERRORS = frozenset(
 # Errors that say Slack could not be reached or answer now (besides HTTP 5xx): the send waits
 # it out through the slot's day.
 UNREACHABLE_ERRORS = frozenset({"service_unavailable", "request_timeout"})
-# The errors that say why a channel cannot be posted to.
+# The errors that say why a channel (or a DM) cannot be posted to.
 CHANNEL_GONE = {
     "channel_not_found": GoneWhy.DELETED,
     "not_in_channel": GoneWhy.REMOVED,
     "is_archived": GoneWhy.ARCHIVED,
+    # The bot token of a workspace that uninstalled the app.
+    "token_revoked": GoneWhy.APP_REMOVED,
+    "account_inactive": GoneWhy.APP_REMOVED,
 }
 RATE_LIMIT_RETRIES = 3
 MAX_RETRY_AFTER = 120.0  # seconds; a longer wait fails the send instead of hanging a worker
