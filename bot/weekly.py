@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from bot.cards import demo_note
+from bot.daily import LIST_OUT_UTC
 from bot.delivery.manual import manual_send
 from bot.delivery.resumable import ResumableSend, SendKey, spread_papers
 from bot.delivery.runner import Claim, Send
@@ -22,7 +23,7 @@ from bot.events import ChannelGone, ChannelRef, MessageRef
 from bot.lifecycle import lost_channel
 from bot.messages import Message, Visibility
 from bot.ports import Delivered, DeliveryError, Outbound
-from bot.rankings import Ranked, listing_days, most_saved, most_upvoted
+from bot.rankings import Ranked, most_saved, most_upvoted
 from storage.deliveries import WEEKLY
 from storage.store import Repositories, Store
 
@@ -58,7 +59,7 @@ async def compose_weekly_post(
     scope = channel.scope
     since = now - timedelta(days=WEEK_DAYS)
     saved = await most_saved(repos, scope, since, MAX_SAVED, until=now)
-    first, last = listing_days(now, WEEK_DAYS)
+    first, last = week_list_days(now)
     pool = await most_upvoted(repos, first, last, TRENDING_POOL)
     posted = await repos.channels.posted_papers(
         scope.platform, scope.workspace, channel.channel, [entry.paper_id for entry in pool]
@@ -69,6 +70,17 @@ async def compose_weekly_post(
         return None
     message = weekly_message(first, last, saved, trending)
     return TeamPost(message, tuple(entry.paper_id for entry in (*saved, *trending)))
+
+
+def week_list_days(now: datetime) -> tuple[date, date]:
+    """The first and last Daily Papers list day a post at `now` covers: the 7 days up to the
+    newest list out by then (from `LIST_OUT_UTC`, as the daily post reads it). A post before
+    that hour (Monday morning in Europe, Sunday evening in the Americas) would otherwise take
+    today's list half filled and drop the one of 7 days ago, whose papers the previous week's
+    post saw half filled too; consecutive posts at one time cover each list once, whole."""
+    at = now.astimezone(UTC)
+    last = at.date() if at.time() >= LIST_OUT_UTC else at.date() - timedelta(days=1)
+    return last - timedelta(days=WEEK_DAYS - 1), last
 
 
 def weekly_message(

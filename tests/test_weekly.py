@@ -29,6 +29,7 @@ from storage.models import Delivery
 from storage.store import Store
 from tests.core_fixtures import NOW, SCOPE, Harness, RecordingPlatform
 from tests.test_console import numbered, run_console
+from tests.test_lists import add_listing
 
 POLICY = DeliveryPolicy(lease=timedelta(minutes=5), max_attempts=3)
 KEY = DeliveryKey(WEEKLY, "test", "T1", "C1", "2026-05-05")  # NOW is Tuesday 5 May, 12:00 UTC
@@ -433,3 +434,28 @@ def test_the_console_takes_the_weekly_command_and_posts_it_on_the_demo_sample(
     assert f"1. {saved_title}" in weekly and "saved by 1 · demo" in weekly
     assert not any(title in weekly for title in posted_titles)  # the daily post had them
     assert result.stdout.count("Demo data:") == 1  # once a console run
+
+
+# Which week a post covers ----------------------------------------------------------------
+
+
+async def test_an_early_monday_post_covers_last_mondays_list_not_todays_unfinished_one(
+    harness: Harness,
+) -> None:
+    """Monday 08:00 in Berlin is 06:00 UTC: Monday's list has only begun to fill (a day's list
+    counts as out from 08:00 UTC), so the week is the 7 list days before it, last Monday's
+    whole list included. Else last Monday's papers would only ever be seen with their first
+    hours of upvotes, and the post would speak of a day not over yet."""
+    harness.clock[0] = NOW - timedelta(days=1)  # Monday 4 May
+    await harness.say("channel weekly on mon 08:00 Europe/Berlin", admin=True)
+    monday = NOW + timedelta(days=6, hours=-6)  # Monday 11 May, 06:00 UTC
+    await add_listing(harness.store, monday.date(), ("2605.01101", 2))  # filling up
+    harness.clock[0] = monday
+    worker = scheduler(harness)
+    await worker.resync(catch_up=True)
+    worker.shutdown()
+    (post,) = weekly_posts(harness.platform)
+    assert post.text == f"{TITLE}, 04 May to 10 May 2026"
+    shown = [card.paper_id for card in post.cards]
+    assert shown[0] == "2605.00001"  # 4 May's most upvoted (87)
+    assert "2605.01101" not in shown
