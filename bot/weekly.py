@@ -55,20 +55,29 @@ async def compose_weekly_post(
 ) -> TeamPost | None:
     """The weekly post `channel` gets for the week ending at `now`; None when there is
     nothing to say (nothing saved, and no trending paper it was not posted). Saves after
-    `now` do not count, so a retry composes the team's part its first attempt did."""
+    `now` do not count, so a retry composes the team's part its first attempt did.
+
+    A post moved to a later day of the week its last one went out in (or turned off and on)
+    repeats nothing: the team's part counts the saves since that post, and the trending part
+    leaves out the papers weekly posts carried, as those the daily posts did."""
     scope = channel.scope
-    since = now - timedelta(days=WEEK_DAYS)
+    where = (scope.platform, scope.workspace, channel.channel)
+    week_ago = now - timedelta(days=WEEK_DAYS)
+    previous = await repos.deliveries.last_sent_before(WEEKLY, *where, now)
+    since = max(week_ago, previous) if previous is not None else week_ago
     saved = await most_saved(repos, scope, since, MAX_SAVED, until=now)
     first, last = week_list_days(now)
     pool = await most_upvoted(repos, first, last, TRENDING_POOL)
-    posted = await repos.channels.posted_papers(
-        scope.platform, scope.workspace, channel.channel, [entry.paper_id for entry in pool]
-    )
-    shown = posted | {entry.paper_id for entry in saved}  # a saved paper appears once
+    candidates = [entry.paper_id for entry in pool]
+    posted = await repos.channels.posted_papers(*where, candidates)
+    carried = await repos.weekly.carried_before(*where, candidates, now)
+    shown = posted | carried | {entry.paper_id for entry in saved}  # a saved paper appears once
     trending = [entry for entry in pool if entry.paper_id not in shown][:MAX_TRENDING]
     if not saved and not trending:
         return None
-    message = weekly_message(first, last, saved, trending)
+    # A week's slot claimed a moment after last week's is no "since the last post".
+    since_last = since - week_ago > timedelta(hours=1)
+    message = weekly_message(first, last, saved, trending, since_last=since_last)
     return TeamPost(message, tuple(entry.paper_id for entry in (*saved, *trending)))
 
 
@@ -84,13 +93,21 @@ def week_list_days(now: datetime) -> tuple[date, date]:
 
 
 def weekly_message(
-    first: date, last: date, saved: Sequence[Ranked], trending: Sequence[Ranked]
+    first: date,
+    last: date,
+    saved: Sequence[Ranked],
+    trending: Sequence[Ranked],
+    *,
+    since_last: bool = False,
 ) -> Message:
     """The post: the team's most saved papers first ("saved by N", counts only), then the
-    trending ones, as one list of cards every adapter renders as it renders any list."""
+    trending ones, as one list of cards every adapter renders as it renders any list.
+    `since_last`: the team's part counts the saves since the last weekly post, less than a
+    week ago."""
     lines = []
     if saved:
-        lines.append(f"First, what this team saved most in the last {WEEK_DAYS} days.")
+        when = "since the last weekly post" if since_last else f"in the last {WEEK_DAYS} days"
+        lines.append(f"First, what this team saved most {when}.")
     if trending:
         lead = "Then the" if saved else "The"
         lines.append(f"{lead} week's most upvoted Daily Papers not posted here yet.")

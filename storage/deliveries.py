@@ -247,6 +247,22 @@ class DeliveryRepository:
             .limit(1)
         )
 
+    async def last_sent_before(
+        self, kind: str, platform: str, workspace: str, target: str, before: datetime
+    ) -> datetime | None:
+        """When the target's latest delivery sent before `before` (scheduled or asked for)
+        first ran: a scheduled one's first run is its row's creation."""
+        return await self.session.scalar(
+            select(func.max(Delivery.created_at)).where(
+                Delivery.kind == kind,
+                Delivery.platform == platform,
+                Delivery.workspace == workspace,
+                Delivery.target == target,
+                Delivery.status == Status.SENT,
+                Delivery.created_at < before,
+            )
+        )
+
     async def counts(self, since: datetime) -> dict[str, int]:
         """How many deliveries updated since `since` are in each status."""
         result = await self.session.execute(

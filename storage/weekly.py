@@ -115,6 +115,28 @@ class WeeklyPostRepository:
         )
         return set(found)
 
+    async def carried_before(
+        self,
+        platform: str,
+        workspace: str,
+        channel: str,
+        candidates: Sequence[int],
+        before: datetime,
+    ) -> set[int]:
+        """Which of `candidates` the channel's weekly posts carried before `before`."""
+        if not candidates:
+            return set()
+        found = await self.session.scalars(
+            select(WeeklyItem.paper_id).where(
+                WeeklyItem.platform == platform,
+                WeeklyItem.workspace == workspace,
+                WeeklyItem.channel == channel,
+                WeeklyItem.paper_id.in_(list(candidates)),
+                WeeklyItem.sent_at < before,
+            )
+        )
+        return set(found)
+
     async def prune_sent(self, before: datetime, most: int) -> int:
         """Forget up to `most` papers weekly posts carried before `before`, the oldest first;
         how many went. A channel whose weekly post is still to be sent or retried (a ledger

@@ -459,3 +459,46 @@ async def test_an_early_monday_post_covers_last_mondays_list_not_todays_unfinish
     shown = [card.paper_id for card in post.cards]
     assert shown[0] == "2605.00001"  # 4 May's most upvoted (87)
     assert "2605.01101" not in shown
+
+
+async def test_a_weekly_post_moved_to_a_later_day_repeats_nothing_the_last_one_carried(
+    harness: Harness,
+) -> None:
+    """Tuesday's post went out; the admin then moves it to Wednesdays. Wednesday's post holds
+    only what is new since: the saves made after Tuesday's post, and no paper twice."""
+    await set_up_week(harness)
+    worker = scheduler(harness)
+    await worker.resync(catch_up=True)  # Tuesday 11:00 UTC
+    worker.shutdown()
+    (tuesday,) = weekly_posts(harness.platform)
+    harness.clock[0] = NOW + timedelta(hours=1)
+    await harness.say("channel weekly on wed 09:00 UTC", admin=True)
+    await save(harness, "erin", "2605.00001")  # the daily post carried it; new since Tuesday
+    harness.clock[0] = NOW + timedelta(hours=21, minutes=1)  # Wednesday 09:01 UTC
+    worker = scheduler(harness)
+    await worker.resync(catch_up=True)
+    worker.shutdown()
+    (_, wednesday) = weekly_posts(harness.platform)
+    assert [(card.paper_id, card.saved_by) for card in wednesday.cards] == [("2605.00001", 1)]
+    assert not {card.paper_id for card in tuesday.cards} & {
+        card.paper_id for card in wednesday.cards
+    }
+    assert wednesday.lines[0] == "First, what this team saved most since the last weekly post."
+
+
+async def test_the_next_weeks_post_counts_that_weeks_saves_as_the_last_7_days(
+    harness: Harness,
+) -> None:
+    await set_up_week(harness)
+    worker = scheduler(harness)
+    await worker.resync(catch_up=True)  # Tuesday 5 May, 11:00 UTC
+    worker.shutdown()
+    harness.clock[0] = NOW + timedelta(days=6)
+    await save(harness, "erin", "2605.00003")  # shown last week, saved again this week
+    harness.clock[0] = NOW + timedelta(days=7)  # Tuesday 12 May, 12:00 UTC
+    worker = scheduler(harness)
+    await worker.resync(catch_up=True)
+    worker.shutdown()
+    (_, next_week) = weekly_posts(harness.platform)
+    assert [(card.paper_id, card.saved_by) for card in next_week.cards] == [("2605.00003", 1)]
+    assert next_week.lines[0] == "First, what this team saved most in the last 7 days."
