@@ -340,3 +340,15 @@ async def test_saves_have_an_index_for_the_time_window(store: Store) -> None:
         and "saved_at>?" in detail
         for detail in details
     ), details
+
+
+async def test_a_member_who_ran_forget_me_is_counted_no_more(harness: Harness) -> None:
+    refs = await posted_papers(harness)
+    ref = refs["2605.00101"]
+    await save_at(harness, NOW - timedelta(hours=2), ref, ANN, BEN)
+    assert ranked(await harness.say("team")) == [("2605.00101", 2)]
+    assert not (await harness.say("forget me confirm", user=ANN)).is_usage_hint
+    assert ranked(await harness.say("team all")) == [("2605.00101", 1)]
+    assert (await harness.bot.weekly.post(CHANNEL)).papers >= 1
+    (weekly,) = [m for _, m, _ in harness.platform.posts if m.text.startswith("The week in")]
+    assert [(c.paper_id, c.saved_by) for c in weekly.cards if c.saved_by] == [("2605.00101", 1)]
