@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -39,6 +39,7 @@ from bot.events import (
     ChannelGone,
     CommandInvoked,
     SaveFromMessage,
+    Scope,
     UserRef,
     WorkspaceBack,
     WorkspaceGone,
@@ -218,6 +219,20 @@ class Paperboy:
         await _never_raising(
             "handling a workspace that installed the app", self.lifecycle.workspace_back(event)
         )
+
+    async def workspaces_present(self, platform: str, present: Collection[str]) -> None:
+        """Every workspace the app is in on `platform`, as the platform lists them when a
+        process connects (Discord's READY): one with sends scheduled that is not among them
+        removed the app while no process was connected to hear it, and stops as if it had
+        been heard (adding the app again brings everything back). Never raises."""
+        try:
+            async with self.store.reading() as repos:
+                scheduled = await repos.workspaces.scheduled(platform)
+        except DB_ERRORS as error:
+            log.warning("workspaces the app left unchecked: %s", describe(error))
+            return
+        for workspace in sorted(scheduled - set(present)):
+            await self.workspace_gone(WorkspaceGone(Scope(platform, workspace)))
 
     async def followed_topics(self, user: UserRef) -> list[str]:
         """The topics `user` follows (for pickers such as Discord's autocomplete)."""

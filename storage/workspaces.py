@@ -71,6 +71,20 @@ class WorkspaceRepository:
         )
         return bool(rowcount(result))
 
+    async def scheduled(self, platform: str) -> set[str]:
+        """The workspaces of `platform` with a send scheduled (a channel's daily or weekly
+        post, a member's digest) that are not known to have removed the app."""
+        found: set[str] = set()
+        for model in (ChannelSubscription, WeeklyPost, DigestSetting):
+            found.update(
+                await self.session.scalars(
+                    select(model.workspace)
+                    .distinct()
+                    .where(model.platform == platform, installed(model.platform, model.workspace))
+                )
+            )
+        return found
+
     async def has_left(self, platform: str, workspace: str) -> bool:
         return await self.session.get(LeftWorkspace, (platform, workspace)) is not None
 

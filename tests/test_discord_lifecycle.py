@@ -12,17 +12,22 @@ from collections.abc import Callable
 
 import pytest
 
+from adapters.discord.client import DiscordBot, create_discord_bot
+from adapters.discord.gateway import LEASE_PREFIX
 from bot.delivery.slots import load_slots
 from storage.store import Store
-from tests.discord_fixtures import DiscordHarness
+from tests.core_fixtures import NOW, stocked
+from tests.discord_fixtures import DiscordHarness, discord_settings, running
 from tests.fakes.discord import (
     CHANNEL_ID,
     GUILD_ID,
     USER_ID,
     Call,
+    FakeDiscord,
     guild_object,
     text_channel_object,
 )
+from tests.fakes.huggingface import FakeHuggingFace
 from tests.test_discord import EPHEMERAL, data, text_of
 
 WORKSPACE = str(GUILD_ID)
@@ -82,6 +87,38 @@ async def test_a_removed_server_stops_everything_until_it_adds_the_bot_back(
     await eventually(lambda: job_ids(discord_harness.store))
     assert await job_ids(discord_harness.store) == before
     assert not await has_left(discord_harness.store)
+
+
+async def test_a_server_that_removed_the_bot_while_no_worker_ran_stops_at_the_next_start(
+    store: Store, fake_hf: FakeHuggingFace, fake_discord: FakeDiscord
+) -> None:
+    """Discord tells of a removal only to a connected bot; the next READY lists the servers
+    the bot is in, and one with posts scheduled that is not there has removed it."""
+    async with stocked(store, fake_hf) as source:
+        settings = discord_settings(fake_discord, fake_hf)
+
+        def worker() -> DiscordBot:
+            return create_discord_bot(
+                settings, store, source=source, clock=lambda: NOW, guild_ready_timeout=0.05
+            )
+
+        first = worker()
+        async with running(first, store):
+            harness = DiscordHarness(first, fake_discord, store)
+            await turn_on_both(harness)
+            before = await job_ids(store)
+        async with store.transaction() as repos:  # the gateway free at once, as at a restart
+            await repos.leases.drop(f"{LEASE_PREFIX}{first.client.application_id}")
+        fake_discord.guilds.pop(GUILD_ID)  # while no worker runs, the server removes the bot
+        async with running(worker(), store):
+            await eventually(lambda: has_left(store))
+            assert await job_ids(store) == []
+            assert dms(harness) == []  # nobody to tell: the bot is out of the server
+            fake_discord.guilds[GUILD_ID] = guild_object()  # added back
+            await fake_discord.dispatch("GUILD_CREATE", guild_object())
+            await eventually(lambda: job_ids(store))
+            assert await job_ids(store) == before
+            assert not await has_left(store)
 
 
 async def test_an_unavailable_server_is_not_a_removed_one(discord_harness: DiscordHarness) -> None:

@@ -218,6 +218,9 @@ class PaperboyClient(discord.Client):
 
     async def on_ready(self) -> None:
         log.info("Discord gateway ready as %s in %d server(s)", self.user, len(self.guilds))
+        # READY lists every server the bot is in, unavailable ones included.
+        present = [str(guild.id) for guild in self.guilds]
+        await self.paperboy.workspaces_present(PLATFORM, present)
 
     # Servers and channels coming and going ---------------------------------------------------
 
