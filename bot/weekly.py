@@ -70,7 +70,7 @@ async def compose_weekly_post(
     pool = await most_upvoted(repos, first, last, TRENDING_POOL)
     candidates = [entry.paper_id for entry in pool]
     posted = await repos.channels.posted_papers(*where, candidates)
-    carried = await repos.weekly.carried_before(*where, candidates, now)
+    carried = await repos.weekly.carried(*where, candidates, before=now)
     shown = posted | carried | {entry.paper_id for entry in saved}  # a saved paper appears once
     trending = [entry for entry in pool if entry.paper_id not in shown][:MAX_TRENDING]
     if not saved and not trending:
@@ -169,9 +169,10 @@ class WeeklyPosts:
         out: set[int] = set()
         if key is not None and key.retry_since is not None:
             scope = channel.scope
-            out = await repos.weekly.sent_since(
-                scope.platform, scope.workspace, channel.channel, post.paper_ids, key.retry_since
-            )
+            out = await repos.weekly.carried(
+                scope.platform, scope.workspace, channel.channel, post.paper_ids,
+                since=key.retry_since,
+            )  # fmt: skip
         record = functools.partial(self._record_sent, channel)
         return spread_papers(
             self.outbound, channel, LEAD, post.message, post.paper_ids, out, record

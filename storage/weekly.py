@@ -93,49 +93,31 @@ class WeeklyPostRepository:
             )
         )
 
-    async def sent_since(
+    async def carried(
         self,
         platform: str,
         workspace: str,
         channel: str,
         candidates: Sequence[int],
-        since: datetime,
+        *,
+        since: datetime | None = None,
+        before: datetime | None = None,
     ) -> set[int]:
-        """Which of `candidates` the channel's weekly post carried at or after `since`."""
+        """Which of `candidates` the channel's weekly posts carried at or after `since` and
+        before `before` (each bound when given)."""
         if not candidates:
             return set()
-        found = await self.session.scalars(
-            select(WeeklyItem.paper_id).where(
-                WeeklyItem.platform == platform,
-                WeeklyItem.workspace == workspace,
-                WeeklyItem.channel == channel,
-                WeeklyItem.paper_id.in_(list(candidates)),
-                WeeklyItem.sent_at >= since,
-            )
+        query = select(WeeklyItem.paper_id).where(
+            WeeklyItem.platform == platform,
+            WeeklyItem.workspace == workspace,
+            WeeklyItem.channel == channel,
+            WeeklyItem.paper_id.in_(list(candidates)),
         )
-        return set(found)
-
-    async def carried_before(
-        self,
-        platform: str,
-        workspace: str,
-        channel: str,
-        candidates: Sequence[int],
-        before: datetime,
-    ) -> set[int]:
-        """Which of `candidates` the channel's weekly posts carried before `before`."""
-        if not candidates:
-            return set()
-        found = await self.session.scalars(
-            select(WeeklyItem.paper_id).where(
-                WeeklyItem.platform == platform,
-                WeeklyItem.workspace == workspace,
-                WeeklyItem.channel == channel,
-                WeeklyItem.paper_id.in_(list(candidates)),
-                WeeklyItem.sent_at < before,
-            )
-        )
-        return set(found)
+        if since is not None:
+            query = query.where(WeeklyItem.sent_at >= since)
+        if before is not None:
+            query = query.where(WeeklyItem.sent_at < before)
+        return set(await self.session.scalars(query))
 
     async def prune_sent(self, before: datetime, most: int) -> int:
         """Forget up to `most` papers weekly posts carried before `before`, the oldest first;
