@@ -66,7 +66,7 @@ async def compose_weekly_post(
     previous = await repos.deliveries.last_sent_before(WEEKLY, *where, now)
     since = max(week_ago, previous) if previous is not None else week_ago
     saved = await most_saved(repos, scope, since, MAX_SAVED, until=now)
-    first, last = week_list_days(now)
+    first, last = await _week_lists(repos, now)
     pool = await most_upvoted(repos, first, last, TRENDING_POOL)
     candidates = [entry.paper_id for entry in pool]
     posted = await repos.channels.posted_papers(*where, candidates)
@@ -79,6 +79,18 @@ async def compose_weekly_post(
     since_last = since - week_ago > timedelta(hours=1)
     message = weekly_message(first, last, saved, trending, since_last=since_last)
     return TeamPost(message, tuple(entry.paper_id for entry in (*saved, *trending)))
+
+
+async def _week_lists(repos: Repositories, now: datetime) -> tuple[date, date]:
+    """`week_list_days`; a store holding only the demo sample (offline) serves the sample's
+    list, whatever its day and the hour, as the daily post does (`bot.daily.due_list`)."""
+    first, last = week_list_days(now)
+    if await repos.papers.latest_listing_day(demo=False) is not None:
+        return first, last
+    newest = await repos.papers.latest_listing_day()
+    if newest is None:
+        return first, last
+    return newest - timedelta(days=WEEK_DAYS - 1), newest
 
 
 def week_list_days(now: datetime) -> tuple[date, date]:

@@ -23,6 +23,8 @@ from bot.delivery.status import collect_status, render_status
 from bot.events import ChannelRef, MessageRef
 from bot.messages import Message
 from bot.ports import DeliveryError
+from bot.sources.refresh import load_demo
+from bot.weekly import compose_weekly_post
 from storage.channels import PostRecord
 from storage.deliveries import WEEKLY, DeliveryKey
 from storage.models import Delivery
@@ -502,3 +504,14 @@ async def test_the_next_weeks_post_counts_that_weeks_saves_as_the_last_7_days(
     (_, next_week) = weekly_posts(harness.platform)
     assert [(card.paper_id, card.saved_by) for card in next_week.cards] == [("2605.00003", 1)]
     assert next_week.lines[0] == "First, what this team saved most in the last 7 days."
+
+
+async def test_offline_the_weekly_post_carries_the_demo_sample_at_any_hour(store: Store) -> None:
+    """The demo sample is one list dated the day it was loaded: a weekly post before that
+    day's real list would be out (08:00 UTC) still shows it, as the daily post does."""
+    early = NOW.replace(hour=6)
+    loaded = await load_demo(store, early.date(), early)
+    async with store.reading() as repos:
+        post = await compose_weekly_post(repos, ChannelRef(SCOPE, "C1"), early)
+    assert post is not None
+    assert len(post.paper_ids) == 5 and loaded >= 5
