@@ -51,6 +51,19 @@ async def test_live_lists_are_fetched_for_the_recent_days(
     assert dates == ["2026-05-03", "2026-05-04", "2026-05-05"]
 
 
+async def test_on_monday_the_refresh_reaches_back_to_fridays_list(
+    store: Store, fake_hf: FakeHuggingFace
+) -> None:
+    # Before 08:00 UTC, and at noon for a post missed at midnight, Monday's posts carry Friday's.
+    fake_hf.load_day("2026-05-08", "2026-05-05.json")
+    monday_noon = datetime(2026, 5, 11, 12, 0, tzinfo=UTC)
+    async with HuggingFaceClient(fake_hf.base_url, max_retries=0) as source:
+        status = await ensure_papers(store, source, monday_noon, deadline=5)
+    assert status == "Fetched 4 papers from Hugging Face Daily Papers."
+    dates = sorted({r.query["date"] for r in fake_hf.requests_to("daily")})
+    assert dates == ["2026-05-08", "2026-05-09", "2026-05-10", "2026-05-11"]
+
+
 async def test_a_refresh_merges_a_full_text_index_left_in_pieces(
     store: Store, fake_hf: FakeHuggingFace
 ) -> None:

@@ -110,13 +110,15 @@ def count_rows(path: Path, table: str) -> int:
 
 async def set_up(url: str, hf: FakeHuggingFace) -> list[str]:
     """Every channel's daily post due since midnight (UTC), missed: the worker sends them all
-    as it starts. The list they carry is stored, as an earlier refresh would have left it.
-    Returns the listed papers' ids."""
+    as it starts. The list they carry, the one due at midnight, is stored as an earlier refresh
+    would have left it (and served, as Hugging Face would). Returns the listed papers' ids."""
     store = await Store.open(url)
     now = datetime.now(UTC)
     try:
-        # The list the posts carry depends on when they are claimed; both candidates are in.
-        for day in sorted({due_list_day(now), due_list_day(now + timedelta(hours=1))}):
+        # The worker may start after the next midnight: both days' posts find their list.
+        midnights = {datetime.combine(t.date(), datetime.min.time(), UTC)
+                     for t in (now, now + timedelta(hours=1))}  # fmt: skip
+        for day in sorted({due_list_day(midnight) for midnight in midnights}):
             items = hf.load_day(day.isoformat(), "2026-05-05.json")
             async with HuggingFaceClient(hf.base_url) as source:
                 assert await ingest_day(store, source, day, now) == len(items) == PER_POST

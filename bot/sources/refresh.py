@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
+from bot.daily import due_list_day
 from bot.demo import load_demo_corpus
 from bot.saving import complete_pending_saves
 from bot.sources.ingest import DailySource, ingest_days
@@ -67,11 +68,17 @@ async def refresh_papers(
     should the writes have left it in pieces; papers per day. Failures propagate."""
     today = now.date()
     async with asyncio.timeout(deadline):
-        counts = await ingest_days(
-            store, source, today - timedelta(days=RECENT_DAYS - 1), today, now
-        )
+        counts = await ingest_days(store, source, oldest_needed_list(now), today, now)
     await search_index.compact(store.engine)
     return counts
+
+
+def oldest_needed_list(now: datetime) -> date:
+    """The oldest list a refresh at `now` fetches: the recent days, and back to the list a
+    post due in the last day carries (a post missed at Monday 00:00 UTC, caught up at noon,
+    carries Friday's, which Monday's recent days do not reach)."""
+    recent = now.astimezone(UTC).date() - timedelta(days=RECENT_DAYS - 1)
+    return min(recent, due_list_day(now - timedelta(days=1)))
 
 
 async def ensure_papers(
