@@ -77,7 +77,7 @@ def oldest_needed_list(now: datetime) -> date:
     """The oldest list a refresh at `now` fetches: the recent days, and back to the list a
     post due in the last day carries (a post missed at Monday 00:00 UTC, caught up at noon,
     carries Friday's, which Monday's recent days do not reach)."""
-    recent = now.astimezone(UTC).date() - timedelta(days=RECENT_DAYS - 1)
+    recent = now.date() - timedelta(days=RECENT_DAYS - 1)
     return min(recent, due_list_day(now - timedelta(days=1)))
 
 
